@@ -1,0 +1,46 @@
+"""The typer application, its global options, and the output helpers every command uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+import edgeq
+from edgeq.errors import ExitCode
+
+app = typer.Typer(
+    name="edgeq",
+    help="Take an ONNX model to NVIDIA Jetson devices as a validated TensorRT INT8 engine, from one recipe file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="Target profile or alias (`edgeq targets` lists them).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"edgeq {edgeq.__version__}")
+        raise typer.Exit(int(ExitCode.OK))
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """edgeq: check, calibrate, deploy, smoke-test and roll out INT8 engines for Jetson."""
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as JSON to stdout, nothing else."""
+    typer.echo(json.dumps(data, indent=2, default=str))

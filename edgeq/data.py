@@ -1,0 +1,171 @@
+"""Data sets for calibration and validation: image folders (one sub-folder per class) or .npz files.
+
+Samples are read lazily, batch by batch, so that memory never grows with the sample count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import InputError
+from edgeq.recipe import DataSpec, InputSpec, Preprocess, Recipe
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: the network input and, where known, the class labels."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+
+
+def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.ndarray:
+    """Load one image file and turn it into a float32 sample (C,H,W or H,W,C) as the recipe says."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if spec.channel_order == "GRAY" else "RGB")
+            if spec.resize is not None:
+                height, width = spec.resize
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if spec.channel_order == "BGR":
+        pixels = pixels[:, :, ::-1]
+    channels = pixels.shape[2]
+    mean = np.asarray(spec.mean[:channels] if len(spec.mean) >= channels else spec.mean * channels, np.float32)
+    std = np.asarray(spec.std[:channels] if len(spec.std) >= channels else spec.std * channels, np.float32)
+    sample = (pixels * np.float32(spec.scale) - mean[:channels]) / std[:channels]
+    return np.ascontiguousarray(sample.transpose(2, 0, 1) if layout == "NCHW" else sample)
+
+
+class Dataset:
+    """A labelled (or unlabelled) set of samples for one network input, read lazily in batches."""
+
+    def __init__(self, source: Path, input_spec: InputSpec, preprocess: Preprocess) -> None:
+        self.source = source
+        self.input = input_spec
+        self.preprocess = preprocess
+        self.classes: list[str] = []
+        self._files: list[Path] = []
+        self._array: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    @classmethod
+    def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
+        """Open the data set a recipe's ``field`` (``calibration`` or ``validation``) names."""
+        path = recipe.resolve(spec.path)
+        dataset = cls(path, recipe.inputs[0], recipe.preprocess)
+        if path.is_dir():
+            dataset._scan_folder(field)
+        elif path.suffix == ".npz" and path.is_file():
+            dataset._open_npz(field)
+        elif not path.exists():
+            raise InputError(f"{recipe.source}: {field}.path: {path} does not exist")
+        else:
+            raise InputError(f"{recipe.source}: {field}.path: expected a folder of class folders or an .npz file, found {path}")
+        dataset._select(spec.samples, spec.seed)
+        return dataset
+
+    def _scan_folder(self, field: str) -> None:
+        classes = sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise InputError(f"{self.source}: {field} folder has no class sub-folders (expected one folder of images per class)")
+        files, labels = [], []
+        for index, name in enumerate(classes):
+            images = sorted(p for p in (self.source / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += images
+            labels += [index] * len(images)
+        if not files:
+            raise InputError(f"{self.source}: {field} folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.classes, self._files, self._labels = classes, files, np.asarray(labels, np.int64)
+
+    def _open_npz(self, field: str) -> None:
+        try:
+            archive = np.load(self.source, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.source}: not a readable .npz file ({exc})") from None
+        key = self.input.name if self.input.name in archive else "x"
+        if key not in archive:
+            raise InputError(f"{self.source}: {field} .npz needs an array named 'x' or '{self.input.name}', found {sorted(archive)}")
+        array = archive[key]
+        expected = [d for d in self.input.shape[1:]]
+        if array.ndim != len(self.input.shape) or any(
+            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:])
+        ):
+            raise InputError(
+                f"{self.source}: array '{key}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, expected))}]"
+                f" for input '{self.input.name}'"
+            )
+        if array.dtype != np.dtype(self.input.dtype):
+            raise InputError(f"{self.source}: array '{key}' has dtype {array.dtype}, expected {self.input.dtype}")
+        if len(array) == 0:
+            raise InputError(f"{self.source}: array '{key}' holds no samples")
+        self._array = array
+        for label_key in ("labels", "y"):
+            if label_key in archive:
+                self._labels = archive[label_key].astype(np.int64)
+                if len(self._labels) != len(array):
+                    raise InputError(f"{self.source}: '{label_key}' has {len(self._labels)} entries for {len(array)} samples")
+        if "classes" in archive:
+            self.classes = [str(c) for c in archive["classes"]]
+
+    def _select(self, samples: int | None, seed: int) -> None:
+        total = len(self._files) if self._array is None else len(self._array)
+        if samples is None or samples >= total:
+            self._order = np.arange(total)
+        else:
+            self._order = np.sort(np.random.default_rng(seed).permutation(total)[:samples])
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Labels of the selected samples, in order."""
+        return None if self._labels is None else self._labels[self._order]
+
+    def _sample(self, index: int) -> np.ndarray:
+        if self._array is not None:
+            return self._array[index]
+        sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
+        expected = self.input.shape[1:]
+        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
+            raise InputError(
+                f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
+                f" expects {expected}; set preprocess.resize / channel_order in the recipe"
+            )
+        return sample
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Yield the selected samples in order, ``batch_size`` at a time (the last batch may be smaller)."""
+        labels = self.labels
+        for start in range(0, len(self._order), batch_size):
+            picked = self._order[start : start + batch_size]
+            x = np.stack([self._sample(int(i)) for i in picked]).astype(self.input.dtype, copy=False)
+            yield Batch(x=x, labels=None if labels is None else labels[start : start + len(picked)])
+
+    def load(self) -> Batch:
+        """All selected samples as one batch (for validation sets, which are small)."""
+        return next(self.batches(max(len(self), 1)))
+
+
+def check_same_classes(calibration: Dataset, validation: Dataset) -> None:
+    """Calibration and validation folders must name the same classes in the same order."""
+    if calibration.classes and validation.classes and calibration.classes != validation.classes:
+        only_cal = sorted(set(calibration.classes) - set(validation.classes))
+        only_val = sorted(set(validation.classes) - set(calibration.classes))
+        raise InputError(
+            f"class folders differ: calibration {calibration.source} has {calibration.classes}, validation "
+            f"{validation.source} has {validation.classes} (only in calibration: {only_cal}; only in validation: {only_val})"
+        )

@@ -1,0 +1,213 @@
+"""The recipe: one YAML file that says which model goes to which devices, with which data and gates.
+
+Every path in a recipe is resolved against the recipe's own folder. A wrong recipe raises one
+:class:`~edgeq.errors.InputError` that lists each problem with its field path, what was expected
+and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeq.errors import InputError
+
+CalibrationMethod = Literal["entropy", "minmax", "percentile", "mse"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputSpec(_Strict):
+    """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim), layout, dtype."""
+
+    name: str
+    shape: list[int | str] = Field(min_length=1)
+    layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
+    dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
+
+
+class Preprocess(_Strict):
+    """How an image file becomes the network's input tensor (applied in this order)."""
+
+    resize: tuple[int, int] | None = Field(default=None, description="(height, width) of the network input")
+    channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
+    scale: float = Field(default=1.0 / 255.0, gt=0, description="multiplies the 0..255 pixel values")
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    @field_validator("std")
+    @classmethod
+    def _std_positive(cls, value: list[float]) -> list[float]:
+        if any(v <= 0 for v in value):
+            raise ValueError("every std must be > 0")
+        return value
+
+
+class DataSpec(_Strict):
+    """A data set: a folder with one sub-folder of images per class, or an .npz file."""
+
+    path: Path
+    samples: int | None = Field(default=None, gt=0, description="use at most this many (all if unset)")
+    seed: int = 0
+
+
+class CalibrationSpec(DataSpec):
+    """Calibration data and how ranges are computed from it."""
+
+    samples: int | None = Field(default=256, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    method: CalibrationMethod = "entropy"
+    percentile: float = Field(default=99.99, gt=0, le=100)
+
+
+class ValidationSpec(DataSpec):
+    """Validation data and the metric: `top1`, or `file.py:function` receiving (scores, labels)."""
+
+    metric: str = "top1"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_form(cls, value: str) -> str:
+        if value != "top1" and (":" not in value or not value.split(":", 1)[0].endswith(".py")):
+            raise ValueError("expected 'top1' or 'file.py:function'")
+        return value
+
+
+class Budget(_Strict):
+    """Pass/fail gates."""
+
+    accuracy_drop: float = Field(default=1.0, ge=0, description="max drop of the metric vs FP32, in points")
+    latency_p99_ms: float | None = Field(default=None, gt=0, description="max p99 latency on the device")
+
+
+class BuildOptions(_Strict):
+    """How the engine is built on the device."""
+
+    precision: Literal["int8", "fp16", "fp32"] = "int8"
+    fp16_fallback: bool = True
+    quantization: Literal["auto", "implicit", "explicit"] = Field(
+        default="auto", description="implicit = calibration cache; explicit = Q/DQ model; auto picks per TensorRT version"
+    )
+    dla_core: int | None = Field(default=None, ge=0)
+    gpu_fallback: bool = True
+    workspace_mb: int = Field(default=1024, gt=0)
+    builder_optimization_level: int | None = Field(default=None, ge=0, le=5)
+
+
+class Host(_Strict):
+    """One device reachable over SSH."""
+
+    address: str
+    port: int = Field(default=22, gt=0, lt=65536)
+    user: str | None = None
+    key: Path | None = None
+    known_hosts: Path | None = None
+    target: str | None = None
+    python: str = "python3"
+    workdir: str = "~/.edgeq"
+    groups: list[str] = Field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """user@address:port, as people write it."""
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port != 22 else ""
+        return f"{user}{self.address}{port}"
+
+
+class Devices(_Strict):
+    """Where to deploy: hosts inline, or an inventory file (not both)."""
+
+    hosts: list[Host] = Field(default_factory=list)
+    inventory: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Devices:
+        if self.hosts and self.inventory is not None:
+            raise ValueError("give either hosts or inventory, not both")
+        return self
+
+
+class Recipe(_Strict):
+    """A whole recipe. ``folder`` is the recipe file's folder, against which paths were resolved."""
+
+    name: str
+    model: Path
+    inputs: list[InputSpec] = Field(min_length=1)
+    preprocess: Preprocess = Field(default_factory=Preprocess)
+    calibration: CalibrationSpec
+    validation: ValidationSpec
+    budget: Budget = Field(default_factory=Budget)
+    build: BuildOptions = Field(default_factory=BuildOptions)
+    devices: Devices = Field(default_factory=Devices)
+    folder: Annotated[Path, Field(exclude=True)] = Path(".")
+    source: Annotated[Path | None, Field(exclude=True)] = None
+
+    def resolve(self, path: Path | str) -> Path:
+        """A path from the recipe, made absolute against the recipe's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.folder / path).resolve()
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    found = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown field (found {loc.rsplit('.', 1)[-1]!r}); check its spelling"
+    if kind == "missing":
+        return f"{loc}: required field is missing"
+    shown = json.dumps(found, default=str) if not isinstance(found, dict) else "a mapping"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{loc}: {error['msg'].removeprefix('Value error, ')} (found {shown})"
+
+
+def parse(data: Any, source: Path) -> Recipe:
+    """Validate already-loaded recipe data; ``source`` names the file in messages and anchors paths."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of recipe fields, found {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        count = len(exc.errors())
+        raise InputError(f"{source}: {count} problem{'s' if count > 1 else ''} in the recipe:\n{problems}") from None
+    folder = source.resolve().parent
+    return recipe.model_copy(update={"folder": folder, "source": source.resolve()})
+
+
+def load(path: Path | str) -> Recipe:
+    """Read and validate a recipe file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: recipe file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the recipe ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse(data, path)
+
+
+def json_schema() -> dict[str, Any]:
+    """The recipe's JSON Schema, for editors (yaml-language-server and the like)."""
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "edgeq recipe"
+    return schema
