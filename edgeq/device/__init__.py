@@ -1,1 +1,1 @@
-"""device"""
+"""Runs ON the device: probe, build, evaluate, bench, smoke. Standard library + numpy + the backend only; Python 3.8+."""

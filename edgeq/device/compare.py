@@ -1,0 +1,35 @@
+"""Comparing two models' outputs: top-1 agreement and cosine similarity (numpy only, Python 3.8+)."""
+
+from typing import Dict
+
+import numpy as np
+
+
+def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Share (0..1) of samples whose arg-max class is the same in both outputs (N x classes)."""
+    ref = reference.reshape(len(reference), -1)
+    cand = candidate.reshape(len(candidate), -1)
+    return float(np.mean(ref.argmax(axis=1) == cand.argmax(axis=1))) if len(ref) else float("nan")
+
+
+def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Cosine similarity of the two outputs, flattened; 1.0 when both are all zeros."""
+    a = reference.astype(np.float64).ravel()
+    b = candidate.astype(np.float64).ravel()
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    if norm == 0.0:
+        return 1.0 if not a.any() and not b.any() else 0.0
+    return float(np.dot(a, b) / norm)
+
+
+def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> Dict[str, float]:
+    """Top-1 agreement, cosine similarity and max absolute difference of one output pair."""
+    if reference.shape != candidate.shape:
+        raise ValueError("output shapes differ: {} vs {}".format(reference.shape, candidate.shape))
+    return {
+        "top1_agreement": top1_agreement(reference, candidate),
+        "cosine": cosine(reference, candidate),
+        "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - candidate.astype(np.float64))))
+        if reference.size
+        else 0.0,
+    }
