@@ -7,6 +7,7 @@ and what was found.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -159,12 +160,23 @@ class Recipe(_Strict):
         return self.resolve(self.model)
 
 
+def _field_names() -> set[str]:
+    """Every field name used anywhere in the recipe schema, for spelling suggestions."""
+    names: set[str] = set()
+    for cls in (InputSpec, Preprocess, CalibrationSpec, ValidationSpec, Budget, BuildOptions, Host, Devices, Recipe):
+        names.update(name for name, info in cls.model_fields.items() if not info.exclude)
+    return names
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
     found = error.get("input")
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{loc}: unknown field (found {loc.rsplit('.', 1)[-1]!r}); check its spelling"
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, _field_names(), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{loc}: unknown field {name!r}{hint}"
     if kind == "missing":
         return f"{loc}: required field is missing"
     shown = json.dumps(found, default=str) if not isinstance(found, dict) else "a mapping"
@@ -211,3 +223,15 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "edgeq recipe"
     return schema
+
+
+def check_paths(recipe: Recipe) -> None:
+    """Every file or folder the recipe names must exist; one error lists each one that does not."""
+    named = {"model": recipe.model, "calibration.path": recipe.calibration.path, "validation.path": recipe.validation.path}
+    if recipe.validation.metric != "top1":
+        named["validation.metric"] = Path(recipe.validation.metric.split(":", 1)[0])
+    if recipe.devices.inventory is not None:
+        named["devices.inventory"] = recipe.devices.inventory
+    missing = [f"  - {field}: {recipe.resolve(path)} does not exist" for field, path in named.items() if not recipe.resolve(path).exists()]
+    if missing:
+        raise InputError(f"{recipe.source}: {len(missing)} missing file{'s' if len(missing) > 1 else ''}:\n" + "\n".join(missing))

@@ -1,0 +1,5 @@
+"""`python -m edgeq` runs the command line."""
+
+from edgeq.cli import main
+
+main()
