@@ -21,12 +21,36 @@ def load(path: Path | str, *, infer_shapes: bool = True) -> onnx.ModelProto:
         raise InputError(f"{path}: not a readable ONNX model ({exc.__class__.__name__}: {exc})") from None
     if not model.graph.node:
         raise InputError(f"{path}: not an ONNX model (no graph nodes found)")
-    if infer_shapes:
-        try:
-            model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        except Exception as exc:  # onnx raises several unrelated types here
-            raise InputError(f"{path}: ONNX shape inference failed: {exc}") from None
-    return model
+    return _infer(model, path) if infer_shapes else model
+
+
+def _infer(model: onnx.ModelProto, source: Path | str) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises several unrelated types here
+        raise InputError(f"{source}: ONNX shape inference failed: {exc}") from None
+
+
+def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int | str]], source: Path | str = "model") -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs take the given dims (an int >= 0 fixes a dim, a string names it, -1 leaves it unknown), shapes re-inferred."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    by_name = {i.name: i for i in fixed.graph.input}
+    for name, dims in shapes.items():
+        if name not in by_name:
+            raise InputError(f"{source}: input '{name}' is not an input of the model (it has {', '.join(by_name) or 'none'})")
+        shape = by_name[name].type.tensor_type.shape
+        if len(shape.dim) != len(dims):
+            raise InputError(f"{source}: input '{name}' has {len(shape.dim)} dimensions in the model, {len(dims)} given")
+        for dim, value in zip(shape.dim, dims):
+            if isinstance(value, str):
+                dim.dim_param = value
+            elif value >= 0:
+                dim.dim_value = value
+            else:
+                dim.Clear()
+    del fixed.graph.value_info[:]
+    return _infer(fixed, source)
 
 
 def opset(model: onnx.ModelProto) -> int:

@@ -105,6 +105,7 @@ class Host(_Strict):
     """One device reachable over SSH."""
 
     address: str
+    name: str | None = Field(default=None, description="the device's name in an inventory (defaults to its address)")
     port: int = Field(default=22, gt=0, lt=65536)
     user: str | None = None
     key: Path | None = None

@@ -183,19 +183,25 @@ def _shape_computation(
         for out in node.output:
             if out:
                 found[out] = reason
-    for node in reversed(graph.node):  # backward: values read only where shapes are expected
-        for out in node.output:
-            readers = consumers.get(out, [])
-            if not out or out in found or out in outputs or not readers:
-                continue
-            example = None
-            for reader, index in readers:
-                if index in SHAPE_INPUTS.get(reader.op_type, ()):
-                    example = example or f"only feeds shape inputs (input {index} of {_label(reader)})"
-                elif index < 0 or reader.op_type in SHAPE_SOURCES or not all(o in found for o in reader.output if o):
-                    break
-            else:
-                found[out] = example or next(found[o] for o in readers[0][0].output if o in found)
+    def only_shape_reads(name: str) -> str:
+        """Why ``name`` is read only where shapes are expected ('' if it is not)."""
+        readers = consumers.get(name, [])
+        if name in outputs or not readers:
+            return ""
+        example = ""
+        for reader, index in readers:
+            if index in SHAPE_INPUTS.get(reader.op_type, ()):
+                example = example or f"only feeds shape inputs (input {index} of {_label(reader)})"
+            elif index < 0 or reader.op_type in SHAPE_SOURCES or not all(o in found for o in reader.output if o):
+                return ""
+        return example or next(found[o] for o in readers[0][0].output if o in found)
+
+    # backward, consumers before producers: values read only where shapes are expected
+    for name in [out for node in reversed(graph.node) for out in node.output] + [i.name for i in graph.input]:
+        if name and name not in found and name not in constants:
+            reason = only_shape_reads(name)
+            if reason:
+                found[name] = reason
     return found
 
 
@@ -229,7 +235,7 @@ def _mixed_range_concats(
             continue
         found[node.output[0]] = (
             f"{_label(node)} joins inputs whose ranges differ {ratio:.0f}x ('{high}' up to {ranges[high]:.3g},"
-            f" '{low}' up to {ranges[low]:.3g}); one INT8 scale would leave '{low}' about {127 / ratio:.1f} of 127"
+            f" '{low}' up to {ranges[low]:.3g}); one INT8 scale would leave '{low}' about {127 / ratio:.2g} of 127"
             f" levels (limit {CONCAT_RANGE_RATIO:g}x)"
         )
         frontier = [node.output[0]]

@@ -144,10 +144,17 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-@cache
 def all_rule_files(folder: Path | None = None) -> tuple[RuleFile, ...]:
-    """Every rule file in ``folder`` (default: the shipped ones), merged with its bases, sorted by id."""
-    folder = folder or rules_dir()
+    """Every rule file in ``folder`` (default: the shipped ones, read once), merged with its bases, sorted by id."""
+    return _shipped() if folder is None else _read(folder)
+
+
+@cache
+def _shipped() -> tuple[RuleFile, ...]:
+    return _read(rules_dir())
+
+
+def _read(folder: Path) -> tuple[RuleFile, ...]:
     raw: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.yaml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

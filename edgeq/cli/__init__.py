@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from edgeq.cli.app import app
-from edgeq.cli import calibrate, check, deploy, recipe, rollout, smoke, targets  # noqa: F401  (register commands)
+from edgeq.cli import calibrate, check, deploy, recipe, rollout, targets  # noqa: F401  (register commands)
 from edgeq.errors import EdgeqError, ExitCode
 
 

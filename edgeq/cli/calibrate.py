@@ -1,13 +1,47 @@
-"""`edgeq calibrate`: GPU-free calibration on the host"""
+"""`edgeq calibrate`: GPU-free calibration on the host, a TensorRT calibration cache and a Q/DQ model."""
 
 from __future__ import annotations
 
-from edgeq.cli.app import app
-from edgeq.errors import InputError
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeq import recipe as recipe_module
+from edgeq import targets
+from edgeq.cli.app import JsonOption, TargetOption, app, console, print_json
+from edgeq.errors import GateError
 
 
-@app.command("calibrate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def calibrate() -> None:
-    """GPU-free calibration on the host (not built yet)."""
-    raise InputError("`edgeq calibrate` is not built yet")
+@app.command("calibrate")
+def calibrate(
+    recipe: Annotated[Path, typer.Argument(help="The recipe file.")],
+    target: TargetOption,
+    method: Annotated[
+        Optional[str], typer.Option("--method", help="entropy | minmax | percentile | mse (default: the recipe's).")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")] = None,
+    fit_budget: Annotated[
+        bool, typer.Option("--fit-budget", help="Keep the fewest most sensitive layers in float to meet the accuracy budget.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Calibrate INT8 on this machine: calibration cache, Q/DQ model, ranges and the predicted INT8 accuracy.
 
+    Exit 1 when the predicted accuracy drop exceeds the recipe's budget (artifacts are still written).
+    """
+    from edgeq.calibrate import calibrate as run
+    from edgeq.report.calibrate_view import calibration_view
+
+    result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
+                 fit_budget=fit_budget, progress=not json)
+    if json:
+        print_json(result.to_dict())
+    else:
+        console.print(calibration_view(result))
+    acc = result.report.accuracy
+    if not acc.passed:
+        raise GateError(
+            f"predicted INT8 {acc.metric} drops {acc.drop:.2f} points ({acc.fp32:.2f} -> {acc.int8:.2f}),"
+            f" over the budget of {acc.budget:.2f} (budget.accuracy_drop); try --fit-budget or another --method"
+        )

@@ -1,13 +1,80 @@
-"""`edgeq check`: per-layer INT8 preflight for a target"""
+"""`edgeq check`: per-layer INT8 preflight of a model (or a recipe's model) for a target's GPU and DLA."""
 
 from __future__ import annotations
 
-from edgeq.cli.app import app
-from edgeq.errors import InputError
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import onnx
+import typer
+
+from edgeq import model as model_io
+from edgeq import recipe as recipes
+from edgeq import targets
+from edgeq.check import CheckReport, check_model
+from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
+from edgeq.errors import GateError, InputError
+from edgeq.report.check_view import check_view
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
 
 
-@app.command("check", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def check() -> None:
-    """per-layer INT8 preflight for a target (not built yet)."""
-    raise InputError("`edgeq check` is not built yet")
+def _parse_shapes(options: list[str]) -> dict[str, list[int | str]]:
+    """``name=1x3x224x224`` options as {name: dims}; a non-number dim stays symbolic."""
+    shapes: dict[str, list[int | str]] = {}
+    for option in options:
+        name, sep, dims = option.partition("=")
+        if not sep or not name or not dims:
+            raise InputError(f"--shape {option!r}: expected NAME=DIMS, e.g. input=1x3x224x224")
+        shapes[name] = [int(d) if d.lstrip("-").isdigit() else d for d in dims.split("x")]
+    return shapes
+
+
+def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelProto, int | None, bool]:
+    """The shape-inferred model, the recipe's DLA core and whether INT8 is asked for (a recipe says; a bare model: yes).
+
+    A recipe's input shapes apply first, then ``shapes`` (from --shape).
+    """
+    dla_core, int8 = None, True
+    if path.suffix.lower() in RECIPE_SUFFIXES:
+        recipe = recipes.load(path)
+        path = recipe.model_path
+        shapes = {**{spec.name: list(spec.shape) for spec in recipe.inputs}, **shapes}
+        dla_core, int8 = recipe.build.dla_core, recipe.build.precision == "int8"
+    model = model_io.load(path)
+    return (model_io.with_input_shapes(model, shapes, path) if shapes else model), dla_core, int8
+
+
+@app.command("check")
+def check(
+    path: Annotated[Path, typer.Argument(help="A recipe.yaml (its model, with the recipe's input shapes) or a model.onnx.")],
+    target: TargetOption = "jetson-orin",
+    dla: Annotated[bool, typer.Option("--dla", help="Also check which layers run on DLA core 0 (or --dla-core).")] = False,
+    dla_core: Annotated[int | None, typer.Option("--dla-core", min=0, help="Check for this DLA core (implies --dla).")] = None,
+    shape: Annotated[list[str] | None, typer.Option("--shape", help="Fix an input's shape, e.g. --shape x=1x3x224x224 (repeatable).")] = None,
+    all_nodes: Annotated[bool, typer.Option("--all", help="List every node in the table, INT8 ones included.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Per-layer INT8 preflight: what TensorRT on the target does with each node, offline.
+
+    Exit 0 when the model will build (fallbacks allowed), 1 when it has blockers, 2 for bad input.
+    """
+    profile = targets.resolve(target)
+    with err_console.status(f"checking {path} for {profile.name}", spinner="dots") if not as_json else nullcontext():
+        model, recipe_dla_core, int8 = _load(path, _parse_shapes(shape or []))
+        core = dla_core if dla_core is not None else (0 if dla else recipe_dla_core)
+        report = check_model(model, profile, dla_core=core, int8=int8, name=path.name)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        console.print(check_view(report, all_nodes=all_nodes))
+    _exit_for(report, path)
+
+
+def _exit_for(report: CheckReport, path: Path) -> None:
+    if report.ok:
+        return
+    found = "; ".join(g.message for g in report.blockers)
+    raise GateError(f"{path}: will not build for {report.target}: {found}")
 

@@ -1,0 +1,98 @@
+"""ONNX Runtime on the CPU with every activation tensor of the graph exposed as an output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgeq.errors import InputError
+
+
+def _float_tensors(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensor name -> elem type, for every typed tensor of the main graph."""
+    graph = model.graph
+    types = {}
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.type.HasField("tensor_type"):
+            types[info.name] = info.type.tensor_type.elem_type
+    return types
+
+
+def activation_tensors(model: onnx.ModelProto) -> list[str]:
+    """The float32 activations, in graph order: network inputs, then each node output.
+
+    Left out: initializers, Constant outputs, and tensors computed only from constants (TensorRT
+    folds them; they need no scale).
+    """
+    graph = model.graph
+    types = _float_tensors(model)
+    constant = {init.name for init in graph.initializer}
+    names: list[str] = [i.name for i in graph.input if i.name not in constant]
+    for node in graph.node:
+        if node.op_type == "Constant" or all(not i or i in constant for i in node.input):
+            constant.update(o for o in node.output if o)
+            continue
+        names += [o for o in node.output if o]
+    return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs also include ``names`` (float32)."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {o.name for o in exposed.graph.output}
+    for name in names:
+        if name not in present:
+            exposed.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return exposed
+
+
+def session(model: onnx.ModelProto | bytes, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session; one clear InputError if ONNX Runtime cannot load the model."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types
+        raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None
+
+
+def fixed_batch(sess: ort.InferenceSession) -> int | None:
+    """The model's fixed batch size (first input's first dim), or None when it is dynamic."""
+    dim = sess.get_inputs()[0].shape[0] if sess.get_inputs()[0].shape else None
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def run(sess: ort.InferenceSession, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+    """Run one batch through a session: the named outputs (all when None), in that order.
+
+    A model with a fixed batch size is fed in slices of that size; a short last slice is padded and
+    the padding dropped from the outputs.
+    """
+    feed_name = sess.get_inputs()[0].name
+    batch = fixed_batch(sess)
+    if batch is None or batch == len(x):
+        try:
+            return sess.run(names, {feed_name: x})
+        except Exception as exc:
+            raise InputError(f"ONNX Runtime failed on input '{feed_name}' of shape {list(x.shape)}: {exc}") from None
+    pieces = []
+    for start in range(0, len(x), batch):
+        part = x[start : start + batch]
+        short = batch - len(part)
+        if short:
+            part = np.concatenate([part, np.zeros((short, *part.shape[1:]), part.dtype)])
+        outs = run(sess, part, names)
+        pieces.append([o[: batch - short] for o in outs])
+    return [np.concatenate(column) for column in zip(*pieces)]
+
+
+def iterate(sess: ort.InferenceSession, batches: Iterator[np.ndarray], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """Yield name -> array for each input batch."""
+    for x in batches:
+        yield dict(zip(names, run(sess, x, names)))

@@ -1,0 +1,77 @@
+"""The cache key of a calibration (hashes of model, data and settings) and the artifact manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import edgeq
+from edgeq.recipe import Recipe
+from edgeq.targets import Target
+
+KEY_SCHEMA = 1  # bump when the artifacts' content changes for the same inputs
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tree_sha256(path: Path) -> str:
+    """Hash of a file, or of every file under a folder (relative names and contents)."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode() + b"\0" + file_sha256(item).encode())
+    return digest.hexdigest()
+
+
+def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any]) -> str:
+    """sha256 over model bytes, calibration and validation data, the metric file, settings and target."""
+    metric_file = recipe.validation.metric.rsplit(":", 1)[0] if recipe.validation.metric != "top1" else None
+    parts = {
+        "schema": KEY_SCHEMA,
+        "edgeq": edgeq.__version__,
+        "model": file_sha256(recipe.model_path),
+        "calibration_data": _tree_sha256(recipe.resolve(recipe.calibration.path)),
+        "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
+        "metric_file": file_sha256(recipe.resolve(metric_file)) if metric_file else None,
+        "recipe": recipe.model_dump(mode="json", include={"inputs", "preprocess", "calibration", "validation", "budget"}),
+        "settings": settings,
+        "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def manifest(key: str, target: Target, files: list[Path], header: int | None) -> dict[str, Any]:
+    """The manifest of written artifacts: key, target, TensorRT version and each file's sha256 and size."""
+    return {
+        "key": key,
+        "edgeq": edgeq.__version__,
+        "target": target.name,
+        "tensorrt": target.tensorrt,
+        "tensorrt_header_version": header,
+        "artifacts": [{"name": p.name, "sha256": file_sha256(p), "size": p.stat().st_size} for p in files],
+    }
+
+
+def is_current(folder: Path, key: str) -> bool:
+    """Whether ``folder`` holds a complete, unmodified calibration for ``key``."""
+    path = folder / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("key") != key:
+        return False
+    for entry in data.get("artifacts", []):
+        item = folder / entry["name"]
+        if not item.is_file() or item.stat().st_size != entry["size"] or file_sha256(item) != entry["sha256"]:
+            return False
+    return bool(data.get("artifacts"))

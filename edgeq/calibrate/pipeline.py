@@ -1,0 +1,210 @@
+"""`calibrate`: from a recipe and a target to validated INT8 artifacts, reused when nothing changed.
+
+Order of work: load and prepare the model, open the data and the metric (every input error is raised
+here, before anything is written), stream activation statistics, compute ranges, apply the policy,
+build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity, optionally fit the
+budget, then write every artifact at once through a staging folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgeq import atomic
+from edgeq import metrics as metrics_module
+from edgeq import model as model_module
+from edgeq.calibrate import activations, predict, sensitivity
+from edgeq.calibrate.cache import build_cache, header_version
+from edgeq.calibrate.collect import collect
+from edgeq.calibrate.manifest import cache_key, is_current, manifest
+from edgeq.calibrate.policy import excluded_tensors
+from edgeq.calibrate.prepare import prepare
+from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
+from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
+from edgeq.calibrate.report import Artifacts, CalibrationReport, CalibrationResult, PredictedAccuracy, RangeSummary
+from edgeq.calibrate.stats import DEFAULT_BINS
+from edgeq.data import Batch, Dataset, check_same_classes
+from edgeq.errors import InputError
+from edgeq.recipe import Recipe
+from edgeq.targets import Target
+
+SENSITIVITY_SAMPLES = 128  # validation samples used to rank layers (ranking only; the metric uses all)
+
+
+def default_folder(recipe: Recipe, target: Target) -> Path:
+    return recipe.folder / "edgeq-out" / target.name
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
+        yield bar
+
+
+def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
+    values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
+    clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
+    return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def calibrate(
+    recipe: Recipe,
+    target: Target,
+    *,
+    method: str | None = None,
+    out: Path | None = None,
+    fit_budget: bool = False,
+    progress: bool = True,
+) -> CalibrationResult:
+    """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input."""
+    started = time.perf_counter()
+    method = method or recipe.calibration.method
+    if method not in METHODS:
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, found {method!r}")
+    if not target.int8:
+        raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
+    folder = Path(out) if out is not None else default_folder(recipe, target)
+    artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
+
+    original = model_module.load(recipe.model_path)
+    calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    validation = Dataset.from_spec(recipe, recipe.validation, "validation")
+    check_same_classes(calibration, validation)
+    if validation.labels is None:
+        raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
+    metric = metrics_module.load(recipe)
+    key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "bins": DEFAULT_BINS})
+    if is_current(folder, key):
+        report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
+        return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
+
+    seconds: dict[str, float] = {}
+    prepared = prepare(original, source=str(recipe.model_path))
+    fp32 = prepared.model
+    tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
+    batch_size = recipe.calibration.batch_size
+    with _progress(progress) as bar:
+        tick = time.perf_counter()
+        task = bar.add_task("calibration statistics", total=len(calibration))
+        stats = collect(fp32, tensors, (b.x for b in calibration.batches(batch_size)), advance=lambda n: bar.advance(task, n))
+        ranges = compute_ranges(stats, method, recipe.calibration.percentile)
+        amax = {name: r.amax for name, r in ranges.items()}
+        seconds["statistics"] = time.perf_counter() - tick
+
+        excluded = {**prepared.unquantizable, **excluded_tensors(fp32, amax)}
+        layers = plan_layers(fp32, tensors, excluded)
+
+        tick = time.perf_counter()
+        task = bar.add_task("FP32 and INT8 on validation data", total=2)
+        val = validation.load()
+        fp32_bytes = fp32.SerializeToString()
+        reference = predict.outputs(fp32_bytes, val.x, batch_size)
+        bar.advance(task)
+
+        def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
+            out = predict.outputs(build_qdq(fp32, chosen, amax), val.x, batch_size)
+            return predict.compare(reference, out, val.labels, metric, recipe.budget.accuracy_drop)
+
+        accuracy = evaluate(layers)
+        bar.advance(task)
+        seconds["validation"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        task = bar.add_task("layer sensitivity", total=len(layers))
+        subset = val.x[:SENSITIVITY_SAMPLES]
+        ranking = sensitivity.rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
+        seconds["sensitivity"] = time.perf_counter() - tick
+
+        kept: list[str] = []
+        if fit_budget and not accuracy.passed:
+            tick = time.perf_counter()
+            task = bar.add_task("fitting the accuracy budget", total=len(ranking))
+            kept, accuracy = sensitivity.fit_budget(layers, ranking, evaluate, lambda: bar.advance(task))
+            seconds["fit_budget"] = time.perf_counter() - tick
+
+    final_layers = [layer for layer in layers if layer.name not in kept]
+    kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
+    qdq_model = build_qdq(fp32, final_layers, amax)
+    cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
+    seconds["total"] = time.perf_counter() - started
+
+    notes = list(prepared.notes)
+    if kept:
+        notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
+    report = CalibrationReport(
+        recipe=str(recipe.source),
+        model=str(recipe.model_path),
+        target=target.name,
+        tensorrt=target.tensorrt,
+        method=method,
+        percentile=recipe.calibration.percentile,
+        calibration_samples=len(calibration),
+        key=key,
+        created=datetime.now(timezone.utc).isoformat(),
+        seconds={k: round(v, 3) for k, v in seconds.items()},
+        ranges=_summary(ranges, cached),
+        quantized_layers=[layer.name for layer in final_layers],
+        excluded={t: r for t, r in excluded.items() if t in ranges or t in prepared.unquantizable},
+        kept_high_precision=kept,
+        accuracy=accuracy,
+        sensitivity=ranking,
+        notes=notes,
+    )
+    _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, val, validation, recipe)
+    return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
+
+
+def _write(
+    artifacts: Artifacts,
+    target: Target,
+    key: str,
+    report: CalibrationReport,
+    fp32_bytes: bytes,
+    qdq_model: onnx.ModelProto,
+    ranges: dict[str, TensorRange],
+    cached: list[str],
+    excluded: dict[str, str],
+    val: Batch,
+    validation: Dataset,
+    recipe: Recipe,
+) -> None:
+    """Write every artifact into a staging folder, then move them all into place."""
+    header = header_version(target.trt_version) if target.trt_version else None
+    ranges_json = {
+        "method": report.method,
+        "percentile": report.percentile,
+        "tensors": {
+            name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "excluded": excluded.get(name)}
+            for name, r in ranges.items()
+        },
+    }
+    arrays = {recipe.inputs[0].name: val.x, "labels": val.labels, "classes": np.array(validation.classes, dtype=np.str_)}
+    with atomic.staged_dir(artifacts.folder) as stage:
+        staged = Artifacts.in_folder(stage, with_cache=artifacts.cache is not None)
+        atomic.write_bytes(staged.fp32_model, fp32_bytes)
+        atomic.write_bytes(staged.qdq_model, qdq_model.SerializeToString())
+        if staged.cache is not None and target.trt_version is not None:
+            amax = {name: ranges[name].amax for name in cached}
+            atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
+        atomic.write_json(staged.ranges, ranges_json)
+        atomic.write_bytes(staged.validation, _npz_bytes(arrays))
+        atomic.write_json(staged.report, report.to_dict())
+        atomic.write_json(staged.manifest, manifest(key, target, staged.files(), header))

@@ -1,0 +1,132 @@
+"""Range methods: from a tensor's streamed statistics to its symmetric INT8 range (amax).
+
+- ``entropy``: NVIDIA's published KL-divergence search (GTC 2017 "8-bit Inference with TensorRT";
+  open reference: pytorch-quantization ``calib/histogram.py``): histogram of |x|, candidate
+  thresholds from bin 128 to the last bin, each candidate's distribution quantized into 128 levels;
+  the threshold with the least KL(P||Q) wins (the last one on ties), amax = its upper bin edge.
+  As in the reference, bin 0 takes bin 1's count so the zero spike of ReLU outputs is ignored.
+  All candidates are evaluated at once from prefix sums (no Python loop over thresholds).
+- ``minmax``: amax = max |x|.
+- ``percentile``: amax = upper edge of the bin where the |x| distribution reaches p percent.
+- ``mse``: amax minimising the squared quantize-dequantize error of the histogram's bin centres.
+
+No method returns more than max |x|, so a tensor that is all zeros gets amax 0 (which the policy
+then keeps out of INT8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeq.calibrate.stats import TensorStats
+
+METHODS = ("entropy", "minmax", "percentile", "mse")
+START_BIN = 128
+LEVELS = 128  # 2**(8-1): levels of a signed 8-bit quantizer over [0, amax]
+
+
+@dataclass(frozen=True)
+class TensorRange:
+    """The INT8 range of one tensor: amax (scale = amax / 127) and the extremes seen."""
+
+    name: str
+    amax: float
+    min: float
+    max: float
+
+    @property
+    def scale(self) -> float:
+        return self.amax / 127.0
+
+
+def entropy_threshold_bin(hist: np.ndarray, start_bin: int = START_BIN, levels: int = LEVELS) -> int:
+    """The number of kept bins i* (amax = i* x bin width) that minimises KL(P || Q)."""
+    bins = np.asarray(hist, dtype=np.float64).copy()
+    n = len(bins)
+    if n <= start_bin:
+        return n
+    bins[0] = bins[1]
+    total = bins.sum()
+    if total == 0:
+        return n
+    candidates = np.arange(start_bin, n + 1)
+    kept_mass = np.concatenate(([0.0], np.cumsum(bins)))
+    kept_nonzero = np.concatenate(([0], np.cumsum(bins > 0)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xlogx = np.where(bins > 0, bins * np.log(bins), 0.0)
+    kept_xlogx = np.concatenate(([0.0], np.cumsum(xlogx)))
+
+    # Chunk k of candidate i holds bins j with floor(j * levels / i) == k: j in [ceil(k*i/levels), ceil((k+1)*i/levels)).
+    bounds = (np.arange(levels + 1)[None, :] * candidates[:, None] + levels - 1) // levels
+    chunk_mass = kept_mass[bounds[:, 1:]] - kept_mass[bounds[:, :-1]]
+    chunk_nonzero = kept_nonzero[bounds[:, 1:]] - kept_nonzero[bounds[:, :-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Q spreads each chunk's mass evenly over its non-empty bins: sum_j b_j log Q_j = sum_k S_k log(S_k / n_k).
+        level = np.where(chunk_mass > 0, chunk_mass / np.maximum(chunk_nonzero, 1), 0.0)
+        p_log_q = np.where(chunk_mass > 0, chunk_mass * np.log(level), 0.0).sum(axis=1)
+        kept = kept_mass[candidates]
+        outliers = total - kept
+        last = bins[candidates - 1]
+        last_q = np.where(last > 0, level[:, -1], 0.0)  # bin i-1 always falls in the last chunk
+        p_log_q = p_log_q + np.where(outliers > 0, outliers * np.log(last_q), 0.0)
+        p_last = last + outliers  # the reference folds all outlier mass into bin i-1
+        p_log_p = kept_xlogx[candidates - 1] + np.where(p_last > 0, p_last * np.log(p_last), 0.0)
+        divergence = (p_log_p - p_log_q) / total + np.log(kept / total)
+    divergence = np.where(np.isfinite(divergence), divergence, np.inf)
+    last_min = len(divergence) - 1 - int(np.argmin(divergence[::-1]))
+    return int(candidates[last_min])
+
+
+def entropy_amax(stats: TensorStats) -> float:
+    return entropy_threshold_bin(stats.hist) * stats.bin_width
+
+
+def percentile_amax(stats: TensorStats, percentile: float) -> float:
+    total = stats.hist.sum()
+    if total == 0:
+        return 0.0
+    cdf = np.cumsum(stats.hist) / total
+    index = int(np.searchsorted(cdf, percentile / 100.0))
+    return min(index + 1, len(stats.hist)) * stats.bin_width
+
+
+def mse_amax(stats: TensorStats, start_bin: int = START_BIN, block: int = 128) -> float:
+    counts = stats.hist.astype(np.float64)
+    used = np.nonzero(counts)[0]
+    if used.size == 0:
+        return 0.0
+    centres = (used + 0.5) * stats.bin_width
+    weights = counts[used]
+    candidates = np.arange(start_bin, len(counts) + 1) * stats.bin_width
+    errors = np.empty(len(candidates))
+    for first in range(0, len(candidates), block):
+        amax = candidates[first : first + block, None]
+        scale = amax / 127.0
+        restored = np.clip(np.rint(centres[None, :] / scale), -128, 127) * scale
+        errors[first : first + block] = ((centres[None, :] - restored) ** 2 * weights[None, :]).sum(axis=1)
+    return float(candidates[int(np.argmin(errors))])
+
+
+def amax_of(stats: TensorStats, method: str, percentile: float = 99.99) -> float:
+    """amax of one tensor by ``method`` (one of :data:`METHODS`), capped at max |x|."""
+    if method == "entropy":
+        amax = entropy_amax(stats)
+    elif method == "minmax":
+        amax = stats.absmax
+    elif method == "percentile":
+        amax = percentile_amax(stats, percentile)
+    elif method == "mse":
+        amax = mse_amax(stats)
+    else:
+        raise ValueError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    return min(amax, stats.absmax)
+
+
+def compute_ranges(stats: dict[str, TensorStats], method: str, percentile: float = 99.99) -> dict[str, TensorRange]:
+    """Every tensor's range by ``method``."""
+    return {
+        name: TensorRange(name=name, amax=amax_of(s, method, percentile), min=s.min, max=s.max)
+        for name, s in stats.items()
+    }

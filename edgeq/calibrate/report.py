@@ -1,0 +1,135 @@
+"""The calibration report and result: data only, JSON round-trippable (rendering is in edgeq.report)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class PredictedAccuracy:
+    """FP32 vs the Q/DQ model on the validation data, both run by ONNX Runtime on the host."""
+
+    metric: str
+    samples: int
+    fp32: float
+    int8: float
+    drop: float  # points of the metric lost (fp32 - int8)
+    top1_agreement: float  # 0..1
+    cosine: dict[str, float]  # per output
+    budget: float  # max allowed drop, in points
+    passed: bool
+
+
+@dataclass
+class LayerSensitivity:
+    """How much quantizing this layer alone changes the outputs (1 - cosine of the first output)."""
+
+    layer: str
+    op_type: str
+    tensors: list[str]
+    score: float
+    top1_agreement: float
+
+
+@dataclass
+class RangeSummary:
+    """How many tensors got a range, and the spread of their amax."""
+
+    tensors: int
+    amax_min: float
+    amax_median: float
+    amax_max: float
+    clipped: int  # tensors whose amax is below their max |x|
+
+
+@dataclass
+class CalibrationReport:
+    """Everything `edgeq calibrate` found, as written to report.json."""
+
+    recipe: str
+    model: str
+    target: str
+    tensorrt: str | None
+    method: str
+    percentile: float
+    calibration_samples: int
+    key: str
+    created: str
+    seconds: dict[str, float]
+    ranges: RangeSummary
+    quantized_layers: list[str]
+    excluded: dict[str, str]  # tensor -> reason it stays out of the cache and the Q/DQ model
+    kept_high_precision: list[str]  # layers the budget fit kept in float
+    accuracy: PredictedAccuracy
+    sensitivity: list[LayerSensitivity]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalibrationReport:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["ranges"] = RangeSummary(**data["ranges"])
+        values["accuracy"] = PredictedAccuracy(**data["accuracy"])
+        values["sensitivity"] = [LayerSensitivity(**s) for s in data["sensitivity"]]
+        return cls(**values)
+
+
+@dataclass
+class Artifacts:
+    """The files of one calibration, all in ``folder``; ``cache`` is None for targets without implicit INT8."""
+
+    folder: Path
+    fp32_model: Path
+    qdq_model: Path
+    cache: Path | None
+    ranges: Path
+    validation: Path
+    report: Path
+    manifest: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path, with_cache: bool) -> Artifacts:
+        return cls(
+            folder=folder,
+            fp32_model=folder / "model.fp32.onnx",
+            qdq_model=folder / "model.qdq.onnx",
+            cache=folder / "calibration.cache" if with_cache else None,
+            ranges=folder / "ranges.json",
+            validation=folder / "validation.npz",
+            report=folder / "report.json",
+            manifest=folder / "manifest.json",
+        )
+
+    def files(self) -> list[Path]:
+        """The artifact files the manifest lists (all but the manifest itself)."""
+        return [p for p in (self.fp32_model, self.qdq_model, self.cache, self.ranges, self.validation, self.report) if p]
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {f.name: None if getattr(self, f.name) is None else str(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass
+class CalibrationResult:
+    """What `calibrate` returns: where the artifacts are, the report, and whether it was reused."""
+
+    folder: Path
+    artifacts: Artifacts
+    report: CalibrationReport
+    reused: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.report.accuracy.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "reused": self.reused,
+            "passed": self.passed,
+            "artifacts": self.artifacts.to_dict(),
+            "report": self.report.to_dict(),
+        }

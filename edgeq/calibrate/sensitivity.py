@@ -1,0 +1,62 @@
+"""Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import onnx
+
+from edgeq.calibrate import predict
+from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
+from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
+from edgeq.device.compare import cosine, top1_agreement
+
+
+def rank_layers(
+    model: onnx.ModelProto,
+    layers: list[QuantizedLayer],
+    amax: Mapping[str, float],
+    x: np.ndarray,
+    fp32: dict[str, np.ndarray],
+    batch_size: int,
+    advance: Callable[[], None] = lambda: None,
+) -> list[LayerSensitivity]:
+    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first."""
+    first = next(iter(fp32))
+    reference = fp32[first][: len(x)]
+    ranked = []
+    for layer in layers:
+        out = predict.outputs(build_qdq(model, [layer], amax), x, batch_size)[first]
+        ranked.append(
+            LayerSensitivity(
+                layer=layer.name,
+                op_type=layer.op_type,
+                tensors=list(layer.activations),
+                score=max(0.0, 1.0 - cosine(reference, out)),
+                top1_agreement=top1_agreement(reference, out),
+            )
+        )
+        advance()
+    return sorted(ranked, key=lambda s: s.score, reverse=True)
+
+
+def fit_budget(
+    layers: list[QuantizedLayer],
+    ranking: list[LayerSensitivity],
+    evaluate: Callable[[list[QuantizedLayer]], PredictedAccuracy],
+    advance: Callable[[], None] = lambda: None,
+) -> tuple[list[str], PredictedAccuracy]:
+    """The fewest most-sensitive layers to keep in float for the drop to fit the budget, and the accuracy then.
+
+    Tries keeping the top 1, 2, ... layers of ``ranking`` in float; stops at the first that passes.
+    """
+    kept: list[str] = []
+    accuracy = evaluate(layers)
+    for entry in ranking:
+        if accuracy.passed:
+            break
+        kept.append(entry.layer)
+        accuracy = evaluate([layer for layer in layers if layer.name not in kept])
+        advance()
+    return kept, accuracy

@@ -1,0 +1,147 @@
+"""Streaming per-tensor statistics: running min / max and a histogram of |x| that widens as needed.
+
+Memory is tensors x bins, never samples x tensor sizes: each batch is folded into the running
+statistics and dropped. The histogram always covers [0, R) with R a power of two strictly greater
+than every |x| seen; when a larger value arrives R doubles (as often as needed) and every 2^k old
+bins merge into one new bin. Because bins / R is a power of two, bin indices are computed exactly,
+so the streamed histogram equals ``np.histogram(|all data|, bins, range=(0, R))`` bin for bin.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeq.errors import InputError
+
+DEFAULT_BINS = 2048
+_CHUNK = 1 << 16  # elements per histogram step: keeps the scratch buffers in cache
+_LANES = 4  # interleaved sub-histograms: breaks the store chain when many values share a bin
+
+
+@dataclass
+class TensorStats:
+    """What was seen of one tensor: extremes, count, and the histogram of |x| over [0, hist_range)."""
+
+    name: str
+    min: float
+    max: float
+    count: int
+    hist: np.ndarray
+    hist_range: float
+
+    @property
+    def absmax(self) -> float:
+        return max(-self.min, self.max, 0.0)
+
+    @property
+    def bin_width(self) -> float:
+        return self.hist_range / len(self.hist)
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The len(hist)+1 bin edges."""
+        return np.arange(len(self.hist) + 1, dtype=np.float64) * self.bin_width
+
+
+def range_above(value: float) -> float:
+    """The smallest power of two strictly greater than ``value`` (> 0)."""
+    _, exponent = math.frexp(value)  # value = m * 2**exponent with 0.5 <= m < 1
+    return math.ldexp(1.0, exponent)
+
+
+class _Scratch:
+    """Reusable buffers for the histogram step, one set per thread and bin count."""
+
+    _local = threading.local()
+
+    def __init__(self, bins: int) -> None:
+        self.values = np.empty(_CHUNK, np.float32)
+        self.index = np.empty(_CHUNK, np.intp)
+        self.lane_offset = (np.arange(_CHUNK) % _LANES * bins).astype(np.intp)
+
+    @classmethod
+    def get(cls, bins: int) -> _Scratch:
+        cached = getattr(cls._local, "by_bins", None)
+        if cached is None:
+            cached = cls._local.by_bins = {}
+        if bins not in cached:
+            cached[bins] = cls(bins)
+        return cached[bins]
+
+
+class StreamingHistogram:
+    """Running statistics of one tensor; ``update`` with each batch, ``result`` at the end."""
+
+    def __init__(self, name: str, bins: int = DEFAULT_BINS) -> None:
+        if bins & (bins - 1):
+            raise ValueError(f"bins must be a power of two, got {bins}")
+        self.name = name
+        self.bins = bins
+        self.min = math.inf
+        self.max = -math.inf
+        self.count = 0
+        self.hist = np.zeros(bins, np.int64)
+        self.range = 0.0  # 0 until a non-zero value is seen; zeros wait in hist[0] meanwhile
+
+    def update(self, values: np.ndarray) -> None:
+        """Fold a batch of values (any shape) into the statistics."""
+        flat = np.ravel(values)
+        if flat.size == 0:
+            return
+        if flat.dtype != np.float32:
+            flat = flat.astype(np.float32)
+        low, high = float(flat.min()), float(flat.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise InputError(f"tensor '{self.name}' holds NaN or infinite values on the calibration data")
+        self.min, self.max = min(self.min, low), max(self.max, high)
+        self.count += flat.size
+        absmax = max(-low, high)
+        if absmax >= self.range and absmax > 0.0:
+            self._widen(range_above(absmax))
+        if self.range == 0.0:
+            self.hist[0] += flat.size
+            return
+        self._accumulate(flat)
+
+    def _widen(self, new_range: float) -> None:
+        if self.range == 0.0:
+            self.range = new_range
+            return
+        factor = int(round(new_range / self.range))
+        merged = np.zeros_like(self.hist)
+        if factor >= self.bins:
+            merged[0] = self.hist.sum()
+        else:
+            merged[: self.bins // factor] = self.hist.reshape(-1, factor).sum(axis=1)
+        self.hist, self.range = merged, new_range
+
+    def _accumulate(self, flat: np.ndarray) -> None:
+        scratch = _Scratch.get(self.bins)
+        scale = np.float32(self.bins / self.range)  # a power of two: |x| * scale is exact
+        lanes = np.zeros(self.bins * _LANES, np.int64)
+        for start in range(0, flat.size, _CHUNK):
+            part = flat[start : start + _CHUNK]
+            n = part.size
+            values, index = scratch.values[:n], scratch.index[:n]
+            np.abs(part, out=values)
+            np.multiply(values, scale, out=values)
+            np.copyto(index, values, casting="unsafe")  # truncation == floor for values >= 0
+            np.add(index, scratch.lane_offset[:n], out=index)
+            lanes += np.bincount(index, minlength=self.bins * _LANES)
+        self.hist += lanes.reshape(_LANES, self.bins).sum(axis=0)
+
+    def result(self) -> TensorStats:
+        """The statistics so far (a tensor never seen non-zero gets range 1.0, all mass in bin 0)."""
+        empty = self.count == 0
+        return TensorStats(
+            name=self.name,
+            min=0.0 if empty else self.min,
+            max=0.0 if empty else self.max,
+            count=self.count,
+            hist=self.hist.copy(),
+            hist_range=self.range or 1.0,
+        )

@@ -1,0 +1,241 @@
+"""The evaluator: applies a target's rule files to every node of a model and to the model as a whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from edgeq import model as model_io
+from edgeq.check import op_support, rules
+from edgeq.check.facts import FACTS, NOT_APPLICABLE, NodeContext
+from edgeq.check.graph import Graph, describe_dims
+from edgeq.check.macs import node_macs
+from edgeq.check.report import CheckReport, Gate, NodeResult, Reason, Shares
+from edgeq.check.rules import Rule, RuleFile
+from edgeq.errors import InputError
+from edgeq.targets import Target
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
+    """(value, limit) as shown in the reason when ``rule`` fails; None when it holds; NOT_APPLICABLE when unknown."""
+    value = FACTS[rule.fact](ctx)
+    if value is NOT_APPLICABLE:
+        return None
+    if value is None:
+        return NOT_APPLICABLE
+    if rule.below_fact is not None:
+        other = FACTS[rule.below_fact](ctx)
+        if other is None or other is NOT_APPLICABLE:
+            return NOT_APPLICABLE
+        for mine, theirs in zip(value, other):
+            if not mine < theirs:
+                return _shown(mine), _shown(theirs)
+        return None
+    if rule.equals is not None or rule.one_of is not None:
+        allowed = (rule.equals,) if rule.equals is not None else rule.one_of
+        holds = any(value is a if isinstance(a, bool) or isinstance(value, bool) else value == a for a in allowed)
+        return None if holds else (_shown(value), ", ".join(_shown(a) for a in allowed))
+    for item in value if isinstance(value, list) else [value]:
+        if rule.max is not None and item > rule.max:
+            return _shown(item), _shown(rule.max)
+        if rule.min is not None and item < rule.min:
+            return _shown(item), _shown(rule.min)
+        if rule.multiple_of is not None and item % rule.multiple_of:
+            return _shown(item), _shown(rule.multiple_of)
+        if rule.integer and not float(item).is_integer():
+            return _shown(item), "an integer"
+    return None
+
+
+def _apply(rule_file: RuleFile, verdicts: tuple[str, ...], ctx: NodeContext, result: NodeResult) -> list[Reason]:
+    """The reasons of every rule of ``rule_file`` with one of ``verdicts`` that the node breaks."""
+    found = []
+    op = ctx.node.op_type
+    for rule in rule_file.rules:
+        if rule.verdict not in verdicts or not rule.applies_to(op):
+            continue
+        outcome = _violation(rule, ctx)
+        if outcome is NOT_APPLICABLE:
+            result.notes.append(f"{rule.id} not checked: {rule.fact} is unknown offline")
+        elif outcome is not None:
+            value, limit = outcome  # type: ignore[misc]
+            found.append(Reason(rule.id, rule.reason.format(value=value, limit=limit, op=op), rule.source))
+    return found
+
+
+def _parser_reason(main: RuleFile, ctx: NodeContext) -> Reason | None:
+    """Why the target's ONNX parser (or ONNX Runtime) rejects the node, or None if it takes it."""
+    node = ctx.node
+    if main.parser is None:
+        if node.domain in ORT_DOMAINS:
+            return None
+        return Reason("parser.domain", f"custom op {node.domain}::{node.op_type} is not an ONNX Runtime op", main.int8_ops.source if main.int8_ops else "")
+    if node.domain not in ("", "ai.onnx"):
+        return Reason("parser.domain", f"custom op {node.domain}::{node.op_type} needs a TensorRT plugin", main.parser.source)
+    entry = op_support.table(main.parser.op_support_column).get(node.op_type)
+    if entry is not None and entry.supported:
+        return None
+    why = "is not in its operator table" if entry is None or not entry.listed else "is listed as unsupported"
+    return Reason("parser.op", f"the TensorRT {main.family} ONNX parser rejects {node.op_type} ({why})", main.parser.source)
+
+
+def _is_folded(main: RuleFile, ctx: NodeContext) -> bool:
+    outputs = [o for o in ctx.node.output if o]
+    return ctx.node.op_type in main.ops_of("folded_ops") or bool(outputs) and all(ctx.graph.is_integer(o) for o in outputs)
+
+
+def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_blocked: str | None) -> None:
+    op = ctx.node.op_type
+    rejected = _parser_reason(main, ctx)
+    if rejected is not None:
+        result.verdict, result.reasons = "unsupported", [rejected]
+        return
+    unsupported = _apply(main, ("unsupported",), ctx, result)
+    if unsupported:
+        result.verdict, result.reasons = "unsupported", unsupported
+        return
+    source = main.folded_ops.source if main.folded_ops else ""
+    if _is_folded(main, ctx):
+        result.verdict = "int8-passthrough"
+        result.reasons = [Reason("folded", "constant or shape arithmetic: no activations to quantize", source)]
+        return
+    if op in main.ops_of("int8_ops"):
+        result.verdict = "int8"
+    elif op in main.ops_of("passthrough_ops"):
+        result.verdict = "int8-passthrough"
+    else:
+        template = main.fallback_reasons.get(op) or main.default_fallback_reason or "{op} runs in higher precision"
+        reason = template.format(op=op, family=main.family)
+        result.verdict, result.reasons = "fallback", [Reason("no-int8-kernel", reason, main.int8_ops.source if main.int8_ops else "")]
+        return
+    demoted = _apply(main, ("fallback",), ctx, result)
+    if demoted:
+        result.verdict, result.reasons = "fallback", demoted
+    elif int8_blocked:
+        result.verdict, result.reasons = "fallback", [Reason("int8-off", int8_blocked, "")]
+
+
+def _dla_verdict(dla: RuleFile, ctx: NodeContext, result: NodeResult) -> None:
+    op = ctx.node.op_type
+    if op not in dla.ops_of("dla_ops"):
+        template = dla.dla_op_reasons.get(op) or dla.default_dla_reason or "{op} has no DLA layer"
+        source = dla.dla_ops.source if dla.dla_ops else ""
+        result.dla, result.dla_reasons = "gpu-fallback", [Reason("dla.op", template.format(op=op, family=dla.family), source)]
+        return
+    reasons = _apply(dla, ("gpu-fallback",), ctx, result)
+    result.dla, result.dla_reasons = ("gpu-fallback", reasons) if reasons else ("dla", [])
+
+
+def _gate(rule_file: RuleFile, gate_id: str, status: str, message: str, blocking: bool = True) -> list[Gate]:
+    info = rule_file.gates.get(gate_id)
+    if info is None:
+        return []
+    return [Gate(gate_id, info.title, status, blocking, message, info.source)]  # type: ignore[arg-type]
+
+
+def _node_list(nodes: list[NodeResult], limit: int = 5) -> str:
+    shown = ", ".join(f"{n.op} ({n.name})" for n in nodes[:limit])
+    return shown + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
+
+
+def _gates(report_nodes: list[NodeResult], main: RuleFile, dla: RuleFile | None, target: Target, *, int8: bool,
+           has_qdq: bool, opset: int, dynamic: dict[str, str]) -> list[Gate]:
+    gates: list[Gate] = []
+    if not int8:
+        gates += _gate(main, "fast_int8", "n/a", "INT8 not requested")
+    elif target.int8:
+        gates += _gate(main, "fast_int8", "pass", f"{target.module} has INT8 (CC {target.compute_capability or '-'})")
+    else:
+        gates += _gate(main, "fast_int8", "fail", f"{target.module} (compute capability {target.compute_capability}) has no fast INT8: build FP16 instead")
+    if main.parser is not None:
+        low, high = main.parser.opset.min, main.parser.opset.max
+        span = f"{low} to {high}" if low and high else (f"up to {high}" if high else f"{low} and up")
+        inside = (low is None or opset >= low) and (high is None or opset <= high)
+        message = f"opset {opset}; the TensorRT {main.family} parser takes {span}"
+        gates += _gate(main, "opset", "pass" if inside else "fail", message + ("" if inside else ": re-export the model with an opset in that range"))
+    rejected = [n for n in report_nodes if n.verdict == "unsupported"]
+    gates += _gate(main, "parser", "fail" if rejected else "pass",
+                   f"{len(rejected)} node(s) rejected: {_node_list(rejected)}" if rejected else "every node is taken")
+    grouped = [n for n in report_nodes if any(r.rule == "gpu.conv.grouped-int8-channels" for r in n.reasons)]
+    gates += _gate(main, "grouped_conv_int8", "warn" if grouped else "pass",
+                   f"{len(grouped)} grouped Conv(s) fall back from INT8: {_node_list(grouped)}" if grouped else "no grouped Conv breaks it",
+                   blocking=False)
+    if int8 and "implicit" not in main.int8_modes and not has_qdq:
+        gates += _gate(main, "explicit_int8", "warn",
+                       f"{main.title} builds INT8 only from Q/DQ models: the verdicts assume the Q/DQ model `edgeq calibrate` writes; this model as is gets no INT8 layer",
+                       blocking=False)
+    elif int8:
+        gates += _gate(main, "explicit_int8", "pass", "explicit (Q/DQ) INT8" if has_qdq else "implicit INT8 from a calibration cache")
+    if dla is not None:
+        shown = ", ".join(f"{k} is {v}" for k, v in dynamic.items())
+        gates += _gate(dla, "dla_static_shapes", "fail" if dynamic else "pass",
+                       f"dynamic input shape ({shown}): give static shapes (a recipe's inputs) to use the DLA" if dynamic else "every input is static")
+        bad_qdq = has_qdq and not dla.accepts_qdq
+        gates += _gate(dla, "dla_qdq", "fail" if bad_qdq else "pass",
+                       f"{dla.title} does not accept Q/DQ networks: use the calibration cache with the FP32 model" if bad_qdq else
+                       ("Q/DQ accepted" if has_qdq else "implicit INT8 from a calibration cache"))
+    return gates
+
+
+def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None = None, int8: bool = True,
+                name: str | None = None) -> CheckReport:
+    """Check every node of a shape-inferred ``model`` against ``target``'s rules (and its DLA's, with ``dla_core``)."""
+    main = rules.select(target, "main")
+    dla = None
+    if dla_core is not None:
+        if target.dla_cores == 0:
+            raise InputError(f"target '{target.name}' ({target.module}) has no DLA: drop --dla or pick a target with DLA cores")
+        if not 0 <= dla_core < target.dla_cores:
+            raise InputError(f"--dla-core {dla_core}: target '{target.name}' has DLA cores 0 to {target.dla_cores - 1}")
+        dla = rules.select(target, "dla")
+    graph = Graph.of(model)
+    opset = model_io.opset(model)
+    has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
+    int8_blocked = None
+    if not int8:
+        int8_blocked = "INT8 not requested: runs in FP16/FP32"
+    elif not target.int8:
+        int8_blocked = f"no fast INT8 on compute capability {target.compute_capability}: runs in FP16"
+    dynamic = {i: describe_dims(graph.shape(i)) for i in graph.inputs if graph.static_shape(i) is None}
+
+    nodes: list[NodeResult] = []
+    for index, node in enumerate(model.graph.node):
+        ctx = NodeContext(node, graph, target, opset)
+        result = NodeResult(node.name or f"{node.op_type}_{index}", node.op_type, "int8", macs=node_macs(ctx))
+        _gpu_verdict(main, ctx, result, int8_blocked)
+        if dla is not None and result.verdict != "unsupported" and not _is_folded(main, ctx):
+            _dla_verdict(dla, ctx, result)
+        nodes.append(result)
+
+    known = [n for n in nodes if n.macs is not None]
+    shares = Shares(
+        total_macs=sum(n.macs for n in known),  # type: ignore[misc]
+        int8_macs=sum(n.macs for n in known if n.verdict == "int8"),  # type: ignore[misc]
+        dla_macs=sum(n.macs for n in known if n.dla == "dla") if dla is not None else None,  # type: ignore[misc]
+        unknown_mac_nodes=len(nodes) - len(known),
+    )
+    explicit = has_qdq or "implicit" not in main.int8_modes
+    return CheckReport(
+        model=name or model.graph.name or "model",
+        target=target.name,
+        engine=f"TensorRT {target.tensorrt}" if target.tensorrt else "ONNX Runtime (CPU)",
+        rule_files=[main.id] + ([dla.id] if dla else []),
+        opset=opset,
+        int8=int8,
+        quantization="explicit" if explicit else "implicit",
+        dla_core=dla_core,
+        nodes=nodes,
+        gates=_gates(nodes, main, dla, target, int8=int8, has_qdq=has_qdq, opset=opset, dynamic=dynamic),
+        shares=shares,
+        dynamic_inputs=dynamic,
+    )

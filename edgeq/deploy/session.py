@@ -1,0 +1,139 @@
+"""One device over one transport (SSH, or a subprocess for `local`): each deploy step as a method."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from edgeq.deploy.evaluation import Evaluation, score
+from edgeq.deploy.plan import DeployPlan
+from edgeq.device.report import ActivationReport, BenchReport, BuildReport, EvaluateReport, ProbeReport, SmokeReport, StatusReport
+from edgeq.errors import DeviceError
+from edgeq.recipe import Host
+from edgeq.remote.agent import AgentInvocation, push_agent, run_agent
+from edgeq.remote.sync import SyncResult, push_blobs
+from edgeq.remote.timeouts import Timeouts
+from edgeq.remote.transport import LocalTransport, SSHTransport, Transport
+
+BUILD_TIMEOUT = 3 * 3600.0  # an INT8 build on a small Jetson can take hours
+RUN_TIMEOUT = 1800.0
+BENCH_WARMUP = 10
+BENCH_ITERATIONS = 200
+
+
+class DeviceSession:
+    """The deploy steps on one device. Files are pushed once per session and addressed by content."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.label = transport.label
+        self._agent: AgentInvocation | None = None
+        self._remote: dict[Path, str] = {}
+
+    @classmethod
+    def open(cls, host: Host, timeouts: Timeouts | None = None) -> DeviceSession:
+        """Connect over SSH with strict host keys (DeviceError when unreachable or the key is refused)."""
+        return cls(SSHTransport.open(host, timeouts))
+
+    @classmethod
+    def local(cls, workdir: str = "~/.edgeq") -> DeviceSession:
+        """This machine as the device, with this Python (numpy and ONNX Runtime) running the agent."""
+        return cls(LocalTransport(sys.executable, workdir))
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> DeviceSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def agent(self) -> AgentInvocation:
+        """The device agent of this edgeq version, pushed on first use (one command when already there)."""
+        if self._agent is None:
+            self._agent = push_agent(self.transport)
+        return self._agent
+
+    def _call(self, sub_command: str, args: list[str] | None = None, **options: Any) -> dict[str, Any]:
+        return run_agent(self.transport, self.agent, sub_command, args, **options)
+
+    def _remote_path(self, local: Path) -> str:
+        if local not in self._remote:
+            raise DeviceError(self.label, f"{local.name} was not pushed to the device in this session")
+        return self._remote[local]
+
+    def push(self, plan: DeployPlan) -> SyncResult:
+        """The agent and the plan's files; only what the device does not have yet is sent."""
+        agent_bytes = self.transport.bytes_sent
+        _ = self.agent
+        result = push_blobs(self.transport, plan.files().values())
+        self._remote.update(result.remote)
+        agent_sent = self.transport.bytes_sent - agent_bytes - result.bytes_sent
+        return SyncResult(result.remote, result.files_sent, result.files_skipped, result.bytes_sent + max(agent_sent, 0),
+                          result.seconds)
+
+    def probe(self) -> ProbeReport:
+        return ProbeReport.from_dict(self._call("probe", pass_workdir=False))
+
+    def existing_build(self, engine_id: str) -> BuildReport | None:
+        """The build.json of an engine already on the device, if there is one."""
+        found = self.transport.run(["cat", self.transport.path("engines", engine_id, "build.json")])
+        if not found.ok:
+            return None
+        try:
+            return BuildReport.from_dict(json.loads(found.stdout))
+        except (ValueError, TypeError):
+            return None
+
+    def build(self, plan: DeployPlan, meta: dict[str, Any]) -> tuple[BuildReport, bool]:
+        """Build the plan's engine (not activated); an engine of the same id already there is reused."""
+        existing = self.existing_build(plan.engine_id)
+        if existing is not None:
+            return existing, True
+        remote = {local: self._remote_path(local) for local in plan.files().values()}
+        args = [*plan.build_args(remote), "--meta", json.dumps(meta, sort_keys=True)]
+        return BuildReport.from_dict(self._call("build", args, timeout=BUILD_TIMEOUT)), False
+
+    def evaluate(self, plan: DeployPlan, pulled: Path) -> tuple[EvaluateReport, Evaluation]:
+        """Run engine and FP32 reference on the validation set there; pull the scores; apply the recipe's metric."""
+        data = plan.calibration.artifacts.validation
+        report = EvaluateReport.from_dict(
+            self._call("evaluate", ["--engine-id", plan.engine_id, "--data", self._remote_path(data)], timeout=RUN_TIMEOUT)
+        )
+        scores = {}
+        for kind, remote in (("fp32", report.scores_fp32), ("int8", report.scores_int8)):
+            local = pulled / f"scores.{kind}.npy"
+            self.transport.get(remote, local)
+            scores[kind] = np.load(local)
+        with np.load(data) as validation:
+            labels = validation["labels"]
+        timings = {"fp32": report.fp32.ms_per_sample, "int8": report.int8.ms_per_sample}
+        return report, score(plan.recipe, scores["fp32"], scores["int8"], labels, timings)
+
+    def bench(self, plan: DeployPlan, iterations: int = BENCH_ITERATIONS) -> BenchReport:
+        args = ["--engine-id", plan.engine_id, "--warmup", str(BENCH_WARMUP), "--iterations", str(iterations)]
+        return BenchReport.from_dict(self._call("bench", args, timeout=RUN_TIMEOUT))
+
+    def activate(self, plan: DeployPlan, meta: dict[str, Any]) -> ActivationReport:
+        args = ["--engine-id", plan.engine_id, "--meta", json.dumps(meta, sort_keys=True)]
+        return ActivationReport.from_dict(self._call("activate", args))
+
+    def rollback(self, meta: dict[str, Any] | None = None) -> ActivationReport:
+        return ActivationReport.from_dict(self._call("rollback", ["--meta", json.dumps(meta or {}, sort_keys=True)]))
+
+    def status(self) -> StatusReport:
+        return StatusReport.from_dict(self._call("status"))
+
+    def smoke(self, plan: DeployPlan, engine_id: str = "current") -> SmokeReport:
+        """The plan's smoke inputs through the engine, compared there with the host's FP32 outputs."""
+        if plan.smoke_data not in self._remote:
+            self._remote.update(push_blobs(self.transport, [plan.smoke_data]).remote)
+        args = ["--engine-id", engine_id, "--data", self._remote[plan.smoke_data]]
+        return SmokeReport.from_dict(self._call("smoke", args, timeout=RUN_TIMEOUT))

@@ -1,0 +1,142 @@
+"""The agent's sub-commands: each takes plain arguments, does its work in the work folder, returns a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .backend import Backend, TensorSpec, select_backend
+from .batches import batch_size, load_npz, pick_inputs, run_all
+from .compare import compare_outputs
+from .errors import AgentError
+from .probe import probe
+from .report import (
+    BenchReport,
+    BuildOptions,
+    BuildReport,
+    Comparison,
+    EvaluateReport,
+    RunTiming,
+    SmokeReport,
+)
+from .workdir import BUILD_JSON, Workdir, utc_now, write_json_atomic
+
+
+def _backend_of(build: BuildReport, threads: int) -> Backend:
+    return select_backend(build.backend, threads, probe)
+
+
+def _require_file(path: Optional[str], what: str) -> None:
+    if path is not None and not os.path.isfile(path):
+        raise AgentError(AgentError.NOT_FOUND, "{} not found: {}".format(what, path))
+
+
+def build(workdir: str, engine_id: str, options: BuildOptions, backend_name: str, meta: Dict[str, Any]) -> BuildReport:
+    wd = Workdir.open(workdir)
+    wd.engine_dir(engine_id)
+    _require_file(options.model, "--model")
+    _require_file(options.qdq, "--qdq")
+    _require_file(options.cache, "--cache")
+    backend = select_backend(backend_name, options.threads, probe)
+    start = time.perf_counter()
+    with wd.staging(engine_id) as folder:
+        result = backend.build(options, folder, wd.timing_cache)
+        report = BuildReport(
+            engine_id=engine_id,
+            backend=backend.name,
+            backend_version=result.backend_version,
+            options=options,
+            engine=result.engine,
+            reference=result.reference,
+            built_at=utc_now(),
+            seconds=time.perf_counter() - start,
+            inputs={s.name: list(s.shape) for s in result.inputs},
+            timing_cache=result.timing_cache,
+            meta=meta,
+        )
+        write_json_atomic(os.path.join(folder, BUILD_JSON), report.to_dict())
+    return report
+
+
+def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], threads: int) -> EvaluateReport:
+    wd = Workdir.open(workdir)
+    engine_id = wd.resolve(engine_id)
+    built = wd.load_build(engine_id)
+    folder = wd.engine_dir(engine_id)
+    backend = _backend_of(built, threads)
+    int8 = backend.load(folder, built.engine)
+    fp32 = backend.load(folder, built.reference)
+    inputs = pick_inputs(load_npz(data), int8.inputs)
+    size = batch_size(int8.inputs, batch)
+    int8_out, int8_s = run_all(int8, inputs, size)
+    fp32_out, fp32_s = run_all(fp32, inputs, size)
+    np.save(os.path.join(folder, "scores.int8.npy"), int8_out)
+    np.save(os.path.join(folder, "scores.fp32.npy"), fp32_out)
+    samples = len(int8_out)
+    report = EvaluateReport(
+        engine_id=engine_id,
+        backend=backend.name,
+        samples=samples,
+        batch=size,
+        int8=RunTiming(int8_s, int8_s * 1000.0 / samples),
+        fp32=RunTiming(fp32_s, fp32_s * 1000.0 / samples),
+        comparison=Comparison(**compare_outputs(fp32_out, int8_out)),
+        scores_int8="scores.int8.npy",
+        scores_fp32="scores.fp32.npy",
+    )
+    write_json_atomic(os.path.join(folder, "evaluate.json"), report.to_dict())
+    return report
+
+
+def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int) -> BenchReport:
+    if batch < 1 or warmup < 0 or iterations < 1:
+        raise AgentError(AgentError.INVALID_INPUT, "need --batch >= 1, --warmup >= 0, --iterations >= 1")
+    wd = Workdir.open(workdir)
+    engine_id = wd.resolve(engine_id)
+    built = wd.load_build(engine_id)
+    folder = wd.engine_dir(engine_id)
+    backend = _backend_of(built, threads)
+    shapes = {name: TensorSpec(name, dims).concrete(batch, built.options.shapes) for name, dims in built.inputs.items()}
+    int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
+    fp32 = backend.benchmark(folder, built.reference, batch, warmup, iterations, shapes)
+    report = BenchReport(engine_id, backend.name, warmup, int8, fp32, speedup=fp32.median_ms / int8.median_ms)
+    write_json_atomic(os.path.join(folder, "bench.json"), report.to_dict())
+    return report
+
+
+def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cosine: float, threads: int) -> SmokeReport:
+    start = time.perf_counter()
+    wd = Workdir.open(workdir)
+    engine_id = wd.resolve(engine_id)
+    built = wd.load_build(engine_id)
+    backend = _backend_of(built, threads)
+    session = backend.load(wd.engine_dir(engine_id), built.engine)
+    arrays = load_npz(data)
+    if "expected" not in arrays:
+        raise AgentError(AgentError.INVALID_INPUT, "the smoke .npz needs an 'expected' array (the host's FP32 outputs)")
+    inputs = pick_inputs(arrays, session.inputs)
+    outputs, _ = run_all(session, inputs, batch_size(session.inputs, None))
+    expected = arrays["expected"]
+    try:
+        comparison = Comparison(**compare_outputs(expected, outputs.reshape(expected.shape)))
+    except ValueError as exc:
+        raise AgentError(AgentError.INVALID_INPUT, "'expected' does not match the engine's output: {}".format(exc))
+    passed = comparison.top1_agreement >= min_agreement and comparison.cosine >= min_cosine
+    return SmokeReport(engine_id, backend.name, len(outputs), comparison, min_agreement, min_cosine, passed,
+                       seconds=time.perf_counter() - start)
+
+
+def parse_meta(text: Optional[str]) -> Dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise AgentError(AgentError.INVALID_INPUT, "--meta is not JSON: {}".format(exc))
+    if not isinstance(meta, dict):
+        raise AgentError(AgentError.INVALID_INPUT, "--meta must be a JSON object")
+    return meta

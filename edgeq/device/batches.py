@@ -1,0 +1,64 @@
+"""Inputs from .npz files and running them through a session batch by batch."""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .backend import Session, TensorSpec
+from .errors import AgentError
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise AgentError(AgentError.INVALID_INPUT, "cannot read {} as .npz: {}".format(path, exc))
+
+
+def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[str, np.ndarray]:
+    """Each input's array under its name, or under ``x`` for a single-input model; all with the same length."""
+    picked = {}
+    for spec in specs:
+        key = spec.name if spec.name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
+        if key is None:
+            raise AgentError(AgentError.INVALID_INPUT, "the .npz has no array {!r} (nor 'x'); it has {}".format(
+                spec.name, sorted(arrays)))
+        picked[spec.name] = np.asarray(arrays[key]).astype(spec.dtype, copy=False)
+    lengths = {len(a) for a in picked.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise AgentError(AgentError.INVALID_INPUT, "input arrays must be non-empty and equally long")
+    return picked
+
+
+def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
+    """The requested batch, or the model's fixed batch dimension, or 32; refuses a batch the model cannot take."""
+    fixed = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+    if requested is not None and requested < 1:
+        raise AgentError(AgentError.INVALID_INPUT, "--batch must be >= 1")
+    if fixed and requested is not None and fixed != {requested}:
+        raise AgentError(AgentError.INVALID_INPUT, "the model's batch dimension is fixed at {}".format(sorted(fixed)))
+    return requested or (fixed.pop() if len(fixed) == 1 else 32)
+
+
+def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[np.ndarray, float]:
+    """First output over all samples (the last batch zero-padded to ``batch``) and the seconds it took."""
+    total = len(next(iter(inputs.values())))
+    outputs = []
+    start = time.perf_counter()
+    for begin in range(0, total, batch):
+        feeds = {}
+        for name, array in inputs.items():
+            chunk = array[begin:begin + batch]
+            if len(chunk) < batch:
+                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+            feeds[name] = chunk
+        try:
+            result = session.run(feeds)[0]
+        except Exception as exc:
+            raise AgentError(AgentError.RUN_FAILED, "inference failed: {}".format(exc))
+        outputs.append(np.asarray(result)[: min(batch, total - begin)])
+    return np.concatenate(outputs), time.perf_counter() - start

@@ -1,0 +1,52 @@
+"""trtexec command lines per TensorRT version (trt-jetson-facts.md §6.1, from sampleOptions.cpp 8.5-11.1)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from .trt_rules import PrecisionPlan, TrtBuildSpec
+from .trt_version import TrtVersion
+
+
+def shapes_flag(shapes: Dict[str, List[int]]) -> List[str]:
+    if not shapes:
+        return []
+    return ["--shapes=" + ",".join("{}:{}".format(n, "x".join(str(d) for d in dims)) for n, dims in shapes.items())]
+
+
+def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion) -> List[str]:
+    """Build-only trtexec call for ``spec`` under ``plan`` (already checked by trt_rules.plan_precision)."""
+    argv = [trtexec, "--onnx=" + spec.onnx, "--saveEngine=" + spec.engine]
+    if plan.strongly_typed and version.major == 10:
+        argv.append("--stronglyTyped")  # 11.x: always strongly typed, the flag is a deprecated no-op
+    if plan.int8:
+        argv.append("--int8")
+    if plan.fp16:
+        argv.append("--fp16")
+    if plan.calibration_cache:
+        argv.append("--calib=" + plan.calibration_cache)
+    if spec.dla_core is not None:
+        argv.append("--useDLACore={}".format(spec.dla_core))
+        if spec.gpu_fallback:
+            argv.append("--allowGPUFallback")
+    if spec.workspace_mb is not None:
+        old = version.major == 8 and version.minor < 4  # --memPoolSize arrived in 8.4; --workspace gone in 10
+        argv.append("--workspace={}".format(spec.workspace_mb) if old else "--memPoolSize=workspace:{}".format(
+            spec.workspace_mb))
+    argv += shapes_flag(spec.shapes)
+    if spec.timing_cache:
+        argv.append("--timingCacheFile=" + spec.timing_cache)
+    if spec.layer_info:
+        argv += ["--profilingVerbosity=detailed", "--exportLayerInfo=" + spec.layer_info]
+    argv.append("--skipInference" if version.at_least(8, 6) else "--buildOnly")
+    return argv
+
+
+def bench_command(trtexec: str, engine: str, version: TrtVersion, runs: int, times_json: str,
+                  dla_core: Optional[int], shapes: Dict[str, List[int]]) -> List[str]:
+    """Run ``runs`` timed inferences of a saved engine (no time-based warm-up or duration) and export each one's times."""
+    argv = [trtexec, "--loadEngine=" + engine, "--iterations={}".format(runs), "--duration=0", "--warmUp=0",
+            "--avgRuns=1", "--exportTimes=" + times_json]
+    if dla_core is not None:
+        argv.append("--useDLACore={}".format(dla_core))
+    return argv + shapes_flag(shapes)

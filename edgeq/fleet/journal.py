@@ -1,0 +1,136 @@
+"""The rollout journal: one JSON line per event, flushed and fsync'd before the step it records goes on.
+
+The first line is the rollout's header (everything needed to resume it: hosts, waves, options,
+engine ids); the rest are :class:`Entry` lines. A torn last line (the host died mid-write) is
+ignored when the journal is read back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from edgeq.errors import InputError
+from edgeq.recipe import Host, Recipe
+
+# Entry.event values
+HEADER = "rollout"
+WAVE = "wave"  # status: start | passed | failed
+STEP = "step"  # a device step; status: start | ok | failed
+DEVICE = "device"  # a device's outcome; status: done | current | failed | gate_failed
+ROLLBACK = "rollback"  # status: start | ok | failed
+END = "end"  # status: the rollout's outcome
+
+
+class RolloutHeader(BaseModel):
+    """What a rollout was asked to do; written once, first, and read back by ``--resume``."""
+
+    id: str
+    started_at: float
+    operator: str
+    recipe: Path
+    recipe_name: str
+    inventory: Path | None
+    hosts: list[Host]
+    targets: dict[str, str]  # device name -> target profile
+    engine_ids: dict[str, str]  # target profile -> engine id
+    waves: list[list[str]]  # device names, wave by wave
+    concurrency: int
+    max_failures: str
+    build_each: bool
+
+
+@dataclass
+class Entry:
+    """One journal line after the header."""
+
+    event: str
+    status: str
+    device: str | None = None
+    step: str | None = None
+    wave: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+def new_id() -> str:
+    """A rollout id that sorts by start time: ``20260128-061500-3fa2``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def operator() -> str:
+    """Who runs the rollout: user@machine."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def rollouts_dir(recipe: Recipe) -> Path:
+    """Where a recipe's rollout journals and reports live."""
+    return recipe.folder / "edgeq-out" / "rollouts"
+
+
+class Journal:
+    """An append-only, fsync'd JSON-lines file; safe to append from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, folder: Path, header: RolloutHeader) -> Journal:
+        """Start the journal of a new rollout with its header."""
+        folder.mkdir(parents=True, exist_ok=True)
+        journal = cls(folder / f"{header.id}.jsonl")
+        if journal.path.exists():
+            raise InputError(f"{journal.path}: a rollout with id {header.id} already exists")
+        journal._write({"event": HEADER, **header.model_dump(mode="json")})
+        return journal
+
+    def append(self, entry: Entry) -> None:
+        """Write ``entry`` durably: it is on disk when this returns."""
+        self._write(asdict(entry))
+
+    def _write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, default=str) + "\n"
+        with self._lock:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def find(folder: Path, rollout_id: str) -> Path:
+    """The journal of rollout ``rollout_id`` in ``folder``; an error lists the ids that exist."""
+    path = folder / f"{rollout_id}.jsonl"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+        shown = ", ".join(known[-5:]) or "none"
+        raise InputError(f"{path}: no rollout journal with id {rollout_id!r} (rollouts there: {shown})")
+    return path
+
+
+def read(path: Path) -> tuple[RolloutHeader, list[Entry]]:
+    """The header and entries of a journal; a torn last line is dropped, other damage is an error."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise InputError(f"{path}: line {number} is not valid JSON; the journal is damaged") from None
+    if not records or records[0].get("event") != HEADER:
+        raise InputError(f"{path}: not a rollout journal (the first line must be the rollout header)")
+    header = RolloutHeader.model_validate({k: v for k, v in records[0].items() if k != "event"})
+    known = set(Entry.__dataclass_fields__)
+    return header, [Entry(**{k: v for k, v in r.items() if k in known}) for r in records[1:]]

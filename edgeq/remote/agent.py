@@ -1,0 +1,126 @@
+"""Ship the device agent (the .py files of ``edgeq.device``) and invoke it.
+
+The agent goes over as one deterministic tar blob keyed by its content hash and is unpacked once
+into ``W/agent/<hash>/<module>/``; a device that already has that version costs one command.
+The agent prints one JSON object; on failure ``{"error": message, "kind": kind}`` and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import edgeq.device
+from edgeq.errors import DeviceError
+from edgeq.remote.sync import BLOBS, DEVICE_SHA256, push_blobs
+from edgeq.remote.transport import Transport, run_python
+
+AGENT_MODULE = "edgeq_device"
+DEVICE_PACKAGE = Path(edgeq.device.__file__).parent
+
+# Device side: unpack the blob into W/agent/<hash>/ unless that version is already there.
+_UNPACK = (
+    DEVICE_SHA256
+    + """
+import shutil, tarfile, tempfile
+workdir, digest, module = sys.argv[1:4]
+final = os.path.join(workdir, "agent", digest)
+blob = os.path.join(workdir, "blobs", digest)
+if os.path.isfile(os.path.join(final, module, "__init__.py")):
+    print(json.dumps("present"))
+elif not os.path.isfile(blob) or sha256(blob) != digest:
+    print(json.dumps("missing"))
+else:
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    stage = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(final))
+    with tarfile.open(blob) as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(stage, filter="data")
+        else:
+            archive.extractall(stage)
+    try:
+        os.rename(stage, final)
+    except OSError:  # another run unpacked the same version first
+        shutil.rmtree(stage, ignore_errors=True)
+    print(json.dumps("unpacked"))
+"""
+)
+
+
+@dataclass(frozen=True)
+class AgentInvocation:
+    """How to start the pushed agent on the device."""
+
+    python: str
+    pythonpath: str
+    module: str
+    digest: str
+
+    def argv(self, sub_command: str, args: list[str]) -> list[str]:
+        """The command line of one agent call."""
+        return ["env", f"PYTHONPATH={self.pythonpath}", self.python, "-m", self.module, sub_command, *args]
+
+
+def pack_agent(package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> bytes:
+    """The package's .py files as a tar whose bytes depend only on their paths and contents."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for source in sorted(package.rglob("*.py")):
+            if "__pycache__" in source.parts:
+                continue
+            data = source.read_bytes()
+            info = tarfile.TarInfo(f"{module}/{source.relative_to(package).as_posix()}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def push_agent(transport: Transport, package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> AgentInvocation:
+    """Make this version of the agent runnable on the device; cheap when it is already there."""
+    packed = pack_agent(package, module)
+    digest = hashlib.sha256(packed).hexdigest()
+    unpack_args = [transport.workdir, digest, module]
+    if run_python(transport, _UNPACK, unpack_args) == "missing":
+        with tempfile.TemporaryDirectory(prefix="edgeq-agent-") as folder:
+            tar = Path(folder) / f"{module}.tar"
+            tar.write_bytes(packed)
+            push_blobs(transport, [tar])
+        if run_python(transport, _UNPACK, unpack_args) == "missing":
+            raise DeviceError(transport.label, f"the agent blob {BLOBS}/{digest} vanished before it was unpacked")
+    return AgentInvocation(transport.python, transport.path("agent", digest), module, digest)
+
+
+def run_agent(
+    transport: Transport,
+    agent: AgentInvocation,
+    sub_command: str,
+    args: list[str] | None = None,
+    *,
+    pass_workdir: bool = True,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run one agent sub-command and return its JSON object, or raise DeviceError with the agent's message.
+
+    ``--workdir W`` (the transport's work folder) comes first in the arguments unless ``pass_workdir``
+    is false (``probe`` takes none).
+    """
+    workdir = ["--workdir", transport.workdir] if pass_workdir else []
+    result = transport.run(agent.argv(sub_command, [*workdir, *(args or [])]), timeout=timeout)
+    if not result.ok:
+        try:
+            reply = result.json()
+        except DeviceError:
+            reply = None
+        if isinstance(reply, dict) and "error" in reply:
+            kind = f" [{reply['kind']}]" if reply.get("kind") else ""
+            raise DeviceError(transport.label, f"agent `{sub_command}` failed{kind}: {reply['error']}")
+        result.check()
+    reply = result.json()
+    if not isinstance(reply, dict):
+        raise DeviceError(transport.label, f"agent `{sub_command}` printed {type(reply).__name__}, expected a JSON object")
+    return reply

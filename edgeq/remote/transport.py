@@ -1,0 +1,243 @@
+"""Run commands and move files on a device: one protocol, over SSH or on this machine.
+
+Commands are argument lists, never shell text: each one is joined with :func:`shlex.join` before
+it reaches a remote shell, so no value is ever interpreted by it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+import shutil
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from fabric import Connection
+
+from edgeq.atomic import open_atomic
+from edgeq.errors import DeviceError, InputError
+from edgeq.recipe import Host
+from edgeq.remote.connection import open_connection
+from edgeq.remote.failures import Endpoint, device_errors
+from edgeq.remote.hostkeys import known_hosts_path
+from edgeq.remote.timeouts import Timeouts
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How one command ended."""
+
+    host: str
+    argv: tuple[str, ...]
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def check(self) -> CommandResult:
+        """This result, or a DeviceError if the command failed."""
+        if not self.ok:
+            command = _shown(shlex.join(self.argv))
+            raise DeviceError(self.host, f"`{command}` exited with {self.exit_code}: {_tail(self.stderr or self.stdout)}")
+        return self
+
+    def json(self) -> Any:
+        """The JSON value on the last non-empty line of stdout, or a DeviceError."""
+        lines = self.stdout.strip().splitlines()
+        try:
+            return json.loads(lines[-1])
+        except (IndexError, ValueError):
+            command = _shown(shlex.join(self.argv))
+            raise DeviceError(
+                self.host, f"`{command}` printed no JSON (exit {self.exit_code}): {_tail(self.stderr or self.stdout)}"
+            ) from None
+
+
+def resolve_workdir(workdir: str, home: str, label: str) -> str:
+    """``workdir`` as an absolute path on the device: ``~`` and relative paths start at ``home``."""
+    if workdir.startswith("~") and workdir != "~" and not workdir.startswith("~/"):
+        raise InputError(f"{label}: workdir {workdir!r}: use an absolute path or one starting with ~/")
+    rest = workdir.removeprefix("~").lstrip("/") if workdir.startswith("~") else workdir
+    return posixpath.normpath(posixpath.join(home, rest))
+
+
+class Transport(ABC):
+    """A device edgeq works on: run commands, put and get files, count the bytes moved."""
+
+    def __init__(self, label: str, python: str, workdir: str, timeouts: Timeouts) -> None:
+        self.label = label
+        self.python = python
+        self.timeouts = timeouts
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._workdir_setting = workdir
+        self._workdir: str | None = None
+
+    @property
+    def workdir(self) -> str:
+        """The absolute device work folder (``~`` resolved once, on first use)."""
+        if self._workdir is None:
+            self._workdir = resolve_workdir(self._workdir_setting, self._home(), self.label)
+        return self._workdir
+
+    def path(self, *parts: str) -> str:
+        """A path inside the work folder."""
+        return posixpath.join(self.workdir, *parts)
+
+    def run(self, argv: list[str], *, timeout: float | None = None) -> CommandResult:
+        """Run ``argv`` (every element passed verbatim); the default timeout is ``timeouts.command``."""
+        if not argv:
+            raise ValueError("empty command")
+        started = time.monotonic()
+        exit_code, stdout, stderr = self._run(list(argv), timeout or self.timeouts.command)
+        self.bytes_sent += len(shlex.join(argv).encode())
+        self.bytes_received += len(stdout.encode()) + len(stderr.encode())
+        return CommandResult(self.label, tuple(argv), exit_code, stdout, stderr, time.monotonic() - started)
+
+    def put(self, local: Path, remote: str) -> int:
+        """Copy the local file to ``remote`` (an absolute device path); returns the bytes sent."""
+        local = Path(local)
+        if not local.is_file():
+            raise InputError(f"{local}: file to upload not found")
+        self._put(local, remote)
+        size = local.stat().st_size
+        self.bytes_sent += size
+        return size
+
+    def get(self, remote: str, local: Path) -> int:
+        """Copy ``remote`` to the local file, written atomically; returns the bytes received."""
+        local = Path(local)
+        self._get(remote, local)
+        size = local.stat().st_size
+        self.bytes_received += size
+        return size
+
+    @abstractmethod
+    def _home(self) -> str: ...
+
+    @abstractmethod
+    def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]: ...
+
+    @abstractmethod
+    def _put(self, local: Path, remote: str) -> None: ...
+
+    @abstractmethod
+    def _get(self, remote: str, local: Path) -> None: ...
+
+    def close(self) -> None:
+        """Release the connection (nothing to do for a local transport)."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class SSHTransport(Transport):
+    """A device over SSH (fabric), with strict host keys and bounded waits."""
+
+    def __init__(self, host: Host, conn: Connection, timeouts: Timeouts) -> None:
+        super().__init__(host.label, host.python, host.workdir, timeouts)
+        self._conn = conn
+        self._endpoint = Endpoint(
+            host.label, conn.host, conn.port, conn.user, host.key, known_hosts_path(host.known_hosts)
+        )
+
+    @classmethod
+    def open(cls, host: Host, timeouts: Timeouts | None = None) -> SSHTransport:
+        """Connect to ``host`` (see :func:`~edgeq.remote.connection.open_connection`)."""
+        timeouts = timeouts or Timeouts()
+        return cls(host, open_connection(host, timeouts), timeouts)
+
+    def _home(self) -> str:
+        home = self.run(["printenv", "HOME"]).check().stdout.strip()
+        if not home.startswith("/"):
+            raise DeviceError(self.label, f"expected an absolute $HOME on the device, found {home!r}")
+        return home
+
+    def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        command = shlex.join(argv)
+        action = f"running `{_shown(command)}`"
+        with device_errors(self._endpoint, action, self.timeouts):
+            result = self._conn.run(command, timeout=timeout)
+        if result.exited == -1:
+            raise DeviceError(
+                self.label, f"{action} failed: the SSH connection was lost before the command reported its exit status"
+            )
+        return result.exited, result.stdout, result.stderr
+
+    def _sftp(self):  # noqa: ANN202 (paramiko.SFTPClient)
+        sftp = self._conn.sftp()
+        sftp.get_channel().settimeout(self.timeouts.channel)  # a silent peer fails a transfer, never hangs it
+        return sftp
+
+    def _put(self, local: Path, remote: str) -> None:
+        with device_errors(self._endpoint, f"uploading {local.name} to {remote}", self.timeouts):
+            self._sftp().put(str(local), remote, confirm=True)
+
+    def _get(self, remote: str, local: Path) -> None:
+        with device_errors(self._endpoint, f"downloading {remote}", self.timeouts):
+            with open_atomic(local) as handle:
+                self._sftp().getfo(remote, handle)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class LocalTransport(Transport):
+    """This machine as the device (``--target local``): subprocesses and file copies, same semantics."""
+
+    def __init__(self, python: str, workdir: str = "~/.edgeq", timeouts: Timeouts | None = None) -> None:
+        super().__init__("local", python, workdir, timeouts or Timeouts())
+
+    def _home(self) -> str:
+        return str(Path.home())
+
+    def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            return 127, "", f"{argv[0]}: command not found\n"
+        except subprocess.TimeoutExpired:
+            raise DeviceError(
+                self.label, f"running `{_shown(shlex.join(argv))}` failed: the command did not finish within {timeout:g} s"
+            ) from None
+        return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+
+    def _copy(self, source: Path, target: Path, action: str) -> None:
+        try:
+            with source.open("rb") as reader, open_atomic(target) as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+        except OSError as exc:
+            raise DeviceError(self.label, f"{action} failed: {exc.strerror or exc} ({exc.filename})") from None
+
+    def _put(self, local: Path, remote: str) -> None:
+        self._copy(local, Path(remote), f"copying {local.name} to {remote}")
+
+    def _get(self, remote: str, local: Path) -> None:
+        self._copy(Path(remote), local, f"copying {remote}")
+
+
+def run_python(transport: Transport, source: str, args: list[str], *, timeout: float | None = None) -> Any:
+    """Run ``source`` with the device's Python (``python -c``) and return the JSON it prints last."""
+    return transport.run([transport.python, "-c", source, *args], timeout=timeout).check().json()
+

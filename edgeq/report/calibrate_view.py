@@ -1,0 +1,71 @@
+"""Rich renderables for a calibration result."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+from edgeq.calibrate.report import CalibrationResult
+
+SHOWN_LAYERS = 8
+
+
+def accuracy_table(result: CalibrationResult) -> Table:
+    """FP32 vs INT8 on the validation data, and the budget verdict."""
+    acc = result.report.accuracy
+    verdict = "[green]PASS[/]" if acc.passed else "[red]FAIL[/]"
+    table = Table(title=f"predicted INT8 accuracy ({acc.samples} validation samples, ONNX Runtime)", title_justify="left")
+    for column in ("metric", "FP32", "INT8", "drop (points)", "budget", "top-1 agreement", "verdict"):
+        table.add_column(column)
+    table.add_row(acc.metric, f"{acc.fp32:.2f}", f"{acc.int8:.2f}", f"{acc.drop:+.2f}", f"{acc.budget:.2f}",
+                  f"{100 * acc.top1_agreement:.1f}%", verdict)
+    for name, value in acc.cosine.items():
+        table.caption = (table.caption + "; " if table.caption else "cosine similarity: ") + f"{name} {value:.5f}"
+    return table
+
+
+def sensitivity_table(result: CalibrationResult) -> Table:
+    """The most sensitive layers, each quantized alone."""
+    table = Table(title="most sensitive layers (each quantized alone)", title_justify="left")
+    for column in ("layer", "op", "1 - cosine", "top-1 agreement", "kept in float"):
+        table.add_column(column)
+    kept = set(result.report.kept_high_precision)
+    for entry in result.report.sensitivity[:SHOWN_LAYERS]:
+        table.add_row(entry.layer, entry.op_type, f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%",
+                      "yes" if entry.layer in kept else "")
+    return table
+
+
+def excluded_table(result: CalibrationResult) -> Table:
+    table = Table(title="tensors kept out of INT8", title_justify="left")
+    table.add_column("tensor")
+    table.add_column("reason", overflow="fold")
+    for name, reason in result.report.excluded.items():
+        table.add_row(name, reason)
+    return table
+
+
+def calibration_view(result: CalibrationResult) -> Group:
+    """Everything a person wants after `edgeq calibrate`."""
+    report = result.report
+    ranges = report.ranges
+    lines = [
+        f"target [bold]{report.target}[/] (TensorRT {report.tensorrt or '-'}), method [bold]{report.method}[/],"
+        f" {report.calibration_samples} calibration samples"
+        + (" [dim](reused: inputs unchanged)[/]" if result.reused else f" in {report.seconds.get('total', 0):.1f} s"),
+        f"{ranges.tensors} tensors calibrated (amax {ranges.amax_min:.3g} .. {ranges.amax_max:.3g},"
+        f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
+        f" {len(report.quantized_layers)} layers quantized",
+    ]
+    if report.kept_high_precision:
+        lines.append(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}")
+    lines += [f"[dim]note: {note}[/]" for note in report.notes]
+    files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
+    parts = [Panel("\n".join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
+    if report.sensitivity:
+        parts.append(sensitivity_table(result))
+    if report.excluded:
+        parts.append(excluded_table(result))
+    parts.append(f"artifacts in {result.folder}:\n{files}")
+    return Group(*parts)

@@ -1,0 +1,43 @@
+"""The deploy report as a self-contained HTML page, with the seed's FP32-vs-INT8 chart and latency histograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeq import atomic
+from edgeq.deploy.report import DeployReport
+from edgeq.report import charts
+from edgeq.report.html import HtmlReport, HtmlSection
+
+CHART_SAMPLES = 4
+
+
+def write_deploy_html(report: DeployReport, validation: Path, scores: Path, layout: str, path: Path) -> None:
+    """Render ``report`` with sample images from ``validation`` (.npz) and the pulled scores in ``scores``."""
+    with np.load(validation) as data:
+        inputs = next(data[k] for k in data.files if k not in ("labels", "classes"))[:CHART_SAMPLES]
+        labels = data["labels"][:CHART_SAMPLES] if "labels" in data.files else None
+        classes = [str(c) for c in data["classes"]] if "classes" in data.files else []
+    fp32 = np.load(scores / "scores.fp32.npy")[:CHART_SAMPLES]
+    int8 = np.load(scores / "scores.int8.npy")[:CHART_SAMPLES]
+    ev, bench = report.evaluation, report.bench
+    sections = [
+        HtmlSection("Device", [("host", report.host), ("module", report.probe.module or "-"),
+                               ("TensorRT", report.probe.tensorrt_version or "-"),
+                               ("backend", f"{report.build.backend} {report.build.backend_version}")]),
+        HtmlSection("Accuracy on the device", [("metric", ev.metric), ("FP32", f"{ev.fp32:.2f}"), ("INT8", f"{ev.int8:.2f}"),
+                                               ("drop (points)", f"{ev.drop:.2f}"),
+                                               ("top-1 agreement", f"{100 * ev.top1_agreement:.2f}%"),
+                                               ("cosine", f"{ev.cosine:.5f}")]),
+        HtmlSection("FP32 vs INT8 predictions", png=charts.prediction_chart(charts.display_images(inputs, layout), fp32, int8,
+                                                                            classes, labels)),
+        HtmlSection("Latency", [(name, f"median {s.median_ms:.3f} ms, p99 {s.p99_ms:.3f} ms")
+                                for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
+                    png=charts.latency_histogram({"FP32": bench.fp32.samples_ms, "INT8": bench.int8.samples_ms})),
+        HtmlSection("Gates", [(g.name, g.describe()) for g in report.gates]),
+    ]
+    verdict = "PASS" if report.passed else "FAIL: the previous engine stays current"
+    page = HtmlReport(f"edgeq deploy: {report.recipe} on {report.host} ({report.target})", verdict, report.passed, sections)
+    atomic.write_text(path, page.render())

@@ -1,0 +1,102 @@
+"""Rich renderables for deploy and smoke reports."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from edgeq.deploy.report import DeployReport
+from edgeq.device.report import LatencyStats, SmokeReport
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.2f} MB"
+
+
+def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def verdict(passed: bool, activated: bool) -> Text:
+    if passed and activated:
+        return Text("PASS: the new engine is now current", style="bold green")
+    if passed:
+        return Text("PASS", style="bold green")
+    return Text("FAIL: a gate failed; the previous engine stays current", style="bold red")
+
+
+def _latency_table(fp32: LatencyStats, int8: LatencyStats, speedup: float) -> Table:
+    table = Table(title=f"Latency (batch {int8.batch}, {int8.iterations} runs; INT8 speed-up x{speedup:.2f})",
+                  title_justify="left")
+    for column in ("", "min ms", "median ms", "p90 ms", "p99 ms", "mean ms", "per second"):
+        table.add_column(column, justify="right")
+    for name, stats in (("FP32", fp32), ("INT8", int8)):
+        table.add_row(name, *(f"{v:.3f}" for v in (stats.min_ms, stats.median_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms)),
+                      f"{stats.throughput_per_s:.1f}")
+    return table
+
+
+def deploy_view(report: DeployReport) -> RenderableType:
+    """The whole deploy report for a person."""
+    probe, build, ev = report.probe, report.build, report.evaluation
+    device = _kv(f"Device {report.host}", [
+        ("module", probe.module or "unknown (not a Jetson)"),
+        ("L4T / TensorRT", f"{probe.l4t or '-'} / {probe.tensorrt_version or '-'}"),
+        ("compute capability / DLA", f"{probe.compute_capability or '-'} / {probe.dla_cores if probe.dla_cores is not None else '-'}"),
+        ("CPU", f"{probe.cpu_model or '-'} ({probe.cpu_cores} cores)"),
+        ("backend", f"{build.backend} {build.backend_version}"),
+    ])
+    precisions = Counter(layer.precision or "?" for layer in build.engine.layers)
+    built = _kv("Engine", [
+        ("engine id", report.engine_id + (" (reused: already built on this device)" if report.build_reused else "")),
+        ("INT8 path", f"{report.quantization} ({'Q/DQ model' if report.quantization == 'explicit' else 'calibration cache'})"),
+        ("build time", f"{build.seconds:.1f} s"),
+        ("engine", f"{_mb(build.engine.artifact.size_bytes)}  sha256 {build.engine.artifact.sha256[:16]}..."),
+        ("layers by precision", ", ".join(f"{k} {v}" for k, v in sorted(precisions.items())) or "not reported by the backend"),
+        ("build warnings", str(len(build.engine.warnings))),
+    ])
+    accuracy = Table(title=f"Accuracy on the device ({ev.samples} validation samples, metric {ev.metric})", title_justify="left")
+    for column in ("FP32", "INT8", "drop (points)", "host prediction", "top-1 agreement", "cosine"):
+        accuracy.add_column(column, justify="right")
+    predicted = f"{report.predicted_drop:.2f}" if report.predicted_drop is not None else "-"
+    accuracy.add_row(f"{ev.fp32:.2f}", f"{ev.int8:.2f}", f"{ev.drop:.2f}", predicted, f"{100 * ev.top1_agreement:.2f}%",
+                     f"{ev.cosine:.5f}")
+    gates = Table(title="Gates", title_justify="left")
+    for column in ("gate", "measured", "limit", "result"):
+        gates.add_column(column)
+    for gate in report.gates:
+        gates.add_row(gate.name, f"{gate.value:.3f} {gate.unit}", f"{gate.limit:.3f} {gate.unit}",
+                      Text("pass", style="green") if gate.passed else Text("FAIL", style="bold red"))
+    phases = ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.phases.items())
+    timing = _kv("Time", [
+        ("phases", phases),
+        ("device work / edgeq overhead", f"{report.device_seconds:.2f} s / {report.overhead_seconds:.2f} s"),
+        ("sent", f"{report.transfer.files_sent} files sent, {report.transfer.files_skipped} already there, "
+                 f"{_mb(report.transfer.bytes_sent)} up, {_mb(report.transfer.bytes_received)} down"),
+        ("report", f"{report.files.get('report', '')}  {report.files.get('html', '')}"),
+    ])
+    bench = _latency_table(report.bench.fp32, report.bench.int8, report.bench.speedup)
+    return Group(device, Text(), built, Text(), accuracy, Text(), bench, Text(), gates, Text(), timing, Text(),
+                 verdict(report.passed, report.activated))
+
+
+def smoke_view(host: str, report: SmokeReport) -> RenderableType:
+    """One device's smoke result."""
+    rows = [
+        ("engine", report.engine_id),
+        ("backend", report.backend),
+        ("samples", str(report.samples)),
+        ("top-1 agreement", f"{100 * report.comparison.top1_agreement:.1f}% (min {100 * report.min_agreement:.1f}%)"),
+        ("cosine", f"{report.comparison.cosine:.5f} (min {report.min_cosine})"),
+        ("time", f"{report.seconds:.2f} s"),
+    ]
+    outcome = Text("PASS", style="bold green") if report.passed else Text("FAIL", style="bold red")
+    return Group(_kv(f"Smoke test on {host}", rows), outcome)

@@ -1,0 +1,39 @@
+"""Shared fixtures: the loopback SSH device fleet (see tests/devices/fleet.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.devices.fleet import Fleet, missing_prerequisites, start_fleet
+
+
+def _require_fleet() -> None:
+    reason = missing_prerequisites()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def ssh_fleet() -> Iterator[Callable[[int], Fleet]]:
+    """Factory: ``ssh_fleet(n)`` starts n loopback SSH devices, all stopped when the test ends."""
+    _require_fleet()
+    fleets: list[Fleet] = []
+
+    def make(count: int = 1) -> Fleet:
+        fleets.append(start_fleet(count))
+        return fleets[-1]
+
+    yield make
+    for fleet in fleets:
+        fleet.close()
+
+
+@pytest.fixture(scope="module")
+def shared_fleet() -> Iterator[Fleet]:
+    """Two devices shared by a module's tests; only for tests that leave the devices running and reachable."""
+    _require_fleet()
+    fleet = start_fleet(2)
+    yield fleet
+    fleet.close()

@@ -1,0 +1,175 @@
+"""`edgeq calibrate` end to end on small models: artifacts, reuse, budget, bad data, the example recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edgeq import recipe as recipe_module
+from edgeq import targets
+from edgeq.calibrate import calibrate
+from edgeq.calibrate.activations import activation_tensors
+from edgeq.calibrate.cache import parse_cache
+from edgeq.calibrate.manifest import file_sha256
+from edgeq.errors import InputError
+from tests.calibrate_nets import fire_net, images, residual_net, write_recipe
+from tests.cli import run_edgeq
+
+ORIN = "agx-orin-jp6.2"  # TensorRT 10.3.0
+EXAMPLE = Path(__file__).resolve().parent.parent / "recipes" / "squeezenet-digits"
+
+
+def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    folder = tmp_path / "edgeq-out" / ORIN
+    assert result.folder == folder and not result.reused
+    names = {"model.fp32.onnx", "model.qdq.onnx", "calibration.cache", "ranges.json", "validation.npz", "report.json", "manifest.json"}
+    assert {p.name for p in folder.iterdir()} == names
+
+    fp32 = onnx.load(folder / "model.fp32.onnx")
+    cache = parse_cache((folder / "calibration.cache").read_text())
+    assert cache.header == "TRT-100300-EntropyCalibration2"
+    assert list(cache.scales) == activation_tensors(fp32)  # every activation, named as in model.fp32.onnx
+    ranges = json.loads((folder / "ranges.json").read_text())["tensors"]
+    for name, scale in cache.scales.items():
+        assert scale == pytest.approx(ranges[name]["amax"] / 127, rel=1e-6)
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["key"] == result.report.key and manifest["tensorrt"] == "10.3.0"
+    assert manifest["tensorrt_header_version"] == 100300
+    listed = {a["name"]: a for a in manifest["artifacts"]}
+    assert set(listed) == names - {"manifest.json"}
+    for name, entry in listed.items():
+        assert entry["sha256"] == file_sha256(folder / name) and entry["size"] == (folder / name).stat().st_size
+
+    validation = np.load(folder / "validation.npz")
+    assert validation["data"].shape == (48, 3, 32, 32) and validation["labels"].shape == (48,)
+    report = json.loads((folder / "report.json").read_text())
+    assert report["method"] == "entropy" and report["accuracy"]["fp32"] == 100.0
+    acc = result.report.accuracy
+    assert acc.passed and acc.drop == pytest.approx(acc.fp32 - acc.int8) and acc.drop <= 5.0
+    assert 0.99 < acc.cosine[fp32.graph.output[0].name] <= 1.0
+    scores_sorted = [s.score for s in result.report.sensitivity]
+    assert len(scores_sorted) == 5 and scores_sorted == sorted(scores_sorted, reverse=True)
+    assert result.to_dict()["report"]["accuracy"]["metric"] == "top1"
+
+
+def test_unchanged_rerun_reuses_and_a_change_recomputes(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    target = targets.resolve(ORIN)
+    first = calibrate(recipe_module.load(path), target, progress=False)
+    second = calibrate(recipe_module.load(path), target, progress=False)
+    assert second.reused and second.report.created == first.report.created and second.report.key == first.report.key
+    third = calibrate(recipe_module.load(path), target, method="minmax", progress=False)
+    assert not third.reused and third.report.created != first.report.created and third.report.method == "minmax"
+    np.savez(tmp_path / "cal.npz", x=np.random.default_rng(9).standard_normal((64, 3, 32, 32)).astype(np.float32))
+    fourth = calibrate(recipe_module.load(path), target, method="minmax", progress=False)
+    assert not fourth.reused and fourth.report.key != third.report.key
+
+
+def test_trt11_target_gets_no_cache_and_the_header_follows_the_target(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, residual_net(), size=16)
+    trt11 = calibrate(recipe_module.load(path), targets.resolve("agx-orin-jp7.2.2-trt11"), progress=False)
+    assert trt11.artifacts.cache is None and not (trt11.folder / "calibration.cache").exists()
+    assert (trt11.folder / "model.qdq.onnx").is_file()
+    xavier = calibrate(recipe_module.load(path), targets.resolve("agx-xavier-jp5.1"), progress=False)
+    assert (xavier.folder / "calibration.cache").read_text().startswith("TRT-8502-EntropyCalibration2\n")
+
+
+def test_budget_failure_exits_1_after_writing_and_fit_budget_keeps_layers_in_float(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net(seed=4), budget={"accuracy_drop": 1.0})
+    # One wild pixel in the calibration data: min-max then spends the input's whole INT8 range on it.
+    calibration = images(np.random.default_rng(5), 64, 32)
+    calibration[0, 0, 0, 0] = 5000.0
+    np.savez(tmp_path / "cal.npz", x=calibration)
+    result = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--json")
+    data = json.loads(result.stdout)
+    assert not data["report"]["accuracy"]["passed"] and data["report"]["accuracy"]["drop"] > 1.0
+    assert result.code == 1 and "budget" in result.stderr
+    assert (tmp_path / "edgeq-out" / ORIN / "manifest.json").is_file()
+    fitted = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--fit-budget", "--json")
+    report = json.loads(fitted.stdout)["report"]
+    assert fitted.code == 0 and report["accuracy"]["passed"] and report["kept_high_precision"]
+    ranking = [s["layer"] for s in report["sensitivity"]]
+    assert report["kept_high_precision"] == ranking[: len(report["kept_high_precision"])]
+    qdq = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.qdq.onnx")
+    kept = set(report["kept_high_precision"])
+    assert not any(n.name in kept for n in qdq.graph.node if any(i.endswith("_dequantized") for i in n.input))
+    cache = parse_cache((tmp_path / "edgeq-out" / ORIN / "calibration.cache").read_text())
+    fp32 = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.fp32.onnx")
+    kept_inputs = {n.input[0] for n in fp32.graph.node if n.name in kept}
+    assert not kept_inputs & set(cache.scales)
+
+
+def _images(folder: Path, classes: list[str], size: int = 32, per_class: int = 3) -> None:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+
+
+@pytest.mark.parametrize("case", ["shape", "dtype", "empty", "classes"])
+def test_bad_calibration_data_exits_2_and_writes_nothing(tmp_path: Path, case: str) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    if case == "shape":
+        np.savez(tmp_path / "cal.npz", x=np.zeros((8, 3, 16, 16), np.float32))
+    elif case == "dtype":
+        np.savez(tmp_path / "cal.npz", x=np.zeros((8, 3, 32, 32), np.float64))
+    elif case == "empty":
+        (tmp_path / "empty").mkdir()
+        text = path.read_text().replace("path: cal.npz", "path: empty")
+        path.write_text(text)
+    else:
+        _images(tmp_path / "cal_img", ["a", "b"])
+        _images(tmp_path / "val_img", ["a", "c"])
+        path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img").replace("path: val.npz", "path: val_img"))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = run_edgeq("calibrate", path, "--target", ORIN)
+    assert result.code == 2, result.stderr
+    assert result.stderr.count("error:") == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_wrong_image_size_fails_during_statistics_and_writes_nothing(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    _images(tmp_path / "cal_img", ["a", "b"], size=20)
+    path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img"))
+    with pytest.raises(InputError, match="preprocessed to shape"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    assert not (tmp_path / "edgeq-out").exists()
+
+
+def test_user_metric_file_and_its_errors(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text("import numpy as np\ndef half(scores, labels):\n    return 50.0\n")
+    path = write_recipe(tmp_path, fire_net(), validation={"path": "val.npz", "metric": "m.py:half"})
+    result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    assert result.report.accuracy.metric == "m.py:half" and result.report.accuracy.fp32 == 50.0
+    for metric, fragment in [("missing.py:f", "not found"), ("m.py:nope", "no function 'nope'")]:
+        bad = write_recipe(tmp_path / metric.split(":")[1], fire_net(), validation={"path": "val.npz", "metric": metric})
+        (bad.parent / "m.py").write_text((tmp_path / "m.py").read_text())
+        with pytest.raises(InputError, match=fragment):
+            calibrate(recipe_module.load(bad), targets.resolve(ORIN), progress=False)
+        assert not (bad.parent / "edgeq-out").exists()
+
+
+def test_target_without_int8_is_refused(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    with pytest.raises(InputError, match="no INT8"):
+        calibrate(recipe_module.load(path), targets.resolve("nano-jp4.6"), progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (EXAMPLE / "model.onnx").is_file() or not (EXAMPLE / "images").is_dir(),
+                    reason="the example model is trained by recipes/squeezenet-digits/train.py")
+def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path) -> None:
+    result = calibrate(recipe_module.load(EXAMPLE / "recipe.yaml"), targets.resolve(ORIN), out=tmp_path / "out", progress=False)
+    acc = result.report.accuracy
+    assert acc.fp32 > 50.0  # a trained model
+    assert abs(acc.drop) <= 0.5, acc

@@ -1,0 +1,67 @@
+"""Streaming statistics: equal to a one-shot histogram of all the data, re-binning included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeq.calibrate.stats import StreamingHistogram, range_above
+from edgeq.errors import InputError
+
+
+def _one_shot(batches: list[np.ndarray], bins: int, hist_range: float) -> np.ndarray:
+    everything = np.abs(np.concatenate([b.ravel() for b in batches]))
+    return np.histogram(everything, bins=bins, range=(0.0, hist_range))[0]
+
+
+def test_range_is_the_next_power_of_two_strictly_above() -> None:
+    assert range_above(1.0) == 2.0
+    assert range_above(0.75) == 1.0
+    assert range_above(3.0) == 4.0
+    assert range_above(1e-3) == 2.0**-9
+
+
+def test_streamed_histogram_equals_one_shot_after_rebinning() -> None:
+    rng = np.random.default_rng(1)
+    # Growing spreads force several widenings, one of them by more than the bin count (factor >= 2048).
+    batches = [
+        rng.standard_normal((4, 3, 17)).astype(np.float32) * 1e-4,
+        rng.laplace(size=(5, 200)).astype(np.float32),
+        np.maximum(rng.standard_normal(70_000), 0).astype(np.float32) * 30,  # ReLU-like, crosses a chunk boundary
+        rng.standard_normal(1000).astype(np.float32) * 5,
+        np.array([-1234.5, 0.0, 7.0], np.float32),
+    ]
+    stream = StreamingHistogram("t")
+    for batch in batches:
+        stream.update(batch)
+    stats = stream.result()
+    assert stats.hist_range == 2048.0
+    assert np.array_equal(stats.hist, _one_shot(batches, 2048, stats.hist_range))
+    assert stats.count == sum(b.size for b in batches)
+    everything = np.concatenate([b.ravel() for b in batches])
+    assert (stats.min, stats.max) == (float(everything.min()), float(everything.max()))
+    assert stats.absmax == 1234.5
+
+
+def test_zeros_before_the_first_non_zero_value_land_in_bin_zero() -> None:
+    stream = StreamingHistogram("relu", bins=256)
+    stream.update(np.zeros(100, np.float32))
+    stream.update(np.array([0.3, 0.0, 0.9], np.float32))
+    stats = stream.result()
+    assert stats.hist[0] == 101 and stats.hist.sum() == 103
+    assert np.array_equal(stats.hist, _one_shot([np.zeros(100), np.array([0.3, 0.0, 0.9])], 256, 1.0))
+
+
+def test_memory_does_not_grow_with_samples() -> None:
+    stream = StreamingHistogram("t")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        stream.update(rng.standard_normal(10_000).astype(np.float32))
+    assert stream.hist.shape == (2048,)
+    assert stream.result().count == 200_000
+
+
+def test_nan_activations_are_an_input_error() -> None:
+    stream = StreamingHistogram("conv1")
+    with pytest.raises(InputError, match="conv1"):
+        stream.update(np.array([1.0, np.nan], np.float32))

@@ -1,0 +1,148 @@
+"""The journal, state replay, wave verdicts and build-once coordination (no devices needed)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from edgeq.errors import DeviceError, InputError
+from edgeq.fleet import journal, state
+from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key
+from edgeq.fleet.journal import Journal, RolloutHeader
+from edgeq.fleet.recorder import Recorder
+from edgeq.fleet.verdict import DEVICES_FAILED, GATE_STOPPED, judge
+from edgeq.recipe import Host
+
+
+def _header(rollout_id: str = "r1") -> RolloutHeader:
+    names = ["a", "b", "c"]
+    return RolloutHeader(
+        id=rollout_id,
+        started_at=0.0,
+        operator="me@here",
+        recipe=Path("/x/recipe.yaml"),
+        recipe_name="demo",
+        inventory=None,
+        hosts=[Host(address=f"127.0.0.{i + 2}", name=n) for i, n in enumerate(names)],
+        targets={n: "local" for n in names},
+        engine_ids={"local": "e1"},
+        waves=[["a"], ["b", "c"]],
+        concurrency=2,
+        max_failures="0",
+        build_each=False,
+    )
+
+
+def _recorder(tmp_path: Path) -> Recorder:
+    header = _header()
+    return Recorder(Journal.create(tmp_path, header), state.initial(header))
+
+
+def test_journal_round_trip_and_replay(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.wave(0, "start")
+    with rec.step("a", "build") as out:
+        out["seconds"] = 1.5
+    with pytest.raises(DeviceError):
+        with rec.step("a", "activate"):
+            raise DeviceError("a", "the device stopped answering")
+    rec.device("a", state.FAILED, error="a: the device stopped answering")
+    rec.wave(0, "failed", reason="budget")
+    rec.end(DEVICES_FAILED, 3)
+
+    header, entries = journal.read(rec.journal.path)
+    assert header == _header()
+    replayed = state.replay(header, entries)
+    a = replayed.devices["a"]
+    assert [(s.name, s.status) for s in a.steps] == [("build", "ok"), ("activate", "failed")]
+    assert a.steps[0].data == {"seconds": 1.5}
+    assert a.phase == state.FAILED and a.switched and a.needs_rollback
+    assert replayed.devices["b"].phase == state.PENDING
+    assert replayed.waves[0].status == "failed" and replayed.waves[1].status == "pending"
+    assert replayed.outcome == DEVICES_FAILED and replayed.exit_code == 3
+    # the live state and the replayed one agree
+    assert [(d.name, d.phase, d.switched) for d in rec.state.devices.values()] == [
+        (d.name, d.phase, d.switched) for d in replayed.devices.values()
+    ]
+
+
+def test_torn_last_line_is_ignored_other_damage_is_not(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.wave(0, "start")
+    with rec.journal.path.open("a") as handle:
+        handle.write('{"event": "step", "sta')  # the host died mid-write
+    header, entries = journal.read(rec.journal.path)
+    assert [e.event for e in entries] == [journal.WAVE]
+    with rec.journal.path.open("a") as handle:
+        handle.write('\n{"event": "wave", "status": "passed", "wave": 0}\n')
+    with pytest.raises(InputError, match="line 3 is not valid JSON"):
+        journal.read(rec.journal.path)
+
+
+def test_create_refuses_an_existing_id_and_find_lists_ids(tmp_path: Path) -> None:
+    _recorder(tmp_path)
+    with pytest.raises(InputError, match="already exists"):
+        Journal.create(tmp_path, _header())
+    assert journal.find(tmp_path, "r1") == tmp_path / "r1.jsonl"
+    with pytest.raises(InputError, match=r"no rollout journal with id 'r2' \(rollouts there: r1\)"):
+        journal.find(tmp_path, "r2")
+
+
+def test_rollback_clears_needs_rollback(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    with rec.step("b", "activate"):
+        pass
+    rec.device("b", state.DONE)
+    assert rec.state.devices["b"].needs_rollback
+    rec.rollback("b", "ok")
+    assert not rec.state.devices["b"].needs_rollback and rec.state.devices["b"].phase == state.ROLLED_BACK
+
+
+def test_verdict() -> None:
+    devices = [state.DeviceState(n, 1) for n in "abcd"]
+    devices[0].phase = state.FAILED
+    for d in devices[1:]:
+        d.phase = state.DONE
+    assert judge(devices, 1).passed
+    verdict = judge(devices, 0)
+    assert not verdict.passed and verdict.outcome == DEVICES_FAILED and "budget allows 0" in verdict.reason
+    devices[1].phase, devices[1].error = state.GATE_FAILED, "accuracy drop 3.0 > 1.0"
+    verdict = judge(devices, 4)
+    assert not verdict.passed and verdict.outcome == GATE_STOPPED and "b: accuracy drop" in verdict.reason
+
+
+def test_class_key_separates_what_engines_depend_on() -> None:
+    base = class_key("Orin Nano", "10.3.0", "8.7", None, "tensorrt")
+    assert base == class_key("Orin Nano", "10.3.0", "8.7", None, "tensorrt")
+    assert base != class_key("Orin Nano", "10.3.0", "8.7", 0, "tensorrt")
+    assert base != class_key("Orin Nano", "8.6.2", "8.7", None, "tensorrt")
+    assert base != class_key("Orin NX", "10.3.0", "8.7", None, "tensorrt")
+
+
+def test_one_builder_per_class_others_wait_and_take_over_on_failure() -> None:
+    engines = ClassEngines()
+    assert engines.claim("k") is None  # this caller builds
+    results: list[ClassEngine | None] = []
+    waiting = threading.Barrier(3)
+
+    def waiter() -> None:
+        waiting.wait()
+        results.append(engines.claim("k"))
+
+    threads = [threading.Thread(target=waiter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    waiting.wait()
+    engines.abandon("k")  # the builder failed: exactly one waiter becomes the builder
+    built = ClassEngine("k", Path("/e"), "b", 2.0)
+    while results.count(None) == 0:
+        with engines._changed:
+            engines._changed.wait(0.05)
+    engines.publish(built)
+    for t in threads:
+        t.join(5)
+    assert sorted(results, key=lambda r: r is not None) == [None, built]
+    assert engines.claim("k") == built
+    assert engines.claim("other") is None

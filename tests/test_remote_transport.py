@@ -1,0 +1,111 @@
+"""The transport protocol, over SSH to a loopback device and locally: values arrive verbatim, files round-trip."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeq.errors import DeviceError, InputError
+from edgeq.remote import LocalTransport, SSHTransport, Timeouts, Transport
+from edgeq.remote.transport import resolve_workdir
+
+FAST = Timeouts(connect=2.0, channel=2.0, command=10.0)
+NASTY = "a b  'single' \"double\" $(touch {marker}) `touch {marker}` ; touch {marker} | * ~ \\ $HOME\nline2"
+
+
+@pytest.fixture(params=["ssh", "local"])
+def transport(request, tmp_path) -> Iterator[Transport]:
+    """The same tests against a loopback SSH device and against this machine."""
+    if request.param == "ssh":
+        device = request.getfixturevalue("shared_fleet")[0]
+        opened: Transport = SSHTransport.open(device.host, FAST)
+    else:
+        opened = LocalTransport(sys.executable, str(tmp_path / "work"), FAST)
+    with opened:
+        opened.run(["mkdir", "-p", opened.workdir]).check()
+        yield opened
+
+
+def test_every_argument_arrives_verbatim_and_nothing_executes(transport):
+    marker = transport.path("pwned")
+    value = NASTY.format(marker=marker)
+    echoed = transport.run(["printf", "%s", value]).check()
+    assert echoed.stdout == value
+    as_list = transport.run([transport.python, "-c", "import json,sys; print(json.dumps(sys.argv[1:]))", value, "", "-x"])
+    assert as_list.json() == [value, "", "-x"]
+    assert not transport.run(["test", "-e", marker]).ok  # test -e exits 1: the file was never made
+
+
+def test_exit_codes_and_output_come_back(transport):
+    result = transport.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    with pytest.raises(DeviceError, match=r"exited with 3: err"):
+        result.check()
+    assert transport.run(["no-such-program-edgeq"]).exit_code == 127
+
+
+def test_command_timeout_is_a_device_error(transport):
+    with pytest.raises(DeviceError, match=r"running `sleep 5` failed: the command did not finish within 0.5 s"):
+        transport.run(["sleep", "5"], timeout=0.5)
+
+
+def test_put_get_round_trip_with_a_hostile_file_name(transport, tmp_path):
+    name = "we ird 'q' \"d\" $(touch pwned) `b`.bin"
+    local = tmp_path / name
+    local.write_bytes(bytes(range(256)) * 4000)
+    folder = transport.path("sub dir $(x)")
+    transport.run(["mkdir", "-p", folder]).check()
+    remote = f"{folder}/{name}"
+    sent_before = transport.bytes_sent
+
+    assert transport.put(local, remote) == local.stat().st_size
+    assert transport.bytes_sent - sent_before == local.stat().st_size
+    remote_hash = transport.run(["sha256sum", remote]).check().stdout.split()[0]
+    assert remote_hash == hashlib.sha256(local.read_bytes()).hexdigest()
+
+    back = tmp_path / "back" / name
+    received_before = transport.bytes_received
+    assert transport.get(remote, back) == local.stat().st_size
+    assert back.read_bytes() == local.read_bytes()
+    assert transport.bytes_received - received_before == local.stat().st_size
+    assert sorted(p.name for p in back.parent.iterdir()) == [name]  # no temp file left
+
+
+def test_failed_get_leaves_the_local_file_untouched(transport, tmp_path):
+    local = tmp_path / "keep.json"
+    local.write_text("old")
+    with pytest.raises(DeviceError, match="absent.json"):
+        transport.get(transport.path("absent.json"), local)
+    assert local.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")] == []
+
+
+def test_put_of_a_missing_local_file_is_an_input_error(transport, tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        transport.put(tmp_path / "nope", transport.path("nope"))
+
+
+@pytest.mark.parametrize(
+    ("workdir", "expected"),
+    [("~/.edgeq", "/home/u/.edgeq"), ("~", "/home/u"), ("rel/w", "/home/u/rel/w"), ("/opt/w/", "/opt/w"), ("~/a b", "/home/u/a b")],
+)
+def test_workdir_resolution(workdir, expected):
+    assert resolve_workdir(workdir, "/home/u", "dev") == expected
+
+
+def test_workdir_of_another_user_is_refused():
+    with pytest.raises(InputError, match="~other/w"):
+        resolve_workdir("~other/w", "/home/u", "dev")
+
+
+def test_workdir_with_spaces_resolves_on_the_device(shared_fleet):
+    device = shared_fleet[1]
+    host = device.host.model_copy(update={"workdir": "~/my work/$(x)"})
+    with SSHTransport.open(host, FAST) as transport:
+        assert transport.workdir == f"{device.home}/my work/$(x)"
+        transport.run(["mkdir", "-p", transport.workdir]).check()
+        assert Path(transport.workdir).is_dir()  # the fleet's devices share this machine's disk
