@@ -48,9 +48,13 @@ def test_exit_codes_and_output_come_back(transport):
     assert transport.run(["no-such-program-edgeq"]).exit_code == 127
 
 
-def test_command_timeout_is_a_device_error(transport):
-    with pytest.raises(DeviceError, match=r"running `sleep 5` failed: the command did not finish within 0.5 s"):
-        transport.run(["sleep", "5"], timeout=0.5)
+def test_command_timeout_is_a_device_error_and_the_command_is_stopped(transport):
+    marker = transport.path("late")
+    with pytest.raises(DeviceError, match=r"running `sh -c 'sleep 2; touch .*` failed: the command did not finish within 0.3 s"):
+        transport.run(["sh", "-c", f"sleep 2; touch {marker}"], timeout=0.3)
+    assert transport.run(["true"]).ok  # the connection is still usable
+    waited = transport.run(["sh", "-c", f"sleep 2.5; test -e {marker}"])  # outlives the timed-out command's 2 s
+    assert waited.exit_code == 1
 
 
 def test_put_get_round_trip_with_a_hostile_file_name(transport, tmp_path):

@@ -18,6 +18,7 @@ from edgeq.targets import Target
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+UNKNOWN = object()  # a rule whose fact cannot be known offline
 
 
 def _shown(value: Any) -> str:
@@ -27,16 +28,16 @@ def _shown(value: Any) -> str:
 
 
 def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
-    """(value, limit) as shown in the reason when ``rule`` fails; None when it holds; NOT_APPLICABLE when unknown."""
+    """(value, limit) as shown in the reason when ``rule`` fails; None when it holds or does not apply; UNKNOWN."""
     value = FACTS[rule.fact](ctx)
     if value is NOT_APPLICABLE:
         return None
     if value is None:
-        return NOT_APPLICABLE
+        return UNKNOWN
     if rule.below_fact is not None:
         other = FACTS[rule.below_fact](ctx)
         if other is None or other is NOT_APPLICABLE:
-            return NOT_APPLICABLE
+            return UNKNOWN
         for mine, theirs in zip(value, other):
             if not mine < theirs:
                 return _shown(mine), _shown(theirs)
@@ -65,7 +66,7 @@ def _apply(rule_file: RuleFile, verdicts: tuple[str, ...], ctx: NodeContext, res
         if rule.verdict not in verdicts or not rule.applies_to(op):
             continue
         outcome = _violation(rule, ctx)
-        if outcome is NOT_APPLICABLE:
+        if outcome is UNKNOWN:
             result.notes.append(f"{rule.id} not checked: {rule.fact} is unknown offline")
         elif outcome is not None:
             value, limit = outcome  # type: ignore[misc]

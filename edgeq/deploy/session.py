@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -108,9 +109,9 @@ class DeviceSession:
             self._call("evaluate", ["--engine-id", plan.engine_id, "--data", self._remote_path(data)], timeout=RUN_TIMEOUT)
         )
         scores = {}
-        for kind, remote in (("fp32", report.scores_fp32), ("int8", report.scores_int8)):
+        for kind, name in (("fp32", report.scores_fp32), ("int8", report.scores_int8)):
             local = pulled / f"scores.{kind}.npy"
-            self.transport.get(remote, local)
+            self.transport.get(posixpath.join(self.transport.path("engines", plan.engine_id), name), local)
             scores[kind] = np.load(local)
         with np.load(data) as validation:
             labels = validation["labels"]

@@ -101,9 +101,11 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
     folder = wd.engine_dir(engine_id)
     backend = _backend_of(built, threads)
     shapes = {name: TensorSpec(name, dims).concrete(batch, built.options.shapes) for name, dims in built.inputs.items()}
+    start = time.perf_counter()
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
     fp32 = backend.benchmark(folder, built.reference, batch, warmup, iterations, shapes)
-    report = BenchReport(engine_id, backend.name, warmup, int8, fp32, speedup=fp32.median_ms / int8.median_ms)
+    report = BenchReport(engine_id, backend.name, warmup, int8, fp32, speedup=fp32.median_ms / int8.median_ms,
+                         seconds=time.perf_counter() - start)
     write_json_atomic(os.path.join(folder, "bench.json"), report.to_dict())
     return report
 

@@ -26,6 +26,7 @@ def latency_stats(samples_ms: Sequence[float], batch: int, source: str) -> Laten
         max_ms=float(times.max()),
         throughput_per_s=batch * 1000.0 / mean if mean > 0 else float("inf"),
         source=source,
+        samples_ms=[round(float(t), 4) for t in times],
     )
 
 

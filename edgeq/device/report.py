@@ -182,6 +182,7 @@ class LatencyStats(Record):
     max_ms: float
     throughput_per_s: float
     source: str = "wallclock"
+    samples_ms: List[float] = field(default_factory=list)
 
 
 @dataclass
@@ -192,6 +193,7 @@ class BenchReport(Record):
     int8: LatencyStats
     fp32: LatencyStats
     speedup: float
+    seconds: float = 0.0
 
 
 @dataclass

@@ -8,7 +8,7 @@ smoke-tested by engine id. A device's failure ends that device's task only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from edgeq.errors import DeviceError, GateError
 from edgeq.fleet import state as st
 from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key, folder_name
 from edgeq.fleet.journal import RolloutHeader
+from edgeq.fleet.liveness import Liveness
 from edgeq.fleet.recorder import Recorder, describe_error
 
 
@@ -32,6 +33,14 @@ class RolloutContext:
     recorder: Recorder
     engines: ClassEngines
     engines_dir: Path  # where engines built on one device of a class are kept for the others
+    liveness: dict[str, Liveness] = field(default_factory=dict)  # device name -> its watchdog, while it works
+
+    def explain(self, name: str, exc: BaseException) -> str:
+        """What went wrong on a device: a hung device says so rather than "connection lost"."""
+        watchdog = self.liveness.get(name)
+        if watchdog is not None and watchdog.fired:
+            return f"{name}: {watchdog.describe()}"
+        return describe_error(exc)
 
     def plan(self, name: str) -> DeployPlan:
         return self.plans[self.header.targets[name]]
@@ -96,7 +105,7 @@ def prepare(ctx: RolloutContext, name: str, session: DeviceSession) -> bool:
         rec.device(name, st.GATE_FAILED, error=exc.message)
         return False
     except Exception as exc:  # noqa: BLE001 (one device's failure, whatever it is, must not end the others)
-        rec.device(name, st.FAILED, error=describe_error(exc))
+        rec.device(name, st.FAILED, error=ctx.explain(name, exc))
         return False
     return True
 
@@ -150,7 +159,7 @@ def switch(ctx: RolloutContext, name: str, session: DeviceSession) -> None:
         rec.device(name, st.GATE_FAILED, error=exc.message)
         return
     except Exception as exc:  # noqa: BLE001
-        rec.device(name, st.FAILED, error=describe_error(exc))
+        rec.device(name, st.FAILED, error=ctx.explain(name, exc))
         return
     rec.device(name, st.DONE)
 
@@ -167,6 +176,6 @@ def roll_back(ctx: RolloutContext, name: str, session: DeviceSession) -> None:
         if status.current is not None:
             _verify(ctx, name, session)
     except Exception as exc:  # noqa: BLE001
-        rec.rollback(name, "failed", error=describe_error(exc))
+        rec.rollback(name, "failed", error=ctx.explain(name, exc))
         return
     rec.rollback(name, "ok", current=status.current)

@@ -63,6 +63,7 @@ class WaveState:
     devices: list[str]
     status: str = PENDING  # pending | running | passed | failed
     reason: str | None = None
+    outcome: str | None = None  # when failed: why the rollout stops (see edgeq.fleet.verdict)
 
 
 @dataclass
@@ -104,6 +105,7 @@ def apply(state: RolloutState, entry: Entry) -> None:
         wave = state.waves[entry.wave]
         wave.status = "running" if entry.status == "start" else entry.status
         wave.reason = entry.data.get("reason")
+        wave.outcome = entry.data.get("outcome")
     elif entry.event == journal.END:
         state.outcome = entry.status
         state.exit_code = entry.data.get("exit_code")

@@ -29,6 +29,9 @@ from edgeq.remote.hostkeys import known_hosts_path
 from edgeq.remote.timeouts import Timeouts
 
 
+REMOTE_KILL_DELAY = 1.0  # seconds after a command's timeout at which the device kills it
+
+
 def _shown(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -175,8 +178,10 @@ class SSHTransport(Transport):
         return home
 
     def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
-        command = shlex.join(argv)
-        action = f"running `{_shown(command)}`"
+        action = f"running `{_shown(shlex.join(argv))}`"
+        # Closing the channel at the timeout does not stop the remote process: coreutils `timeout`
+        # on the device does, one second after this side has given up.
+        command = shlex.join(["timeout", "-k", "5", f"{timeout + REMOTE_KILL_DELAY:g}", *argv])
         with device_errors(self._endpoint, action, self.timeouts):
             result = self._conn.run(command, timeout=timeout)
         if result.exited == -1:

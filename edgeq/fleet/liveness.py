@@ -1,0 +1,69 @@
+"""Notice a device that stops answering in the middle of a long command, and cut it loose.
+
+A build may rightly run for an hour, so a command's own timeout cannot tell a busy device from a
+frozen one. While a device task runs, :class:`Liveness` sends an SSH keepalive request every
+``interval`` seconds; sshd answers it at once however busy the device is. When no answer comes
+within ``patience`` seconds the connection is closed, so the blocked command fails at once instead
+of holding its worker until its own timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from paramiko import Transport as ParamikoTransport
+
+from edgeq.remote.transport import Transport
+
+
+def _paramiko(transport: Transport) -> ParamikoTransport | None:
+    """The SSH transport under an edgeq Transport (None for a local one)."""
+    connection = getattr(transport, "_conn", None)  # SSHTransport's fabric Connection
+    return getattr(connection, "transport", None)
+
+
+class Liveness:
+    """A keepalive watchdog over one transport, for the duration of a ``with`` block."""
+
+    def __init__(self, transport: Transport, patience: float) -> None:
+        self.transport = transport
+        self.patience = patience
+        self.interval = max(patience / 3, 0.5)
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"edgeq-liveness-{transport.label}", daemon=True)
+
+    def __enter__(self) -> Liveness:
+        if _paramiko(self.transport) is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+
+    def describe(self) -> str:
+        return f"the device stopped answering: no reply to SSH keepalives within {self.patience:g} s"
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            ssh = _paramiko(self.transport)
+            if ssh is None or not ssh.is_active():
+                return
+            if not self._answers(ssh) and not self._stop.is_set():
+                self.fired = True
+                self.transport.close()  # the blocked command sees the connection end
+                return
+
+    def _answers(self, ssh: ParamikoTransport) -> bool:
+        answered = threading.Event()
+
+        def ask() -> None:
+            try:
+                ssh.global_request("keepalive@openssh.com", wait=True)  # OpenSSH replies (with a failure)
+            except Exception:  # noqa: BLE001 (a dead transport is "no answer")
+                return
+            answered.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        return answered.wait(self.patience)
