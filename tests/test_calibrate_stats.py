@@ -65,3 +65,25 @@ def test_nan_activations_are_an_input_error() -> None:
     stream = StreamingHistogram("conv1")
     with pytest.raises(InputError, match="conv1"):
         stream.update(np.array([1.0, np.nan], np.float32))
+
+
+def test_relu_concat_and_reshape_statistics_derived_from_inputs_equal_their_own() -> None:
+    from edgeq.calibrate.activations import activation_tensors, session, with_outputs
+    from edgeq.calibrate.collect import collect, derivations
+    from tests.calibrate_nets import fire_net, images
+
+    model = fire_net(seed=2)
+    tensors = activation_tensors(model)
+    derived = derivations(model, tensors)
+    assert {op for op, _ in derived.values()} == {"Relu", "Concat", "Flatten"}
+    batches = [images(np.random.default_rng(i), 8, 32) for i in range(3)]
+    stats = collect(model, tensors, batches)
+    sess = session(with_outputs(model, tensors), exposed=True)  # the same kernels as collect()
+    outputs = [sess.run(tensors, {"data": x}) for x in batches]
+    for position, name in enumerate(tensors):
+        everything = np.concatenate([o[position].ravel() for o in outputs])
+        s = stats[name]
+        assert (s.min, s.max, s.count) == (float(everything.min()), float(everything.max()), everything.size), name
+        assert np.array_equal(s.hist, _one_shot([everything], 2048, s.hist_range)), name
+        if name not in derived:
+            assert s.hist_range == range_above(float(np.abs(everything).max()))

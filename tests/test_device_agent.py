@@ -137,8 +137,9 @@ def test_bad_inputs_give_json_errors(files: Dict[str, Path], tmp_path: Path) -> 
            "--quantization", "explicit", "--precision", "fp32")
     failed("not_found", *build_args(files, "x", "--precision", "int8",
                                     "--cache", str(tmp_path / "none.cache")))
-    failed("invalid_input", "build", "--workdir", work, "--engine-id", "../evil", "--model", str(files["fp32"]),
-           "--quantization", "explicit", "--precision", "fp32")
+    for bad_id in ("../evil", "current", ".staging-x"):
+        failed("invalid_input", "build", "--workdir", work, "--engine-id", bad_id, "--model", str(files["fp32"]),
+               "--quantization", "explicit", "--precision", "fp32")
     failed("invalid_input", "build", "--workdir", work, "--engine-id", "x", "--model", str(files["fp32"]),
            "--quantization", "explicit", "--precision", "fp32", "--meta", "[1, 2]")
     failed("invalid_input", "build", "--workdir", work, "--engine-id", "x", "--model", str(files["fp32"]),

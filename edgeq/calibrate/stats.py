@@ -61,7 +61,7 @@ class _Scratch:
     def __init__(self, bins: int) -> None:
         self.values = np.empty(_CHUNK, np.float32)
         self.index = np.empty(_CHUNK, np.intp)
-        self.lane_offset = (np.arange(_CHUNK) % _LANES * bins).astype(np.intp)
+        self.lane_offset = (np.arange(_CHUNK) % _LANES * (2 * bins - 1) + bins - 1).astype(np.intp)
 
     @classmethod
     def get(cls, bins: int) -> _Scratch:
@@ -74,7 +74,12 @@ class _Scratch:
 
 
 class StreamingHistogram:
-    """Running statistics of one tensor; ``update`` with each batch, ``result`` at the end."""
+    """Running statistics of one tensor; ``update`` with each batch, ``result`` at the end.
+
+    Internally the histogram is signed: 2*bins-1 slots, slot ``bins-1+v`` counting the values with
+    trunc(x * bins / R) == v. The |x| histogram folds the two sides; the histogram of Relu(x) keeps the
+    positive side and moves every negative value to bin 0, so a Relu output needs no pass of its own.
+    """
 
     def __init__(self, name: str, bins: int = DEFAULT_BINS) -> None:
         if bins & (bins - 1):
@@ -84,8 +89,8 @@ class StreamingHistogram:
         self.min = math.inf
         self.max = -math.inf
         self.count = 0
-        self.hist = np.zeros(bins, np.int64)
-        self.range = 0.0  # 0 until a non-zero value is seen; zeros wait in hist[0] meanwhile
+        self.signed = np.zeros(2 * bins - 1, np.int64)
+        self.range = 0.0  # 0 until a non-zero value is seen; zeros wait in the zero slot meanwhile
 
     def update(self, values: np.ndarray) -> None:
         """Fold a batch of values (any shape) into the statistics."""
@@ -101,38 +106,46 @@ class StreamingHistogram:
         self.count += flat.size
         absmax = max(-low, high)
         if absmax >= self.range and absmax > 0.0:
-            self._widen(range_above(absmax))
+            self.widen(range_above(absmax))
         if self.range == 0.0:
-            self.hist[0] += flat.size
+            self.signed[self.bins - 1] += flat.size
             return
         self._accumulate(flat)
 
-    def _widen(self, new_range: float) -> None:
-        if self.range == 0.0:
+    def widen(self, new_range: float) -> None:
+        """Re-bin to cover [0, new_range) (a power of two, not below the current range)."""
+        if self.range == 0.0 or new_range == self.range:
             self.range = new_range
             return
-        factor = int(round(new_range / self.range))
-        merged = np.zeros_like(self.hist)
-        if factor >= self.bins:
-            merged[0] = self.hist.sum()
-        else:
-            merged[: self.bins // factor] = self.hist.reshape(-1, factor).sum(axis=1)
-        self.hist, self.range = merged, new_range
+        shift = int(round(math.log2(new_range / self.range)))
+        offset = self.bins - 1
+        level = np.arange(-offset, offset + 1)
+        merged = np.zeros_like(self.signed)
+        np.add.at(merged, np.sign(level) * (np.abs(level) >> shift) + offset, self.signed)
+        self.signed, self.range = merged, new_range
 
     def _accumulate(self, flat: np.ndarray) -> None:
         scratch = _Scratch.get(self.bins)
-        scale = np.float32(self.bins / self.range)  # a power of two: |x| * scale is exact
-        lanes = np.zeros(self.bins * _LANES, np.int64)
+        scale = np.float32(self.bins / self.range)  # a power of two: x * scale is exact
+        slots = 2 * self.bins - 1
+        lanes = np.zeros(slots * _LANES, np.int64)
         for start in range(0, flat.size, _CHUNK):
             part = flat[start : start + _CHUNK]
             n = part.size
             values, index = scratch.values[:n], scratch.index[:n]
-            np.abs(part, out=values)
-            np.multiply(values, scale, out=values)
-            np.copyto(index, values, casting="unsafe")  # truncation == floor for values >= 0
+            np.multiply(part, scale, out=values)
+            np.copyto(index, values, casting="unsafe")  # truncation toward zero: |trunc(v)| == floor(|v|)
             np.add(index, scratch.lane_offset[:n], out=index)
-            lanes += np.bincount(index, minlength=self.bins * _LANES)
-        self.hist += lanes.reshape(_LANES, self.bins).sum(axis=0)
+            lanes += np.bincount(index, minlength=slots * _LANES)
+        self.signed += lanes.reshape(_LANES, slots).sum(axis=0)
+
+    @property
+    def hist(self) -> np.ndarray:
+        """The histogram of |x| (``bins`` bins over [0, range))."""
+        zero = self.bins - 1
+        folded = self.signed[zero:].copy()
+        folded[1:] += self.signed[zero - 1 :: -1]
+        return folded
 
     def result(self) -> TensorStats:
         """The statistics so far (a tensor never seen non-zero gets range 1.0, all mass in bin 0)."""
@@ -142,6 +155,42 @@ class StreamingHistogram:
             min=0.0 if empty else self.min,
             max=0.0 if empty else self.max,
             count=self.count,
-            hist=self.hist.copy(),
+            hist=self.hist,
             hist_range=self.range or 1.0,
         )
+
+
+def _like(name: str, source: StreamingHistogram) -> StreamingHistogram:
+    derived = StreamingHistogram(name, source.bins)
+    derived.min, derived.max, derived.count, derived.range = source.min, source.max, source.count, source.range
+    derived.signed = source.signed.copy()
+    return derived
+
+
+def copy_of(name: str, source: StreamingHistogram) -> StreamingHistogram:
+    """Statistics of an op that only moves values (Reshape, Flatten, Transpose, ...)."""
+    return _like(name, source)
+
+
+def relu_of(name: str, source: StreamingHistogram) -> StreamingHistogram:
+    """Statistics of Relu(x) from those of x: negatives become zeros."""
+    derived = _like(name, source)
+    zero = source.bins - 1
+    derived.signed[zero] = source.signed[: zero + 1].sum()
+    derived.signed[:zero] = 0
+    if source.count:
+        derived.min, derived.max = max(source.min, 0.0), max(source.max, 0.0)
+    return derived
+
+
+def concat_of(name: str, sources: list[StreamingHistogram]) -> StreamingHistogram:
+    """Statistics of Concat(sources): the sum of their histograms on the widest range."""
+    derived = StreamingHistogram(name, sources[0].bins)
+    derived.range = max(s.range for s in sources)
+    for source in sources:
+        aligned = _like(name, source)
+        aligned.widen(derived.range)
+        derived.signed += aligned.signed
+        derived.min, derived.max = min(derived.min, source.min), max(derived.max, source.max)
+        derived.count += source.count
+    return derived

@@ -12,7 +12,7 @@ from edgeq.errors import EdgeqError, ExitCode
 def main() -> None:
     """Console-script entry point: run the app; an EdgeqError becomes one message and its exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns typer.Exit's code instead of raising it
     except EdgeqError as exc:
         from edgeq.cli.app import err_console
 
@@ -31,3 +31,4 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
+    sys.exit(code if isinstance(code, int) else int(ExitCode.OK))

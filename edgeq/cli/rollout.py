@@ -1,13 +1,115 @@
-"""`edgeq rollout`: fleet rollouts in waves, with gates, rollback and resume"""
+"""`edgeq rollout` (fleet rollouts in waves, with gates, rollback and resume) and `edgeq status`."""
 
 from __future__ import annotations
 
-from edgeq.cli.app import app
-from edgeq.errors import InputError
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgeq.cli.app import JsonOption, app, console, print_json
+from edgeq.cli.deploy import InventoryOption, LimitOption
+from edgeq.errors import ExitCode, InputError
+from edgeq.fleet.waves import DEFAULT_WAVES
 
 
-@app.command("rollout", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def rollout() -> None:
-    """fleet rollouts in waves, with gates, rollback and resume (not built yet)."""
-    raise InputError("`edgeq rollout` is not built yet")
+@app.command("rollout")
+def rollout(
+    recipe_path: Annotated[Optional[Path], typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
+    inventory: InventoryOption = None,
+    limit: LimitOption = [],  # noqa: B006 (typer needs a literal default)
+    target_name: Annotated[
+        Optional[str], typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
+    ] = None,
+    waves: Annotated[str, typer.Option(help="Cumulative stages: counts or percentages of the fleet.")] = DEFAULT_WAVES,
+    concurrency: Annotated[int, typer.Option(help="Devices worked on at once.")] = 4,
+    max_failures: Annotated[str, typer.Option(help="Device failures each wave may have: N or P% of the wave.")] = "0",
+    build_each: Annotated[bool, typer.Option("--build-each", help="Build on every device, not once per device class.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+    resume_id: Annotated[
+        Optional[str], typer.Option("--resume", metavar="ID", help="Continue rollout ID (or its .jsonl journal) as planned.")
+    ] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option(help="Seconds a device may not answer (connect, SSH keepalives) before it counts as failed.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll a recipe's engine out to a fleet in waves: canary first, gates per wave, rollback, resume."""
+    from rich.live import Live
 
+    from edgeq.fleet import rollout as rollouts
+    from edgeq.report.rollout_view import live_view, plan_view, summary_view
+
+    if resume_id is not None:
+        run = rollouts.resume(_journal_path(recipe_path, resume_id), timeout=timeout, progress=not as_json)
+    else:
+        plan = _plan(recipe_path, inventory, limit, target_name, waves, concurrency, max_failures, build_each, timeout)
+        if as_json and dry_run:
+            print_json(plan.describe())
+            raise typer.Exit(int(ExitCode.OK))
+        if not as_json:
+            console.print(plan_view(plan))
+        if dry_run:
+            raise typer.Exit(int(ExitCode.OK))
+        run = rollouts.begin(plan, progress=not as_json)
+    if not as_json:
+        console.print(f"rollout [bold]{run.header.id}[/]: journal {run.journal.path}")
+        with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
+            report = run.run()
+        console.print(summary_view(report))
+        console.print(f"report: {run.report_path}")
+        if report.exit_code:
+            console.print(f"resume or inspect with: edgeq rollout {run.header.recipe} --resume {run.header.id}")
+    else:
+        report = run.run()
+        print_json(report.model_dump(mode="json"))
+    raise typer.Exit(report.exit_code or 0)
+
+
+def _journal_path(recipe_path: Path | None, rollout_id: str) -> Path:
+    """A journal named by path, or by id under the recipe's rollouts folder (./edgeq-out/rollouts without one)."""
+    from edgeq import recipe as recipes
+    from edgeq.fleet import journal
+
+    if rollout_id.endswith(".jsonl"):
+        path = Path(rollout_id)
+        if not path.is_file():
+            raise InputError(f"{path}: rollout journal not found")
+        return path
+    folder = journal.rollouts_dir(recipes.load(recipe_path)) if recipe_path else Path("edgeq-out") / "rollouts"
+    return journal.find(folder, rollout_id)
+
+
+def _plan(recipe_path, inventory, limit, target, waves, concurrency, max_failures, build_each, timeout):  # noqa: ANN001, ANN202
+    from edgeq import recipe as recipes
+    from edgeq.deploy.hosts import resolve_hosts
+    from edgeq.fleet.plan import RolloutOptions, plan_rollout
+
+    if recipe_path is None:
+        raise InputError("edgeq rollout: give the recipe file (or --resume ID)")
+    recipe = recipes.load(recipe_path)
+    hosts = resolve_hosts(recipe, [], inventory, limit)
+    options = RolloutOptions(waves, concurrency, max_failures, build_each, target, timeout)
+    return plan_rollout(recipe, hosts, options, inventory.resolve() if inventory else None)
+
+
+@app.command("status")
+def status(
+    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file (edgeq YAML or Ansible).")],
+    limit: LimitOption = [],  # noqa: B006
+    timeout: Annotated[Optional[float], typer.Option(help="Seconds to wait for each device.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What each device runs now: engine, recipe, since when, by whom."""
+    from edgeq.fleet.inventory import load_inventory, select_hosts
+    from edgeq.fleet.status import fleet_status
+    from edgeq.remote.timeouts import Timeouts
+    from edgeq.report.rollout_view import status_view
+
+    hosts = select_hosts(load_inventory(inventory), limit)
+    rows = fleet_status(hosts, timeouts=Timeouts(connect=timeout, channel=timeout) if timeout else None)
+    if as_json:
+        print_json([row.model_dump(mode="json") for row in rows])
+    else:
+        console.print(status_view(rows))
+    raise typer.Exit(int(ExitCode.DEVICE) if any(row.error for row in rows) else int(ExitCode.OK))

@@ -100,7 +100,9 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
     built = wd.load_build(engine_id)
     folder = wd.engine_dir(engine_id)
     backend = _backend_of(built, threads)
-    shapes = {name: TensorSpec(name, dims).concrete(batch, built.options.shapes) for name, dims in built.inputs.items()}
+    specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
+    batch = batch_size(specs, batch)
+    shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
     start = time.perf_counter()
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
     fp32 = backend.benchmark(folder, built.reference, batch, warmup, iterations, shapes)

@@ -73,7 +73,7 @@ class Workdir:
     # ---- engines -------------------------------------------------------------------------------
 
     def engine_dir(self, engine_id: str) -> str:
-        if not _ENGINE_ID.match(engine_id) or engine_id.startswith(_STAGING_PREFIX):
+        if not _ENGINE_ID.match(engine_id) or engine_id == "current":
             raise AgentError(AgentError.INVALID_INPUT, "invalid engine id: {!r}".format(engine_id))
         return os.path.join(self.engines, engine_id)
 

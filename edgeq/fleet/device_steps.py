@@ -8,6 +8,8 @@ smoke-tested by engine id. A device's failure ends that device's task only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key, fold
 from edgeq.fleet.journal import RolloutHeader
 from edgeq.fleet.liveness import Liveness
 from edgeq.fleet.recorder import Recorder, describe_error
+from edgeq.fleet.timed import remote_seconds
 
 
 @dataclass
@@ -34,6 +37,16 @@ class RolloutContext:
     engines: ClassEngines
     engines_dir: Path  # where engines built on one device of a class are kept for the others
     liveness: dict[str, Liveness] = field(default_factory=dict)  # device name -> its watchdog, while it works
+
+    @contextmanager
+    def step(self, name: str, step: str, session: DeviceSession) -> Iterator[dict[str, Any]]:
+        """A journaled step whose data also says how long its remote commands ran."""
+        start = remote_seconds(session.transport)
+        with self.recorder.step(name, step) as out:
+            try:
+                yield out
+            finally:
+                out["remote_seconds"] = round(remote_seconds(session.transport) - start, 4)
 
     def explain(self, name: str, exc: BaseException) -> str:
         """What went wrong on a device: a hung device says so rather than "connection lost"."""
@@ -64,36 +77,36 @@ def prepare(ctx: RolloutContext, name: str, session: DeviceSession) -> bool:
     rec, plan = ctx.recorder, ctx.plan(name)
     device = rec.state.devices[name]
     try:
-        with rec.step(name, "status") as out:
+        with ctx.step(name, "status", session) as out:
             status = session.status()
             out.update(current=status.current, previous=status.previous)
         if status.current == plan.engine_id:  # already switched: by this rollout before a crash, or earlier
             _verify(ctx, name, session)
             rec.device(name, st.DONE if device.switched else st.CURRENT)
             return False
-        with rec.step(name, "probe") as out:
+        with ctx.step(name, "probe", session) as out:
             probe = session.probe()
             key = class_key(probe.module, probe.tensorrt_version, probe.compute_capability, plan.recipe.build.dla_core, plan.target.backend)
             out.update(**{"class": key, "module": probe.module, "tensorrt": probe.tensorrt_version})
-        with rec.step(name, "push") as out:
+        with ctx.step(name, "push", session) as out:
             out["bytes_sent"] = session.push(plan).bytes_sent
         if plan.engine_id in status.engines:  # built before a crash, or by an earlier rollout
-            with rec.step(name, "reuse") as out:
+            with ctx.step(name, "reuse", session) as out:
                 out["engine"] = plan.engine_id
         else:
             _bring_engine(ctx, name, session, key)
-        with rec.step(name, "evaluate") as out:
+        with ctx.step(name, "evaluate", session) as out:
             evaluated, evaluation = session.evaluate(plan, ctx.device_dir(name))
             out.update(drop=evaluation.drop, fp32=evaluation.fp32, int8=evaluation.int8, agreement=evaluation.top1_agreement)
             out["device_seconds"] = evaluated.fp32.seconds + evaluated.int8.seconds
-        with rec.step(name, "bench") as out:
+        with ctx.step(name, "bench", session) as out:
             bench = session.bench(plan)
             out.update(p99_ms=bench.int8.p99_ms, median_ms=bench.int8.median_ms, device_seconds=bench.seconds)
-        with rec.step(name, "smoke") as out:
+        with ctx.step(name, "smoke", session) as out:
             smoke = session.smoke(plan, plan.engine_id)
             out.update(passed=smoke.passed, agreement=smoke.comparison.top1_agreement, cosine=smoke.comparison.cosine)
             out["device_seconds"] = smoke.seconds
-        with rec.step(name, "gates") as out:
+        with ctx.step(name, "gates", session) as out:
             results = check_gates(plan.recipe, evaluation, bench)
             out["results"] = [r.to_dict() for r in results]
             failed = [r.describe() for r in results if not r.passed]
@@ -113,18 +126,22 @@ def prepare(ctx: RolloutContext, name: str, session: DeviceSession) -> bool:
 def _bring_engine(ctx: RolloutContext, name: str, session: DeviceSession, key: str) -> None:
     """Build the engine here, or install the one another device of this class built."""
     rec, plan = ctx.recorder, ctx.plan(name)
-    built = None if ctx.header.build_each else ctx.engines.claim(key)
+    built = None
+    if not ctx.header.build_each:
+        with ctx.step(name, "class", session) as out:  # waits while another device of the class builds
+            built = ctx.engines.claim(key)
+            out.update(**{"class": key, "role": "install" if built else "build"})
     if built is not None:
-        with rec.step(name, "install") as out:
+        with ctx.step(name, "install", session) as out:
             report = session.install_engine(plan, built.file)
             out.update(builder=built.builder, device_seconds=report.seconds)
         return
     try:
-        with rec.step(name, "build") as out:
+        with ctx.step(name, "build", session) as out:
             report, _ = session.build(plan, ctx.meta(name))
             out["device_seconds"] = report.seconds
         if not ctx.header.build_each:
-            with rec.step(name, "fetch") as out:
+            with ctx.step(name, "fetch", session) as out:
                 folder = ctx.engines_dir / folder_name(key)
                 folder.mkdir(parents=True, exist_ok=True)
                 file = session.fetch_engine(plan, folder)
@@ -138,7 +155,7 @@ def _bring_engine(ctx: RolloutContext, name: str, session: DeviceSession, key: s
 
 def _verify(ctx: RolloutContext, name: str, session: DeviceSession) -> None:
     """Smoke-test the active engine; a failure is a gate failure."""
-    with ctx.recorder.step(name, "verify") as out:
+    with ctx.step(name, "verify", session) as out:
         smoke = session.smoke(ctx.plan(name), "current")
         out.update(passed=smoke.passed, agreement=smoke.comparison.top1_agreement, device_seconds=smoke.seconds)
         if not smoke.passed:
@@ -149,7 +166,7 @@ def switch(ctx: RolloutContext, name: str, session: DeviceSession) -> None:
     """Make the new engine the active one, then smoke-test it as the active engine."""
     rec, plan = ctx.recorder, ctx.plan(name)
     try:
-        with rec.step(name, "activate") as out:
+        with ctx.step(name, "activate", session) as out:
             status = session.activate(plan, ctx.meta(name))
             out.update(current=status.current, previous=status.previous)
             if status.current != plan.engine_id:
@@ -168,7 +185,7 @@ def roll_back(ctx: RolloutContext, name: str, session: DeviceSession) -> None:
     """Return a device this rollout switched to the engine it ran before, and smoke-test that one."""
     rec, plan = ctx.recorder, ctx.plan(name)
     try:
-        with rec.step(name, "rollback") as out:
+        with ctx.step(name, "rollback", session) as out:
             status = session.status()
             if status.current == plan.engine_id:
                 status = session.rollback(ctx.meta(name))

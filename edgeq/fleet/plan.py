@@ -37,6 +37,20 @@ class RolloutPlan:
     options: RolloutOptions
     gates: list[str] = field(default_factory=list)  # in words, for the plan view
 
+    def describe(self) -> dict[str, object]:
+        """The plan as JSON-ready data (``--dry-run --json``)."""
+        return {
+            "recipe": str(self.recipe.source),
+            "inventory": str(self.inventory) if self.inventory else None,
+            "waves": [
+                {"devices": names, "targets": {n: self.targets[n] for n in names}, "failures_allowed": allowed}
+                for names, allowed in zip(self.waves, self.allowances)
+            ],
+            "concurrency": self.options.concurrency,
+            "build_each": self.options.build_each,
+            "gates": self.gates,
+        }
+
 
 def plan_rollout(recipe: Recipe, hosts: list[Host], options: RolloutOptions, inventory: Path | None = None) -> RolloutPlan:
     """Split ``hosts`` into waves and fix each one's target; every input problem is found here."""

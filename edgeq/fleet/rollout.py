@@ -26,13 +26,14 @@ from edgeq.fleet.liveness import Liveness
 from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.recorder import Recorder, Watcher
 from edgeq.fleet.state import RolloutState, WaveState
+from edgeq.fleet.timed import TimedSSHTransport
 from edgeq.fleet.summary import RolloutReport, summarize
 from edgeq.fleet.verdict import COMPLETED, EXIT_CODES, judge
 from edgeq.fleet.waves import Amount, failure_allowance
 from edgeq.recipe import Host
 from edgeq.remote.group import on_hosts
 from edgeq.remote.timeouts import Timeouts
-from edgeq.remote.transport import SSHTransport, Transport
+from edgeq.remote.transport import Transport
 
 DEFAULT_PATIENCE = 15.0  # seconds without an answer to SSH keepalives before a device counts as hung
 
@@ -122,7 +123,7 @@ class Rollout:
 
         def opener(host: Host, timeouts: Timeouts) -> Transport:
             with ctx.recorder.step(host_name(host), "connect"):
-                return SSHTransport.open(host, timeouts)
+                return TimedSSHTransport.open(host, timeouts)
 
         def task(transport: Transport) -> object:
             name = by_label[transport.label]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -26,6 +27,9 @@ class DeviceSummary(BaseModel):
     engine_source: str | None  # built | installed | reused | None
     build_seconds: float | None
     device_seconds: float  # the device's own work (build/install, evaluate, bench, smoke), from its reports
+    remote_seconds: float  # wall time of its remote commands: that work plus the agent's start-up
+    wait_seconds: float  # waiting for another device of its class to build the engine
+    edgeq_seconds: float  # the rest of its steps: connections, transfers, host-side work, journaling
     wall_seconds: float  # from the first to the last journaled step
     bytes_sent: int
     accuracy_drop: float | None
@@ -58,7 +62,8 @@ class RolloutReport(BaseModel):
     builds: int
     installs: int
     build_seconds_saved: float
-    edgeq_seconds: float  # wall time not spent on device work along each wave's longest path
+    device_path_seconds: float  # per wave, the longest device-side chain (remote commands and waits), summed
+    edgeq_seconds: float  # per wave, the longest edgeq part of any device, summed
 
 
 def _last(device: DeviceState, name: str) -> StepRecord | None:
@@ -93,6 +98,9 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
     source = next((name for name in ("build", "install", "reuse") if _last(device, name)), None)
     work = sum(float(s.data.get("device_seconds") or 0.0) for s in device.steps if s.status == "ok" and s.name in DEVICE_WORK_STEPS)
     ends = [s.started + (s.seconds or 0.0) for s in device.steps]
+    remote = sum(float(s.data.get("remote_seconds") or 0.0) for s in device.steps)
+    wait = sum(s.seconds or 0.0 for s in device.steps if s.name == "class")
+    stepped = sum(s.seconds or 0.0 for s in device.steps)
     rollback = None
     if _last(device, "rollback") or device.phase == st.ROLLED_BACK:
         rollback = "ok"
@@ -110,6 +118,9 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
         engine_source=source,
         build_seconds=_value(device, "build", "device_seconds"),
         device_seconds=round(work, 3),
+        remote_seconds=round(remote, 3),
+        wait_seconds=round(wait, 3),
+        edgeq_seconds=round(max(stepped - remote - wait, 0.0), 3),
         wall_seconds=round(max(ends) - device.steps[0].started, 3) if device.steps else 0.0,
         bytes_sent=int(sum(int(s.data.get("bytes_sent") or 0) for s in device.steps)),
         accuracy_drop=_value(device, "evaluate", "drop"),
@@ -121,19 +132,9 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
     )
 
 
-def _edgeq_seconds(state: RolloutState, devices: list[DeviceSummary], total: float) -> float:
-    """Total wall time minus, wave by wave, the longest chain of device work (a device that installed
-    waited for its class's build, so that build counts on its chain)."""
-    builds = {d.device_class: d.build_seconds or 0.0 for d in devices if d.engine_source == "build"}
-    device_path = 0.0
-    for wave in state.waves:
-        chains = [
-            d.device_seconds + (builds.get(d.device_class, 0.0) if d.engine_source == "install" else 0.0)
-            for d in devices
-            if d.wave == wave.index
-        ]
-        device_path += max(chains, default=0.0)
-    return round(max(total - device_path, 0.0), 3)
+def _per_wave(state: RolloutState, devices: list[DeviceSummary], part: Callable[[DeviceSummary], float]) -> float:
+    """Devices of a wave work side by side: a wave costs its largest ``part``; waves add up."""
+    return round(sum(max((part(d) for d in devices if d.wave == w.index), default=0.0) for w in state.waves), 3)
 
 
 def summarize(state: RolloutState) -> RolloutReport:
@@ -156,5 +157,6 @@ def summarize(state: RolloutState) -> RolloutReport:
         builds=sum(1 for d in devices if d.engine_source == "build"),
         installs=sum(1 for d in devices if d.engine_source == "install"),
         build_seconds_saved=round(saved, 3),
-        edgeq_seconds=_edgeq_seconds(state, devices, total),
+        device_path_seconds=_per_wave(state, devices, lambda d: d.remote_seconds + d.wait_seconds),
+        edgeq_seconds=_per_wave(state, devices, lambda d: d.edgeq_seconds),
     )

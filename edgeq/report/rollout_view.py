@@ -98,7 +98,12 @@ def summary_view(report: RolloutReport) -> Group:
             f"{report.build_seconds_saved:.1f} s of device build time saved"
         )
     )
-    lines.append(Text(f"{report.seconds:.1f} s in all; edgeq's own part (connections, transfers, orchestration): {report.edgeq_seconds:.1f} s"))
+    lines.append(
+        Text(
+            f"{report.seconds:.1f} s in all; along each wave's slowest device: {report.device_path_seconds:.1f} s on the "
+            f"devices, {report.edgeq_seconds:.1f} s edgeq's own part (connections, transfers, orchestration)"
+        )
+    )
     return Group(table, *lines)
 
 

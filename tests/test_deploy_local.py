@@ -1,0 +1,101 @@
+"""`edgeq deploy --target local` and `edgeq smoke`: the real agent in a subprocess on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from edgeq import recipe as recipes
+from edgeq.deploy.session import DeviceSession
+from tests.calibrate_nets import fire_net, write_recipe
+from tests.cli import run_edgeq
+
+
+def _deploy(recipe: Path, workdir: Path, *extra: str):  # noqa: ANN202
+    return run_edgeq("deploy", recipe, "--target", "local", "--workdir", workdir, "--json", *extra)
+
+
+def _current(workdir: Path) -> str | None:
+    with DeviceSession.local(str(workdir)) as session:
+        return session.status().current
+
+
+def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["host"] == "local" and report["activated"] and report["passed"]
+    assert report["build"]["backend"] == "onnxruntime"
+    assert report["quantization"] == "explicit"
+    # labels are the FP32 model's own top-1, so the device's FP32 run must score 100
+    assert report["evaluation"]["fp32"] == 100.0
+    assert report["evaluation"]["samples"] == 48
+    assert abs(report["evaluation"]["drop"]) <= 5.0
+    assert report["bench"]["int8"]["iterations"] == 200 and len(report["bench"]["int8"]["samples_ms"]) == 200
+    assert report["bench"]["int8"]["p99_ms"] >= report["bench"]["int8"]["median_ms"]
+    assert {g["name"] for g in report["gates"]} == {"accuracy drop"}
+    assert _current(tmp_path / "device") == report["engine_id"]
+    folder = Path(report["files"]["folder"])
+    assert json.loads((folder / "report.json").read_text())["engine_id"] == report["engine_id"]
+    assert "data:image/png;base64," in (folder / "report.html").read_text()
+    scores = np.load(folder / "scores.int8.npy")
+    assert scores.shape == (48, 4)
+
+
+def test_redeploy_sends_nothing_and_reuses_the_engine(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    first = json.loads(_deploy(recipe, tmp_path / "device").stdout)[0]
+    assert first["transfer"]["files_sent"] == 4 and not first["build_reused"]
+    second_run = _deploy(recipe, tmp_path / "device")
+    assert second_run.code == 0, second_run.stderr
+    second = json.loads(second_run.stdout)[0]
+    assert second["transfer"]["files_sent"] == 0 and second["transfer"]["files_skipped"] == 4
+    assert second["build_reused"] and second["engine_id"] == first["engine_id"]
+
+
+def test_failed_gate_exits_1_and_keeps_the_previous_engine(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, tmp_path / "device").stdout)[0]
+    data = yaml.safe_load(recipe.read_text())
+    data["budget"]["latency_p99_ms"] = 1e-6  # no engine is that fast
+    recipe.write_text(yaml.safe_dump(data))
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 1
+    (report,) = json.loads(result.stdout)
+    assert not report["passed"] and not report["activated"]
+    assert report["engine_id"] != good["engine_id"]
+    assert "p99 latency" in result.stderr
+    assert _current(tmp_path / "device") == good["engine_id"]
+
+
+def test_smoke_against_the_installed_engine(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    assert _deploy(recipe, tmp_path / "device").code == 0
+    result = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert result.code == 0, result.stderr
+    (smoke,) = json.loads(result.stdout)
+    assert smoke["passed"] and smoke["samples"] == 8
+    assert smoke["comparison"]["cosine"] > 0.99
+
+
+def test_smoke_fails_when_the_installed_engine_is_another_models(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net(seed=0))
+    other = write_recipe(tmp_path / "other", fire_net(seed=7))
+    assert _deploy(other, tmp_path / "device").code == 0
+    result = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert result.code == 1
+    assert json.loads(result.stdout)[0]["passed"] is False
+
+
+def test_bad_recipe_touches_no_device(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    (tmp_path / "r" / "model.onnx").write_bytes(b"not an onnx model")
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 2
+    assert "model.onnx" in result.stderr
+    assert not (tmp_path / "device").exists()
+    assert recipes.load(recipe).name == "tiny"
