@@ -136,3 +136,63 @@ def test_silero_vad_if_subgraphs_are_reported_unquantizable():
     assert set(prepared.unquantizable) <= set(excluded)
     assert "int64" in excluded["sr"]
     assert "input" not in excluded and "output" not in excluded
+
+
+def _quantize(model: onnx.ModelProto, batches: list[np.ndarray]) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """edgeq's calibration core on ``batches``: statistics, entropy ranges, policy, Q/DQ export."""
+    from edgeq.calibrate import activations
+    from edgeq.calibrate.collect import collect
+    from edgeq.calibrate.qdq import build_qdq, plan_layers
+    from edgeq.calibrate.ranges import compute_ranges
+
+    tensors = activations.activation_tensors(model)
+    ranges = compute_ranges(collect(model, tensors, iter(batches)), "entropy")
+    amax = {name: r.amax for name, r in ranges.items()}
+    excluded = excluded_tensors(model, amax)
+    return build_qdq(model, plan_layers(model, tensors, excluded), amax), excluded
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    from edgeq.device.compare import cosine
+
+    return cosine(a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("package", "relative", "shape"),
+    [
+        ("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", (4, 3, 48, 192)),
+        ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", (2, 3, 96, 128)),
+    ],
+)
+def test_qdq_of_field_models_loads_and_tracks_fp32(package, relative, shape):
+    path = _package_file(package, relative)
+    prepared = prepare(load(path), source=str(path)).model
+    qdq, _ = _quantize(prepared, [_images(shape, seed) for seed in range(2)])
+    onnx.checker.check_model(qdq)
+    assert qdq.opset_import[0].version >= 13
+    dequantize = [n for n in qdq.graph.node if n.op_type == "DequantizeLinear"]
+    assert any(a.name == "axis" for n in dequantize for a in n.attribute)  # per-channel weights survived
+    feeds = {"x": _images(shape, seed=9)}
+    (want,), (got,) = _session(prepared).run(None, feeds), _session(qdq).run(None, feeds)
+    assert got.shape == want.shape
+    assert _cosine(want, got) > 0.95
+
+
+@pytest.mark.slow
+def test_qdq_of_yolov8_keeps_scores_usable():
+    path = _package_file("nudenet", "320n.onnx")
+    prepared = prepare(load(path), source=str(path)).model
+    qdq, excluded = _quantize(prepared, [_images((2, 3, 160, 160), seed) for seed in range(2)])
+    assert "output0" in excluded
+    onnx.checker.check_model(qdq)
+    feeds = {"images": _images((1, 3, 160, 160), seed=5)}
+    (want,), (got,) = _session(prepared).run(None, feeds), _session(qdq).run(None, feeds)
+    quantized_outputs = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
+    assert "output0" not in quantized_outputs
+    assert _cosine(want[:, :4], got[:, :4]) > 0.95  # boxes
+    scores = got[:, 4:]  # ~1e-4 on noise: one shared scale (amax ~160/127) would round them all to 0
+    assert np.unique(scores).size > 1000
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert _cosine(logit(want[:, 4:]), logit(scores)) > 0.95

@@ -14,6 +14,7 @@ import pytest
 from edgeq.errors import DeviceError
 from edgeq.remote import SSHTransport, Timeouts
 
+pytestmark = pytest.mark.ssh
 FAST = Timeouts(connect=2.0, channel=1.5, command=10.0)
 SLACK = 1.5  # seconds allowed beyond a timeout for scheduling on a loaded 2-core machine
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from edgeq.errors import DeviceError
 from edgeq.remote import Timeouts, Transport, on_hosts
 
+pytestmark = pytest.mark.ssh
 FAST = Timeouts(connect=2.0, channel=2.0, command=10.0)
 
 

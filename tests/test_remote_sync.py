@@ -12,6 +12,7 @@ from edgeq.remote import SSHTransport, Timeouts, push_agent, push_blobs, run_age
 from edgeq.remote.agent import DEVICE_PACKAGE, pack_agent
 from tests.devices.fleet import DEVICE_PYTHON
 
+pytestmark = pytest.mark.ssh
 FAST = Timeouts(connect=2.0, channel=2.0, command=30.0)
 
 

@@ -17,7 +17,7 @@ FAST = Timeouts(connect=2.0, channel=2.0, command=10.0)
 NASTY = "a b  'single' \"double\" $(touch {marker}) `touch {marker}` ; touch {marker} | * ~ \\ $HOME\nline2"
 
 
-@pytest.fixture(params=["ssh", "local"])
+@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.ssh), "local"])
 def transport(request, tmp_path) -> Iterator[Transport]:
     """The same tests against a loopback SSH device and against this machine."""
     if request.param == "ssh":
@@ -106,6 +106,7 @@ def test_workdir_of_another_user_is_refused():
         resolve_workdir("~other/w", "/home/u", "dev")
 
 
+@pytest.mark.ssh
 def test_workdir_with_spaces_resolves_on_the_device(shared_fleet):
     device = shared_fleet[1]
     host = device.host.model_copy(update={"workdir": "~/my work/$(x)"})
@@ -113,3 +114,16 @@ def test_workdir_with_spaces_resolves_on_the_device(shared_fleet):
         assert transport.workdir == f"{device.home}/my work/$(x)"
         transport.run(["mkdir", "-p", transport.workdir]).check()
         assert Path(transport.workdir).is_dir()  # the fleet's devices share this machine's disk
+
+
+def test_local_target_syncs_and_runs_the_agent_like_a_device(tmp_path):
+    from edgeq.remote import push_agent, push_blobs, run_agent
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not really onnx")
+    with LocalTransport(sys.executable, str(tmp_path / "work dir"), FAST) as local:
+        first, second = push_blobs(local, [model]), push_blobs(local, [model])
+        assert (first.bytes_sent, second.bytes_sent) == (model.stat().st_size, 0)
+        assert Path(first.remote[model]).read_bytes() == model.read_bytes()
+        agent = push_agent(local)
+        assert "onnxruntime" in run_agent(local, agent, "probe", pass_workdir=False)["backends"]

@@ -29,6 +29,7 @@ WAVE = "wave"  # status: start | passed | failed
 STEP = "step"  # a device step; status: start | ok | failed
 DEVICE = "device"  # a device's outcome; status: done | current | failed | gate_failed
 ROLLBACK = "rollback"  # status: start | ok | failed
+RESUME = "resume"  # the host picked the rollout up again from this journal
 END = "end"  # status: the rollout's outcome
 
 

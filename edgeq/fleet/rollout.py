@@ -21,7 +21,7 @@ from edgeq.fleet import journal, state as st
 from edgeq.fleet.class_engines import ClassEngine, ClassEngines
 from edgeq.fleet.device_steps import RolloutContext, prepare, roll_back, switch
 from edgeq.fleet.inventory import host_name
-from edgeq.fleet.journal import Journal, RolloutHeader
+from edgeq.fleet.journal import Entry, Journal, RolloutHeader
 from edgeq.fleet.liveness import Liveness
 from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.recorder import Recorder, Watcher
@@ -48,8 +48,11 @@ def _plans(recipe: recipes.Recipe, names: set[str], progress: bool) -> dict[str,
 class Rollout:
     """A started rollout: its journal, its state, and the deploy plans it needs."""
 
-    def __init__(self, journal_: Journal, state: RolloutState, plans: dict[str, DeployPlan], timeout: float | None) -> None:
+    def __init__(
+        self, journal_: Journal, state: RolloutState, plans: dict[str, DeployPlan], timeout: float | None, *, resumed: bool = False
+    ) -> None:
         self.journal = journal_
+        self.resumed = resumed
         self.state = state
         self.plans = plans
         self.timeouts = Timeouts(connect=timeout, channel=timeout) if timeout else Timeouts()
@@ -69,6 +72,8 @@ class Rollout:
         recorder = Recorder(self.journal, self.state, watcher)
         ctx = RolloutContext(self.header, self.plans, recorder, ClassEngines(self._fetched()), self.folder / "engines")
         budget = Amount.parse(self.header.max_failures, "--max-failures")
+        if self.resumed and not self.state.ended:
+            self._close_interrupted(recorder)
         for wave in self.state.waves:
             if self.state.ended:
                 break
@@ -84,6 +89,13 @@ class Rollout:
         report = summarize(self.state)
         atomic.write_json(self.report_path, report.model_dump(mode="json"))
         return report
+
+    def _close_interrupted(self, recorder: Recorder) -> None:
+        """Journal the resume, and end each step the host was in when it stopped: nothing is left open."""
+        recorder.record(Entry(journal.RESUME, "start", data={"operator": journal.operator()}))
+        for device in self.state.devices.values():
+            for step in [s for s in device.steps if s.status == "running"]:
+                recorder.record(Entry(journal.STEP, "interrupted", device=device.name, step=step.name, wave=device.wave))
 
     def _run_wave(self, ctx: RolloutContext, wave: WaveState, allowed: int) -> None:
         recorder = ctx.recorder
@@ -184,4 +196,4 @@ def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -
                 f"{header.recipe}: the recipe or its data changed since rollout {header.id} started "
                 f"(engine for {name} was {header.engine_ids[name]}, now {plan.engine_id}): start a new rollout"
             )
-    return Rollout(Journal(path), state, plans, timeout)
+    return Rollout(Journal(path), state, plans, timeout, resumed=True)

@@ -71,7 +71,8 @@ def describe(exc: BaseException, at: Endpoint, action: str, timeouts: Timeouts) 
         text = str(exc)
         if "protocol banner" in text:
             return f"{where} accepted the connection but sent no SSH banner within {timeouts.connect:g} s"
-        if "No existing session" in text or ("Timeout" in text and connecting):
+        timed_out = "timeout" in text.lower() or "timed out" in text.lower()
+        if "No existing session" in text or (timed_out and connecting):
             return (
                 f"{where} accepted the TCP connection but the SSH handshake did not complete within "
                 f"{timeouts.connect:g} s: the SSH server is hung or overloaded"

@@ -1,0 +1,128 @@
+"""`edgeq deploy` over real SSH to loopback OpenSSH devices (no mocks): reports, content addressing, host keys,
+hostile paths, a device lost mid-deploy, failed gates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgeq.deploy.session import DeviceSession
+from tests.calibrate_nets import fire_net, write_recipe
+from tests.cli import run_edgeq
+from tests.devices.fleet import Device
+
+
+def _host_args(device: Device) -> list[str]:
+    host = device.host
+    return ["--host", f"{host.user}@{host.address}", "--key", str(host.key), "--known-hosts", str(host.known_hosts),
+            "--python", host.python]
+
+
+def _deploy(recipe: Path, device: Device, *extra: str):  # noqa: ANN202
+    return run_edgeq("deploy", recipe, "--target", "local", *_host_args(device), "--json", *extra)
+
+
+def _current(device: Device) -> str | None:
+    with DeviceSession.open(device.host) as session:
+        return session.status().current
+
+
+def test_deploy_over_ssh_then_redeploy_sends_no_model_bytes(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    first_run = _deploy(recipe, device)
+    assert first_run.code == 0, first_run.stderr
+    (first,) = json.loads(first_run.stdout)
+    assert first["host"] == device.host.label and first["activated"]
+    assert first["evaluation"]["fp32"] == 100.0
+    assert first["transfer"]["files_sent"] == 4
+    model_bytes = (tmp_path / "r" / "edgeq-out" / "local" / "model.fp32.onnx").stat().st_size
+    assert first["transfer"]["bytes_sent"] > model_bytes
+    # the engine really is on the device, in the device user's home
+    assert (device.home / ".edgeq" / "engines" / first["engine_id"] / "build.json").is_file()
+    assert _current(device) == first["engine_id"]
+
+    second = json.loads(_deploy(recipe, device).stdout)[0]
+    assert second["transfer"]["files_sent"] == 0
+    assert second["transfer"]["bytes_sent"] < model_bytes  # commands only: no model bytes
+    assert second["build_reused"]
+
+
+def test_unknown_host_key_is_refused_with_instructions(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    args = _host_args(device)
+    args[args.index("--known-hosts") + 1] = str(empty)
+    result = run_edgeq("deploy", recipe, "--target", "local", *args)
+    assert result.code == 3
+    assert device.address in result.stderr
+    assert "ssh-keyscan" in result.stderr and "SHA256:" in result.stderr
+    assert empty.read_text() == ""  # never auto-added
+    assert not (device.home / ".edgeq").exists()
+
+
+def test_recipe_folder_with_hostile_name_deploys(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    folder = tmp_path / "my models 'q' \"dq\" $(touch pwned) `id`"
+    recipe = write_recipe(folder, fire_net())
+    result = _deploy(recipe, device)
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)[0]["activated"]
+    assert not list(Path("/").glob("pwned")) and not list(tmp_path.rglob("pwned"))
+    assert not list(device.home.rglob("pwned"))
+
+
+def test_failed_gate_over_ssh_keeps_the_previous_engine(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, device).stdout)[0]
+    data = yaml.safe_load(recipe.read_text())
+    data["budget"]["latency_p99_ms"] = 1e-6
+    recipe.write_text(yaml.safe_dump(data))
+    result = _deploy(recipe, device)
+    assert result.code == 1
+    assert _current(device) == good["engine_id"]
+
+
+def test_device_lost_mid_deploy_exits_3_and_keeps_the_previous_engine(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, device).stdout)[0]
+    changed = write_recipe(tmp_path / "changed", fire_net(seed=3))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "deploy", changed, "--target", "local", *_host_args(device)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    engines = device.home / ".edgeq" / "engines"
+    deadline = time.monotonic() + 120
+    # wait until the new engine is built on the device, then take the device away mid-deploy
+    while not any(p.name != good["engine_id"] and (p / "build.json").exists() for p in engines.glob("*")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the new engine was never built"
+        time.sleep(0.05)
+    device.stop()
+    device.kill_sessions()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 3, stderr
+    assert device.address in stderr
+    # read the device's own disk: its sshd is gone
+    assert Path(os.readlink(device.home / ".edgeq" / "current")).name == good["engine_id"]
+
+
+@pytest.mark.parametrize("spec", ["edgeq-dev@127.0.0.250", "edgeq-dev@127.0.0.250:2222"])
+def test_unreachable_host_exits_3_naming_it(spec: str, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    result = run_edgeq("deploy", recipe, "--target", "local", "--host", spec, "--known-hosts", known)
+    assert result.code == 3
+    assert "127.0.0.250" in result.stderr
