@@ -151,10 +151,9 @@ def test_session_killed_mid_command_is_a_lost_connection(ssh_fleet):
     def kill_when_sleep_runs() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            for pid in device.session_pids():
-                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x0030"):
-                    device.kill_sessions()
-                    return
+            if ["sleep", "30"] in device.session_commands():
+                device.kill_sessions()
+                return
             time.sleep(0.01)
 
     with SSHTransport.open(device.host, FAST) as transport:

@@ -13,11 +13,21 @@ import numpy as np
 
 from edgeq.deploy.evaluation import Evaluation, score
 from edgeq.deploy.plan import DeployPlan
-from edgeq.device.report import ActivationReport, BenchReport, BuildReport, EvaluateReport, ProbeReport, SmokeReport, StatusReport
+from edgeq.device.report import (
+    ActivationReport,
+    BenchReport,
+    BuildReport,
+    EvaluateReport,
+    ExportReport,
+    ImportReport,
+    ProbeReport,
+    SmokeReport,
+    StatusReport,
+)
 from edgeq.errors import DeviceError
 from edgeq.recipe import Host
 from edgeq.remote.agent import AgentInvocation, push_agent, run_agent
-from edgeq.remote.sync import SyncResult, push_blobs
+from edgeq.remote.sync import SyncResult, push_blobs, sha256_file
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import LocalTransport, SSHTransport, Transport
 
@@ -101,6 +111,26 @@ class DeviceSession:
         remote = {local: self._remote_path(local) for local in plan.files().values()}
         args = [*plan.build_args(remote), "--meta", json.dumps(meta, sort_keys=True)]
         return BuildReport.from_dict(self._call("build", args, timeout=BUILD_TIMEOUT)), False
+
+    def fetch_engine(self, plan: DeployPlan, dest: Path) -> Path:
+        """The built engine folder, packed on the device and pulled into ``dest`` (for devices of the same class)."""
+        remote = self.transport.path("engines", f".export-{plan.engine_id}.tar")
+        exported = ExportReport.from_dict(self._call("export", ["--engine-id", plan.engine_id, "--out", remote]))
+        local = Path(dest) / f"{plan.engine_id}.tar"
+        try:
+            self.transport.get(exported.path, local)
+        finally:
+            self.transport.run(["rm", "-f", exported.path])
+        if sha256_file(local) != exported.sha256:
+            local.unlink(missing_ok=True)
+            raise DeviceError(self.label, f"the engine archive of {plan.engine_id} arrived damaged (sha256 mismatch)")
+        return local
+
+    def install_engine(self, plan: DeployPlan, engine_file: Path) -> ImportReport:
+        """Install an engine another device of the same class built, checked file by file (not activated)."""
+        pushed = push_blobs(self.transport, [engine_file])
+        args = ["--engine-id", plan.engine_id, "--archive", pushed.remote[Path(engine_file)]]
+        return ImportReport.from_dict(self._call("import", args, timeout=RUN_TIMEOUT))
 
     def evaluate(self, plan: DeployPlan, pulled: Path) -> tuple[EvaluateReport, Evaluation]:
         """Run engine and FP32 reference on the validation set there; pull the scores; apply the recipe's metric."""

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Any, Dict, List, NoReturn, Optional
 
-from . import agent
+from . import agent, transfer
 from .errors import AgentError
 from .probe import probe
 from .report import BuildOptions, ErrorReport, Record
@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub("rollback", "point 'current' back at the previously activated engine")
     p.add_argument("--meta", help="JSON object recorded in history.json")
     sub("status", "the active engine, its build.json, the history")
+    p = sub("export", "pack a built engine for another device of the same class")
+    p.add_argument("--engine-id", required=True)
+    p.add_argument("--out", required=True)
+    p = sub("import", "install an engine another device of the same class built")
+    p.add_argument("--engine-id", required=True)
+    p.add_argument("--archive", required=True)
     p = sub("gc", "drop old engine folders (never current or the previous one)")
     p.add_argument("--keep", type=int, required=True)
     return parser
@@ -123,6 +129,10 @@ def run(args: argparse.Namespace) -> Record:
         return agent.bench(args.workdir, args.engine_id, args.batch, args.warmup, args.iterations, args.threads)
     if command == "smoke":
         return agent.smoke(args.workdir, args.engine_id, args.data, args.min_agreement, args.min_cosine, args.threads)
+    if command == "export":
+        return transfer.export_engine(args.workdir, args.engine_id, args.out)
+    if command == "import":
+        return transfer.import_engine(args.workdir, args.engine_id, args.archive)
     workdir = Workdir.open(args.workdir)
     if command == "activate":
         return workdir.activate(args.engine_id, agent.parse_meta(args.meta))

@@ -238,6 +238,26 @@ class StatusReport(Record):
 
 
 @dataclass
+class ExportReport(Record):
+    """A built engine packed for another device of the same class."""
+
+    engine_id: str
+    path: str
+    size_bytes: int
+    sha256: str
+    files: List[str]
+
+
+@dataclass
+class ImportReport(Record):
+    """An engine installed from another device's build; ``seconds`` is the install, not the build."""
+
+    engine_id: str
+    seconds: float
+    build: BuildReport
+
+
+@dataclass
 class GcReport(Record):
     removed: List[str]
     kept: List[str]

@@ -170,6 +170,17 @@ class Device:
         pid = self.listener_pid()
         return _descendants(pid) if pid is not None else []
 
+    def session_commands(self) -> list[list[str]]:
+        """The argv of every process below the daemon (processes that end meanwhile are left out)."""
+        commands = []
+        for pid in self.session_pids():
+            try:
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            commands.append(raw.rstrip(b"\0").decode(errors="replace").split("\0"))
+        return commands
+
     def kill_sessions(self) -> None:
         """Kill every open session (as a crash would); the daemon goes on accepting new ones."""
         _signal_all(self.session_pids(), signal.SIGKILL)
