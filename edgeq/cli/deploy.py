@@ -9,7 +9,7 @@ from typing import Annotated, Optional, TypeVar
 import typer
 
 from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
-from edgeq.errors import DeviceError, EdgeqError, ExitCode, GateError
+from edgeq.errors import DeviceError, ExitCode, GateError
 
 T = TypeVar("T")
 

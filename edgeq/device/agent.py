@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Dict, Optional
@@ -132,15 +131,3 @@ def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cos
     passed = comparison.top1_agreement >= min_agreement and comparison.cosine >= min_cosine
     return SmokeReport(engine_id, backend.name, len(outputs), comparison, min_agreement, min_cosine, passed,
                        seconds=time.perf_counter() - start)
-
-
-def parse_meta(text: Optional[str]) -> Dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "--meta is not JSON: {}".format(exc))
-    if not isinstance(meta, dict):
-        raise AgentError(AgentError.INVALID_INPUT, "--meta must be a JSON object")
-    return meta

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Any, Dict, List, NoReturn, Optional
 
-from . import agent, transfer
+from . import transfer
 from .errors import AgentError
 from .probe import probe
 from .report import BuildOptions, ErrorReport, Record
@@ -39,6 +39,18 @@ def parse_shapes(values: List[str]) -> Dict[str, List[int]]:
         if not sep or not name:
             raise AgentError(AgentError.USAGE, "bad --shapes item {!r}: expected name:1x3x224x224".format(item))
     return shapes
+
+
+def parse_meta(text: Optional[str]) -> Dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise AgentError(AgentError.INVALID_INPUT, "--meta is not JSON: {}".format(exc))
+    if not isinstance(meta, dict):
+        raise AgentError(AgentError.INVALID_INPUT, "--meta must be a JSON object")
+    return meta
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> Record:
     command = args.command
+    if command in ("build", "evaluate", "bench", "smoke"):
+        from . import agent  # numpy and the backend: only the commands that run models pay for them
     if command == "probe":
         return probe(args.root)
     if command == "build":
@@ -122,7 +136,7 @@ def run(args: argparse.Namespace) -> Record:
             gpu_fallback=args.gpu_fallback, workspace_mb=args.workspace_mb, shapes=parse_shapes(args.shapes),
             threads=args.threads,
         )
-        return agent.build(args.workdir, args.engine_id, options, args.backend, agent.parse_meta(args.meta))
+        return agent.build(args.workdir, args.engine_id, options, args.backend, parse_meta(args.meta))
     if command == "evaluate":
         return agent.evaluate(args.workdir, args.engine_id, args.data, args.batch, args.threads)
     if command == "bench":
@@ -135,9 +149,9 @@ def run(args: argparse.Namespace) -> Record:
         return transfer.import_engine(args.workdir, args.engine_id, args.archive)
     workdir = Workdir.open(args.workdir)
     if command == "activate":
-        return workdir.activate(args.engine_id, agent.parse_meta(args.meta))
+        return workdir.activate(args.engine_id, parse_meta(args.meta))
     if command == "rollback":
-        return workdir.rollback(agent.parse_meta(args.meta))
+        return workdir.rollback(parse_meta(args.meta))
     if command == "status":
         return workdir.status()
     return workdir.gc(args.keep)
