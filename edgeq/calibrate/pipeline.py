@@ -8,7 +8,6 @@ budget, then write every artifact at once through a staging folder.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
 from edgeq.calibrate.report import Artifacts, CalibrationReport, CalibrationResult, PredictedAccuracy, RangeSummary
 from edgeq.calibrate.stats import DEFAULT_BINS
 from edgeq.data import Batch, Dataset, check_same_classes
+from edgeq.npz import npz_bytes
 from edgeq.errors import InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
@@ -57,12 +57,6 @@ def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
     return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
-
-
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def calibrate(
@@ -205,6 +199,6 @@ def _write(
             amax = {name: ranges[name].amax for name in cached}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
-        atomic.write_bytes(staged.validation, _npz_bytes(arrays))
+        atomic.write_bytes(staged.validation, npz_bytes(arrays))
         atomic.write_json(staged.report, report.to_dict())
         atomic.write_json(staged.manifest, manifest(key, target, staged.files(), header))

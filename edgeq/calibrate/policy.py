@@ -24,7 +24,7 @@ from onnx import numpy_helper
 # fewer than 127/16 ~ 8 levels (under 3 bits): that ruins small-valued data such as class scores
 # joined to pixel box coordinates (ratio ~100-1000), while the branches of ordinary CNN concats
 # (Fire/Inception modules, feature pyramids) stay within a few x of each other.
-CONCAT_RANGE_RATIO = 1e9
+CONCAT_RANGE_RATIO = 16.0
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE})
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeq import atomic
 from edgeq.calibrate import CalibrationResult, calibrate
-from edgeq.deploy.npz import npz_bytes
+from edgeq.npz import npz_bytes
 from edgeq.errors import GateError, InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
@@ -117,12 +117,14 @@ def _smoke_file(calibration: CalibrationResult, input_name: str) -> Path:
     return path
 
 
-def make_plan(recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True) -> DeployPlan:
+def make_plan(
+    recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True, out: Path | None = None
+) -> DeployPlan:
     """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do."""
     if preflight and target.backend == "tensorrt":
         _preflight(recipe, target)
     quantization = choose_quantization(recipe, target)
-    calibration = calibrate(recipe, target, progress=progress)
+    calibration = calibrate(recipe, target, progress=progress, out=out)
     shape = static_shape(recipe)
     input_name = recipe.inputs[0].name
     return DeployPlan(

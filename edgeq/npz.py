@@ -12,11 +12,13 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An uncompressed .npz (readable by numpy.load) whose bytes depend only on the arrays."""
+    """A compressed .npz (readable by numpy.load) whose bytes depend only on the arrays."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(arrays):
             member = io.BytesIO()
             np.save(member, np.asarray(arrays[name]), allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH), member.getvalue())
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
     return buffer.getvalue()

@@ -1,0 +1,70 @@
+"""Deploy overhead: one deploy to a real loopback SSH device, split into its phases.
+
+Baselines measured in the same run:
+- the device's own work (build, evaluate, bench, as the agent timed them): edgeq's overhead is the rest,
+  target <= 2 s;
+- the first deploy's push: an unchanged re-deploy's push must take <= 20 % of it.
+
+Run as root after tests/devices/provision.sh:
+    python bench/deploy_overhead.py [--recipe recipes/squeezenet-digits/recipe.yaml] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgeq import recipe as recipes  # noqa: E402
+from edgeq import targets  # noqa: E402
+from edgeq.deploy.pipeline import deploy_one  # noqa: E402
+from edgeq.deploy.plan import make_plan  # noqa: E402
+from edgeq.deploy.session import DeviceSession  # noqa: E402
+from tests.devices.fleet import missing_prerequisites, running_fleet  # noqa: E402
+
+EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, default=EXAMPLE)
+    parser.add_argument("--repeat", type=int, default=3, help="unchanged re-deploys to time")
+    args = parser.parse_args()
+    reason = missing_prerequisites()
+    if reason:
+        print(f"cannot run: {reason}", file=sys.stderr)
+        return 2
+    recipe = recipes.load(args.recipe)
+    with tempfile.TemporaryDirectory() as out:
+        plan = make_plan(recipe, targets.resolve("local"), progress=False, out=Path(out))
+        with running_fleet(1) as fleet:
+            reports = []
+            for _ in range(1 + args.repeat):
+                with DeviceSession.open(fleet[0].host) as session:
+                    reports.append(deploy_one(session, plan))
+    first, again = reports[0], reports[1:]
+    print(f"recipe {recipe.name}, device {first.host} (loopback OpenSSH), backend {first.build.backend}")
+    print(f"{'':22}{'push':>8}{'probe':>8}{'build':>8}{'evaluate':>9}{'bench':>8}{'activate':>9}{'device':>8}{'edgeq':>8}")
+    for label, report in [("first deploy", first)] + [(f"re-deploy {i + 1}", r) for i, r in enumerate(again)]:
+        p = report.phases
+        print(f"{label:22}" + "".join(f"{p.get(k, 0.0):>{w}.3f}" for k, w in
+                                      (("push", 8), ("probe", 8), ("build", 8), ("evaluate", 9), ("bench", 8), ("activate", 9)))
+              + f"{report.device_seconds:>8.3f}{report.overhead_seconds:>8.3f}")
+    overhead = first.overhead_seconds
+    repush = statistics.median(r.phases["push"] for r in again)
+    print()
+    print(f"edgeq overhead, first deploy: {overhead:.3f} s (target <= 2 s): {'PASS' if overhead <= 2 else 'FAIL'}")
+    print(f"  ratio overhead / device work (baseline): {overhead / max(first.device_seconds, 1e-9):.3f}")
+    print(f"re-deploy push: {repush:.3f} s vs first push {first.phases['push']:.3f} s (baseline): ratio "
+          f"{repush / first.phases['push']:.3f} (target <= 0.20): {'PASS' if repush <= 0.2 * first.phases['push'] else 'FAIL'}")
+    print(f"bytes sent: first {first.transfer.bytes_sent}, re-deploy {again[0].transfer.bytes_sent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
