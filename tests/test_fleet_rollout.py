@@ -35,7 +35,6 @@ pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 DEVICES = 8
 TIMEOUT = "4"  # seconds a device may stay silent in these tests
-TMP = ["--build-each"]
 
 
 class Site:
@@ -91,7 +90,7 @@ class Site:
         return {by_label[o.host.label]: o.value for o in outcomes}
 
     def rollout(self, recipe: Path, *args: str):  # noqa: ANN201
-        return run_edgeq("rollout", recipe, "--inventory", self.inventory, "--timeout", TIMEOUT, "--json", *TMP, *args)
+        return run_edgeq("rollout", recipe, "--inventory", self.inventory, "--timeout", TIMEOUT, "--json", *args)
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +225,7 @@ def _start(site: Site, recipe: Path, *args: str) -> tuple[subprocess.Popen, Call
     folder = site.folder / "edgeq-out" / "rollouts"
     existing = set(folder.glob("*.jsonl"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeq", "rollout", str(recipe), "--inventory", str(site.inventory), "--timeout", TIMEOUT, "--json", *TMP, *args],
+        [sys.executable, "-m", "edgeq", "rollout", str(recipe), "--inventory", str(site.inventory), "--timeout", TIMEOUT, "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -26,8 +26,8 @@ from edgeq.fleet.liveness import Liveness
 from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.recorder import Recorder, Watcher
 from edgeq.fleet.state import RolloutState, WaveState
-from edgeq.fleet.timed import TimedSSHTransport
 from edgeq.fleet.summary import RolloutReport, summarize
+from edgeq.fleet.timed import TimedSSHTransport
 from edgeq.fleet.verdict import COMPLETED, EXIT_CODES, judge
 from edgeq.fleet.waves import Amount, failure_allowance
 from edgeq.recipe import Host

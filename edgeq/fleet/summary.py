@@ -73,6 +73,10 @@ def _last(device: DeviceState, name: str) -> StepRecord | None:
     return None
 
 
+def _first(device: DeviceState, name: str) -> StepRecord | None:
+    return next((s for s in device.steps if s.name == name and s.status == "ok"), None)
+
+
 def _value(device: DeviceState, step: str, key: str) -> Any:
     record = _last(device, step)
     return record.data.get(key) if record else None
@@ -94,7 +98,8 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
     host = next(h for h in header.hosts if (h.name or h.label) == device.name)
     target = header.targets[device.name]
     engine_id = header.engine_ids[target]
-    before = _value(device, "status", "current")
+    asked = _first(device, "status")  # a resumed rollout asks again; the first answer is what ran before
+    before = asked.data.get("current") if asked else None
     source = next((name for name in ("build", "install", "reuse") if _last(device, name)), None)
     work = sum(float(s.data.get("device_seconds") or 0.0) for s in device.steps if s.status == "ok" and s.name in DEVICE_WORK_STEPS)
     ends = [s.started + (s.seconds or 0.0) for s in device.steps]
