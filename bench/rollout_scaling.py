@@ -65,11 +65,24 @@ def _rollout(recipe: Path, inventory: Path, count: int, build_each: bool) -> dic
     return json.loads(done.stdout)
 
 
+def _row(report: dict) -> dict:
+    devices = report["devices"]
+    return {
+        "wall": report["seconds"],
+        "work": sum(d["device_seconds"] for d in devices),
+        "path": report["device_path_seconds"],
+        "edgeq": report["edgeq_seconds"],
+        "builds": report["builds"],
+        "build": sum(d["build_seconds"] or 0.0 for d in devices),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, help="recipe to roll out (default: a small generated CNN)")
     parser.add_argument("--target", default="local", help="target profile of the loopback devices")
     parser.add_argument("--counts", default="1,2,4,8")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per configuration; the median run is shown")
     args = parser.parse_args()
     reason = missing_prerequisites()
     if reason:
@@ -84,22 +97,15 @@ def main() -> None:
         print(f"{'mode':<10}{'devices':>8}{'wall s':>9}{'device work s':>15}{'device path s':>15}{'edgeq s':>9}{'builds':>8}{'build s (sum)':>15}")
         for mode in ("once", "each"):
             for count in counts:
-                run += 1
-                recipe = _variant(base, run)
-                try:
-                    report = _rollout(recipe, inventory, count, build_each=mode == "each")
-                finally:
-                    recipe.unlink()
-                devices = report["devices"]
-                row = {
-                    "wall": report["seconds"],
-                    "work": sum(d["device_seconds"] for d in devices),
-                    "path": report["device_path_seconds"],
-                    "edgeq": report["edgeq_seconds"],
-                    "builds": report["builds"],
-                    "build": sum(d["build_seconds"] or 0.0 for d in devices),
-                }
-                rows[(mode, count)] = row
+                runs = []
+                for _ in range(args.repeat):
+                    run += 1
+                    recipe = _variant(base, run)
+                    try:
+                        runs.append(_row(_rollout(recipe, inventory, count, build_each=mode == "each")))
+                    finally:
+                        recipe.unlink()
+                row = rows[(mode, count)] = sorted(runs, key=lambda r: r["edgeq"])[len(runs) // 2]
                 print(f"{mode:<10}{count:>8}{row['wall']:>9.2f}{row['work']:>15.2f}{row['path']:>15.2f}{row['edgeq']:>9.2f}"
                       f"{row['builds']:>8}{row['build']:>15.2f}")
         low, high = min(counts), max(counts)

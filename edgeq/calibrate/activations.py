@@ -37,6 +37,28 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
     return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
 
 
+def sample_bytes(model: onnx.ModelProto, names: list[str]) -> int:
+    """Bytes of ``names`` for one sample (float32), from the inferred shapes without their first (batch) dim.
+
+    A tensor whose shape is not fully known counts as large as the largest known one.
+    """
+    graph = model.graph
+    shapes = {info.name: info.type.tensor_type.shape for info in [*graph.input, *graph.value_info, *graph.output]}
+    sizes: list[int | None] = []
+    for name in names:
+        shape = shapes.get(name)
+        dims = list(shape.dim)[1:] if shape is not None and shape.dim else None
+        known = dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
+        sizes.append(int(np.prod([d.dim_value for d in dims])) * 4 if known else None)
+    largest = max((size for size in sizes if size is not None), default=4)
+    return sum(largest if size is None else size for size in sizes)
+
+
+def batch_rows(model: onnx.ModelProto, names: list[str], budget: int) -> int:
+    """Samples per ONNX Runtime batch so that one batch of ``names`` stays within ``budget`` bytes (at least 1)."""
+    return max(1, budget // max(sample_bytes(model, names), 1))
+
+
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of ``model`` whose graph outputs also include ``names`` (float32)."""
     exposed = onnx.ModelProto()

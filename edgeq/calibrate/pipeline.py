@@ -2,8 +2,10 @@
 
 Order of work: load and prepare the model, open the data and the metric (every input error is raised
 here, before anything is written), stream activation statistics, compute ranges, apply the policy,
-build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity, optionally fit the
-budget, then write every artifact at once through a staging folder.
+build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity when asked or when the
+drop fails the budget, optionally fit the budget, then write every artifact at once through a staging
+folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
+size, so memory stays flat in the number of samples and the model's size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edgeq import atomic
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
-from edgeq.calibrate import activations, predict, sensitivity
+from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, header_version
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
@@ -31,7 +33,11 @@ from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
-from edgeq.calibrate.report import Artifacts, CalibrationReport, CalibrationResult, PredictedAccuracy, RangeSummary
+from edgeq.calibrate.report import (
+    Artifacts, CalibrationReport, CalibrationResult, LayerSensitivity, PredictedAccuracy, RangeSummary,
+)
+from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
+from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS
 from edgeq.data import Batch, Dataset, check_same_classes
 from edgeq.npz import npz_bytes
@@ -39,7 +45,8 @@ from edgeq.errors import InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
-SENSITIVITY_SAMPLES = 128  # validation samples used to rank layers (ranking only; the metric uses all)
+SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
+ACTIVATION_BUDGET = 256 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -66,9 +73,13 @@ def calibrate(
     method: str | None = None,
     out: Path | None = None,
     fit_budget: bool = False,
+    sensitivity: bool = False,
     progress: bool = True,
 ) -> CalibrationResult:
-    """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input."""
+    """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input.
+
+    ``sensitivity``: rank the layers even when the predicted drop fits the budget.
+    """
     started = time.perf_counter()
     method = method or recipe.calibration.method
     if method not in METHODS:
@@ -85,7 +96,7 @@ def calibrate(
     if validation.labels is None:
         raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
     metric = metrics_module.load(recipe)
-    key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "bins": DEFAULT_BINS})
+    key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
     if is_current(folder, key):
         report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
         return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
@@ -93,8 +104,9 @@ def calibrate(
     seconds: dict[str, float] = {}
     prepared = prepare(original, source=str(recipe.model_path))
     fp32 = prepared.model
-    tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
-    batch_size = recipe.calibration.batch_size
+    every = activations.activation_tensors(fp32)
+    tensors = [t for t in every if t not in prepared.unquantizable]
+    batch_size = activations.batch_rows(fp32, every, ACTIVATION_BUDGET)
     with _progress(progress) as bar:
         tick = time.perf_counter()
         task = bar.add_task("calibration statistics", total=len(calibration))
@@ -114,24 +126,26 @@ def calibrate(
         bar.advance(task)
 
         def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-            out = predict.outputs(build_qdq(fp32, chosen, amax), val.x, batch_size)
+            out = predict.outputs(predict.host_model(build_qdq(fp32, chosen, amax)), val.x, batch_size)
             return predict.compare(reference, out, val.labels, metric, recipe.budget.accuracy_drop)
 
         accuracy = evaluate(layers)
         bar.advance(task)
         seconds["validation"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
-        task = bar.add_task("layer sensitivity", total=len(layers))
-        subset = val.x[:SENSITIVITY_SAMPLES]
-        ranking = sensitivity.rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
-        seconds["sensitivity"] = time.perf_counter() - tick
+        ranking: list[LayerSensitivity] = []
+        if sensitivity or not accuracy.passed:
+            tick = time.perf_counter()
+            task = bar.add_task("layer sensitivity", total=len(layers))
+            subset = val.x[:SENSITIVITY_SAMPLES]
+            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
+            seconds["sensitivity"] = time.perf_counter() - tick
 
         kept: list[str] = []
         if fit_budget and not accuracy.passed:
             tick = time.perf_counter()
             task = bar.add_task("fitting the accuracy budget", total=len(ranking))
-            kept, accuracy = sensitivity.fit_budget(layers, ranking, evaluate, lambda: bar.advance(task))
+            kept, accuracy = fit_budget_layers(layers, ranking, evaluate, accuracy, lambda: bar.advance(task))
             seconds["fit_budget"] = time.perf_counter() - tick
 
     final_layers = [layer for layer in layers if layer.name not in kept]

@@ -1,4 +1,8 @@
-"""Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float."""
+"""Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float.
+
+Ranking costs one Q/DQ model and one ONNX Runtime session per layer, so the pipeline only ranks when
+asked, or when the predicted drop fails the budget; it runs on a small validation subset.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +26,15 @@ def rank_layers(
     batch_size: int,
     advance: Callable[[], None] = lambda: None,
 ) -> list[LayerSensitivity]:
-    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first."""
+    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
+
+    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``.
+    """
     first = next(iter(fp32))
     reference = fp32[first][: len(x)]
     ranked = []
     for layer in layers:
-        out = predict.outputs(build_qdq(model, [layer], amax), x, batch_size)[first]
+        out = predict.outputs(predict.host_model(build_qdq(model, [layer], amax)), x, batch_size)[first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,
@@ -45,14 +52,15 @@ def fit_budget(
     layers: list[QuantizedLayer],
     ranking: list[LayerSensitivity],
     evaluate: Callable[[list[QuantizedLayer]], PredictedAccuracy],
+    accuracy: PredictedAccuracy,
     advance: Callable[[], None] = lambda: None,
 ) -> tuple[list[str], PredictedAccuracy]:
     """The fewest most-sensitive layers to keep in float for the drop to fit the budget, and the accuracy then.
 
-    Tries keeping the top 1, 2, ... layers of ``ranking`` in float; stops at the first that passes.
+    ``accuracy``: that of all ``layers`` in INT8. Tries keeping the top 1, 2, ... layers of ``ranking``
+    in float; stops at the first that passes.
     """
     kept: list[str] = []
-    accuracy = evaluate(layers)
     for entry in ranking:
         if accuracy.passed:
             break

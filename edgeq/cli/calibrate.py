@@ -24,6 +24,9 @@ def calibrate(
     fit_budget: Annotated[
         bool, typer.Option("--fit-budget", help="Keep the fewest most sensitive layers in float to meet the accuracy budget.")
     ] = False,
+    sensitivity: Annotated[
+        bool, typer.Option("--sensitivity", help="Rank every layer's sensitivity even when the accuracy budget holds.")
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Calibrate INT8 on this machine: calibration cache, Q/DQ model, ranges and the predicted INT8 accuracy.
@@ -34,7 +37,7 @@ def calibrate(
     from edgeq.report.calibrate_view import calibration_view
 
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
-                 fit_budget=fit_budget, progress=not json)
+                 fit_budget=fit_budget, sensitivity=sensitivity, progress=not json)
     if json:
         print_json(result.to_dict())
     else:

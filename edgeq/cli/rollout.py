@@ -27,10 +27,16 @@ def rollout(
     build_each: Annotated[bool, typer.Option("--build-each", help="Build on every device, not once per device class.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
     resume_id: Annotated[
-        Optional[str], typer.Option("--resume", metavar="ID", help="Continue rollout ID (or its .jsonl journal) as planned.")
+        Optional[str],
+        typer.Option(
+            "--resume",
+            metavar="ID",
+            help="Continue rollout ID as planned (its journal is under the recipe's edgeq-out/rollouts; or give the .jsonl).",
+        ),
     ] = None,
     timeout: Annotated[
-        Optional[float], typer.Option(help="Seconds a device may not answer (connect, SSH keepalives) before it counts as failed.")
+        Optional[float],
+        typer.Option(help="Seconds a device may stay silent (connect, SSH keepalives) before it counts as failed."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

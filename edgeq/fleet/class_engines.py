@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def class_key(module: str | None, tensorrt: str | None, compute_capability: str | None, dla_core: int | None, backend: str) -> str:
+def class_key(
+    module: str | None, tensorrt: str | None, compute_capability: str | None, dla_core: int | None, backend: str
+) -> str:
     """The key devices must share to run each other's engines (TensorRT engines are not portable beyond it)."""
     dla = f"dla{dla_core}" if dla_core is not None else "gpu"
     runtime = f"trt{tensorrt}" if tensorrt else backend

@@ -86,7 +86,9 @@ def prepare(ctx: RolloutContext, name: str, session: DeviceSession) -> bool:
             return False
         with ctx.step(name, "probe", session) as out:
             probe = session.probe()
-            key = class_key(probe.module, probe.tensorrt_version, probe.compute_capability, plan.recipe.build.dla_core, plan.target.backend)
+            key = class_key(
+                probe.module, probe.tensorrt_version, probe.compute_capability, plan.recipe.build.dla_core, plan.target.backend
+            )
             out.update(**{"class": key, "module": probe.module, "tensorrt": probe.tensorrt_version})
         with ctx.step(name, "push", session) as out:
             out["bytes_sent"] = session.push(plan).bytes_sent
@@ -125,7 +127,7 @@ def prepare(ctx: RolloutContext, name: str, session: DeviceSession) -> bool:
 
 def _bring_engine(ctx: RolloutContext, name: str, session: DeviceSession, key: str) -> None:
     """Build the engine here, or install the one another device of this class built."""
-    rec, plan = ctx.recorder, ctx.plan(name)
+    plan = ctx.plan(name)
     built = None
     if not ctx.header.build_each:
         with ctx.step(name, "class", session) as out:  # waits while another device of the class builds

@@ -44,7 +44,7 @@ class RolloutPlan:
             "inventory": str(self.inventory) if self.inventory else None,
             "waves": [
                 {"devices": names, "targets": {n: self.targets[n] for n in names}, "failures_allowed": allowed}
-                for names, allowed in zip(self.waves, self.allowances)
+                for names, allowed in zip(self.waves, self.allowances, strict=True)
             ],
             "concurrency": self.options.concurrency,
             "build_each": self.options.build_each,

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeq import atomic, recipe as recipes, targets
+from edgeq import atomic, targets
+from edgeq import recipe as recipes
 from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.session import DeviceSession
 from edgeq.errors import InputError
-from edgeq.fleet import journal, state as st
+from edgeq.fleet import journal
+from edgeq.fleet import state as st
 from edgeq.fleet.class_engines import ClassEngine, ClassEngines
 from edgeq.fleet.device_steps import RolloutContext, prepare, roll_back, switch
 from edgeq.fleet.inventory import host_name

@@ -49,7 +49,11 @@ def describe(host: Host, report: StatusReport) -> DeviceStatus:
 def fleet_status(hosts: list[Host], *, concurrency: int = 8, timeouts: Timeouts | None = None) -> list[DeviceStatus]:
     """Ask every device at once (up to ``concurrency``); an unreachable one is a row with its error."""
     outcomes = on_hosts(hosts, lambda transport: DeviceSession(transport).status(), limit=concurrency, timeouts=timeouts)
-    return [
-        describe(o.host, o.value) if o.value is not None else DeviceStatus(name=host_name(o.host), label=o.host.label, error=o.error.message if o.error else "no answer")
-        for o in outcomes
-    ]
+    rows = []
+    for o in outcomes:
+        if o.value is not None:
+            rows.append(describe(o.host, o.value))
+        else:
+            error = o.error.message if o.error else "no answer"
+            rows.append(DeviceStatus(name=host_name(o.host), label=o.host.label, error=error))
+    return rows

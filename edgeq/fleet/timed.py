@@ -6,6 +6,8 @@ host-side work, journaling); the rollout report and bench/rollout_scaling.py sho
 
 from __future__ import annotations
 
+from time import monotonic
+
 from edgeq.recipe import Host
 from edgeq.remote.connection import open_connection
 from edgeq.remote.timeouts import Timeouts
@@ -25,8 +27,6 @@ class TimedSSHTransport(SSHTransport):
         return cls(host, open_connection(host, timeouts), timeouts)
 
     def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
-        from time import monotonic
-
         started = monotonic()
         try:
             return super()._run(argv, timeout)

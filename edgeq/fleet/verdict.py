@@ -32,8 +32,8 @@ def judge(devices: list[DeviceState], allowed: int) -> WaveVerdict:
         return WaveVerdict(False, GATE_STOPPED, f"gate failed on {len(gate)} device(s): {detail}", len(failed), allowed)
     if len(failed) > allowed:
         names = ", ".join(d.name for d in failed)
-        return WaveVerdict(
-            False, DEVICES_FAILED, f"{len(failed)} of {len(devices)} devices failed ({names}); the budget allows {allowed}", len(failed), allowed
-        )
+        reason = f"{len(failed)} of {len(devices)} devices failed ({names}); the budget allows {allowed}"
+        return WaveVerdict(False, DEVICES_FAILED, reason, len(failed), allowed)
     note = f"; {len(failed)} device(s) failed within the budget of {allowed}" if failed else ""
-    return WaveVerdict(True, COMPLETED, f"{len(devices) - len(failed)} of {len(devices)} devices on the new engine{note}", len(failed), allowed)
+    reason = f"{len(devices) - len(failed)} of {len(devices)} devices on the new engine{note}"
+    return WaveVerdict(True, COMPLETED, reason, len(failed), allowed)
