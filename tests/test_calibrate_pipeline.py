@@ -15,7 +15,7 @@ from edgeq import targets
 from edgeq.calibrate import calibrate
 from edgeq.calibrate.activations import activation_tensors
 from edgeq.calibrate.cache import parse_cache
-from edgeq.calibrate.manifest import file_sha256
+from edgeq.device.hashing import sha256_file
 from edgeq.errors import InputError
 from tests.calibrate_nets import fire_net, images, residual_net, write_recipe
 from tests.cli import run_edgeq
@@ -46,7 +46,7 @@ def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     listed = {a["name"]: a for a in manifest["artifacts"]}
     assert set(listed) == names - {"manifest.json"}
     for name, entry in listed.items():
-        assert entry["sha256"] == file_sha256(folder / name) and entry["size"] == (folder / name).stat().st_size
+        assert entry["sha256"] == sha256_file(folder / name) and entry["size"] == (folder / name).stat().st_size
 
     validation = np.load(folder / "validation.npz")
     assert validation["data"].shape == (48, 3, 32, 32) and validation["labels"].shape == (48,)

@@ -8,27 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import edgeq
+from edgeq.device.hashing import sha256_file
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
 KEY_SCHEMA = 1  # bump when the artifacts' content changes for the same inputs
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tree_sha256(path: Path) -> str:
     """Hash of a file, or of every file under a folder (relative names and contents)."""
     if path.is_file():
-        return file_sha256(path)
+        return sha256_file(path)
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(item.relative_to(path)).encode() + b"\0" + file_sha256(item).encode())
+        digest.update(str(item.relative_to(path)).encode() + b"\0" + sha256_file(item).encode())
     return digest.hexdigest()
 
 
@@ -38,10 +31,10 @@ def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any]) -> str:
     parts = {
         "schema": KEY_SCHEMA,
         "edgeq": edgeq.__version__,
-        "model": file_sha256(recipe.model_path),
+        "model": sha256_file(recipe.model_path),
         "calibration_data": _tree_sha256(recipe.resolve(recipe.calibration.path)),
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
-        "metric_file": file_sha256(recipe.resolve(metric_file)) if metric_file else None,
+        "metric_file": sha256_file(recipe.resolve(metric_file)) if metric_file else None,
         "recipe": recipe.model_dump(mode="json", include={"inputs", "preprocess", "calibration", "validation", "budget"}),
         "settings": settings,
         "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},
@@ -57,7 +50,7 @@ def manifest(key: str, target: Target, files: list[Path], header: int | None) ->
         "target": target.name,
         "tensorrt": target.tensorrt,
         "tensorrt_header_version": header,
-        "artifacts": [{"name": p.name, "sha256": file_sha256(p), "size": p.stat().st_size} for p in files],
+        "artifacts": [{"name": p.name, "sha256": sha256_file(p), "size": p.stat().st_size} for p in files],
     }
 
 
@@ -72,6 +65,6 @@ def is_current(folder: Path, key: str) -> bool:
         return False
     for entry in data.get("artifacts", []):
         item = folder / entry["name"]
-        if not item.is_file() or item.stat().st_size != entry["size"] or file_sha256(item) != entry["sha256"]:
+        if not item.is_file() or item.stat().st_size != entry["size"] or sha256_file(item) != entry["sha256"]:
             return False
     return bool(data.get("artifacts"))

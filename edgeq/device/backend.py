@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 
 from .errors import AgentError
 from .latency import latency_stats, time_calls
+from .hashing import sha256_file
 from .report import Artifact, BuildOptions, BuiltModel, LatencyStats, ProbeReport
 
 Dim = Union[int, str, None]
@@ -84,11 +84,8 @@ class Backend(abc.ABC):
 
 def artifact(folder: str, name: str) -> Artifact:
     """Size and sha256 of a file in the engine folder."""
-    digest = hashlib.sha256()
-    with open(os.path.join(folder, name), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return Artifact(path=name, size_bytes=os.path.getsize(os.path.join(folder, name)), sha256=digest.hexdigest())
+    path = os.path.join(folder, name)
+    return Artifact(path=name, size_bytes=os.path.getsize(path), sha256=sha256_file(path))
 
 
 def select_backend(name: str, threads: int, probe_device: Callable[[], ProbeReport]) -> Backend:

@@ -7,7 +7,6 @@ folder appears, so a damaged transfer never becomes an engine.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,16 +15,9 @@ import tempfile
 import time
 
 from .errors import AgentError
+from .hashing import sha256_file
 from .report import BuildReport, ExportReport, ImportReport
 from .workdir import BUILD_JSON, Workdir
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _build_files(build: BuildReport) -> list:
@@ -49,7 +41,7 @@ def export_engine(workdir: str, engine_id: str, out: str) -> ExportReport:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return ExportReport(engine_id, out, os.path.getsize(out), _sha256(out), names)
+    return ExportReport(engine_id, out, os.path.getsize(out), sha256_file(out), names)
 
 
 def import_engine(workdir: str, engine_id: str, archive_path: str) -> ImportReport:
@@ -79,6 +71,6 @@ def import_engine(workdir: str, engine_id: str, archive_path: str) -> ImportRepo
             raise AgentError(AgentError.CONFLICT, "archive holds engine {!r}, expected {!r}".format(build.engine_id, engine_id))
         for artifact in (build.engine.artifact, build.reference.artifact):
             path = os.path.join(stage, artifact.path)
-            if not os.path.isfile(path) or _sha256(path) != artifact.sha256:
+            if not os.path.isfile(path) or sha256_file(path) != artifact.sha256:
                 raise AgentError(AgentError.INVALID_INPUT, "engine archive: {} is missing or damaged".format(artifact.path))
     return ImportReport(engine_id, time.perf_counter() - start, build)

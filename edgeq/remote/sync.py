@@ -7,13 +7,13 @@ temporary name, then verified on the device with its own Python and renamed into
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeq.device.hashing import sha256_file
 from edgeq.errors import DeviceError, InputError
 from edgeq.remote.transport import Transport, run_python
 
@@ -73,15 +73,6 @@ class SyncResult:
     files_skipped: int
     bytes_sent: int
     seconds: float
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a local file."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def push_blobs(transport: Transport, files: Iterable[Path]) -> SyncResult:
