@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeq.errors import InputError
+from edgeq.textfiles import parse_yaml, read_text
 
 CalibrationMethod = Literal["entropy", "minmax", "percentile", "mse"]
 
@@ -203,18 +203,7 @@ def parse(data: Any, source: Path) -> Recipe:
 def load(path: Path | str) -> Recipe:
     """Read and validate a recipe file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: recipe file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the recipe ({exc.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    data = parse_yaml(read_text(path, "recipe"), path)
     return parse(data, path)
 
 

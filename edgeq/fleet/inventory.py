@@ -27,10 +27,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from edgeq.errors import InputError
+from edgeq.textfiles import parse_yaml, read_text
 from edgeq.recipe import Host, Recipe
 
 ANSIBLE_VARS = {
@@ -54,14 +54,9 @@ _PATH_FIELDS = ("key", "known_hosts")
 def load_inventory(path: Path | str) -> list[Host]:
     """Every host of an inventory file (edgeq YAML, Ansible YAML or Ansible INI), in file order."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: inventory file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the inventory ({exc.__class__.__name__})") from None
+    text = read_text(path, "inventory")
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        data = _yaml(text, path)
+        data = parse_yaml(text, path)
         if isinstance(data, dict) and "hosts" in data:
             raw = _native(data, path)
         else:
@@ -107,15 +102,6 @@ def host_name(host: Host) -> str:
 
 def _keys(host: Host) -> list[str]:
     return [k for k in (host.name, host.address, host.label, *host.groups) if k]
-
-
-def _yaml(text: str, path: Path) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
 
 
 def _native(data: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
