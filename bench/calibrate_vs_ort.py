@@ -12,8 +12,9 @@ in its own subprocess, one at a time:
   modelopt-*    python -m modelopt.onnx.quantization (entropy / max) on CPU   } int8 weights
 
 Each worker resets its peak RSS after its imports (/proc/self/clear_refs) and reports the peak above
-that post-import baseline. The parent kills a worker whose RSS passes --mem-cap-gb (reported as
-"over cap"). Every Q/DQ model is then scored on the example's validation set: top-1 accuracy (the
+that post-import baseline, plus the peak RSS of any child process it waited for (RUSAGE_CHILDREN: a
+contender that calibrates in a subprocess is counted in full, imports included). The parent kills a
+worker whose process tree's RSS passes --mem-cap-gb (reported as "over cap"). Every Q/DQ model is then scored on the example's validation set: top-1 accuracy (the
 example model only; the heavy variant has random weights), agreement with FP32, output cosine.
 
 Usage:
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -182,7 +184,9 @@ def work_modelopt_max(model: Path, samples: int, out: Path) -> dict:
 
 def worker_main(contender: str, model: Path, samples: int, out: Path) -> None:
     result = globals()["work_" + contender.replace("-", "_")](model, samples, out)
-    result["peak_above_baseline"] = _status("VmHWM") - result.pop("baseline")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+    result["children_peak"] = children
+    result["peak_above_baseline"] = _status("VmHWM") - result.pop("baseline") + children
     (out / "result.json").write_text(json.dumps(result))
 
 
@@ -273,13 +277,17 @@ def _calibration_npy(model: Path, samples: int, path: Path) -> None:
 
 
 def _rss(pid: int) -> int:
+    """RSS of ``pid`` and all its descendants, in bytes (0 for processes already gone)."""
+    total = 0
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+                total += int(line.split()[1]) * 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += sum(_rss(int(child)) for child in (task / "children").read_text().split())
     except OSError:
         pass
-    return 0
+    return total
 
 
 def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes: int, python: str) -> Run:
@@ -342,7 +350,10 @@ def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
     for column in ("model", "samples", "contender", "wall s", "peak MB", "top-1 %", "agree %", "cosine", "note"):
         table.add_column(column, justify="left" if column in ("model", "contender", "note") else "right")
     for run in runs:
-        note = run.error or (f"calib only {run.extra['wall_calibration_only']:.1f}s" if "wall_calibration_only" in run.extra else "")
+        notes = [f"calib only {run.extra['wall_calibration_only']:.1f}s"] if "wall_calibration_only" in run.extra else []
+        if run.extra.get("children_peak"):
+            notes.append(f"incl. child {run.extra['children_peak'] / 2**20:.0f} MB")
+        note = run.error or ", ".join(notes)
         table.add_row(run.model, str(run.samples), run.contender, _fmt(run.wall, ".1f"), _fmt(run.peak_mb, ".0f"), _fmt(run.top1, ".1f"), _fmt(run.agreement, ".1f"), _fmt(run.cosine, ".4f"), note)
     console = Console()
     console.print(table)
@@ -369,7 +380,19 @@ def ratios(runs: list[Run]) -> str:
                 parts.append(f"vs {anchor}: time {edgeq.wall / other.wall:.2f}x (calib only {calib / other.wall:.2f}x), peak RSS {edgeq.peak_mb / max(other.peak_mb, 1):.2f}x")
             elif other:
                 parts.append(f"vs {anchor}: {other.error}")
+        entropy = [keyed[k].wall for k in ((model, samples, a) for a in ANCHORS if "entropy" in a) if k in keyed and keyed[k].wall]
+        if entropy:
+            parts.append(f"vs fastest anchor entropy run: time {edgeq.wall / min(entropy):.2f}x (target <= 0.5x)")
+        cosines = [keyed[(model, samples, a)].cosine for a in ANCHORS if (model, samples, a) in keyed]
+        cosines = [c for c in cosines if c is not None]
+        if cosines and edgeq.cosine is not None:
+            parts.append(f"cosine: edgeq {edgeq.cosine:.5f}, anchors' best {max(cosines):.5f} (target: edgeq >= best)")
         lines.append("\n  ".join(parts))
+    for model in dict.fromkeys(r.model for r in runs):
+        peaks = {r.samples: r.peak_mb for r in runs if r.model == model and r.contender == "edgeq" and r.peak_mb}
+        if len(peaks) > 1:
+            low, high = min(peaks), max(peaks)
+            lines.append(f"{model}: edgeq peak RSS n={high} / n={low}: {peaks[high] / peaks[low]:.2f}x (target: flat)")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "recipes" / "squeezenet-digit
 
 def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
-    result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    result = calibrate(recipe_module.load(path), targets.resolve(ORIN), sensitivity=True, progress=False)
     folder = tmp_path / "edgeq-out" / ORIN
     assert result.folder == folder and not result.reused
     names = {"model.fp32.onnx", "model.qdq.onnx", "calibration.cache", "ranges.json", "validation.npz", "report.json", "manifest.json"}
@@ -73,6 +73,16 @@ def test_unchanged_rerun_reuses_and_a_change_recomputes(tmp_path: Path) -> None:
     assert not fourth.reused and fourth.report.key != third.report.key
 
 
+def test_layers_are_ranked_only_when_asked_or_when_the_budget_fails(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    target = targets.resolve(ORIN)
+    plain = calibrate(recipe_module.load(path), target, progress=False)
+    assert plain.report.accuracy.passed and plain.report.sensitivity == [] and "sensitivity" not in plain.report.seconds
+    ranked = calibrate(recipe_module.load(path), target, sensitivity=True, progress=False)
+    assert not ranked.reused and len(ranked.report.sensitivity) == len(ranked.report.quantized_layers)
+    assert ranked.report.accuracy == plain.report.accuracy  # the same prediction, ranking aside
+
+
 def test_trt11_target_gets_no_cache_and_the_header_follows_the_target(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, residual_net(), size=16)
     trt11 = calibrate(recipe_module.load(path), targets.resolve("agx-orin-jp7.2.2-trt11"), progress=False)
@@ -91,6 +101,7 @@ def test_budget_failure_exits_1_after_writing_and_fit_budget_keeps_layers_in_flo
     result = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--json")
     data = json.loads(result.stdout)
     assert not data["report"]["accuracy"]["passed"] and data["report"]["accuracy"]["drop"] > 1.0
+    assert data["report"]["sensitivity"]  # a failed budget says which layers hurt most, even without --fit-budget
     assert result.code == 1 and "budget" in result.stderr
     assert (tmp_path / "edgeq-out" / ORIN / "manifest.json").is_file()
     fitted = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--fit-budget", "--json")

@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from edgeq import atomic
 from edgeq import metrics as metrics_module
@@ -29,24 +35,29 @@ from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, header_version
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
+from edgeq.calibrate.npz_stream import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
 from edgeq.calibrate.report import (
-    Artifacts, CalibrationReport, CalibrationResult, LayerSensitivity, PredictedAccuracy, RangeSummary,
+    Artifacts,
+    CalibrationReport,
+    CalibrationResult,
+    LayerSensitivity,
+    PredictedAccuracy,
+    RangeSummary,
 )
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS
-from edgeq.data import Batch, Dataset, check_same_classes
-from edgeq.npz import npz_bytes
+from edgeq.data import Dataset, check_same_classes
 from edgeq.errors import InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
-ACTIVATION_BUDGET = 256 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
+ACTIVATION_BUDGET = 128 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -119,17 +130,23 @@ def calibrate(
         layers = plan_layers(fp32, tensors, excluded)
 
         tick = time.perf_counter()
-        task = bar.add_task("FP32 and INT8 on validation data", total=2)
-        val = validation.load()
+        task = bar.add_task("FP32 and INT8 on validation data", total=1)
+        labels = validation.labels
+
+        def val_batches() -> Iterator[np.ndarray]:
+            return (b.x for b in validation.batches(batch_size))
+
         fp32_bytes = fp32.SerializeToString()
-        reference = predict.outputs(fp32_bytes, val.x, batch_size)
-        bar.advance(task)
+        qdq_model = build_qdq(fp32, layers, amax)
+        reference, int8 = predict.outputs([fp32_bytes, predict.host_model(qdq_model)], val_batches())
+
+        def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
+            return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
 
         def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-            out = predict.outputs(predict.host_model(build_qdq(fp32, chosen, amax)), val.x, batch_size)
-            return predict.compare(reference, out, val.labels, metric, recipe.budget.accuracy_drop)
+            return judge(predict.outputs([predict.host_model(build_qdq(fp32, chosen, amax))], val_batches())[0])
 
-        accuracy = evaluate(layers)
+        accuracy = judge(int8)
         bar.advance(task)
         seconds["validation"] = time.perf_counter() - tick
 
@@ -137,7 +154,7 @@ def calibrate(
         if sensitivity or not accuracy.passed:
             tick = time.perf_counter()
             task = bar.add_task("layer sensitivity", total=len(layers))
-            subset = val.x[:SENSITIVITY_SAMPLES]
+            subset = next(validation.batches(SENSITIVITY_SAMPLES)).x
             ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
             seconds["sensitivity"] = time.perf_counter() - tick
 
@@ -150,7 +167,8 @@ def calibrate(
 
     final_layers = [layer for layer in layers if layer.name not in kept]
     kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
-    qdq_model = build_qdq(fp32, final_layers, amax)
+    if kept:
+        qdq_model = build_qdq(fp32, final_layers, amax)
     cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
     seconds["total"] = time.perf_counter() - started
 
@@ -176,7 +194,7 @@ def calibrate(
         sensitivity=ranking,
         notes=notes,
     )
-    _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, val, validation, recipe)
+    _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation, batch_size, recipe)
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
 
 
@@ -190,11 +208,14 @@ def _write(
     ranges: dict[str, TensorRange],
     cached: list[str],
     excluded: dict[str, str],
-    val: Batch,
     validation: Dataset,
+    batch_size: int,
     recipe: Recipe,
 ) -> None:
-    """Write every artifact into a staging folder, then move them all into place."""
+    """Write every artifact into a staging folder, then move them all into place.
+
+    The validation set is read again batch by batch into validation.npz, never held whole.
+    """
     header = header_version(target.trt_version) if target.trt_version else None
     ranges_json = {
         "method": report.method,
@@ -204,7 +225,14 @@ def _write(
             for name, r in ranges.items()
         },
     }
-    arrays = {recipe.inputs[0].name: val.x, "labels": val.labels, "classes": np.array(validation.classes, dtype=np.str_)}
+    sample = next(validation.batches(1)).x
+    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
+    columns = {
+        recipe.inputs[0].name: Column(sample.dtype, (len(validation), *sample.shape[1:]),
+                                      (b.x for b in validation.batches(batch_size))),
+        "labels": Column(labels.dtype, labels.shape, [labels]),
+        "classes": Column(classes.dtype, classes.shape, [classes]),
+    }
     with atomic.staged_dir(artifacts.folder) as stage:
         staged = Artifacts.in_folder(stage, with_cache=artifacts.cache is not None)
         atomic.write_bytes(staged.fp32_model, fp32_bytes)
@@ -213,6 +241,7 @@ def _write(
             amax = {name: ranges[name].amax for name in cached}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
-        atomic.write_bytes(staged.validation, npz_bytes(arrays))
+        with atomic.open_atomic(staged.validation) as handle:
+            write_npz(handle, columns)
         atomic.write_json(staged.report, report.to_dict())
         atomic.write_json(staged.manifest, manifest(key, target, staged.files(), header))

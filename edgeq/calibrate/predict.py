@@ -10,6 +10,8 @@ uint8 with zero point 128 gave no speed-up here.)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -59,12 +61,23 @@ def host_model(qdq: onnx.ModelProto) -> bytes:
     return model.SerializeToString()
 
 
-def outputs(model: onnx.ModelProto | bytes, x: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """All graph outputs of ``model`` on ``x``, run ``batch_size`` samples at a time."""
-    sess = activations.session(model)
-    names = [o.name for o in sess.get_outputs()]
-    parts = [activations.run(sess, x[start : start + batch_size], names) for start in range(0, len(x), batch_size)]
-    return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names)}
+def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
+    """``x`` in consecutive blocks of ``rows`` samples."""
+    return (x[start : start + rows] for start in range(0, len(x), rows))
+
+
+def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """All graph outputs of each of ``models`` over the input ``batches``, every batch through every model in turn."""
+    sessions = [activations.session(model) for model in models]
+    names = [[o.name for o in sess.get_outputs()] for sess in sessions]
+    parts: list[list[list[np.ndarray]]] = [[] for _ in sessions]
+    for x in batches:
+        for sess, wanted, collected in zip(sessions, names, parts):
+            collected.append(activations.run(sess, x, wanted))
+    return [
+        {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
+        for wanted, collected in zip(names, parts)
+    ]
 
 
 def compare(

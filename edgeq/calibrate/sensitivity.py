@@ -34,7 +34,7 @@ def rank_layers(
     reference = fp32[first][: len(x)]
     ranked = []
     for layer in layers:
-        out = predict.outputs(predict.host_model(build_qdq(model, [layer], amax)), x, batch_size)[first]
+        out = predict.outputs([predict.host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,
