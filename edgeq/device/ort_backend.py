@@ -121,7 +121,7 @@ class OnnxRuntimeBackend(Backend):
             changed = activations_to_uint8(options.qdq, source)
             if changed is None:
                 source = options.qdq
-                warnings.append("onnx is not installed: activations stay int8 (slower on x86)")
+                warnings.append("onnx is not installed: the Q/DQ model runs as pushed (int8 activations, if any, stay int8: slower on x86)")
             elif changed == 0:
                 warnings.append("no symmetric int8 activation Q/DQ pair found to move to uint8")
         seconds = self._optimize(source, os.path.join(folder, ENGINE_FILE))
