@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 
 from edgeq.calibrate.activations import activation_tensors
@@ -112,3 +113,21 @@ def test_qdq_model_runs_in_onnx_runtime_close_to_fp32() -> None:
     assert not np.array_equal(reference, quantized)  # it really quantizes
     assert cosine(reference, quantized) > 0.999
     assert top1_agreement(reference, quantized) >= 0.95
+
+
+def test_host_model_folds_weight_pairs_and_predicts_the_same_numbers() -> None:
+    from edgeq.calibrate.predict import host_model
+
+    model = fire_net(seed=2)
+    x = np.random.default_rng(8).uniform(-1, 1, (16, 3, 32, 32)).astype(np.float32)
+    qdq, layers = _quantize(model, x)
+    host = onnx.ModelProto.FromString(host_model(qdq))
+    onnx.checker.check_model(host)
+    weights = {w for layer in layers for w, _ in layer.weights}
+    activation_pairs = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"} - weights
+    assert {n.input[0] for n in host.graph.node if n.op_type == "QuantizeLinear"} == activation_pairs
+    assert sum(n.op_type == "DequantizeLinear" for n in host.graph.node) == len(activation_pairs)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no kernel differences
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]  # noqa: E731
+    np.testing.assert_array_equal(run(host), run(qdq))

@@ -120,3 +120,15 @@ def test_every_method_stays_within_max_abs_and_zero_tensors_get_zero() -> None:
         assert amax_of(zeros, method) == 0.0
     with pytest.raises(ValueError):
         amax_of(stats, "kl")
+
+
+def test_entropy_never_clips_more_than_a_ten_thousandth_of_the_values() -> None:
+    # A normalised digit image: three quarters background at -0.83, a quarter ink at +1.89.
+    rng = np.random.default_rng(4)
+    values = np.where(rng.random(400_000) < 0.75, -0.829, 1.889).astype(np.float32)
+    stats = _stats(values, 2048)
+    kl_only = entropy_threshold_bin(stats.hist) * stats.bin_width
+    assert kl_only < 1.0  # the bare KL search clips all the ink ...
+    amax = amax_of(stats, "entropy")
+    assert np.mean(np.abs(values) > amax) <= 1e-4  # ... the entropy method keeps it
+    assert amax <= stats.absmax

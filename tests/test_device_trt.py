@@ -16,7 +16,7 @@ from edgeq.device.errors import AgentError
 from edgeq.device.report import BuildOptions, ProbeReport
 from edgeq.device.trt_api import plan_api_build
 from edgeq.device.trt_backend import TensorRTBackend, timing_cache_name
-from edgeq.device.trt_rules import PrecisionPlan, TrtBuildSpec, plan_precision
+from edgeq.device.trt_rules import TrtBuildSpec, plan_precision
 from edgeq.device.trt_version import TrtVersion
 from edgeq.device.trtexec_command import bench_command, build_command
 from edgeq.device.trtexec_output import (

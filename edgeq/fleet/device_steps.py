@@ -22,9 +22,8 @@ from edgeq.errors import DeviceError, GateError
 from edgeq.fleet import state as st
 from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key, folder_name
 from edgeq.fleet.journal import RolloutHeader
-from edgeq.fleet.liveness import Liveness
+from edgeq.remote.liveness import Liveness
 from edgeq.fleet.recorder import Recorder, describe_error
-from edgeq.fleet.timed import remote_seconds
 
 
 @dataclass
@@ -41,12 +40,12 @@ class RolloutContext:
     @contextmanager
     def step(self, name: str, step: str, session: DeviceSession) -> Iterator[dict[str, Any]]:
         """A journaled step whose data also says how long its remote commands ran."""
-        start = remote_seconds(session.transport)
+        start = session.transport.remote_seconds
         with self.recorder.step(name, step) as out:
             try:
                 yield out
             finally:
-                out["remote_seconds"] = round(remote_seconds(session.transport) - start, 4)
+                out["remote_seconds"] = round(session.transport.remote_seconds - start, 4)
 
     def explain(self, name: str, exc: BaseException) -> str:
         """What went wrong on a device: a hung device says so rather than "connection lost"."""

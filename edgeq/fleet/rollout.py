@@ -24,12 +24,12 @@ from edgeq.fleet.class_engines import ClassEngine, ClassEngines
 from edgeq.fleet.device_steps import RolloutContext, prepare, roll_back, switch
 from edgeq.fleet.inventory import host_name
 from edgeq.fleet.journal import Entry, Journal, RolloutHeader
-from edgeq.fleet.liveness import Liveness
+from edgeq.remote.liveness import Liveness
 from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.recorder import Recorder, Watcher
 from edgeq.fleet.state import RolloutState, WaveState
 from edgeq.fleet.summary import RolloutReport, summarize
-from edgeq.fleet.timed import TimedSSHTransport
+from edgeq.remote.transport import SSHTransport
 from edgeq.fleet.verdict import COMPLETED, EXIT_CODES, judge
 from edgeq.fleet.waves import Amount, failure_allowance
 from edgeq.recipe import Host
@@ -137,7 +137,7 @@ class Rollout:
 
         def opener(host: Host, timeouts: Timeouts) -> Transport:
             with ctx.recorder.step(host_name(host), "connect"):
-                return TimedSSHTransport.open(host, timeouts)
+                return SSHTransport.open(host, timeouts)
 
         def task(transport: Transport) -> object:
             name = by_label[transport.label]

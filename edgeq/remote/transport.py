@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from fabric import Connection
+from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
 from edgeq.errors import DeviceError, InputError
@@ -91,6 +92,7 @@ class Transport(ABC):
         self.timeouts = timeouts
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.remote_seconds = 0.0  # summed wall time of the commands run: the device's side of each step
         self._workdir_setting = workdir
         self._workdir: str | None = None
 
@@ -110,7 +112,10 @@ class Transport(ABC):
         if not argv:
             raise ValueError("empty command")
         started = time.monotonic()
-        exit_code, stdout, stderr = self._run(list(argv), timeout or self.timeouts.command)
+        try:
+            exit_code, stdout, stderr = self._run(list(argv), timeout or self.timeouts.command)
+        finally:
+            self.remote_seconds += time.monotonic() - started
         self.bytes_sent += len(shlex.join(argv).encode())
         self.bytes_received += len(stdout.encode()) + len(stderr.encode())
         return CommandResult(self.label, tuple(argv), exit_code, stdout, stderr, time.monotonic() - started)
@@ -145,6 +150,11 @@ class Transport(ABC):
     @abstractmethod
     def _get(self, remote: str, local: Path) -> None: ...
 
+    @property
+    def ssh(self) -> ParamikoTransport | None:
+        """The live SSH transport underneath (None for a local transport or a closed connection)."""
+        return None
+
     def close(self) -> None:
         """Release the connection (nothing to do for a local transport)."""
 
@@ -170,6 +180,10 @@ class SSHTransport(Transport):
         """Connect to ``host`` (see :func:`~edgeq.remote.connection.open_connection`)."""
         timeouts = timeouts or Timeouts()
         return cls(host, open_connection(host, timeouts), timeouts)
+
+    @property
+    def ssh(self) -> ParamikoTransport | None:
+        return self._conn.transport
 
     def _home(self) -> str:
         home = self.run(["printenv", "HOME"]).check().stdout.strip()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from edgeq.errors import DeviceError
-from edgeq.fleet.liveness import Liveness
-from edgeq.fleet.timed import TimedSSHTransport
+from edgeq.remote.liveness import Liveness
+from edgeq.remote.transport import SSHTransport
 from edgeq.remote.timeouts import Timeouts
 from tests.devices.fleet import Fleet
 
@@ -21,7 +21,7 @@ PATIENCE = 1.0
 
 def test_a_frozen_device_fails_its_running_command_within_the_patience(ssh_fleet: Callable[[int], Fleet]) -> None:
     device = ssh_fleet(1)[0]
-    transport = TimedSSHTransport.open(device.host, Timeouts(connect=5, channel=5, command=120))
+    transport = SSHTransport.open(device.host, Timeouts(connect=5, channel=5, command=120))
     started = threading.Event()
     outcome: list[object] = []
 
@@ -55,7 +55,7 @@ def test_a_frozen_device_fails_its_running_command_within_the_patience(ssh_fleet
 
 def test_a_busy_device_that_answers_is_left_alone(ssh_fleet: Callable[[int], Fleet]) -> None:
     device = ssh_fleet(1)[0]
-    transport = TimedSSHTransport.open(device.host)
+    transport = SSHTransport.open(device.host)
     try:
         with Liveness(transport, PATIENCE) as liveness:
             result = transport.run(["sleep", "3"])  # three times the patience, answering keepalives all along

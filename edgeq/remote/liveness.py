@@ -17,12 +17,6 @@ from paramiko import Transport as ParamikoTransport
 from edgeq.remote.transport import Transport
 
 
-def _paramiko(transport: Transport) -> ParamikoTransport | None:
-    """The SSH transport under an edgeq Transport (None for a local one)."""
-    connection = getattr(transport, "_conn", None)  # SSHTransport's fabric Connection
-    return getattr(connection, "transport", None)
-
-
 class Liveness:
     """A keepalive watchdog over one transport, for the duration of a ``with`` block."""
 
@@ -35,7 +29,7 @@ class Liveness:
         self._thread = threading.Thread(target=self._watch, name=f"edgeq-liveness-{transport.label}", daemon=True)
 
     def __enter__(self) -> Liveness:
-        if _paramiko(self.transport) is not None:
+        if self.transport.ssh is not None:
             self._thread.start()
         return self
 
@@ -47,7 +41,7 @@ class Liveness:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
-            ssh = _paramiko(self.transport)
+            ssh = self.transport.ssh
             if ssh is None or not ssh.is_active():
                 return
             if not self._answers(ssh) and not self._stop.is_set():
