@@ -8,7 +8,6 @@ The agent prints one JSON object; on failure ``{"error": message, "kind": kind}`
 from __future__ import annotations
 
 import hashlib
-from functools import cache
 import io
 import tarfile
 import tempfile
@@ -67,9 +66,8 @@ class AgentInvocation:
         return ["env", f"PYTHONPATH={self.pythonpath}", self.python, "-m", self.module, sub_command, *args]
 
 
-@cache
 def pack_agent(package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> bytes:
-    """The package's .py files as a tar whose bytes depend only on their paths and contents (made once per process)."""
+    """The package's .py files as a tar whose bytes depend only on their paths and contents."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for source in sorted(package.rglob("*.py")):
