@@ -5,8 +5,10 @@ as wide and random He-initialised weights) and each calibration sample count, ev
 in its own subprocess, one at a time:
 
   fp32          a plain FP32 ONNX Runtime pass over the same samples (the floor)
-  edgeq         edgeq.calibrate.pipeline.calibrate (prepare, statistics, ranges, policy, Q/DQ, then
-                validation and layer sensitivity; "edgeq calib" is the same run without those two)
+  edgeq         edgeq.calibrate.pipeline.calibrate (prepare, statistics, ranges, policy, Q/DQ, the
+                predicted accuracy on the validation set, writing; layer sensitivity only runs when the
+                budget fails); "calib only" in the note column is the same run without the validation
+                (and sensitivity) seconds: the anchors predict nothing, so that is the like-for-like time
   ort-entropy   onnxruntime.quantization.quantize_static, Entropy calibrator  } QDQ, symmetric int8
   ort-minmax    onnxruntime.quantization.quantize_static, MinMax calibrator   } activations, per-channel
   modelopt-*    python -m modelopt.onnx.quantization (entropy / max) on CPU   } int8 weights
@@ -355,7 +357,7 @@ def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
             notes.append(f"incl. child {run.extra['children_peak'] / 2**20:.0f} MB")
         note = run.error or ", ".join(notes)
         table.add_row(run.model, str(run.samples), run.contender, _fmt(run.wall, ".1f"), _fmt(run.peak_mb, ".0f"), _fmt(run.top1, ".1f"), _fmt(run.agreement, ".1f"), _fmt(run.cosine, ".4f"), note)
-    console = Console()
+    console = Console(width=160)
     console.print(table)
     for model, top1 in fp32_top1.items():
         console.print(f"FP32 top-1 of {model} on the validation set: {top1:.1f} %")

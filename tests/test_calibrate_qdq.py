@@ -115,19 +115,29 @@ def test_qdq_model_runs_in_onnx_runtime_close_to_fp32() -> None:
     assert top1_agreement(reference, quantized) >= 0.95
 
 
-def test_host_model_folds_weight_pairs_and_predicts_the_same_numbers() -> None:
-    from edgeq.calibrate.predict import host_model
+def test_host_model_keeps_the_numbers_and_runs_on_int8_kernels(tmp_path) -> None:
+    from edgeq.calibrate.host import host_model
 
     model = fire_net(seed=2)
     x = np.random.default_rng(8).uniform(-1, 1, (16, 3, 32, 32)).astype(np.float32)
-    qdq, layers = _quantize(model, x)
+    qdq, _ = _quantize(model, x)
     host = onnx.ModelProto.FromString(host_model(qdq))
     onnx.checker.check_model(host)
-    weights = {w for layer in layers for w, _ in layer.weights}
-    activation_pairs = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"} - weights
-    assert {n.input[0] for n in host.graph.node if n.op_type == "QuantizeLinear"} == activation_pairs
-    assert sum(n.op_type == "DequantizeLinear" for n in host.graph.node) == len(activation_pairs)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no kernel differences
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]  # noqa: E731
-    np.testing.assert_array_equal(run(host), run(qdq))
+    constants = {i.name for i in host.graph.initializer}
+    quantize = [n for n in host.graph.node if n.op_type == "QuantizeLinear"]
+    assert quantize and not any(n.input[0] in constants for n in quantize)  # weight pairs folded
+    zero_points = {numpy_helper.to_array(next(i for i in host.graph.initializer if i.name == n.input[2])).item() for n in quantize}
+    assert zero_points == {128}  # uint8, the int8 symmetric grid
+    assert len(quantize) > sum(n.op_type == "QuantizeLinear" and n.input[0] not in constants for n in qdq.graph.node)
+
+    def run(m: onnx.ModelProto, level: ort.GraphOptimizationLevel, saved: str = "") -> np.ndarray:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        options.optimized_model_filepath = saved
+        return ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
+
+    plain = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # reference kernels: the rewrite must be exact
+    np.testing.assert_array_equal(run(host, plain), run(qdq, plain))
+    fused = run(host, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, str(tmp_path / "optimized.onnx"))
+    assert "QLinearConv" in {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
+    assert cosine(run(qdq, plain), fused) > 0.9999

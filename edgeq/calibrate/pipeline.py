@@ -34,6 +34,7 @@ from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, header_version
 from edgeq.calibrate.collect import collect
+from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.calibrate.npz_stream import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
@@ -138,13 +139,13 @@ def calibrate(
 
         fp32_bytes = fp32.SerializeToString()
         qdq_model = build_qdq(fp32, layers, amax)
-        reference, int8 = predict.outputs([fp32_bytes, predict.host_model(qdq_model)], val_batches())
+        reference, int8 = predict.outputs([fp32_bytes, host_model(qdq_model)], val_batches())
 
         def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
             return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
 
         def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-            return judge(predict.outputs([predict.host_model(build_qdq(fp32, chosen, amax))], val_batches())[0])
+            return judge(predict.outputs([host_model(build_qdq(fp32, chosen, amax))], val_batches())[0])
 
         accuracy = judge(int8)
         bar.advance(task)

@@ -1,11 +1,7 @@
 """Predicted INT8 accuracy: the FP32 model and the Q/DQ model on the validation data, side by side.
 
-The Q/DQ model runs as :func:`host_model`: each weight's Q/DQ pair is replaced by the weight it
-yields (round-half-even, clamp, rescale: the same numbers ONNX Runtime computes), leaving Q/DQ pairs
-on activations only. ONNX Runtime then runs plain float kernels (its NCHWc convolutions and pools)
-between those pairs, about 2x faster than on the Q/DQ model itself. (Its fused int8 kernels need a
-Q right after each Conv, which TensorRT's placement does not have; rewriting the activation pairs to
-uint8 with zero point 128 gave no speed-up here.)
+The Q/DQ model runs as :func:`edgeq.calibrate.host.host_model` (the same grids, on ONNX Runtime's
+fast int8 kernels).
 """
 
 from __future__ import annotations
@@ -14,51 +10,11 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from edgeq.calibrate import activations
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Metric
-
-
-def _fake_quantized(weight: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int) -> np.ndarray:
-    """DequantizeLinear(QuantizeLinear(weight)) for int8 (per tensor or along ``axis``)."""
-    shape = [1] * weight.ndim
-    if scale.ndim == 1 and weight.ndim:
-        shape[axis] = scale.size
-    scale, zero = scale.reshape(shape).astype(np.float32), zero.reshape(shape).astype(np.float32)
-    levels = np.clip(np.rint(weight / scale) + zero, -128, 127)
-    return ((levels - zero) * scale).astype(np.float32)
-
-
-def host_model(qdq: onnx.ModelProto) -> bytes:
-    """``qdq`` with every weight's Q/DQ pair folded into the weight, serialized for ONNX Runtime."""
-    model = onnx.ModelProto()
-    model.CopyFrom(qdq)
-    graph = model.graph
-    values = {init.name: init for init in graph.initializer}
-    quantized_weights = {
-        node.output[0]: node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] in values
-    }
-    folded: dict[str, np.ndarray] = {}
-    for node in graph.node:
-        quantize = quantized_weights.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if quantize is None:
-            continue
-        axis = next((a.i for a in quantize.attribute if a.name == "axis"), 1)
-        weight, scale, zero = (numpy_helper.to_array(values[name]) for name in quantize.input[:3])
-        folded[node.output[0]] = _fake_quantized(weight, scale, zero, axis)
-    removed = set(folded) | {q.output[0] for q in quantized_weights.values()}
-    kept = [node for node in graph.node if not removed.intersection(node.output)]
-    del graph.node[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(array, name) for name, array in folded.items())
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    remaining = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(remaining)
-    return model.SerializeToString()
 
 
 def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from edgeq.calibrate import predict
+from edgeq.calibrate.host import host_model
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
@@ -34,7 +35,7 @@ def rank_layers(
     reference = fp32[first][: len(x)]
     ranked = []
     for layer in layers:
-        out = predict.outputs([predict.host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
+        out = predict.outputs([host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,

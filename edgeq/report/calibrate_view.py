@@ -60,6 +60,8 @@ def calibration_view(result: CalibrationResult) -> Group:
     ]
     if report.kept_high_precision:
         lines.append(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}")
+    if not report.sensitivity:
+        lines.append("[dim]layers not ranked by sensitivity (the budget holds); --sensitivity ranks them[/]")
     lines += [f"[dim]note: {note}[/]" for note in report.notes]
     files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
     parts = [Panel("\n".join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]

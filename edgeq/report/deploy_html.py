@@ -16,12 +16,13 @@ CHART_SAMPLES = 4
 
 def write_deploy_html(report: DeployReport, validation: Path, scores: Path, layout: str, path: Path) -> None:
     """Render ``report`` with sample images from ``validation`` (.npz) and the pulled scores in ``scores``."""
+    fp32, int8 = np.load(scores / "scores.fp32.npy"), np.load(scores / "scores.int8.npy")
+    picked = np.linspace(0, len(fp32) - 1, min(CHART_SAMPLES, len(fp32))).astype(int)  # spread over the classes
     with np.load(validation) as data:
-        inputs = next(data[k] for k in data.files if k not in ("labels", "classes"))[:CHART_SAMPLES]
-        labels = data["labels"][:CHART_SAMPLES] if "labels" in data.files else None
+        inputs = next(data[k] for k in data.files if k not in ("labels", "classes"))[picked]
+        labels = data["labels"][picked] if "labels" in data.files else None
         classes = [str(c) for c in data["classes"]] if "classes" in data.files else []
-    fp32 = np.load(scores / "scores.fp32.npy")[:CHART_SAMPLES]
-    int8 = np.load(scores / "scores.int8.npy")[:CHART_SAMPLES]
+    fp32, int8 = fp32[picked], int8[picked]
     ev, bench = report.evaluation, report.bench
     sections = [
         HtmlSection("Device", [("host", report.host), ("module", report.probe.module or "-"),
