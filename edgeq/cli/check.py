@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import onnx
 import typer
 
-from edgeq import model as model_io
 from edgeq import recipe as recipes
 from edgeq import targets
-from edgeq.check import CheckReport, check_model
 from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
 from edgeq.errors import GateError, InputError
-from edgeq.report.check_view import check_view
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgeq.check import CheckReport
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
 
@@ -36,6 +37,8 @@ def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelPro
 
     A recipe's input shapes apply first, then ``shapes`` (from --shape).
     """
+    from edgeq import model as model_io
+
     dla_core, int8 = None, True
     if path.suffix.lower() in RECIPE_SUFFIXES:
         recipe = recipes.load(path)
@@ -64,10 +67,14 @@ def check(
     with err_console.status(f"checking {path} for {profile.name}", spinner="dots") if not as_json else nullcontext():
         model, recipe_dla_core, int8 = _load(path, _parse_shapes(shape or []))
         core = dla_core if dla_core is not None else (0 if dla else recipe_dla_core)
+        from edgeq.check import check_model
+
         report = check_model(model, profile, dla_core=core, int8=int8, name=path.name)
     if as_json:
         print_json(report.to_dict())
     else:
+        from edgeq.report.check_view import check_view
+
         console.print(check_view(report, all_nodes=all_nodes))
     _exit_for(report, path)
 
