@@ -102,3 +102,21 @@ def test_batch_rows_keep_one_batch_of_activations_within_the_budget() -> None:
     assert per_sample == by_hand
     assert batch_rows(model, tensors, 10 * per_sample + 1) == 10
     assert batch_rows(model, tensors, per_sample - 1) == 1
+
+
+def test_exposing_activations_never_lets_polygraphy_install_packages() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from edgeq.calibrate.activations import with_outputs\n"
+        "from tests.calibrate_nets import fire_net\n"
+        "import polygraphy.config as c\n"
+        "m = fire_net()\n"
+        "out = with_outputs(m, [n.output[0] for n in m.graph.node])\n"
+        "assert {o.name for o in out.graph.output} == {n.output[0] for n in m.graph.node}\n"
+        "print(c.AUTOINSTALL_DEPS)\n"
+    )
+    env = {**__import__("os").environ, "POLYGRAPHY_AUTOINSTALL_DEPS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "False"

@@ -60,14 +60,15 @@ def batch_rows(model: onnx.ModelProto, names: list[str], budget: int) -> int:
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph outputs also include ``names`` (float32)."""
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    present = {o.name for o in exposed.graph.output}
-    for name in names:
-        if name not in present:
-            exposed.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    return exposed
+    """A copy of ``model`` whose graph outputs also include ``names`` (Polygraphy's output marking)."""
+    from polygraphy import config
+    from polygraphy.backend.onnx import modify_outputs
+    from polygraphy.logger import G_LOGGER
+
+    config.AUTOINSTALL_DEPS = False  # never let Polygraphy pip-install anything (above all, TensorRT)
+    G_LOGGER.module_severity = G_LOGGER.ERROR
+    present = [o.name for o in model.graph.output]
+    return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
 def session(model: onnx.ModelProto | bytes, *, exposed: bool = False) -> ort.InferenceSession:
