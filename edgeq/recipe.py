@@ -32,6 +32,11 @@ class InputSpec(_Strict):
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
 
+    @property
+    def static_shape(self) -> list[int]:
+        """The shape engines are built for: a symbolic dim (the batch, usually) becomes 1."""
+        return [dim if isinstance(dim, int) and dim > 0 else 1 for dim in self.shape]
+
 
 class Preprocess(_Strict):
     """How an image file becomes the network's input tensor (applied in this order)."""

@@ -35,7 +35,7 @@ def _parse_shapes(options: list[str]) -> dict[str, list[int | str]]:
 def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelProto, int | None, bool]:
     """The shape-inferred model, the recipe's DLA core and whether INT8 is asked for (a recipe says; a bare model: yes).
 
-    A recipe's input shapes apply first, then ``shapes`` (from --shape).
+    A recipe's input shapes, as deploy builds them (symbolic dims = 1), apply first, then ``shapes`` (from --shape).
     """
     from edgeq import model as model_io
 
@@ -43,7 +43,8 @@ def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelPro
     if path.suffix.lower() in RECIPE_SUFFIXES:
         recipe = recipes.load(path)
         path = recipe.model_path
-        shapes = {**{spec.name: list(spec.shape) for spec in recipe.inputs}, **shapes}
+        # edgeq builds static engines (a symbolic dim such as the batch becomes 1, as `deploy` does)
+        shapes = {**{spec.name: list(spec.static_shape) for spec in recipe.inputs}, **shapes}
         dla_core, int8 = recipe.build.dla_core, recipe.build.precision == "int8"
     model = model_io.load(path)
     return (model_io.with_input_shapes(model, shapes, path) if shapes else model), dla_core, int8

@@ -89,11 +89,6 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
     return "implicit" if version is not None and version[0] < 10 else "explicit"
 
 
-def static_shape(recipe: Recipe) -> list[int]:
-    """The first input's shape with the batch dimension (and any other symbolic one) set to 1."""
-    return [dim if isinstance(dim, int) and dim > 0 else 1 for dim in recipe.inputs[0].shape]
-
-
 def _engine_id(recipe: Recipe, key: str, quantization: str, shape: list[int]) -> str:
     settings = {"key": key, "quantization": quantization, "build": recipe.build.model_dump(mode="json"), "shape": shape}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
@@ -125,7 +120,7 @@ def make_plan(
         _preflight(recipe, target)
     quantization = choose_quantization(recipe, target)
     calibration = calibrate(recipe, target, progress=progress, out=out)
-    shape = static_shape(recipe)
+    shape = recipe.inputs[0].static_shape
     input_name = recipe.inputs[0].name
     return DeployPlan(
         recipe=recipe,
