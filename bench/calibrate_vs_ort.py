@@ -22,6 +22,7 @@ example model only; the heavy variant has random weights), agreement with FP32, 
 Usage:
   python bench/calibrate_vs_ort.py --quick          # example model, 64 samples, no ModelOpt (~1 min)
   nice -n 10 python bench/calibrate_vs_ort.py       # both models, 64/256/1024 samples, all contenders
+  --example-model PATH                              # another model in the example's place (same input and classes)
 ModelOpt runs from its own venv (it needs torch); create it once with
   python -m venv /tmp/modelopt-venv && /tmp/modelopt-venv/bin/pip install torch==2.13.0 nvidia-modelopt==0.47.0 \
       "onnx~=1.21.0" onnx-graphsurgeon "onnxconverter-common~=1.16.0" "onnxruntime~=1.24.2" onnxslim polygraphy \
@@ -404,6 +405,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--models", nargs="+", default=["example", "heavy"], choices=["example", "heavy"])
     parser.add_argument("--contenders", nargs="+", default=["fp32", "edgeq", *ANCHORS])
+    parser.add_argument("--example-model", type=Path, help="the example's model (default: the recipe's trained model.onnx)")
     parser.add_argument("--mem-cap-gb", type=float, default=6.0, help="kill a contender whose RSS passes this")
     parser.add_argument("--modelopt-python", default=str(MODELOPT_PYTHON))
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
@@ -430,14 +432,15 @@ def main() -> None:
     from edgeq.data import Dataset
 
     base = recipe_module.load(RECIPE)
-    if "example" in args.models and not base.model_path.exists():
-        sys.exit(f"{base.model_path} not found: train it first (recipes/squeezenet-digits/train.py)")
+    example = args.example_model or base.model_path
+    if "example" in args.models and not example.exists():
+        sys.exit(f"{example} not found: train it first (recipes/squeezenet-digits/train.py)")
     validation = Dataset.from_spec(base, base.validation, "validation").load()
     runs: list[Run] = []
     fp32_top1: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="edgeq-bench-") as scratch:
         root = Path(scratch)
-        models = {"example": base.model_path, "heavy": root / "squeezenet_wide2.onnx"}
+        models = {"example": example, "heavy": root / "squeezenet_wide2.onnx"}
         if "heavy" in args.models:
             heavy_model(models["heavy"])
         for key in args.models:

@@ -122,7 +122,7 @@ def test_every_method_stays_within_max_abs_and_zero_tensors_get_zero() -> None:
         amax_of(stats, "kl")
 
 
-def test_entropy_never_clips_more_than_a_ten_thousandth_of_the_values() -> None:
+def test_entropy_falls_back_to_the_percentile_when_kl_clips_more_than_outliers() -> None:
     # A normalised digit image: three quarters background at -0.83, a quarter ink at +1.89.
     rng = np.random.default_rng(4)
     values = np.where(rng.random(400_000) < 0.75, -0.829, 1.889).astype(np.float32)
@@ -130,5 +130,11 @@ def test_entropy_never_clips_more_than_a_ten_thousandth_of_the_values() -> None:
     kl_only = entropy_threshold_bin(stats.hist) * stats.bin_width
     assert kl_only < 1.0  # the bare KL search clips all the ink ...
     amax = amax_of(stats, "entropy")
-    assert np.mean(np.abs(values) > amax) <= 1e-4  # ... the entropy method keeps it
-    assert amax <= stats.absmax
+    assert np.mean(np.abs(values) > amax) <= 1e-4 and amax <= stats.absmax  # ... the entropy method keeps it
+
+
+def test_entropy_keeps_the_kl_threshold_when_it_clips_only_outliers() -> None:
+    rng = np.random.default_rng(3)
+    values = np.concatenate([rng.laplace(scale=0.5, size=100_000), rng.uniform(20, 60, size=30) * rng.choice([-1, 1], 30)])
+    stats = _stats(values, 512)
+    assert amax_of(stats, "entropy") == entropy_threshold_bin(stats.hist) * stats.bin_width < 0.5 * stats.absmax

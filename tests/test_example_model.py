@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def _readme_top1() -> float:
     return float(found.group(1))
 
 
-def _metric():
+def _metric() -> Callable[[np.ndarray, np.ndarray], float]:
     spec = importlib.util.spec_from_file_location("squeezenet_digits_metric", EXAMPLE / "metric.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

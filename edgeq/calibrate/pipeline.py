@@ -5,14 +5,17 @@ here, before anything is written), stream activation statistics, compute ranges,
 build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity when asked or when the
 drop fails the budget, optionally fit the budget, then write every artifact at once through a staging
 folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
-size, so memory stays flat in the number of samples and the model's size.
+size, and the validation set is streamed (read once: predicted by both models and deflated into
+validation.npz as it goes), so memory stays flat in the number of samples.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,7 +61,7 @@ from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
-ACTIVATION_BUDGET = 128 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
+ACTIVATION_BUDGET = 64 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -119,7 +122,7 @@ def calibrate(
     every = activations.activation_tensors(fp32)
     tensors = [t for t in every if t not in prepared.unquantizable]
     batch_size = activations.batch_rows(fp32, every, ACTIVATION_BUDGET)
-    with _progress(progress) as bar:
+    with _progress(progress) as bar, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
         tick = time.perf_counter()
         task = bar.add_task("calibration statistics", total=len(calibration))
         stats = collect(fp32, tensors, (b.x for b in calibration.batches(batch_size)), advance=lambda n: bar.advance(task, n))
@@ -139,7 +142,11 @@ def calibrate(
 
         fp32_bytes = fp32.SerializeToString()
         qdq_model = build_qdq(fp32, layers, amax)
-        reference, int8 = predict.outputs([fp32_bytes, host_model(qdq_model)], val_batches())
+        runner = predict.Runner([fp32_bytes, host_model(qdq_model)])
+        validation_npz = Path(scratch) / "validation.npz"
+        with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
+            write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
+        reference, int8 = runner.results()
 
         def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
             return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
@@ -166,37 +173,48 @@ def calibrate(
             kept, accuracy = fit_budget_layers(layers, ranking, evaluate, accuracy, lambda: bar.advance(task))
             seconds["fit_budget"] = time.perf_counter() - tick
 
-    final_layers = [layer for layer in layers if layer.name not in kept]
-    kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
-    if kept:
-        qdq_model = build_qdq(fp32, final_layers, amax)
-    cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
-    seconds["total"] = time.perf_counter() - started
+        final_layers = [layer for layer in layers if layer.name not in kept]
+        kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
+        if kept:
+            qdq_model = build_qdq(fp32, final_layers, amax)
+        cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
+        seconds["total"] = time.perf_counter() - started
 
-    notes = list(prepared.notes)
-    if kept:
-        notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
-    report = CalibrationReport(
-        recipe=str(recipe.source),
-        model=str(recipe.model_path),
-        target=target.name,
-        tensorrt=target.tensorrt,
-        method=method,
-        percentile=recipe.calibration.percentile,
-        calibration_samples=len(calibration),
-        key=key,
-        created=datetime.now(timezone.utc).isoformat(),
-        seconds={k: round(v, 3) for k, v in seconds.items()},
-        ranges=_summary(ranges, cached),
-        quantized_layers=[layer.name for layer in final_layers],
-        excluded={t: r for t, r in excluded.items() if t in ranges or t in prepared.unquantizable},
-        kept_high_precision=kept,
-        accuracy=accuracy,
-        sensitivity=ranking,
-        notes=notes,
-    )
-    _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation, batch_size, recipe)
+        notes = list(prepared.notes)
+        if kept:
+            notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
+        report = CalibrationReport(
+            recipe=str(recipe.source),
+            model=str(recipe.model_path),
+            target=target.name,
+            tensorrt=target.tensorrt,
+            method=method,
+            percentile=recipe.calibration.percentile,
+            calibration_samples=len(calibration),
+            key=key,
+            created=datetime.now(timezone.utc).isoformat(),
+            seconds={k: round(v, 3) for k, v in seconds.items()},
+            ranges=_summary(ranges, cached),
+            quantized_layers=[layer.name for layer in final_layers],
+            excluded={t: r for t, r in excluded.items() if t in ranges or t in prepared.unquantizable},
+            kept_high_precision=kept,
+            accuracy=accuracy,
+            sensitivity=ranking,
+            notes=notes,
+        )
+        _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz)
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
+
+
+def _validation_columns(validation: Dataset, input_name: str, blocks: Iterable[np.ndarray]) -> dict[str, Column]:
+    """validation.npz's arrays: the input (``blocks``, in order), labels and class names."""
+    sample = next(validation.batches(1)).x
+    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
+    return {
+        input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks),
+        "labels": Column(labels.dtype, labels.shape, [labels]),
+        "classes": Column(classes.dtype, classes.shape, [classes]),
+    }
 
 
 def _write(
@@ -209,14 +227,9 @@ def _write(
     ranges: dict[str, TensorRange],
     cached: list[str],
     excluded: dict[str, str],
-    validation: Dataset,
-    batch_size: int,
-    recipe: Recipe,
+    validation_npz: Path,
 ) -> None:
-    """Write every artifact into a staging folder, then move them all into place.
-
-    The validation set is read again batch by batch into validation.npz, never held whole.
-    """
+    """Write every artifact into a staging folder, then move them all into place."""
     header = header_version(target.trt_version) if target.trt_version else None
     ranges_json = {
         "method": report.method,
@@ -226,14 +239,6 @@ def _write(
             for name, r in ranges.items()
         },
     }
-    sample = next(validation.batches(1)).x
-    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
-    columns = {
-        recipe.inputs[0].name: Column(sample.dtype, (len(validation), *sample.shape[1:]),
-                                      (b.x for b in validation.batches(batch_size))),
-        "labels": Column(labels.dtype, labels.shape, [labels]),
-        "classes": Column(classes.dtype, classes.shape, [classes]),
-    }
     with atomic.staged_dir(artifacts.folder) as stage:
         staged = Artifacts.in_folder(stage, with_cache=artifacts.cache is not None)
         atomic.write_bytes(staged.fp32_model, fp32_bytes)
@@ -242,7 +247,6 @@ def _write(
             amax = {name: ranges[name].amax for name in cached}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
-        with atomic.open_atomic(staged.validation) as handle:
-            write_npz(handle, columns)
+        shutil.copyfile(validation_npz, staged.validation)
         atomic.write_json(staged.report, report.to_dict())
         atomic.write_json(staged.manifest, manifest(key, target, staged.files(), header))

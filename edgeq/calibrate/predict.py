@@ -22,18 +22,34 @@ def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
     return (x[start : start + rows] for start in range(0, len(x), rows))
 
 
-def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """All graph outputs of each of ``models`` over the input ``batches``, every batch through every model in turn."""
-    sessions = [activations.session(model) for model in models]
-    names = [[o.name for o in sess.get_outputs()] for sess in sessions]
-    parts: list[list[list[np.ndarray]]] = [[] for _ in sessions]
-    for x in batches:
-        for sess, wanted, collected in zip(sessions, names, parts):
+class Runner:
+    """Runs each input batch through every one of ``models`` and gathers their outputs."""
+
+    def __init__(self, models: list[onnx.ModelProto | bytes]) -> None:
+        self.sessions = [activations.session(model) for model in models]
+        self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
+        self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
+
+    def feed(self, x: np.ndarray) -> np.ndarray:
+        """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
+        for sess, wanted, collected in zip(self.sessions, self.names, self.parts):
             collected.append(activations.run(sess, x, wanted))
-    return [
-        {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
-        for wanted, collected in zip(names, parts)
-    ]
+        return x
+
+    def results(self) -> list[dict[str, np.ndarray]]:
+        """Per model, each output over all batches fed so far."""
+        return [
+            {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
+            for wanted, collected in zip(self.names, self.parts)
+        ]
+
+
+def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """All graph outputs of each of ``models`` over the input ``batches``."""
+    runner = Runner(models)
+    for x in batches:
+        runner.feed(x)
+    return runner.results()
 
 
 def compare(

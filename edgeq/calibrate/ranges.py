@@ -6,9 +6,10 @@
   the threshold with the least KL(P||Q) wins (the last one on ties), amax = its upper bin edge.
   As in the reference, bin 0 takes bin 1's count so the zero spike of ReLU outputs is ignored.
   All candidates are evaluated at once from prefix sums (no Python loop over thresholds).
-  The KL threshold is floored at the 100 - 100 x :data:`ENTROPY_MAX_CLIPPED` percentile: KL is meant
-  to clip rare outliers, but on spiky histograms (a normalised image input is two spikes, background
-  and ink) it clipped a quarter of the values, and SqueezeNet's output cosine fell from 0.99998 to 0.986.
+  KL is meant to clip rare outliers; when its threshold clips more than :data:`KL_MAX_CLIPPED` of the
+  values it is not doing that (on spiky histograms, e.g. a normalised digit image, two spikes for
+  background and ink, it clipped a quarter of the input and SqueezeNet's output cosine fell from
+  0.99998 to 0.986), and the :data:`FALLBACK_PERCENTILE` percentile is used instead when higher.
 - ``minmax``: amax = max |x|.
 - ``percentile``: amax = upper edge of the bin where the |x| distribution reaches p percent.
 - ``mse``: amax minimising the squared quantize-dequantize error of the histogram's bin centres.
@@ -28,7 +29,8 @@ from edgeq.calibrate.stats import TensorStats
 METHODS = ("entropy", "minmax", "percentile", "mse")
 START_BIN = 128
 LEVELS = 128  # 2**(8-1): levels of a signed 8-bit quantizer over [0, amax]
-ENTROPY_MAX_CLIPPED = 1e-4  # share of the values the entropy threshold may clip
+KL_MAX_CLIPPED = 1e-2  # share of the values beyond which the KL threshold is not outlier clipping
+FALLBACK_PERCENTILE = 99.99  # the entropy method's range then
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,13 @@ def entropy_threshold_bin(hist: np.ndarray, start_bin: int = START_BIN, levels: 
 
 
 def entropy_amax(stats: TensorStats) -> float:
-    """The KL threshold, but never clipping more than :data:`ENTROPY_MAX_CLIPPED` of the values."""
-    floor = percentile_amax(stats, 100.0 * (1.0 - ENTROPY_MAX_CLIPPED))
-    return max(entropy_threshold_bin(stats.hist) * stats.bin_width, floor)
+    """The KL threshold; the :data:`FALLBACK_PERCENTILE` percentile if higher when KL clips over :data:`KL_MAX_CLIPPED`."""
+    kept = entropy_threshold_bin(stats.hist)
+    amax = kept * stats.bin_width
+    total = stats.hist.sum()
+    if total and stats.hist[kept:].sum() > KL_MAX_CLIPPED * total:
+        return max(amax, percentile_amax(stats, FALLBACK_PERCENTILE))
+    return amax
 
 
 def percentile_amax(stats: TensorStats, percentile: float) -> float:
