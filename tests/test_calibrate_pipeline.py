@@ -184,21 +184,3 @@ def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path) -> Non
     acc = result.report.accuracy
     assert acc.fp32 > 50.0  # a trained model
     assert abs(acc.drop) <= 0.5, acc
-
-
-def test_streamed_validation_npz_has_the_bytes_of_npz_bytes() -> None:
-    import io
-
-    from edgeq.calibrate.npz_stream import Column, write_npz
-    from edgeq.npz import npz_bytes
-
-    rng = np.random.default_rng(0)
-    x, labels = rng.standard_normal((37, 3, 8, 8)).astype(np.float32), rng.integers(0, 10, 37)
-    classes = np.array(list("abcdefghij"), dtype=np.str_)
-    streamed = io.BytesIO()
-    write_npz(streamed, {"data": Column(x.dtype, x.shape, (x[i : i + 5] for i in range(0, 37, 5))),
-                         "labels": Column(labels.dtype, labels.shape, [labels]),
-                         "classes": Column(classes.dtype, classes.shape, [classes])})
-    assert streamed.getvalue() == npz_bytes({"data": x, "labels": labels, "classes": classes})
-    with pytest.raises(ValueError, match="blocks hold"):
-        write_npz(io.BytesIO(), {"data": Column(x.dtype, x.shape, [x[:36]])})

@@ -39,7 +39,7 @@ from edgeq.calibrate.cache import build_cache, header_version
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
-from edgeq.calibrate.npz_stream import Column, write_npz
+from edgeq.npz import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
