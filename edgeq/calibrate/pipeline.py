@@ -42,6 +42,7 @@ from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.npz import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
+from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
 from edgeq.calibrate.report import (
@@ -141,8 +142,20 @@ def calibrate(
             return (b.x for b in validation.batches(batch_size))
 
         fp32_bytes = fp32.SerializeToString()
-        qdq_model = build_qdq(fp32, layers, amax)
-        runner = predict.Runner([fp32_bytes, host_model(qdq_model)])
+
+        def placed(chosen: list[QuantizedLayer]) -> onnx.ModelProto:
+            """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
+            if target.backend == "onnxruntime":
+                skipped = [layer.name for layer in layers if layer not in chosen]
+                return build_ort_qdq(fp32, ranges, excluded, keep_float=skipped)
+            return build_qdq(fp32, chosen, amax)
+
+        def on_host(model: onnx.ModelProto) -> bytes:
+            """The placed model as the host runs it to predict accuracy (same numbers, faster kernels)."""
+            return model.SerializeToString() if target.backend == "onnxruntime" else host_model(model)
+
+        qdq_model = placed(layers)
+        runner = predict.Runner([fp32_bytes, on_host(qdq_model)])
         validation_npz = Path(scratch) / "validation.npz"
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
             write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
@@ -152,7 +165,7 @@ def calibrate(
             return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
 
         def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-            return judge(predict.outputs([host_model(build_qdq(fp32, chosen, amax))], val_batches())[0])
+            return judge(predict.outputs([on_host(placed(chosen))], val_batches())[0])
 
         accuracy = judge(int8)
         bar.advance(task)
@@ -176,7 +189,7 @@ def calibrate(
         final_layers = [layer for layer in layers if layer.name not in kept]
         kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
         if kept:
-            qdq_model = build_qdq(fp32, final_layers, amax)
+            qdq_model = placed(final_layers)
         cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
         seconds["total"] = time.perf_counter() - started
 
