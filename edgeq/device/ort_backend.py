@@ -122,8 +122,6 @@ class OnnxRuntimeBackend(Backend):
             if changed is None:
                 source = options.qdq
                 warnings.append("onnx is not installed: the Q/DQ model runs as pushed (int8 activations, if any, stay int8: slower on x86)")
-            elif changed == 0:
-                warnings.append("no symmetric int8 activation Q/DQ pair found to move to uint8")
         seconds = self._optimize(source, os.path.join(folder, ENGINE_FILE))
         if source != options.qdq and source != options.model:
             os.remove(source)
