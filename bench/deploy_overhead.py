@@ -63,6 +63,10 @@ def main() -> int:
     print(f"re-deploy push: {repush:.3f} s vs first push {first.phases['push']:.3f} s (baseline): ratio "
           f"{repush / first.phases['push']:.3f} (target <= 0.20): {'PASS' if repush <= 0.2 * first.phases['push'] else 'FAIL'}")
     print(f"bytes sent: first {first.transfer.bytes_sent}, re-deploy {again[0].transfer.bytes_sent}")
+    speedups = [r.bench.speedup for r in reports]
+    print(f"on-device latency, INT8 vs FP32 (baseline) median speed-up over {len(speedups)} deploys: "
+          f"x{statistics.median(speedups):.2f} (INT8 median {first.bench.int8.median_ms:.2f} ms, "
+          f"FP32 {first.bench.fp32.median_ms:.2f} ms in the first)")
     return 0
 
 
