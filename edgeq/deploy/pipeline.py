@@ -69,8 +69,7 @@ def deploy_one(session: DeviceSession, plan: DeployPlan, *, on_step: Step | None
     if all(g.passed for g in gates):
         with phase("activate"):
             activation = session.activate(plan, meta(plan))
-    device_seconds = (0.0 if reused else build.seconds) + evaluated.fp32.seconds + evaluated.int8.seconds
-    device_seconds += bench.seconds
+    device_seconds = (0.0 if reused else build.seconds) + evaluated.seconds + bench.seconds
     report = DeployReport(
         recipe=plan.recipe.name,
         target=plan.target.name,

@@ -62,6 +62,7 @@ def build(workdir: str, engine_id: str, options: BuildOptions, backend_name: str
 
 
 def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], threads: int) -> EvaluateReport:
+    start = time.perf_counter()
     wd = Workdir.open(workdir)
     engine_id = wd.resolve(engine_id)
     built = wd.load_build(engine_id)
@@ -86,6 +87,7 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
         comparison=Comparison(**compare_outputs(fp32_out, int8_out)),
         scores_int8="scores.int8.npy",
         scores_fp32="scores.fp32.npy",
+        seconds=time.perf_counter() - start,
     )
     write_json_atomic(os.path.join(folder, "evaluate.json"), report.to_dict())
     return report
@@ -94,6 +96,7 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
 def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int) -> BenchReport:
     if batch < 1 or warmup < 0 or iterations < 1:
         raise AgentError(AgentError.INVALID_INPUT, "need --batch >= 1, --warmup >= 0, --iterations >= 1")
+    start = time.perf_counter()
     wd = Workdir.open(workdir)
     engine_id = wd.resolve(engine_id)
     built = wd.load_build(engine_id)
@@ -102,7 +105,6 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
     specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
     batch = batch_size(specs, batch)
     shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
-    start = time.perf_counter()
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
     fp32 = backend.benchmark(folder, built.reference, batch, warmup, iterations, shapes)
     report = BenchReport(engine_id, backend.name, warmup, int8, fp32, speedup=fp32.median_ms / int8.median_ms,

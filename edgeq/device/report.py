@@ -166,6 +166,7 @@ class EvaluateReport(Record):
     comparison: Comparison
     scores_int8: str
     scores_fp32: str
+    seconds: float = 0.0  # the whole step on the device: loading the data and both models, both runs, saving
 
 
 @dataclass
