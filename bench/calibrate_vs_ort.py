@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import resource
 import subprocess
 import sys
@@ -440,7 +441,8 @@ def main() -> None:
     fp32_top1: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="edgeq-bench-") as scratch:
         root = Path(scratch)
-        models = {"example": example, "heavy": root / "squeezenet_wide2.onnx"}
+        # contenders get a copy: some tools write shape-inferred models next to (or over) their input
+        models = {"example": Path(shutil.copy(example, root / "example.onnx")), "heavy": root / "squeezenet_wide2.onnx"}
         if "heavy" in args.models:
             heavy_model(models["heavy"])
         for key in args.models:
