@@ -26,7 +26,7 @@ from edgeq.device.report import (
 )
 from edgeq.errors import DeviceError
 from edgeq.recipe import Host
-from edgeq.remote.agent import AgentInvocation, push_agent, run_agent
+from edgeq.remote.agent import AgentInvocation, AgentMissing, expected_agent, push_agent, run_agent
 from edgeq.remote.sync import SyncResult, push_blobs, sha256_file
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import LocalTransport, SSHTransport, Transport
@@ -65,15 +65,16 @@ class DeviceSession:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
-    @property
-    def agent(self) -> AgentInvocation:
-        """The device agent of this edgeq version, pushed on first use (one command when already there)."""
-        if self._agent is None:
-            self._agent = push_agent(self.transport)
-        return self._agent
-
     def _call(self, sub_command: str, args: list[str] | None = None, **options: Any) -> dict[str, Any]:
-        return run_agent(self.transport, self.agent, sub_command, args, **options)
+        """Run an agent sub-command. The agent is assumed present (no extra round trip when it is);
+        a device without this version gets it pushed, then the call runs again."""
+        if self._agent is None:
+            self._agent = expected_agent(self.transport)
+        try:
+            return run_agent(self.transport, self._agent, sub_command, args, **options)
+        except AgentMissing:
+            self._agent = push_agent(self.transport)
+            return run_agent(self.transport, self._agent, sub_command, args, **options)
 
     def _remote_path(self, local: Path) -> str:
         if local not in self._remote:
@@ -81,14 +82,10 @@ class DeviceSession:
         return self._remote[local]
 
     def push(self, plan: DeployPlan) -> SyncResult:
-        """The agent and the plan's files; only what the device does not have yet is sent."""
-        agent_bytes = self.transport.bytes_sent
-        _ = self.agent
+        """The plan's files; only what the device does not have yet is sent (the agent follows on first use)."""
         result = push_blobs(self.transport, plan.files().values())
         self._remote.update(result.remote)
-        agent_sent = self.transport.bytes_sent - agent_bytes - result.bytes_sent
-        return SyncResult(result.remote, result.files_sent, result.files_skipped, result.bytes_sent + max(agent_sent, 0),
-                          result.seconds)
+        return result
 
     def probe(self) -> ProbeReport:
         return ProbeReport.from_dict(self._call("probe", pass_workdir=False))

@@ -80,6 +80,16 @@ def pack_agent(package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> by
     return buffer.getvalue()
 
 
+class AgentMissing(DeviceError):
+    """This version of the agent is not unpacked on the device (yet)."""
+
+
+def expected_agent(transport: Transport, package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> AgentInvocation:
+    """How this version of the agent runs once pushed: no remote call (use it, then push on AgentMissing)."""
+    digest = hashlib.sha256(pack_agent(package, module)).hexdigest()
+    return AgentInvocation(transport.python, transport.path("agent", digest), module, digest)
+
+
 def push_agent(transport: Transport, package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> AgentInvocation:
     """Make this version of the agent runnable on the device; cheap when it is already there."""
     packed = pack_agent(package, module)
@@ -111,6 +121,8 @@ def run_agent(
     """
     workdir = ["--workdir", transport.workdir] if pass_workdir else []
     result = transport.run(agent.argv(sub_command, [*workdir, *(args or [])]), timeout=timeout)
+    if not result.ok and f"No module named {agent.module}" in result.stderr:
+        raise AgentMissing(transport.label, f"the edgeq agent {agent.digest[:12]} is not on the device")
     if not result.ok:
         try:
             reply = result.json()
