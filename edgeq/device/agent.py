@@ -25,8 +25,15 @@ from .report import (
 from .workdir import BUILD_JSON, Workdir, utc_now, write_json_atomic
 
 
-def _backend_of(build: BuildReport, threads: int) -> Backend:
-    return select_backend(build.backend, threads, probe)
+class _Engine:
+    """A built engine in the work folder, with the backend that built it (ready to load and run)."""
+
+    def __init__(self, workdir: str, engine_id: str, threads: int) -> None:
+        wd = Workdir.open(workdir)
+        self.id = wd.resolve(engine_id)
+        self.build = wd.load_build(self.id)
+        self.folder = wd.engine_dir(self.id)
+        self.backend: Backend = select_backend(self.build.backend, threads, probe)
 
 
 def _require_file(path: Optional[str], what: str) -> None:
@@ -63,11 +70,8 @@ def build(workdir: str, engine_id: str, options: BuildOptions, backend_name: str
 
 def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], threads: int) -> EvaluateReport:
     start = time.perf_counter()
-    wd = Workdir.open(workdir)
-    engine_id = wd.resolve(engine_id)
-    built = wd.load_build(engine_id)
-    folder = wd.engine_dir(engine_id)
-    backend = _backend_of(built, threads)
+    engine = _Engine(workdir, engine_id, threads)
+    engine_id, built, folder, backend = engine.id, engine.build, engine.folder, engine.backend
     int8 = backend.load(folder, built.engine)
     fp32 = backend.load(folder, built.reference)
     inputs = pick_inputs(load_npz(data), int8.inputs)
@@ -97,11 +101,8 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
     if batch < 1 or warmup < 0 or iterations < 1:
         raise AgentError(AgentError.INVALID_INPUT, "need --batch >= 1, --warmup >= 0, --iterations >= 1")
     start = time.perf_counter()
-    wd = Workdir.open(workdir)
-    engine_id = wd.resolve(engine_id)
-    built = wd.load_build(engine_id)
-    folder = wd.engine_dir(engine_id)
-    backend = _backend_of(built, threads)
+    engine = _Engine(workdir, engine_id, threads)
+    engine_id, built, folder, backend = engine.id, engine.build, engine.folder, engine.backend
     specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
     batch = batch_size(specs, batch)
     shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
@@ -115,11 +116,9 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
 
 def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cosine: float, threads: int) -> SmokeReport:
     start = time.perf_counter()
-    wd = Workdir.open(workdir)
-    engine_id = wd.resolve(engine_id)
-    built = wd.load_build(engine_id)
-    backend = _backend_of(built, threads)
-    session = backend.load(wd.engine_dir(engine_id), built.engine)
+    engine = _Engine(workdir, engine_id, threads)
+    engine_id, backend = engine.id, engine.backend
+    session = backend.load(engine.folder, engine.build.engine)
     arrays = load_npz(data)
     if "expected" not in arrays:
         raise AgentError(AgentError.INVALID_INPUT, "the smoke .npz needs an 'expected' array (the host's FP32 outputs)")
