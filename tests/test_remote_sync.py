@@ -48,6 +48,16 @@ def test_second_sync_sends_nothing(device, files):
         assert second.remote == first.remote
 
 
+def test_an_unchanged_sync_is_one_round_trip(device, files):
+    with SSHTransport.open(device.host, FAST) as transport:
+        push_blobs(transport, files)
+        assert transport.commands == 2  # which blobs are intact (and $HOME), then commit the uploads
+    with SSHTransport.open(device.host, FAST) as transport:
+        again = push_blobs(transport, files)
+        assert transport.commands == 1 and again.files_sent == 0
+        assert transport.workdir == str(device.home / ".edgeq")  # ~ resolved by that same command
+
+
 def test_a_corrupted_blob_is_detected_and_sent_again(device, files):
     with SSHTransport.open(device.host, FAST) as transport:
         first = push_blobs(transport, files)

@@ -34,17 +34,20 @@ def sha256(path):
 _INTACT = (
     DEVICE_SHA256
     + """
-blobs = sys.argv[1]
+setting, sub = sys.argv[1], sys.argv[2]
+home = os.path.expanduser("~")
+rest = setting[1:].lstrip("/") if setting.startswith("~") else setting
+blobs = os.path.join(os.path.normpath(os.path.join(home, rest)), sub)
 os.makedirs(blobs, exist_ok=True)
 intact = []
-for name in sys.argv[2:]:
+for name in sys.argv[3:]:
     path = os.path.join(blobs, name)
     if os.path.isfile(path):
         if sha256(path) == name:
             intact.append(name)
         else:
             os.remove(path)
-print(json.dumps(intact))
+print(json.dumps({"home": home, "intact": intact}))
 """
 )
 
@@ -79,17 +82,20 @@ def push_blobs(transport: Transport, files: Iterable[Path]) -> SyncResult:
     """Make every file present on the device as ``W/blobs/<sha256>``, uploading only what is missing."""
     started = time.monotonic()
     by_hash: dict[str, Path] = {}
-    remote: dict[Path, str] = {}
-    blobs = transport.path(BLOBS)
+    names: dict[Path, str] = {}
     for file in map(Path, files):
         if not file.is_file():
             raise InputError(f"{file}: file to push not found")
-        name = sha256_file(file)
-        by_hash.setdefault(name, file)
-        remote[file] = f"{blobs}/{name}"
+        names[file] = sha256_file(file)
+        by_hash.setdefault(names[file], file)
     if not by_hash:
-        return SyncResult(remote, 0, 0, 0, time.monotonic() - started)
-    intact = set(run_python(transport, _INTACT, [blobs, *by_hash]))
+        return SyncResult({}, 0, 0, 0, time.monotonic() - started)
+    # one round trip: which blobs are intact, and the device's $HOME (the work folder may start with ~)
+    reply = run_python(transport, _INTACT, [transport.workdir_setting, BLOBS, *by_hash])
+    transport.learn_home(reply["home"])
+    intact = set(reply["intact"])
+    blobs = transport.path(BLOBS)
+    remote = {file: f"{blobs}/{name}" for file, name in names.items()}
     missing = {name: file for name, file in by_hash.items() if name not in intact}
     sent_bytes = 0
     pairs: list[str] = []

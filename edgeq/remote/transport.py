@@ -93,6 +93,7 @@ class Transport(ABC):
         self.bytes_sent = 0
         self.bytes_received = 0
         self.remote_seconds = 0.0  # summed wall time of the commands run: the device's side of each step
+        self.commands = 0  # commands run: round trips to the device
         self._workdir_setting = workdir
         self._workdir: str | None = None
 
@@ -102,6 +103,19 @@ class Transport(ABC):
         if self._workdir is None:
             self._workdir = resolve_workdir(self._workdir_setting, self._home(), self.label)
         return self._workdir
+
+    @property
+    def workdir_setting(self) -> str:
+        """The work folder as configured (may start with ``~``), checked for a form edgeq can resolve."""
+        resolve_workdir(self._workdir_setting, "/", self.label)
+        return self._workdir_setting
+
+    def learn_home(self, home: str) -> None:
+        """Resolve the work folder with a ``$HOME`` another command reported (saves a round trip)."""
+        if self._workdir is None:
+            if not home.startswith("/"):
+                raise DeviceError(self.label, f"expected an absolute $HOME on the device, found {home!r}")
+            self._workdir = resolve_workdir(self._workdir_setting, home, self.label)
 
     def path(self, *parts: str) -> str:
         """A path inside the work folder."""
@@ -116,6 +130,7 @@ class Transport(ABC):
             exit_code, stdout, stderr = self._run(list(argv), timeout or self.timeouts.command)
         finally:
             self.remote_seconds += time.monotonic() - started
+            self.commands += 1
         self.bytes_sent += len(shlex.join(argv).encode())
         self.bytes_received += len(stdout.encode()) + len(stderr.encode())
         return CommandResult(self.label, tuple(argv), exit_code, stdout, stderr, time.monotonic() - started)
