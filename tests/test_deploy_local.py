@@ -49,11 +49,11 @@ def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> Non
 def test_redeploy_sends_nothing_and_reuses_the_engine(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net())
     first = json.loads(_deploy(recipe, tmp_path / "device").stdout)[0]
-    assert first["transfer"]["files_sent"] == 4 and not first["build_reused"]
+    assert first["transfer"]["files_sent"] == 5  # 4 artifacts and the agent and not first["build_reused"]
     second_run = _deploy(recipe, tmp_path / "device")
     assert second_run.code == 0, second_run.stderr
     second = json.loads(second_run.stdout)[0]
-    assert second["transfer"]["files_sent"] == 0 and second["transfer"]["files_skipped"] == 4
+    assert second["transfer"]["files_sent"] == 0 and second["transfer"]["files_skipped"] == 5
     assert second["build_reused"] and second["engine_id"] == first["engine_id"]
 
 

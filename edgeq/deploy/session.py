@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import tempfile
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +27,15 @@ from edgeq.device.report import (
 )
 from edgeq.errors import DeviceError
 from edgeq.recipe import Host
-from edgeq.remote.agent import AgentInvocation, AgentMissing, expected_agent, push_agent, run_agent
+from edgeq.remote.agent import (
+    AGENT_MODULE,
+    AgentInvocation,
+    AgentMissing,
+    expected_agent,
+    pack_agent,
+    push_agent,
+    run_agent,
+)
 from edgeq.remote.sync import SyncResult, push_blobs, sha256_file
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import LocalTransport, SSHTransport, Transport
@@ -82,8 +91,14 @@ class DeviceSession:
         return self._remote[local]
 
     def push(self, plan: DeployPlan) -> SyncResult:
-        """The plan's files; only what the device does not have yet is sent (the agent follows on first use)."""
-        result = push_blobs(self.transport, plan.files().values())
+        """The plan's files and the agent, in one content-addressed sync: only what the device lacks is sent.
+
+        The agent travels as a blob; it is unpacked the first time a call finds it missing.
+        """
+        with tempfile.TemporaryDirectory(prefix="edgeq-agent-") as folder:
+            agent = Path(folder) / f"{AGENT_MODULE}.tar"
+            agent.write_bytes(pack_agent())
+            result = push_blobs(self.transport, [*plan.files().values(), agent])
         self._remote.update(result.remote)
         return result
 
