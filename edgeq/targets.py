@@ -49,15 +49,6 @@ class Target(BaseModel):
         return (parts + [0, 0, 0])[0], (parts + [0, 0])[1], (parts + [0, 0, 0])[2]
 
     @property
-    def trt_family(self) -> str | None:
-        """The rule family of this TensorRT: '8.2', '8.5', '8.6', '10' or '11'."""
-        version = self.trt_version
-        if version is None:
-            return None
-        major, minor, _ = version
-        return f"{major}.{minor}" if major < 10 else str(major)
-
-    @property
     def implicit_int8(self) -> bool:
         """Whether INT8 from a calibration cache (implicit quantization) exists; gone in TensorRT 11."""
         version = self.trt_version
