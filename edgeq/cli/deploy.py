@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, Optional
 
 import typer
 
 from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
 from edgeq.errors import DeviceError, ExitCode, GateError
-
-T = TypeVar("T")
 
 HostOption = Annotated[list[str], typer.Option("--host", "-H", help="user@address[:port]; repeat for several devices.")]
 InventoryOption = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory file (edgeq YAML or Ansible).")]
@@ -24,15 +22,27 @@ PythonOption = Annotated[Optional[str], typer.Option("--python", help="The devic
 WorkdirOption = Annotated[Optional[str], typer.Option("--workdir", help="Device work folder for --host (default ~/.edgeq).")]
 
 
-def _sessions(recipe, target, hosts, inventory, limit, key, known_hosts, python, workdir):  # noqa: ANN001, ANN202
-    """(label, opener) per device: this machine for the local target, else SSH hosts."""
+def _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python, workdir,  # noqa: ANN001, ANN202
+                      *, progress: bool, preflight: bool):
+    """The recipe, its deploy plan, and (label, opener) per device: this machine for the local target, else SSH hosts.
+
+    Devices are resolved before the plan, so a wrong host list fails before any calibration runs.
+    """
+    from edgeq import recipe as recipes
+    from edgeq import targets
     from edgeq.deploy.hosts import resolve_hosts
+    from edgeq.deploy.plan import make_plan
     from edgeq.deploy.session import DeviceSession
 
+    recipe = recipes.load(recipe_path)
+    target = targets.resolve(target_name)
     if target.backend == "onnxruntime" and not hosts and inventory is None:
-        return [("local", lambda: DeviceSession.local(workdir or "~/.edgeq"))]
-    chosen = resolve_hosts(recipe, hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python, workdir=workdir)
-    return [(host.label, lambda host=host: DeviceSession.open(host)) for host in chosen]
+        devices = [("local", lambda: DeviceSession.local(workdir or "~/.edgeq"))]
+    else:
+        chosen = resolve_hosts(recipe, hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python,
+                               workdir=workdir)
+        devices = [(host.label, lambda host=host: DeviceSession.open(host)) for host in chosen]
+    return recipe, make_plan(recipe, target, progress=progress, preflight=preflight), devices
 
 
 def _each_device(sessions: list, work: Callable) -> int:  # type: ignore[type-arg]
@@ -64,17 +74,12 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Push the model, cache and validation data to a device, build the INT8 engine there, measure, gate, activate."""
-    from edgeq import recipe as recipes
-    from edgeq import targets
     from edgeq.deploy.pipeline import deploy_one
-    from edgeq.deploy.plan import make_plan
     from edgeq.report.deploy_html import write_deploy_html
     from edgeq.report.deploy_view import deploy_view
 
-    recipe = recipes.load(recipe_path)
-    target = targets.resolve(target_name)
-    sessions = _sessions(recipe, target, hosts, inventory, limit, key, known_hosts, python, workdir)
-    plan = make_plan(recipe, target, progress=not as_json)
+    recipe, plan, sessions = _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python,
+                                               workdir, progress=not as_json, preflight=True)
     reports = []
 
     def one(session) -> None:  # noqa: ANN001
@@ -109,15 +114,10 @@ def smoke(
     as_json: JsonOption = False,
 ) -> None:
     """A few fixed inputs through the installed engine, compared on the device with the host's FP32 outputs."""
-    from edgeq import recipe as recipes
-    from edgeq import targets
-    from edgeq.deploy.plan import make_plan
     from edgeq.report.deploy_view import smoke_view
 
-    recipe = recipes.load(recipe_path)
-    target = targets.resolve(target_name)
-    sessions = _sessions(recipe, target, hosts, inventory, limit, key, known_hosts, python, workdir)
-    plan = make_plan(recipe, target, progress=not as_json, preflight=False)
+    _, plan, sessions = _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python,
+                                          workdir, progress=not as_json, preflight=False)
     results = []
 
     def one(session) -> None:  # noqa: ANN001
