@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import tempfile
 import sys
 from pathlib import Path
 from types import TracebackType
@@ -28,11 +27,10 @@ from edgeq.device.report import (
 from edgeq.errors import DeviceError
 from edgeq.recipe import Host
 from edgeq.remote.agent import (
-    AGENT_MODULE,
     AgentInvocation,
     AgentMissing,
+    agent_file,
     expected_agent,
-    pack_agent,
     push_agent,
     run_agent,
 )
@@ -95,9 +93,7 @@ class DeviceSession:
 
         The agent travels as a blob; it is unpacked the first time a call finds it missing.
         """
-        with tempfile.TemporaryDirectory(prefix="edgeq-agent-") as folder:
-            agent = Path(folder) / f"{AGENT_MODULE}.tar"
-            agent.write_bytes(pack_agent())
+        with agent_file() as agent:
             result = push_blobs(self.transport, [*plan.files().values(), agent])
         self._remote.update(result.remote)
         return result

@@ -11,6 +11,8 @@ import hashlib
 import io
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,15 @@ def pack_agent(package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> by
     return buffer.getvalue()
 
 
+@contextmanager
+def agent_file(package: Path = DEVICE_PACKAGE, module: str = AGENT_MODULE) -> Iterator[Path]:
+    """The packed agent as a temporary tar file, to push as a blob."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-agent-") as folder:
+        tar = Path(folder) / f"{module}.tar"
+        tar.write_bytes(pack_agent(package, module))
+        yield tar
+
+
 class AgentMissing(DeviceError):
     """This version of the agent is not unpacked on the device (yet)."""
 
@@ -96,9 +107,7 @@ def push_agent(transport: Transport, package: Path = DEVICE_PACKAGE, module: str
     digest = hashlib.sha256(packed).hexdigest()
     unpack_args = [transport.workdir, digest, module]
     if run_python(transport, _UNPACK, unpack_args) == "missing":
-        with tempfile.TemporaryDirectory(prefix="edgeq-agent-") as folder:
-            tar = Path(folder) / f"{module}.tar"
-            tar.write_bytes(packed)
+        with agent_file(package, module) as tar:
             push_blobs(transport, [tar])
         if run_python(transport, _UNPACK, unpack_args) == "missing":
             raise DeviceError(transport.label, f"the agent blob {BLOBS}/{digest} vanished before it was unpacked")
