@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeq.errors import InputError
 from edgeq.textfiles import parse_yaml, read_text
 
-CalibrationMethod = Literal["entropy", "minmax", "percentile", "mse"]
+CalibrationMethod = Literal["auto", "entropy", "minmax", "percentile", "mse"]
 
 
 class _Strict(BaseModel):
@@ -68,7 +68,9 @@ class CalibrationSpec(DataSpec):
 
     samples: int | None = Field(default=256, gt=0)
     batch_size: int = Field(default=16, gt=0)
-    method: CalibrationMethod = "entropy"
+    method: CalibrationMethod = Field(
+        default="auto", description="auto: entropy, or the method the metric prefers when entropy loses accuracy"
+    )
     percentile: float = Field(default=99.99, gt=0, le=100)
 
 

@@ -34,7 +34,7 @@ from rich.progress import (
 from edgeq import atomic
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
-from edgeq.calibrate import activations, predict
+from edgeq.calibrate import activations, predict, selection
 from edgeq.calibrate.cache import build_cache, header_version
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.host import host_model
@@ -44,7 +44,7 @@ from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
-from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
+from edgeq.calibrate.ranges import METHODS, TensorRange
 from edgeq.calibrate.report import (
     Artifacts,
     CalibrationReport,
@@ -98,8 +98,8 @@ def calibrate(
     """
     started = time.perf_counter()
     method = method or recipe.calibration.method
-    if method not in METHODS:
-        raise InputError(f"--method: expected one of {', '.join(METHODS)}, found {method!r}")
+    if method not in (selection.AUTO, *METHODS):
+        raise InputError(f"--method: expected one of {selection.AUTO}, {', '.join(METHODS)}, found {method!r}")
     if not target.int8:
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
@@ -109,8 +109,6 @@ def calibrate(
     calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
     validation = Dataset.from_spec(recipe, recipe.validation, "validation")
     check_same_classes(calibration, validation)
-    if validation.labels is None:
-        raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
     metric = metrics_module.load(recipe)
     key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
     if is_current(folder, key):
@@ -127,12 +125,18 @@ def calibrate(
         tick = time.perf_counter()
         task = bar.add_task("calibration statistics", total=len(calibration))
         stats = collect(fp32, tensors, (b.x for b in calibration.batches(batch_size)), advance=lambda n: bar.advance(task, n))
-        ranges = compute_ranges(stats, method, recipe.calibration.percentile)
-        amax = {name: r.amax for name, r in ranges.items()}
+        protected = selection.protected_tensors(fp32, tensors)
         seconds["statistics"] = time.perf_counter() - tick
 
-        excluded = {**prepared.unquantizable, **excluded_tensors(fp32, amax)}
-        layers = plan_layers(fp32, tensors, excluded)
+        def plan(chosen_method: str, why: str) -> tuple[dict[str, TensorRange], dict[str, str], list[QuantizedLayer]]:
+            """Ranges by ``chosen_method`` (protected tensors min-max), what stays in float, the INT8 layers."""
+            chosen_ranges = selection.base_ranges(stats, chosen_method, recipe.calibration.percentile, protected, why)
+            chosen_excluded = {**prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in chosen_ranges.items()})}
+            return chosen_ranges, chosen_excluded, plan_layers(fp32, tensors, chosen_excluded)
+
+        first_why = f"auto starts from {selection.BASE_METHOD}" if method == selection.AUTO else f"method {method} (as asked)"
+        ranges, excluded, layers = plan(selection.BASE_METHOD if method == selection.AUTO else method, first_why)
+        amax = {name: r.amax for name, r in ranges.items()}
 
         tick = time.perf_counter()
         task = bar.add_task("FP32 and INT8 on validation data", total=1)
@@ -160,6 +164,8 @@ def calibrate(
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
             write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
         reference, int8 = runner.results()
+        if labels is None:  # a metric that compares with FP32: FP32's outputs stand in for the labels
+            labels = reference[next(iter(reference))]
 
         def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
             return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
@@ -170,6 +176,25 @@ def calibrate(
         accuracy = judge(int8)
         bar.advance(task)
         seconds["validation"] = time.perf_counter() - tick
+
+        choice = selection.MethodChoice(selection.BASE_METHOD if method == selection.AUTO else method, {})
+        if method == selection.AUTO:
+            tick = time.perf_counter()
+            task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
+
+            def trial(candidate: str) -> PredictedAccuracy:
+                nonlocal ranges, excluded, layers, amax
+                ranges, excluded, layers = plan(candidate, "candidate")
+                amax = {name: r.amax for name, r in ranges.items()}
+                result = evaluate(layers)
+                bar.advance(task)
+                return result
+
+            choice, accuracy = selection.choose_method(accuracy, trial)
+            ranges, excluded, layers = plan(choice.method, f"auto: {choice.why}")
+            amax = {name: r.amax for name, r in ranges.items()}
+            qdq_model = placed(layers)
+            seconds["range_choice"] = time.perf_counter() - tick
 
         ranking: list[LayerSensitivity] = []
         if sensitivity or not accuracy.passed:
@@ -214,6 +239,8 @@ def calibrate(
             accuracy=accuracy,
             sensitivity=ranking,
             notes=notes,
+            range_choice=choice.to_dict(),
+            range_methods=selection.method_counts(ranges, cached),
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz)
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
@@ -223,11 +250,11 @@ def _validation_columns(validation: Dataset, input_name: str, blocks: Iterable[n
     """validation.npz's arrays: the input (``blocks``, in order), labels and class names."""
     sample = next(validation.batches(1)).x
     labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
-    return {
-        input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks),
-        "labels": Column(labels.dtype, labels.shape, [labels]),
-        "classes": Column(classes.dtype, classes.shape, [classes]),
-    }
+    columns = {input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks)}
+    if labels is not None:  # without labels the metric compares with FP32's outputs
+        columns["labels"] = Column(labels.dtype, labels.shape, [labels])
+    columns["classes"] = Column(classes.dtype, classes.shape, [classes])
+    return columns
 
 
 def _write(
@@ -248,7 +275,8 @@ def _write(
         "method": report.method,
         "percentile": report.percentile,
         "tensors": {
-            name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "excluded": excluded.get(name)}
+            name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "method": r.method, "why": r.reason,
+                   "excluded": excluded.get(name)}
             for name, r in ranges.items()
         },
     }

@@ -65,6 +65,8 @@ class CalibrationReport:
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
+    range_choice: dict[str, Any] = field(default_factory=dict)  # method ``auto``: the candidates' metric and the pick
+    range_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> tensors that got it, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
