@@ -5,7 +5,8 @@ Samples are read lazily, batch by batch, so that memory never grows with the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,30 @@ class Batch:
     labels: np.ndarray | None
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that reads digit runs as numbers: '2' < '10', '90' < '180'."""
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def fitted(image, size: tuple[int, int], spec: Preprocess):  # PIL images in and out
+    """``image`` brought to (height, width) ``size`` as ``spec.fit`` says (stretch, letterbox or center_crop)."""
+    from PIL import Image
+
+    height, width = size
+    if spec.fit == "stretch":
+        return image.resize((width, height), Image.Resampling.BILINEAR)
+    ratio = (min if spec.fit == "letterbox" else max)(width / image.width, height / image.height)
+    scaled = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))), Image.Resampling.BILINEAR)
+    if spec.fit == "center_crop":
+        left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
+        return scaled.crop((left, top, left + width, top + height))
+    pad = round(spec.pad_value)
+    canvas = Image.new(image.mode, (width, height), pad if image.mode == "L" else (pad, pad, pad))
+    offset = (0, 0) if spec.pad_position == "top_left" else ((width - scaled.width) // 2, (height - scaled.height) // 2)
+    canvas.paste(scaled, offset)
+    return canvas
+
+
 def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.ndarray:
     """Load one image file and turn it into a float32 sample (C,H,W or H,W,C) as the recipe says."""
     from PIL import Image, UnidentifiedImageError
@@ -33,8 +58,7 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
         with Image.open(path) as image:
             image = image.convert("L" if spec.channel_order == "GRAY" else "RGB")
             if spec.resize is not None:
-                height, width = spec.resize
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                image = fitted(image, spec.resize, spec)
             pixels = np.asarray(image, dtype=np.float32)
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
@@ -52,8 +76,9 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
 class Dataset:
     """A labelled (or unlabelled) set of samples for one network input, read lazily in batches."""
 
-    def __init__(self, source: Path, input_spec: InputSpec, preprocess: Preprocess) -> None:
+    def __init__(self, source: Path, input_spec: InputSpec, preprocess: Preprocess, classes: Sequence[str] | None = None) -> None:
         self.source = source
+        self.declared_classes = list(classes) if classes else None
         self.input = input_spec
         self.preprocess = preprocess
         self.classes: list[str] = []
@@ -65,7 +90,7 @@ class Dataset:
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
         """Open the data set a recipe's ``field`` (``calibration`` or ``validation``) names."""
         path = recipe.resolve(spec.path)
-        dataset = cls(path, recipe.inputs[0], recipe.preprocess)
+        dataset = cls(path, recipe.inputs[0], recipe.preprocess, recipe.classes)
         if path.is_dir():
             dataset._scan_folder(field)
         elif path.suffix == ".npz" and path.is_file():
@@ -78,9 +103,19 @@ class Dataset:
         return dataset
 
     def _scan_folder(self, field: str) -> None:
-        classes = sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not classes:
+        found = sorted((p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
+        if not found:
             raise InputError(f"{self.source}: {field} folder has no class sub-folders (expected one folder of images per class)")
+        classes = found
+        if self.declared_classes is not None:
+            missing = [c for c in self.declared_classes if c not in found]
+            extra = [c for c in found if c not in self.declared_classes]
+            if missing or extra:
+                raise InputError(
+                    f"{self.source}: {field} class folders {found} do not match the recipe's classes {self.declared_classes}"
+                    f" (no folder for: {missing or 'none'}; not in classes: {extra or 'none'})"
+                )
+            classes = list(self.declared_classes)
         files, labels = [], []
         for index, name in enumerate(classes):
             images = sorted(p for p in (self.source / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

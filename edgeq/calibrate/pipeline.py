@@ -53,8 +53,8 @@ from edgeq.calibrate.report import (
     PredictedAccuracy,
     RangeSummary,
 )
+from edgeq.calibrate.sensitivity import FIT_SECONDS, RANK_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
-from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS
 from edgeq.data import Dataset, check_same_classes
 from edgeq.errors import InputError
@@ -197,30 +197,58 @@ def calibrate(
             seconds["range_choice"] = time.perf_counter() - tick
 
         ranking: list[LayerSensitivity] = []
-        if sensitivity or not accuracy.passed:
+        unranked = 0
+        if sensitivity or (fit_budget and not accuracy.passed):
             tick = time.perf_counter()
             task = bar.add_task("layer sensitivity", total=len(layers))
             subset = next(validation.batches(SENSITIVITY_SAMPLES)).x
-            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
+            simulation = selection.OutputError(fp32, sorted({t for layer in layers for t in layer.activations}), subset)
+            ranking, unranked = rank_layers(simulation, layers, amax, advance=lambda: bar.advance(task))
             seconds["sensitivity"] = time.perf_counter() - tick
 
-        kept: list[str] = []
+        fit: FitResult | None = None
         if fit_budget and not accuracy.passed:
             tick = time.perf_counter()
-            task = bar.add_task("fitting the accuracy budget", total=len(ranking))
-            kept, accuracy = fit_budget_layers(layers, ranking, evaluate, accuracy, lambda: bar.advance(task))
+            task = bar.add_task("fitting the accuracy budget", total=None)
+            order = [t for entry in ranking for t in entry.tensors] + sorted(
+                amax, key=lambda n: stats[n].absmax / max(amax[n], 1e-30), reverse=True
+            )
+            clipped = [t for t in dict.fromkeys(order) if t not in excluded and ranges[t].amax < stats[t].absmax]
+            base_ranges_, base_amax = dict(ranges), dict(amax)
+
+            def widened_trial(widen: list[str], keep: list[str]) -> PredictedAccuracy:
+                nonlocal ranges, amax
+                ranges = selection.widened(base_ranges_, stats, widen)
+                amax = {name: r.amax for name, r in ranges.items()}
+                result = evaluate([layer for layer in layers if layer.name not in keep])
+                ranges, amax = base_ranges_, base_amax
+                return result
+
+            fit = fit_budget_layers(clipped, [entry.layer for entry in ranking], widened_trial, accuracy,
+                                    advance=lambda: bar.advance(task))
+            accuracy = fit.accuracy
+            ranges = selection.widened(base_ranges_, stats, fit.widened)
+            amax = {name: r.amax for name, r in ranges.items()}
             seconds["fit_budget"] = time.perf_counter() - tick
 
+        kept = fit.kept if fit else []
         final_layers = [layer for layer in layers if layer.name not in kept]
         kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
-        if kept:
+        if fit:
             qdq_model = placed(final_layers)
         cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
         seconds["total"] = time.perf_counter() - started
 
         notes = list(prepared.notes)
-        if kept:
-            notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
+        if fit:
+            notes.append(f"--fit-budget: {fit.why}")
+        if unranked:
+            notes.append(f"sensitivity: {unranked} of {len(layers)} layer(s) not ranked within {RANK_SECONDS:.0f} s")
+        if not accuracy.passed and not fit_budget:
+            notes.append(
+                f"the budget fails: --fit-budget widens clipped ranges, then keeps the most sensitive of {len(layers)}"
+                f" layer(s) in float (bounded to {FIT_SECONDS / 60:.0f} min); --sensitivity only ranks the layers"
+            )
         report = CalibrationReport(
             recipe=str(recipe.source),
             model=str(recipe.model_path),
@@ -236,10 +264,13 @@ def calibrate(
             quantized_layers=[layer.name for layer in final_layers],
             excluded={t: r for t, r in excluded.items() if t in ranges or t in prepared.unquantizable},
             kept_high_precision=kept,
+            widened=fit.widened if fit else [],
+            fit=None if fit is None else {"met": fit.met, "why": fit.why, "trials": fit.trials},
             accuracy=accuracy,
             sensitivity=ranking,
             notes=notes,
             range_choice=choice.to_dict(),
+            classes=list(validation.classes or calibration.classes),
             range_methods=selection.method_counts(ranges, cached),
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz)

@@ -67,6 +67,9 @@ class CalibrationReport:
     notes: list[str] = field(default_factory=list)
     range_choice: dict[str, Any] = field(default_factory=dict)  # method ``auto``: the candidates' metric and the pick
     range_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> tensors that got it, and why
+    widened: list[str] = field(default_factory=list)  # tensors the budget fit widened to min-max
+    fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
+    classes: list[str] = field(default_factory=list)  # class names in label order
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

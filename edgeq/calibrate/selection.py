@@ -320,3 +320,12 @@ def method_counts(ranges: Mapping[str, TensorRange], names: Iterable[str]) -> di
         if isinstance(examples, dict) and len(examples) < 5:
             examples[name] = ranges[name].reason
     return counts
+
+
+def widened(ranges: Mapping[str, TensorRange], stats: Mapping[str, TensorStats], names: Iterable[str]) -> dict[str, TensorRange]:
+    """``ranges`` with each of ``names`` widened to its min-max range."""
+    result = dict(ranges)
+    for name in names:
+        result[name] = replace(ranges[name], amax=stats[name].absmax, method="minmax",
+                               reason=f"widened by --fit-budget (was {ranges[name].method}, amax {ranges[name].amax:.4g})")
+    return result

@@ -1,71 +1,152 @@
-"""Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float.
+"""Per-layer sensitivity (on request only), and fitting the accuracy budget: widen ranges first, then keep layers in float.
 
-Ranking costs one Q/DQ model and one ONNX Runtime session per layer, so the pipeline only ranks when
-asked, or when the predicted drop fails the budget; it runs on a small validation subset.
+Ranking runs each layer alone on the INT8 grid in one simulation session
+(:class:`edgeq.calibrate.selection.OutputError`: no Q/DQ model and no session per layer), scored by the
+output error against FP32, within :data:`RANK_SECONDS`. The fit then tries, each trial one prediction
+of the recipe's metric on the validation data:
+
+1. widening clipped ranges to min-max (a clipped range that feeds a layer is not undone by keeping the
+   layer in float): the clipped tensors of the most sensitive layers first, then the rest by how much
+   they clip;
+2. keeping the most sensitive layers in float, on top of every widened range.
+
+Each step doubles the number of tensors or layers until the budget holds, then bisects back to the
+fewest that hold it, so a model with n layers costs O(log n) trials; everything stops at
+:data:`FIT_SECONDS` and the result says which step got how far and why the budget was not met.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
-import onnx
-
-from edgeq.calibrate import predict
-from edgeq.calibrate.host import host_model
-from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
+from edgeq.calibrate.qdq import QuantizedLayer
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
-from edgeq.device.compare import cosine, top1_agreement
+from edgeq.calibrate.selection import OutputError, output_error
+from edgeq.device.compare import top1_agreement
+
+RANK_SECONDS = 300.0
+FIT_SECONDS = 420.0
 
 
 def rank_layers(
-    model: onnx.ModelProto,
+    error: OutputError,
     layers: list[QuantizedLayer],
-    amax: Mapping[str, float],
-    x: np.ndarray,
-    fp32: dict[str, np.ndarray],
-    batch_size: int,
+    amax: dict[str, float],
+    seconds: float = RANK_SECONDS,
     advance: Callable[[], None] = lambda: None,
-) -> list[LayerSensitivity]:
-    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
+) -> tuple[list[LayerSensitivity], int]:
+    """Each layer's activations alone on the INT8 grid; most sensitive first; and how many layers were not ranked in time.
 
-    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``.
+    Layers left when ``seconds`` run out are not in the ranking.
     """
-    first = next(iter(fp32))
-    reference = fp32[first][: len(x)]
+    started = time.perf_counter()
     ranked = []
     for layer in layers:
-        out = predict.outputs([host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
+        if time.perf_counter() - started > seconds:
+            break
+        outputs = error.outputs_for(amax, layer.activations)
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,
                 op_type=layer.op_type,
                 tensors=list(layer.activations),
-                score=max(0.0, 1.0 - cosine(reference, out)),
-                top1_agreement=top1_agreement(reference, out),
+                score=output_error(error.reference, outputs),
+                top1_agreement=top1_agreement(error.reference[0], outputs[0]),
             )
         )
         advance()
-    return sorted(ranked, key=lambda s: s.score, reverse=True)
+    return sorted(ranked, key=lambda s: s.score, reverse=True), len(layers) - len(ranked)
+
+
+@dataclass
+class FitResult:
+    """What the fit changed, the accuracy then, and in words how it ended."""
+
+    widened: list[str]
+    kept: list[str]
+    accuracy: PredictedAccuracy
+    met: bool
+    trials: list[dict[str, object]] = field(default_factory=list)
+    why: str = ""
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _fewest(count: int, passes: Callable[[int], bool]) -> int | None:
+    """The smallest k in 1..count with passes(k), searching 1, 2, 4, ... then bisecting; None if passes(count) fails."""
+    if count == 0:
+        return None
+    low, k = 0, 1
+    while not passes(k):
+        if k == count:
+            return None
+        low, k = k, min(2 * k, count)
+    high = k
+    while high - low > 1:
+        middle = (low + high) // 2
+        if passes(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def fit_budget(
-    layers: list[QuantizedLayer],
-    ranking: list[LayerSensitivity],
-    evaluate: Callable[[list[QuantizedLayer]], PredictedAccuracy],
+    clipped: Sequence[str],
+    ranking: Sequence[str],
+    evaluate: Callable[[list[str], list[str]], PredictedAccuracy],
     accuracy: PredictedAccuracy,
+    seconds: float = FIT_SECONDS,
     advance: Callable[[], None] = lambda: None,
-) -> tuple[list[str], PredictedAccuracy]:
-    """The fewest most-sensitive layers to keep in float for the drop to fit the budget, and the accuracy then.
+) -> FitResult:
+    """Widen the fewest of ``clipped`` (in order), then keep the fewest of ``ranking`` (layer names) in float.
 
-    ``accuracy``: that of all ``layers`` in INT8. Tries keeping the top 1, 2, ... layers of ``ranking``
-    in float; stops at the first that passes.
+    ``evaluate(widened, kept)`` predicts the accuracy with those tensors at min-max and those layers in
+    float; ``accuracy`` is the starting one.
     """
-    kept: list[str] = []
-    for entry in ranking:
-        if accuracy.passed:
-            break
-        kept.append(entry.layer)
-        accuracy = evaluate([layer for layer in layers if layer.name not in kept])
-        advance()
-    return kept, accuracy
+    started = time.perf_counter()
+    trials: list[dict[str, object]] = []
+    results: dict[tuple[int, int], PredictedAccuracy] = {(0, 0): accuracy}
+
+    def run(widen: int, keep: int) -> PredictedAccuracy:
+        if (widen, keep) not in results:
+            if time.perf_counter() - started > seconds:
+                raise _Deadline
+            result = evaluate(list(clipped[:widen]), list(ranking[:keep]))
+            results[(widen, keep)] = result
+            trials.append({"widened": widen, "kept": keep, "int8": result.int8, "drop": result.drop, "passed": result.passed})
+            advance()
+        return results[(widen, keep)]
+
+    def done(widen: int, keep: int, why: str) -> FitResult:
+        final = results[(widen, keep)]
+        return FitResult(list(clipped[:widen]), list(ranking[:keep]), final, final.passed, trials, why)
+
+    if accuracy.passed:
+        return done(0, 0, "the budget already holds")
+    try:
+        widen = _fewest(len(clipped), lambda k: run(k, 0).passed)
+        if widen is not None:
+            return done(widen, 0, f"widening {widen} of {len(clipped)} clipped range(s) to min-max meets the budget")
+        all_widened = len(clipped)
+        keep = _fewest(len(ranking), lambda k: run(all_widened, k).passed)
+        if keep is not None:
+            return done(all_widened, keep, f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
+        last = run(all_widened, len(ranking))
+        why = (
+            f"cannot be met: with all {all_widened} clipped range(s) at min-max and all {len(ranking)} ranked layer(s) in"
+            f" float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); what is left is quantized outside"
+            " those layers (tensors the backend quantizes between layers) or layers that were not ranked"
+        )
+        return done(all_widened, len(ranking), why)
+    except _Deadline:
+        best = min(results, key=lambda k: (not results[k].passed, results[k].drop, sum(k)))
+        why = (
+            f"stopped at the time bound of {seconds:.0f} s after {len(trials)} trial(s); best: {best[0]} range(s) widened,"
+            f" {best[1]} layer(s) in float, drop {results[best].drop:.2f} points"
+        )
+        return done(*best, why)

@@ -58,6 +58,15 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
         f" {len(report.quantized_layers)} layers quantized",
     ]
+    if report.classes:
+        lines.append(f"classes in label order: {', '.join(report.classes)}")
+    if report.range_methods:
+        counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
+        lines.append(f"range methods per tensor: {counts} (ranges.json says why for each)")
+    if report.range_choice.get("why"):
+        lines.append(f"auto: {report.range_choice['why']}")
+    if report.widened:
+        lines.append(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)")
     if report.kept_high_precision:
         lines.append(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}")
     if not report.sensitivity:
