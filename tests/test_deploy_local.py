@@ -99,3 +99,18 @@ def test_bad_recipe_touches_no_device(tmp_path: Path) -> None:
     assert "model.onnx" in result.stderr
     assert not (tmp_path / "device").exists()
     assert recipes.load(recipe).name == "tiny"
+
+
+def test_a_batch_1_model_deploys_and_smokes_locally(tmp_path: Path) -> None:
+    from tests.calibrate_nets import with_batch
+
+    recipe = write_recipe(tmp_path / "r", with_batch(fire_net(), 1), inputs=[{"name": "data", "shape": [1, 3, 32, 32]}])
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["passed"] and report["evaluation"]["samples"] == 48 and report["evaluation"]["fp32"] == 100.0
+    folder = Path(report["files"]["folder"])
+    assert np.load(folder / "scores.int8.npy").shape == (48, 4)  # 48 runs of one sample each
+    smoke = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert smoke.code == 0, smoke.stderr
+    assert json.loads(smoke.stdout)[0]["passed"]

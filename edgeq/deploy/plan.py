@@ -98,13 +98,13 @@ def _engine_id(recipe: Recipe, key: str, quantization: str, shape: list[int]) ->
 
 def _smoke_file(calibration: CalibrationResult, input_name: str) -> Path:
     """A few validation inputs with the host's FP32 outputs, for `smoke` (written once, byte-stable)."""
-    import onnxruntime as ort
+    from edgeq.calibrate import activations
 
     with np.load(calibration.artifacts.validation) as data:
         key = input_name if input_name in data else "x"
         x = data[key][:SMOKE_SAMPLES]
-    session = ort.InferenceSession(str(calibration.artifacts.fp32_model), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    session = activations.session(calibration.artifacts.fp32_model.read_bytes())
+    expected = activations.run(session, x)[0]  # a model with a fixed batch is fed that many samples at a time
     path = calibration.folder / "smoke.npz"
     data = npz_bytes({input_name: x, "expected": expected})
     if not path.is_file() or path.read_bytes() != data:
