@@ -84,8 +84,12 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
             f"{recipe.source}: build.quantization: TensorRT {target.tensorrt} DLA does not accept Q/DQ networks; "
             "use 'implicit' (the calibration cache) or drop build.dla_core"
         )
-    if wanted != "auto":
-        return wanted
+    return wanted if wanted != "auto" else auto_quantization(target)
+
+
+def auto_quantization(target: Target) -> Quantization:
+    """What build.quantization ``auto`` means on ``target``: implicit (the calibration cache) below TensorRT 10."""
+    version = target.trt_version
     return "implicit" if version is not None and version[0] < 10 else "explicit"
 
 
