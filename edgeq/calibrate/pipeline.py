@@ -1,10 +1,11 @@
 """`calibrate`: from a recipe and a target to validated INT8 artifacts, reused when nothing changed.
 
 Order of work: load and prepare the model, open the data and the metric (every input error is raised
-here, before anything is written), stream activation statistics, compute ranges, apply the policy,
-build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity when asked or when the
-drop fails the budget, optionally fit the budget, then write every artifact at once through a staging
-folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
+here, before anything is written), stream activation statistics, compute ranges (protected tensors at
+min-max, :mod:`edgeq.calibrate.selection`), apply the policy, build the Q/DQ model, predict its accuracy
+against FP32 (for ``auto``, other methods too when entropy loses accuracy), rank layer sensitivity only
+when asked (``sensitivity`` or ``fit_budget``), fit the budget when asked, then write every artifact at
+once through a staging folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
 size, and the validation set is streamed (read once: predicted by both models and deflated into
 validation.npz as it goes), so memory stays flat in the number of samples.
 """
