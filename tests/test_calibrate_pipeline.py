@@ -188,3 +188,16 @@ def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path) -> Non
     acc = result.report.accuracy
     assert acc.fp32 > 50.0  # a trained model
     assert abs(acc.drop) <= 0.5, acc
+
+
+def test_numeric_class_folders_are_read_in_natural_order_printed_and_reported(tmp_path: Path) -> None:
+    classes = ["0", "90", "180", "270"]
+    _images(tmp_path / "cal_img", classes)
+    _images(tmp_path / "val_img", classes)
+    path = write_recipe(tmp_path, fire_net(classes=4))
+    path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img").replace("path: val.npz", "path: val_img"))
+    result = run_edgeq("calibrate", path, "--target", ORIN)
+    assert "classes in label order: 0, 90, 180, 270" in " ".join(result.stdout.split()), result.stdout
+    report = json.loads((tmp_path / "edgeq-out" / ORIN / "report.json").read_text())
+    assert report["classes"] == classes
+    assert np.load(tmp_path / "edgeq-out" / ORIN / "validation.npz")["classes"].tolist() == classes
