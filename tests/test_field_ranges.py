@@ -55,6 +55,7 @@ def test_yolov8n_keeps_fp32_detections_by_default(tmp_path: Path, target: str) -
 
     fp32, int8 = _fp32_and_int8(folder, target, samples("yolov8n", 16, HELD_OUT))
     matched, total = ft.kept_share(ft.yolo_detections(fp32), ft.yolo_detections(int8))
+    print(f"\nyolov8n {target}: INT8 keeps {matched} of {total} FP32 detections; {report['range_choice']['why']}")
     assert total >= 16  # FP32 finds the faces
     assert matched >= 0.9 * total, (matched, total, report["range_choice"])
 
@@ -63,6 +64,7 @@ def test_ppocr_det_keeps_fp32_text_boxes_by_default(tmp_path: Path) -> None:
     folder, _ = _calibrated(tmp_path, "ppocr-det", ORIN, 16, 8)
     fp32, int8 = _fp32_and_int8(folder, ORIN, samples("ppocr-det", 8, HELD_OUT))
     matched, total = ft.kept_share(ft.db_boxes(fp32), ft.db_boxes(int8))
+    print(f"\nppocr-det {ORIN}: INT8 keeps {matched} of {total} FP32 text boxes")
     assert total >= 24  # three or more lines per page
     assert matched >= 0.9 * total, (matched, total)
 
@@ -73,6 +75,7 @@ def test_ppocr_rec_keeps_the_character_error_rate_by_default(tmp_path: Path) -> 
     fp32, int8 = _fp32_and_int8(folder, ORIN, x)
     characters = ft.ppocr_characters(ft.REC_MODEL())
     fp32_cer, int8_cer = ft.cer(ft.ctc_decode(fp32, characters), truth), ft.cer(ft.ctc_decode(int8, characters), truth)
+    print(f"\nppocr-rec {ORIN}: CER FP32 {fp32_cer:.2f} %, INT8 {int8_cer:.2f} %; {report['range_choice']['why']}")
     assert fp32_cer < 5.0  # FP32 reads the rendered text
     assert int8_cer - fp32_cer <= 1.5, (fp32_cer, int8_cer, report["range_choice"])
 
@@ -83,6 +86,8 @@ def test_fit_budget_on_a_model_that_misses_it_ends_in_minutes_and_widens_ranges_
     result = run_edgeq("calibrate", path, "--target", ORIN, "--fit-budget", "--json")
     seconds = time.perf_counter() - started
     report = json.loads(result.stdout)["report"]
+    print(f"\n--fit-budget: {seconds:.0f} s, {len(report['fit']['trials'])} trials, {len(report['widened'])} widened,"
+          f" {len(report['kept_high_precision'])} kept in float: {report['fit']['why']}")
     assert seconds < 600, seconds
     assert report["fit"]["trials"] and report["widened"], report["fit"]
     assert report["fit"]["met"] == report["accuracy"]["passed"] and (result.code == 0) == report["fit"]["met"]
