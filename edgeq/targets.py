@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -12,45 +11,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from edgeq.device.trt_rules import DlaSupport, dla_support
+from edgeq.device.trt_version import TrtVersion
 from edgeq.errors import InputError
-
-WORKING_WITH_DLA_11_4_1 = (
-    "TensorRT 11.4.1 'Working with DLA' (docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/"
-    "work-with-dla.html): 'TensorRT 10.7 was the last 10.x release that supported DLA'; 'DLA was unavailable in "
-    "TensorRT 11.0 through 11.3'; '11.4.0 supported DLA only on Windows on ARM'; 11.4.1 supports DLA on Jetson AGX "
-    "Orin with JetPack 7.2.2 or later, not on Jetson Thor")
-RELEASE_NOTES_10_16_1 = (
-    "TensorRT 10.16.1 Release Notes, 'JetPack support for Orin iGPUs' (docs.nvidia.com/deeplearning/tensorrt/10.16.1/"
-    "getting-started/release-notes-10/10.16.1.html): 'Orin DLA is not supported at this time'")
-NVINFER_DLA = "NVIDIA/TensorRT include/NvInfer.h (release/8.2 to release/10.7): DLA restrictions on each layer"
-
-
-@dataclass(frozen=True)
-class DlaSupport:
-    """Whether a TensorRT release drives the DLA on a module, and the source that says so."""
-
-    available: bool
-    reason: str
-    source: str
-
-
-def dla_support(version: tuple[int, int, int], module: str) -> DlaSupport:
-    """DLA through TensorRT ``version`` on ``module`` (a module with DLA hardware): 8.x to 10.7, and 11.4.1+ on AGX Orin."""
-    shown = ".".join(map(str, version))
-    if version < (10, 8, 0):
-        return DlaSupport(True, f"TensorRT {shown} drives the DLA", f"{NVINFER_DLA}; {WORKING_WITH_DLA_11_4_1}")
-    if version < (11, 0, 0):
-        return DlaSupport(False, f"TensorRT {shown} has no DLA: TensorRT 10.7 was the last 10.x release with DLA, "
-                                 "and 10.16 on JetPack 7.2 says 'Orin DLA is not supported at this time'",
-                          f"{WORKING_WITH_DLA_11_4_1}; {RELEASE_NOTES_10_16_1}")
-    if version < (11, 4, 1):
-        return DlaSupport(False, f"TensorRT {shown} has no DLA on Jetson (DLA returned in 11.4.1, AGX Orin only)",
-                          WORKING_WITH_DLA_11_4_1)
-    if "AGX Orin" not in module:
-        return DlaSupport(False, f"TensorRT {shown} drives the DLA on Jetson AGX Orin only, not on {module}",
-                          WORKING_WITH_DLA_11_4_1)
-    return DlaSupport(True, f"TensorRT {shown} drives the DLA on Jetson AGX Orin (JetPack 7.2.2+)", WORKING_WITH_DLA_11_4_1)
-
 
 class Target(BaseModel):
     """One deployable platform: what its TensorRT, GPU and DLA can do, and where each fact comes from."""
@@ -99,7 +62,7 @@ class Target(BaseModel):
     def dla_support(self) -> DlaSupport | None:
         """Whether this target's TensorRT drives its DLA hardware; None without DLA hardware or TensorRT."""
         version = self.trt_version
-        return dla_support(version, self.module) if self.dla_cores and version is not None else None
+        return dla_support(TrtVersion(*version), self.module) if self.dla_cores and version is not None else None
 
     @property
     def usable_dla_cores(self) -> int:
