@@ -172,7 +172,7 @@ def test_export_profile_and_export_times():
     assert len(latencies) == 260 and latencies[0] == times[3]["latencyMs"]
 
 
-FLAGS = json.loads((TRTEXEC / "sampleOptions-flags.json").read_text())
+FLAGS = json.loads((Path(__file__).resolve().parent.parent / "edgeq" / "check" / "data" / "trtexec-flags.json").read_text())
 BRANCH = {(8, 2): "8.2", (8, 5): "8.5", (8, 6): "8.6", (10, 3): "10.3", (10, 13): "10.13", (10, 16): "10.16", (11, 4): "11.1"}
 VERSIONS = [TrtVersion(8, 2, 1), TrtVersion(8, 5, 2), TrtVersion(8, 6, 2), TrtVersion(10, 3, 0), TrtVersion(10, 13, 3),
             TrtVersion(10, 16, 2), TrtVersion(11, 4, 1)]
