@@ -22,11 +22,19 @@ if [ "${#commands[@]}" -ne 2 ]; then
     exit 1
 fi
 
+# Where this host reaches PyPI through a proxy with its own certificate authority (PIP_CERT), the fresh system
+# gets the same trust: part of the network, not of the set-up under test.
+network_env=()
+if [ -n "${PIP_CERT:-}" ]; then
+    cp "$PIP_CERT" "$rootfs/etc/edgeq-network-ca.crt"
+    network_env=(PIP_CERT=/etc/edgeq-network-ca.crt)
+fi
+
 mount --bind /proc "$rootfs/proc"
 trap 'umount "$rootfs/proc"' EXIT
 for command in "${commands[@]}"; do
     echo "readme_setup.sh: running in a fresh Debian 12: $command"
     chroot "$rootfs" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        TERM=dumb bash -c "cd /root/edgeq && $command"
+        TERM=dumb "${network_env[@]}" bash -c "cd /root/edgeq && $command"
 done
 echo "readme_setup.sh: both README commands succeeded on a fresh Debian 12"
