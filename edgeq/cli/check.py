@@ -72,7 +72,8 @@ def check(
         from edgeq.deploy.plan import auto_quantization, choose_quantization
 
         # the INT8 path deploy will take (implicit or explicit), so that check names the same one
-        quantization = choose_quantization(recipe, profile) if recipe is not None else auto_quantization(profile)
+        quantization = (choose_quantization(recipe, profile) if recipe is not None
+                        else auto_quantization(profile, core is not None and profile.usable_dla_cores > 0))
         report = check_model(model, profile, dla_core=core, int8=int8, name=path.name, quantization=quantization)
     if as_json:
         print_json(report.to_dict())
