@@ -114,3 +114,19 @@ def test_a_batch_1_model_deploys_and_smokes_locally(tmp_path: Path) -> None:
     smoke = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
     assert smoke.code == 0, smoke.stderr
     assert json.loads(smoke.stdout)[0]["passed"]
+
+
+def test_validation_without_labels_deploys_with_a_metric_against_fp32(tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "agree.py").write_text(
+        "import numpy as np\n"
+        "def agree(scores, fp32):\n"
+        "    return 100.0 * float(np.mean(scores.argmax(1) == fp32.argmax(1)))\n"
+    )
+    recipe = write_recipe(folder, fire_net(), validation={"path": "val.npz", "metric": "agree.py:agree"})
+    np.savez(folder / "val.npz", x=np.load(folder / "val.npz")["x"])  # no labels
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["evaluation"]["fp32"] == 100.0 and report["evaluation"]["int8"] >= 95.0
