@@ -60,22 +60,24 @@ def test_yolov8n_keeps_fp32_detections_by_default(tmp_path: Path, target: str) -
     assert matched >= 0.9 * total, (matched, total, report["range_choice"])
 
 
-def test_ppocr_det_keeps_fp32_text_boxes_by_default(tmp_path: Path) -> None:
-    folder, _ = _calibrated(tmp_path, "ppocr-det", ORIN, 16, 8)
-    fp32, int8 = _fp32_and_int8(folder, ORIN, samples("ppocr-det", 8, HELD_OUT))
+@pytest.mark.parametrize("target", [ORIN, "local"])
+def test_ppocr_det_keeps_fp32_text_boxes_by_default(tmp_path: Path, target: str) -> None:
+    folder, _ = _calibrated(tmp_path, "ppocr-det", target, 16, 8)
+    fp32, int8 = _fp32_and_int8(folder, target, samples("ppocr-det", 8, HELD_OUT))
     matched, total = ft.kept_share(ft.db_boxes(fp32), ft.db_boxes(int8))
-    print(f"\nppocr-det {ORIN}: INT8 keeps {matched} of {total} FP32 text boxes")
+    print(f"\nppocr-det {target}: INT8 keeps {matched} of {total} FP32 text boxes")
     assert total >= 24  # three or more lines per page
     assert matched >= 0.9 * total, (matched, total)
 
 
-def test_ppocr_rec_keeps_the_character_error_rate_by_default(tmp_path: Path) -> None:
-    folder, report = _calibrated(tmp_path, "ppocr-rec", ORIN, 16, 16, budget=2.0)
+@pytest.mark.parametrize("target", [ORIN, "local"])
+def test_ppocr_rec_keeps_the_character_error_rate_by_default(tmp_path: Path, target: str) -> None:
+    folder, report = _calibrated(tmp_path, "ppocr-rec", target, 16, 16, budget=2.0)
     x, truth = fd.text_lines(48, HELD_OUT)
-    fp32, int8 = _fp32_and_int8(folder, ORIN, x)
+    fp32, int8 = _fp32_and_int8(folder, target, x)
     characters = ft.ppocr_characters(ft.REC_MODEL())
     fp32_cer, int8_cer = ft.cer(ft.ctc_decode(fp32, characters), truth), ft.cer(ft.ctc_decode(int8, characters), truth)
-    print(f"\nppocr-rec {ORIN}: CER FP32 {fp32_cer:.2f} %, INT8 {int8_cer:.2f} %; {report['range_choice']['why']}")
+    print(f"\nppocr-rec {target}: CER FP32 {fp32_cer:.2f} %, INT8 {int8_cer:.2f} %; {report['range_choice']['why']}")
     assert fp32_cer < 5.0  # FP32 reads the rendered text
     assert int8_cer - fp32_cer <= 1.5, (fp32_cer, int8_cer, report["range_choice"])
 
