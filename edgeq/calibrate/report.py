@@ -24,7 +24,7 @@ class PredictedAccuracy:
 
 @dataclass
 class LayerSensitivity:
-    """How much quantizing this layer alone changes the outputs (1 - cosine of the first output)."""
+    """How much this layer alone on the INT8 grid changes the outputs (relative squared error, :func:`edgeq.calibrate.selection.output_error`)."""
 
     layer: str
     op_type: str

@@ -28,7 +28,7 @@ def accuracy_table(result: CalibrationResult) -> Table:
 def sensitivity_table(result: CalibrationResult) -> Table:
     """The most sensitive layers, each quantized alone."""
     table = Table(title="most sensitive layers (each quantized alone)", title_justify="left")
-    for column in ("layer", "op", "1 - cosine", "top-1 agreement", "kept in float"):
+    for column in ("layer", "op", "output error", "top-1 agreement", "kept in float"):
         table.add_column(column)
     kept = set(result.report.kept_high_precision)
     for entry in result.report.sensitivity[:SHOWN_LAYERS]:
