@@ -226,7 +226,7 @@ def calibrate(
                 return result
 
             fit = fit_budget_layers(clipped, [entry.layer for entry in ranking], widened_trial, accuracy,
-                                    advance=lambda: bar.advance(task))
+                                    seconds=FIT_SECONDS - seconds.get("sensitivity", 0.0), advance=lambda: bar.advance(task))
             accuracy = fit.accuracy
             ranges = selection.widened(base_ranges_, stats, fit.widened)
             amax = {name: r.amax for name, r in ranges.items()}

@@ -10,9 +10,10 @@ of the recipe's metric on the validation data:
    they clip;
 2. keeping the most sensitive layers in float, on top of every widened range.
 
-Each step doubles the number of tensors or layers until the budget holds, then bisects back to the
-fewest that hold it, so a model with n layers costs O(log n) trials; everything stops at
-:data:`FIT_SECONDS` and the result says which step got how far and why the budget was not met.
+Each step first tries all of its tensors or layers (one trial tells whether the step can meet the
+budget at all), then doubles from one until the budget holds and bisects back to the fewest that hold
+it: O(log n) trials for n layers. Ranking and fit together stop at :data:`FIT_SECONDS`, and the result
+says which step got how far and why the budget was not met.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
 from edgeq.calibrate.selection import OutputError, output_error
 from edgeq.device.compare import top1_agreement
 
-RANK_SECONDS = 300.0
-FIT_SECONDS = 420.0
+RANK_SECONDS = 150.0  # ranking alone
+FIT_SECONDS = 360.0  # ranking and fit together
 
 
 def rank_layers(
@@ -129,14 +130,15 @@ def fit_budget(
     if accuracy.passed:
         return done(0, 0, "the budget already holds")
     try:
-        widen = _fewest(len(clipped), lambda k: run(k, 0).passed)
-        if widen is not None:
-            return done(widen, 0, f"widening {widen} of {len(clipped)} clipped range(s) to min-max meets the budget")
         all_widened = len(clipped)
-        keep = _fewest(len(ranking), lambda k: run(all_widened, k).passed)
-        if keep is not None:
-            return done(all_widened, keep, f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
+        if all_widened and run(all_widened, 0).passed:  # one trial says whether ranges alone can do it
+            widen = _fewest(all_widened, lambda k: run(k, 0).passed)
+            return done(widen or all_widened, 0, f"widening {widen} of {all_widened} clipped range(s) to min-max meets the budget")
         last = run(all_widened, len(ranking))
+        if last.passed:
+            keep = _fewest(len(ranking), lambda k: run(all_widened, k).passed)
+            return done(all_widened, keep or len(ranking),
+                        f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
         why = (
             f"cannot be met: with all {all_widened} clipped range(s) at min-max and all {len(ranking)} ranked layer(s) in"
             f" float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); what is left is quantized outside"
