@@ -19,6 +19,7 @@ import pytest
 from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate import calibrate
+from edgeq.calibrate.cache import parse_cache
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.predict import outputs, slices
 from tests import field_data as fd
@@ -52,6 +53,9 @@ def test_yolov8n_keeps_fp32_detections_by_default(tmp_path: Path, target: str) -
     scores = [name for name, entry in ranges.items() if entry["why"].startswith("feeds output 'output0' through Sigmoid")]
     assert scores and all(ranges[name]["method"] == "minmax" for name in scores)  # never clipped below 1
     assert report["range_choice"]["method"] != "entropy" and "entropy dropped" in report["range_choice"]["why"]
+    if (folder / "calibration.cache").is_file():  # implicit INT8 on a device reads the same ranges
+        cache = parse_cache((folder / "calibration.cache").read_text()).scales
+        assert all(cache[name] * 127 == pytest.approx(ranges[name]["amax"], rel=1e-6) > 0.5 for name in scores if name in cache)
 
     fp32, int8 = _fp32_and_int8(folder, target, samples("yolov8n", 16, HELD_OUT))
     matched, total = ft.kept_share(ft.yolo_detections(fp32), ft.yolo_detections(int8))
