@@ -55,7 +55,9 @@ def test_yolov8n_keeps_fp32_detections_by_default(tmp_path: Path, target: str) -
     assert report["range_choice"]["method"] != "entropy" and "entropy dropped" in report["range_choice"]["why"]
     if (folder / "calibration.cache").is_file():  # implicit INT8 on a device reads the same ranges
         cache = parse_cache((folder / "calibration.cache").read_text()).scales
-        assert all(cache[name] * 127 == pytest.approx(ranges[name]["amax"], rel=1e-6) > 0.5 for name in scores if name in cache)
+        cached = [name for name in scores if name in cache]
+        assert cached and all(cache[name] * 127 == pytest.approx(ranges[name]["amax"], rel=1e-6) for name in cached)
+        assert all(ranges[name]["amax"] > 0.5 for name in cached)  # entropy gave the scores 0.084
 
     fp32, int8 = _fp32_and_int8(folder, target, samples("yolov8n", 16, HELD_OUT))
     matched, total = ft.kept_share(ft.yolo_detections(fp32), ft.yolo_detections(int8))
