@@ -13,7 +13,7 @@ from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key
 from edgeq.fleet.journal import Journal, RolloutHeader
 from edgeq.fleet.recorder import Recorder
 from edgeq.fleet.verdict import DEVICES_FAILED, GATE_STOPPED, judge
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 
 
 def _header(rollout_id: str = "r1") -> RolloutHeader:

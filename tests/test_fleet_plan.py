@@ -11,7 +11,7 @@ from rich.console import Console
 
 from edgeq.errors import InputError
 from edgeq.fleet import state
-from edgeq.fleet.inventory import load_inventory
+from edgeq.hosts import load_inventory
 from edgeq.fleet.journal import Journal
 from edgeq.fleet.plan import RolloutOptions, plan_rollout
 from edgeq.fleet.recorder import Recorder

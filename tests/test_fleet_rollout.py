@@ -24,7 +24,7 @@ from edgeq import targets
 from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.session import DeviceSession
 from edgeq.fleet import journal
-from edgeq.fleet.inventory import host_name, load_inventory
+from edgeq.hosts import host_name, load_inventory
 from edgeq.recipe import load as load_recipe
 from edgeq.remote.group import on_hosts
 from tests.calibrate_nets import fire_net, write_recipe

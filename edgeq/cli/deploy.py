@@ -30,7 +30,7 @@ def _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, kn
     """
     from edgeq import recipe as recipes
     from edgeq import targets
-    from edgeq.deploy.hosts import resolve_hosts
+    from edgeq.hosts import HostFields, resolve_hosts
     from edgeq.deploy.plan import make_plan
     from edgeq.deploy.session import DeviceSession
 
@@ -39,8 +39,8 @@ def _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, kn
     if target.backend == "onnxruntime" and not hosts and inventory is None:
         devices = [("local", lambda: DeviceSession.local(workdir or "~/.edgeq"))]
     else:
-        chosen = resolve_hosts(recipe, hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python,
-                               workdir=workdir)
+        chosen = resolve_hosts(hosts, inventory, limit, fields=HostFields(key, known_hosts, python, workdir),
+                               fallback=recipe.device_hosts, nothing=f"{recipe.source}: no device to deploy to: give --host user@address[:port], --inventory FILE, or devices in the recipe (or use --target local)")
         devices = [(host.label, lambda host=host: DeviceSession.open(host)) for host in chosen]
     return recipe, make_plan(recipe, target, progress=progress, preflight=preflight), devices
 

@@ -88,13 +88,13 @@ def _journal_path(recipe_path: Path | None, rollout_id: str) -> Path:
 
 def _plan(recipe_path, inventory, limit, target, waves, concurrency, max_failures, build_each, timeout):  # noqa: ANN001, ANN202
     from edgeq import recipe as recipes
-    from edgeq.deploy.hosts import resolve_hosts
+    from edgeq.hosts import resolve_hosts
     from edgeq.fleet.plan import RolloutOptions, plan_rollout
 
     if recipe_path is None:
         raise InputError("edgeq rollout: give the recipe file (or --resume ID)")
     recipe = recipes.load(recipe_path)
-    hosts = resolve_hosts(recipe, [], inventory, limit)
+    hosts = resolve_hosts([], inventory, limit, fallback=recipe.device_hosts, nothing="no devices to roll out to: give --inventory, or devices in the recipe")
     options = RolloutOptions(waves, concurrency, max_failures, build_each, target, timeout)
     return plan_rollout(recipe, hosts, options, inventory.resolve() if inventory else None)
 
@@ -107,7 +107,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """What each device runs now: engine, recipe, since when, by whom."""
-    from edgeq.fleet.inventory import load_inventory, select_hosts
+    from edgeq.hosts import load_inventory, select_hosts
     from edgeq.fleet.status import fleet_status
     from edgeq.remote.timeouts import Timeouts
     from edgeq.report.rollout_view import status_view

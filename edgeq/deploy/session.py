@@ -25,7 +25,7 @@ from edgeq.device.report import (
     StatusReport,
 )
 from edgeq.errors import DeviceError
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 from edgeq.remote.agent import (
     AgentInvocation,
     AgentMissing,

@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgeq.errors import InputError
-from edgeq.recipe import Host, Recipe
+from edgeq.hosts import Host
+from edgeq.recipe import Recipe
 
 # Entry.event values
 HEADER = "rollout"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from edgeq import targets
 from edgeq.errors import InputError
-from edgeq.fleet.inventory import host_name
+from edgeq.hosts import host_name
 from edgeq.fleet.waves import DEFAULT_WAVES, Amount, failure_allowance, parse_waves, split_waves
-from edgeq.recipe import Host, Recipe
+from edgeq.hosts import Host
+from edgeq.recipe import Recipe
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from edgeq.fleet import journal
 from edgeq.fleet import state as st
 from edgeq.fleet.class_engines import ClassEngine, ClassEngines
 from edgeq.fleet.device_steps import RolloutContext, prepare, roll_back, switch
-from edgeq.fleet.inventory import host_name
+from edgeq.hosts import host_name
 from edgeq.fleet.journal import Entry, Journal, RolloutHeader
 from edgeq.remote.liveness import Liveness
 from edgeq.fleet.plan import RolloutPlan
@@ -32,7 +32,7 @@ from edgeq.fleet.summary import RolloutReport, summarize
 from edgeq.remote.transport import SSHTransport
 from edgeq.fleet.verdict import COMPLETED, EXIT_CODES, judge
 from edgeq.fleet.waves import Amount, failure_allowance
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 from edgeq.remote.group import on_hosts
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import Transport

@@ -6,8 +6,8 @@ from pydantic import BaseModel
 
 from edgeq.deploy.session import DeviceSession
 from edgeq.device.report import StatusReport
-from edgeq.fleet.inventory import host_name
-from edgeq.recipe import Host
+from edgeq.hosts import host_name
+from edgeq.hosts import Host
 from edgeq.remote.group import on_hosts
 from edgeq.remote.timeouts import Timeouts
 
