@@ -36,6 +36,7 @@ class ApiBuildPlan:
     shapes: Dict[str, List[int]] = field(default_factory=dict)
     timing_cache: Optional[str] = None
     detailed_profiling: bool = True
+    builder_optimization_level: Optional[int] = None
 
 
 def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion) -> ApiBuildPlan:
@@ -56,6 +57,7 @@ def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion)
         dla_core=spec.dla_core,
         shapes=dict(spec.shapes),
         timing_cache=spec.timing_cache,
+        builder_optimization_level=spec.builder_optimization_level,
     )
 
 
@@ -128,6 +130,8 @@ def build_with_api(onnx_path: str, engine_path: str, layer_info_path: Optional[s
     if plan.device_type == "DLA":
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
+    if plan.builder_optimization_level is not None:
+        config.builder_optimization_level = plan.builder_optimization_level
     if plan.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if plan.shapes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from edgeq.deploy.session import DeviceSession
-from edgeq.device.report import StatusReport
+from edgeq.deploy.wire import StatusReport
 from edgeq.hosts import host_name
 from edgeq.hosts import Host
 from edgeq.remote.group import on_hosts

@@ -229,14 +229,14 @@ def _ansible_hosts(groups: dict[str, _Group], path: Path) -> dict[str, dict[str,
     member: dict[str, list[str]] = {}
     own: dict[str, dict[str, Any]] = {}
     for name, group in groups.items():
-        for host, fields in group.hosts.items():
+        for host, variables in group.hosts.items():
             if host not in order:
                 order.append(host)
             chain = member.setdefault(host, [])
             for g in [*ancestors(name), name]:
                 if g not in chain:
                     chain.append(g)
-            own.setdefault(host, {}).update(fields)
+            own.setdefault(host, {}).update(variables)
     raw: dict[str, dict[str, Any]] = {}
     for host in order:
         chain = [g for g in member[host] if g != "all"]

@@ -41,7 +41,7 @@ def parse_host(spec: str, fields: HostFields | None = None) -> Host:
     if match["port"]:
         values["port"] = int(match["port"])
     try:
-        return Host(**values)
+        return Host.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InputError(f"--host {spec!r}: {problems}") from None
