@@ -109,3 +109,27 @@ def test_builder_optimization_level_is_refused_before_tensorrt_8_6(tmp_path: Pat
     with pytest.raises(InputError, match="build.builder_optimization_level: TensorRT 8.5.2 has no builder optimization level"):
         check_build(recipe, resolve("jetson-xavier"))
     assert check_build(recipe, resolve("jetson-orin")) == "explicit"
+
+
+def test_each_backend_maps_the_builder_optimization_level(tmp_path: Path) -> None:
+    from edgeq.device.errors import AgentError
+    from edgeq.device.trt_api import plan_api_build
+    from edgeq.device.trt_backend import TensorRTBackend
+    from edgeq.device.trt_rules import plan_precision
+    from edgeq.device.trt_version import TrtVersion
+    from edgeq.device.trtexec_command import build_command
+
+    def backend(version: str) -> TensorRTBackend:
+        probe = {**PROBE, "tensorrt_version": version}
+        return TensorRTBackend(device_report.ProbeReport(**probe))
+
+    options = device_report.BuildOptions(model="m.onnx", qdq="m.qdq.onnx", quantization="explicit", precision="int8",
+                                         builder_optimization_level=1)
+    specs = backend("10.3.0").specs(options, str(tmp_path), str(tmp_path))
+    assert [s.builder_optimization_level for s in specs] == [1, 1]  # the FP32 reference is built alike
+    version = TrtVersion(10, 3, 0)
+    plan = plan_precision(specs[0], version, "8.7")
+    assert "--builderOptimizationLevel=1" in build_command("trtexec", specs[0], plan, version)
+    assert plan_api_build(specs[0], plan, version).builder_optimization_level == 1
+    with pytest.raises(AgentError, match="builder_optimization_level needs TensorRT 8.6 or later, this device has 8.5.2"):
+        backend("8.5.2").specs(options, str(tmp_path), str(tmp_path))

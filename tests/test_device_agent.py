@@ -65,6 +65,7 @@ def build_args(files: Dict[str, Path], engine_id: str, *extra: str, workdir: str
                  **options)
 
 
+@pytest.mark.slow
 def test_lifecycle(files: Dict[str, Path]) -> None:
     work = str(files["workdir"])
     meta = {"recipe": "squeezenet-like", "requested_by": "test"}
@@ -96,7 +97,10 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
 
     ok("activate", "--workdir", work, "--engine-id", "a1", "--meta", '{"by": "deploy"}')
     assert os.readlink(files["workdir"] / "current") == os.path.join("engines", "a1")
-    ok(*build_args(files, "b2", precision="fp32"))
+    b2 = ok(*build_args(files, "b2", precision="fp32", builder_optimization_level=2))
+    # the option reaches the device and is recorded; onnxruntime says it does not use it
+    assert b2["options"]["builder_optimization_level"] == 2
+    assert any("builder_optimization_level" in w for w in b2["engine"]["warnings"])
     assert ok("activate", "--workdir", work, "--engine-id", "b2")["previous"] == "a1"
     status = StatusReport.from_dict(ok("status", "--workdir", work))
     assert status.current == "b2" and status.previous == "a1" and status.build is not None
@@ -131,6 +135,7 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
     assert collected["removed"] == ["b2"] and sorted(os.listdir(files["workdir"] / "engines")) == ["a1", "d4"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_json_errors(files: Dict[str, Path], tmp_path: Path) -> None:
     work = str(tmp_path / "w")
     missing = str(tmp_path / "missing.onnx")
