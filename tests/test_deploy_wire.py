@@ -133,3 +133,36 @@ def test_each_backend_maps_the_builder_optimization_level(tmp_path: Path) -> Non
     assert plan_api_build(specs[0], plan, version).builder_optimization_level == 1
     with pytest.raises(AgentError, match="builder_optimization_level needs TensorRT 8.6 or later, this device has 8.5.2"):
         backend("8.5.2").specs(options, str(tmp_path), str(tmp_path))
+
+
+def test_smoke_data_carries_every_input(tmp_path: Path) -> None:
+    """A two-input model: the smoke file holds both inputs, by name, and the host's FP32 outputs for them."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeq.calibrate.report import Artifacts
+    from edgeq.deploy.plan import SMOKE_SAMPLES, write_smoke_data
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["image", "scale"], ["scaled"]),
+         helper.make_node("ReduceSum", ["scaled", "axes"], ["out"], keepdims=0)],
+        "two_inputs",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8]),
+         helper.make_tensor_value_info("scale", TensorProto.FLOAT, ["N", 1, 1, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])],
+    )
+    artifacts = Artifacts.in_folder(tmp_path, with_cache=False)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), artifacts.fp32_model)
+    rng = np.random.default_rng(0)
+    image, scale = rng.standard_normal((12, 3, 8, 8), np.float32), rng.standard_normal((12, 1, 1, 1), np.float32)
+    np.savez(artifacts.validation, image=image, scale=scale, labels=np.zeros(12, np.int64))
+    calibration = type("Calibration", (), {"artifacts": artifacts, "folder": tmp_path})()
+    recipe = _recipe(tmp_path)
+    recipe = recipe.model_copy(update={"inputs": [recipe.inputs[0], recipe.inputs[1].model_copy(update={"shape": ["N", 1, 1, 1]})]})
+    path = write_smoke_data(recipe, calibration)  # type: ignore[arg-type]
+    with np.load(path) as smoke:
+        assert sorted(smoke.files) == ["expected", "image", "scale"]
+        np.testing.assert_array_equal(smoke["scale"], scale[:SMOKE_SAMPLES])
+        np.testing.assert_allclose(smoke["expected"], (image * scale).sum(axis=(1, 2, 3))[:SMOKE_SAMPLES], rtol=1e-5)

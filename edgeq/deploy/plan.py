@@ -109,7 +109,7 @@ def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
     return f"{slug}-{digest}"
 
 
-def _smoke_file(recipe: Recipe, calibration: CalibrationResult) -> Path:
+def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
     """A few validation inputs (every model input) with the host's FP32 outputs, for the smoke gate and
     `edgeq smoke` (written once, byte-stable)."""
     import onnxruntime as ort
@@ -141,7 +141,7 @@ def make_plan(
         target=target,
         calibration=calibration,
         engine_id=_engine_id(recipe, calibration.report.key, options),
-        smoke_data=_smoke_file(recipe, calibration),
+        smoke_data=write_smoke_data(recipe, calibration),
         build_options=options,
     )
 
