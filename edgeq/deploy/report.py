@@ -27,7 +27,13 @@ from edgeq.deploy.steps import (
     Step,
     StepStatus,
 )
-from edgeq.deploy.wire import ActivationReport, BenchReport, BuildReport, ProbeReport, SmokeReport
+from edgeq.deploy.wire import (
+    ActivationReport,
+    BenchReport,
+    BuildReport,
+    ProbeReport,
+    SmokeReport,
+)
 
 
 class Transfer(BaseModel):

@@ -7,9 +7,14 @@ from pathlib import Path
 
 from edgeq import targets
 from edgeq.errors import InputError
-from edgeq.hosts import host_name
-from edgeq.fleet.waves import DEFAULT_WAVES, Amount, failure_allowance, parse_waves, split_waves
-from edgeq.hosts import Host
+from edgeq.fleet.waves import (
+    DEFAULT_WAVES,
+    Amount,
+    failure_allowance,
+    parse_waves,
+    split_waves,
+)
+from edgeq.hosts import Host, host_name
 from edgeq.recipe import Recipe
 
 

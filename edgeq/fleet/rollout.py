@@ -235,18 +235,23 @@ def begin(plan: RolloutPlan, *, progress: bool = True) -> Rollout:
 
 
 def _header(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], plans: dict[str, DeployPlan],
-            waves: list[list[str]], **options: object) -> RolloutHeader:
+            waves: list[list[str]], *, inventory: Path | None, concurrency: int, max_failures: str, build_each: bool,
+            switching: Switching) -> RolloutHeader:
     return RolloutHeader(
         id=journal.new_id(),
         started_at=time.time(),
         operator=journal.operator(),
         recipe=recipe.source or recipe.folder / "recipe.yaml",
         recipe_name=recipe.name,
+        inventory=inventory,
         hosts=hosts,
         targets=chosen,
         engine_ids={name: p.engine_id for name, p in plans.items()},
         waves=waves,
-        **options,  # type: ignore[arg-type]
+        concurrency=concurrency,
+        max_failures=max_failures,
+        build_each=build_each,
+        switching=switching,
     )
 
 

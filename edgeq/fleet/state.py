@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeq.deploy.steps import RESULTS, DeviceState, Phase, Step, StepRecord, StepResult, StepStatus
+from edgeq.deploy.steps import (
+    RESULTS,
+    DeviceState,
+    Phase,
+    Step,
+    StepRecord,
+    StepResult,
+    StepStatus,
+)
 from edgeq.errors import InputError
 from edgeq.fleet.journal import Entry, Event, RolloutHeader, StepData
 from edgeq.fleet.verdict import Outcome

@@ -6,8 +6,7 @@ from pydantic import BaseModel
 
 from edgeq.deploy.session import DeviceSession
 from edgeq.deploy.wire import StatusReport
-from edgeq.hosts import host_name
-from edgeq.hosts import Host
+from edgeq.hosts import Host, host_name
 from edgeq.remote.group import on_hosts
 from edgeq.remote.timeouts import Timeouts
 
