@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.device.report import GcReport
-from edgeq.report.safe_text import plain
+from edgeq.report.safe_text import clean, plain
 
 
 def gc_view(rows: Sequence[tuple[str, GcReport | None, str | None]]) -> Table:
@@ -18,7 +18,7 @@ def gc_view(rows: Sequence[tuple[str, GcReport | None, str | None]]) -> Table:
         table.add_column(column, overflow="fold")
     for name, report, error in rows:
         if report is None:
-            table.add_row(plain(name), "-", "-", "-", "-", "-", Text(plain(error or "no answer").plain, style="red"))
+            table.add_row(plain(name), "-", "-", "-", "-", "-", Text(clean(error or "no answer"), style="red"))
             continue
         table.add_row(
             plain(name),
