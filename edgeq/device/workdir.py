@@ -29,7 +29,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set
 
 from .errors import AgentError
 from .report import Activation, ActivationReport, BuildReport, GcReport, StatusReport
@@ -119,6 +119,8 @@ def _remove(path: str) -> int:
 class Workdir:
     root: str
     notes: List[str] = field(default_factory=list)  # what this run repaired, for the status report
+    swept: List[str] = field(default_factory=list)  # leftovers of crashed runs this run removed (W-relative)
+    swept_bytes: int = 0
 
     @classmethod
     def open(cls, path: str) -> "Workdir":
@@ -225,11 +227,8 @@ class Workdir:
         except OSError:
             return False
 
-    def sweep(self) -> Tuple[List[str], int]:
-        """Remove what crashed runs left (partial uploads, staging folders, temp files).
-
-        Returns their paths (relative to W) and the bytes freed.
-        """
+    def sweep(self) -> None:
+        """Remove what crashed runs left (partial uploads, staging folders, temp files); noted in ``swept``."""
         now = time.time()
         swept: List[str] = []
         freed = 0
@@ -252,7 +251,8 @@ class Workdir:
             if os.path.realpath(path) not in busy:
                 freed += _remove(path)
                 swept.append(os.path.relpath(path, self.root))
-        return swept, freed
+        self.swept += swept
+        self.swept_bytes += freed
 
     def note_used(self, paths: Iterable[Optional[str]]) -> None:
         """Mark the blobs among ``paths`` as just used, so gc's grace period keeps them."""
@@ -448,6 +448,6 @@ class Workdir:
                     blobs_removed.append(name)
                 elif stat.S_IMODE(os.stat(path).st_mode) != 0o600:
                     os.chmod(path, 0o600)
-            swept, swept_bytes = self.sweep()
-            return GcReport(removed=removed, kept=kept, blobs_removed=blobs_removed, swept=swept,
-                            bytes_freed=freed + swept_bytes)
+            self.sweep()
+            return GcReport(removed=removed, kept=kept, blobs_removed=blobs_removed, swept=sorted(self.swept),
+                            bytes_freed=freed + self.swept_bytes)
