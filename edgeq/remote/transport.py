@@ -38,6 +38,7 @@ REMOTE_KILL_DELAY = 1.0  # seconds after a command's timeout at which the device
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of stdout one command may print (an agent answer); more is an error
 STDERR_TAIL = 1024 * 1024  # bytes of stderr kept (the end: where the reason for a failure is)
 _CHUNK = 1 << 16
+_SFTP_CHUNK = 32768  # paramiko's own transfer size: one SFTP write request each
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -296,8 +297,16 @@ class SSHTransport(Transport):
         return sftp
 
     def _put(self, local: Path, remote: str) -> None:
+        """Upload into a file made private (0600) before any byte is written; the size is checked after."""
         with device_errors(self._endpoint, f"uploading {local.name} to {remote}", self.timeouts):
-            self._sftp().put(str(local), remote, confirm=True)
+            sftp = self._sftp()
+            with local.open("rb") as source, sftp.open(remote, "wb") as target:
+                target.chmod(0o600)
+                target.set_pipelined(True)
+                shutil.copyfileobj(source, target, _SFTP_CHUNK)
+            size = sftp.stat(remote).st_size
+        if size != local.stat().st_size:
+            raise DeviceError(self.label, f"uploading {local.name} to {remote} failed: {size} of {local.stat().st_size} bytes arrived")
 
     def _get(self, remote: str, local: Path) -> None:
         with device_errors(self._endpoint, f"downloading {remote}", self.timeouts):
