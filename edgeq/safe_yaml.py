@@ -105,11 +105,11 @@ def read_text(path: Path, what: str) -> str:
         raise InputError(f"{path}: {what} file not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what} ({exc.strerror or exc.__class__.__name__})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path}: cannot read the {what}: {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}")
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-            raise InputError(f"{path}: cannot read the {what}: {kind}")
         try:
             data = handle.read(MAX_BYTES + 1)
         except OSError as exc:

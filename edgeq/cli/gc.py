@@ -30,6 +30,7 @@ def gc(
     as_json: JsonOption = False,
 ) -> None:
     """Remove old engines (never the current or the previous one), unused blobs and leftovers of crashed runs."""
+    chosen = [] if local else _hosts(hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python, workdir=workdir)
     from edgeq.deploy.session import DeviceSession
     from edgeq.remote.group import HostOutcome, on_hosts
     from edgeq.report.gc_view import gc_view
@@ -39,7 +40,6 @@ def gc(
         with DeviceSession.local(workdir or "~/.edgeq") as session:
             outcomes = [("local", task(session), None)]
     else:
-        chosen = _hosts(hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python, workdir=workdir)
         done: list[HostOutcome] = on_hosts(chosen, lambda transport: task(DeviceSession(transport)))  # type: ignore[type-arg]
         outcomes = [(o.host.name or o.host.label, o.value, o.error.message if o.error else None) for o in done]
     if as_json:

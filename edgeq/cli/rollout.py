@@ -109,11 +109,12 @@ def status(
 ) -> None:
     """What each device runs now: engine, recipe, since when, by whom."""
     from edgeq.fleet.inventory import load_inventory, select_hosts
+
+    hosts = select_hosts(load_inventory(inventory), limit)  # before the heavy imports: a bad inventory fails at once
     from edgeq.fleet.status import fleet_status
     from edgeq.remote.timeouts import Timeouts
     from edgeq.report.rollout_view import status_view
 
-    hosts = select_hosts(load_inventory(inventory), limit)
     rows = fleet_status(hosts, timeouts=Timeouts(connect=timeout, channel=timeout) if timeout else None)
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
