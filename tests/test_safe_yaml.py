@@ -23,11 +23,17 @@ from edgeq.fleet.inventory import load_inventory
 BOMB_LEVELS = 9  # 9 aliases per level, 9 levels: 9**9 (387 million) strings once written out
 
 
-def _bomb(key: str) -> str:
+def _levels(indent: str) -> list[str]:
     names = "abcdefghi"[:BOMB_LEVELS]
-    lines = ["a: &a [" + ",".join(["lol"] * 9) + "]"]
-    lines += [f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in zip(names, names[1:])]
-    return "\n".join(lines) + f"\n{key}: *{names[-1]}\n"
+    lines = [f"{indent}a: &a [" + ",".join(["lol"] * 9) + "]"]
+    return lines + [f"{indent}{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in zip(names, names[1:])]
+
+
+def _bomb(kind: str) -> str:
+    """A recipe whose name, or an Ansible inventory whose user, is 9**9 strings once its aliases are written out."""
+    if kind == "recipe":
+        return "\n".join([*_levels(""), "name: *i"]) + "\n"
+    return "\n".join(["all:", " vars:", *_levels("  "), "  ansible_user: *i", " hosts:", "  cam: {ansible_host: 10.0.0.1}"]) + "\n"
 
 
 def _measure(*args: str | Path) -> tuple[int, str, float, float, float]:
@@ -48,8 +54,8 @@ def _measure(*args: str | Path) -> tuple[int, str, float, float, float]:
 @pytest.mark.parametrize("kind", ["recipe", "inventory"])
 def test_an_alias_bomb_exits_2_at_once_in_little_memory(tmp_path: Path, kind: str) -> None:
     path = tmp_path / f"{kind}.yaml"
-    path.write_text(_bomb("name" if kind == "recipe" else "hosts"))
-    assert path.stat().st_size < 400
+    path.write_text(_bomb(kind))
+    assert path.stat().st_size < 420
     args = ("recipe", "validate", path) if kind == "recipe" else ("status", "--inventory", path)
     code, stderr, wall, cpu, rss = _measure(*args)
     assert code == 2 and stderr.count("\n") == 1, stderr
@@ -63,7 +69,7 @@ def test_limits_each_refused_with_its_reason(tmp_path: Path) -> None:
     many = "base: &b 1\n" + "".join(f"k{i}: *b\n" for i in range(safe_yaml.MAX_ALIASES + 1))
     deep = "x: " + "[" * (safe_yaml.MAX_DEPTH + 1) + "]" * (safe_yaml.MAX_DEPTH + 1) + "\n"
     cases = {many: "more than 100 aliases", deep: "nested deeper than", "a: &a [*a]\n": "recursive structure",
-             _bomb("k"): "expands to more than"}
+             _bomb("recipe"): "expands to more than"}
     for text, reason in cases.items():
         with pytest.raises(InputError, match=reason):
             safe_yaml.parse(text, path)
