@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -217,3 +218,15 @@ def test_used_blobs_are_kept_by_gc_and_the_work_folder_is_private(work: Path) ->
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     assert stat.S_IMODE((work / "blobs").stat().st_mode) == 0o700
     assert data.name not in ok(work, "gc", "--keep", "0")["blobs_removed"]
+
+
+def test_an_engine_archive_naming_one_file_twice_is_refused(work: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "e.tar"
+    with tarfile.open(archive, "w") as out:
+        for folder in ("x", "y"):
+            (tmp_path / folder).mkdir()
+            (tmp_path / folder / "build.json").write_text("{}")
+            out.add(tmp_path / folder / "build.json", arcname=f"{folder}/build.json")
+    code, payload = agent(work, "import", "--engine-id", "z", "--archive", str(archive))
+    assert code == 1 and payload["kind"] == "invalid_input" and "twice" in payload["error"]
+    assert not (work / "engines" / "z").exists()
