@@ -2,8 +2,8 @@
 fast default: the real ``main()`` with its error boundary and exit codes, stdout and stderr apart), or as a
 ``python -m edgeq`` subprocess where the process itself is under test.
 
-(``CliRunner.invoke`` would call the Typer app directly, around ``main()``'s error boundary; so the runner
-here provides the isolation and calls ``main()``.)
+(``CliRunner.invoke`` would call the Typer app directly, around the error boundary; so the runner here
+provides the isolation and calls the boundary, :func:`edgeq.cli.run`.)
 """
 
 from __future__ import annotations
@@ -27,19 +27,15 @@ class CliResult:
 
 
 def run_edgeq(*args: str | Path) -> CliResult:
-    """`edgeq ARGS` in this process: its exit code and output. An error main() does not handle propagates."""
-    from edgeq.cli import main
+    """`edgeq ARGS` in this process: its exit code and output."""
+    from edgeq.cli import run
 
-    saved = sys.argv
     with CliRunner().isolation(env=ENV) as (stdout, stderr, _):
-        sys.argv = ["edgeq", *map(str, args)]
         try:
-            main()
-            code = 0
-        except SystemExit as exc:
+            code = run([str(a) for a in args])
+        except SystemExit as exc:  # what the commands themselves raise (typer.Exit is returned by run())
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
-            sys.argv = saved
             sys.stdout.flush()
             sys.stderr.flush()
         return CliResult(code, stdout.getvalue().decode(), stderr.getvalue().decode())

@@ -35,6 +35,7 @@ PAIRS = [
     (wire.StatusReport, device_report.StatusReport),
     (wire.ExportReport, device_report.ExportReport),
     (wire.ImportReport, device_report.ImportReport),
+    (wire.GcReport, device_report.GcReport),
 ]
 
 
@@ -94,7 +95,7 @@ def test_every_recipe_build_field_reaches_the_device(tmp_path: Path) -> None:
     assert set(non_default) == set(recipes.BuildOptions.model_fields), "a recipe build field this test does not cover"
     recipe = _recipe(tmp_path, **non_default)
     target = resolve("jetson-orin")
-    options = device_build_options(recipe, check_build(recipe, target), _Calibration(tmp_path))  # type: ignore[arg-type]
+    options = device_build_options(recipe, target, check_build(recipe, target), _Calibration(tmp_path))  # type: ignore[arg-type]
     sent = json.loads(options.to_json())
     for name, value in non_default.items():
         assert sent[name] == value, name

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from edgeq.cli.app import TargetOption, app, console, err_console, print_json
 from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode
+from edgeq.report.safe_text import error_line
 
 if TYPE_CHECKING:
     from edgeq.deploy.plan import DeployPlan
@@ -41,9 +41,9 @@ def _plan_and_hosts(recipe_path: Path, target_name: str, devices: DeviceOptions,
 
 
 def _error(label: str, message: str) -> None:
-    """One device's failure, on stderr; the device's text is printed as it is, never read as markup."""
+    """One device's failure, on stderr; the device's text is shown literally (no markup, no escapes)."""
     shown = message if message.startswith(label) else f"{label}: {message}"
-    err_console.print(Text.assemble(("error:", "bold red"), " ", shown), highlight=False)
+    err_console.print(error_line(shown), highlight=False, soft_wrap=True)
 
 
 @app.command("deploy")

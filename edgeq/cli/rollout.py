@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from edgeq.cli.app import app, console, print_json
 from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
@@ -63,7 +64,7 @@ def rollout(
             raise typer.Exit(int(ExitCode.OK))
         run = rollouts.begin(plan, progress=not as_json)
     if not as_json:
-        console.print(f"rollout [bold]{run.header.id}[/]: journal {run.journal.path if run.journal else '-'}")
+        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path if run.journal else '-'}"))
         with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
             report = run.run()
         console.print(summary_view(report))
@@ -105,11 +106,12 @@ def _plan(recipe_path: Path | None, devices: DeviceOptions, options: RolloutOpti
 @grouped
 def status(*, devices: DeviceOptions, timing: TimeoutOptions, output: OutputOptions) -> None:
     """What each device runs now: engine, recipe, since when, by whom."""
+    # before the heavy imports: a bad inventory fails at once
+    hosts = devices.resolve(nothing="edgeq status: give --inventory FILE or --host user@address[:port]")
     from edgeq.fleet.status import fleet_status
     from edgeq.remote.timeouts import Timeouts
     from edgeq.report.rollout_view import status_view
 
-    hosts = devices.resolve(nothing="edgeq status: give --inventory FILE or --host user@address[:port]")
     timeout = timing.timeout
     rows = fleet_status(hosts, timeouts=Timeouts(connect=timeout, channel=timeout) if timeout else None)
     if output.as_json:

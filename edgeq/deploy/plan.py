@@ -51,12 +51,16 @@ class DeployPlan:
         return roles
 
 
-def device_build_options(recipe: Recipe, quantization: Quantization, calibration: CalibrationResult) -> BuildOptions:
+def device_build_options(
+    recipe: Recipe, target: Target, quantization: Quantization, calibration: CalibrationResult
+) -> BuildOptions:
     """The recipe's build block as the device's build options: every field of it, with the INT8 path chosen
-    for the target (:func:`check_build`), the calibrated files and every input's static shape."""
+    for the target (:func:`check_build`), the calibrated files and every input's static shape. Where the
+    target's TensorRT has no DLA, the build is GPU only."""
     build = recipe.build
     artifacts = calibration.artifacts
     explicit = quantization == "explicit"
+    dla_core = build.dla_core if target.usable_dla_cores else None
     return BuildOptions(
         model=str(artifacts.fp32_model),
         quantization=quantization,
@@ -64,8 +68,8 @@ def device_build_options(recipe: Recipe, quantization: Quantization, calibration
         qdq=str(artifacts.qdq_model) if explicit else None,
         cache=str(artifacts.cache) if not explicit and artifacts.cache is not None else None,
         fp16_fallback=build.fp16_fallback,
-        dla_core=build.dla_core,
-        gpu_fallback=build.gpu_fallback,
+        dla_core=dla_core,
+        gpu_fallback=build.gpu_fallback and dla_core is not None,
         workspace_mb=build.workspace_mb,
         builder_optimization_level=build.builder_optimization_level,
         shapes={spec.name: spec.static_shape for spec in recipe.inputs},
@@ -86,20 +90,21 @@ def check_build(recipe: Recipe, target: Target) -> Quantization:
 
 
 def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
-    """The INT8 path: the recipe's choice if the target can do it; `auto` is implicit below TensorRT 10."""
+    """The INT8 path: the recipe's choice if the target can do it; `auto` is implicit below TensorRT 10 and for DLA on 10.x."""
     wanted = recipe.build.quantization
     version = target.trt_version
     if wanted == "implicit" and not target.implicit_int8:
         reason = "TensorRT 11 has no implicit INT8" if version else "the ONNX Runtime backend runs Q/DQ models only"
         raise InputError(f"{recipe.source}: build.quantization: 'implicit' is not possible on {target.name} ({reason})")
-    if wanted == "explicit" and version is not None and version[0] == 8 and recipe.build.dla_core is not None:
+    dla = recipe.build.dla_core is not None and target.usable_dla_cores > 0
+    if wanted == "explicit" and version is not None and version[0] <= 10 and dla:
         raise InputError(
-            f"{recipe.source}: build.quantization: TensorRT {target.tensorrt} DLA does not accept Q/DQ networks; "
+            f"{recipe.source}: build.quantization: no NVIDIA source says TensorRT {target.tensorrt} DLA takes Q/DQ networks; "
             "use 'implicit' (the calibration cache) or drop build.dla_core"
         )
     if wanted != "auto":
         return wanted
-    return "implicit" if version is not None and version[0] < 10 else "explicit"
+    return "implicit" if version is not None and (version[0] < 10 or version[0] == 10 and dla) else "explicit"
 
 
 def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
@@ -135,7 +140,7 @@ def make_plan(
         _preflight(recipe, target)
     quantization = check_build(recipe, target)  # a build the target cannot do fails before calibrating
     calibration = calibrate(recipe, target, progress=progress, out=out)
-    options = device_build_options(recipe, quantization, calibration)
+    options = device_build_options(recipe, target, quantization, calibration)
     return DeployPlan(
         recipe=recipe,
         target=target,

@@ -19,6 +19,7 @@ from edgeq.deploy.wire import (
     BuildReport,
     EvaluateReport,
     ExportReport,
+    GcReport,
     ImportReport,
     ProbeReport,
     SmokeReport,
@@ -46,6 +47,11 @@ BENCH_WARMUP = 10
 BENCH_ITERATIONS = 200
 
 
+def local_transport(workdir: str, timeouts: Timeouts | None = None) -> LocalTransport:
+    """This machine as the device: this Python (numpy and ONNX Runtime) runs the agent in ``workdir``."""
+    return LocalTransport(sys.executable, workdir, timeouts)
+
+
 class DeviceSession:
     """The deploy steps on one device. Files are pushed once per session and addressed by content."""
 
@@ -63,7 +69,7 @@ class DeviceSession:
     @classmethod
     def local(cls, workdir: str = "~/.edgeq") -> DeviceSession:
         """This machine as the device, with this Python (numpy and ONNX Runtime) running the agent."""
-        return cls(LocalTransport(sys.executable, workdir))
+        return cls(local_transport(workdir))
 
     def close(self) -> None:
         self.transport.close()
@@ -173,6 +179,10 @@ class DeviceSession:
 
     def status(self) -> StatusReport:
         return self._call(StatusReport, "status")
+
+    def gc(self, keep: int, blob_grace: float) -> GcReport:
+        """Remove old engines (never current or previous), blobs unused for ``blob_grace`` s, crash leftovers."""
+        return self._call(GcReport, "gc", ["--keep", str(keep), "--blob-grace", f"{blob_grace:g}"])
 
     def smoke(self, plan: DeployPlan, engine_id: str = "current") -> SmokeReport:
         """The plan's smoke inputs through the engine, compared there with the host's FP32 outputs."""

@@ -208,6 +208,7 @@ class StatusReport(Wire):
     build: BuildReport | None
     engines: list[str]
     history: list[Activation]
+    notes: list[str] = []  # repairs the agent made to the work folder (current, history)
 
 
 class ExportReport(Wire):
@@ -218,6 +219,16 @@ class ExportReport(Wire):
     size_bytes: Annotated[int, Field(ge=0)]
     sha256: Sha256
     files: list[str]
+
+
+class GcReport(Wire):
+    """Engines removed and kept; unreferenced blobs removed; leftovers of crashed runs swept (W-relative)."""
+
+    removed: list[str]
+    kept: list[str]
+    blobs_removed: list[str] = []
+    swept: list[str] = []
+    bytes_freed: Annotated[int, Field(ge=0)] = 0
 
 
 class ImportReport(Wire):

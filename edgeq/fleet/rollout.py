@@ -13,7 +13,6 @@ A deploy's one wave switches device by device instead: each device that passes i
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from edgeq.deploy.class_engines import ClassEngine, ClassEngines, folder_name
 from edgeq.deploy.pipeline import DevicePipeline, DeviceRun, deploy_meta, describe_error
 from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.report import deploy_folder
-from edgeq.deploy.session import DeviceSession
+from edgeq.deploy.session import DeviceSession, local_transport
 from edgeq.deploy.steps import FINISHED, Fetched, Phase, Step, StepStatus
 from edgeq.errors import InputError
 from edgeq.fleet import journal
@@ -40,7 +39,7 @@ from edgeq.hosts import Host, host_name
 from edgeq.remote.group import Opener, on_hosts
 from edgeq.remote.liveness import Liveness
 from edgeq.remote.timeouts import Timeouts
-from edgeq.remote.transport import LocalTransport, SSHTransport, Transport
+from edgeq.remote.transport import SSHTransport, Transport
 
 DEFAULT_PATIENCE = 15.0  # seconds without an answer to SSH keepalives before a device counts as hung
 LOCAL = "local"  # the device name and address of this machine as the device (`deploy --target local`)
@@ -54,8 +53,8 @@ def _plans(recipe: recipes.Recipe, names: set[str], progress: bool) -> dict[str,
 
 
 def open_local(host: Host, timeouts: Timeouts) -> Transport:
-    """This machine as the device: this Python (numpy and ONNX Runtime) runs the agent in ``host.workdir``."""
-    return LocalTransport(sys.executable, host.workdir, timeouts)
+    """This machine as the device, working in ``host.workdir`` (a stand-in Host named `local`)."""
+    return local_transport(host.workdir, timeouts)
 
 
 class Rollout:
