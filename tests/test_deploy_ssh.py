@@ -161,3 +161,46 @@ def test_a_wrong_answer_exits_3_naming_field_and_device_with_the_previous_engine
     assert device.host.label in result.stderr and f"answered a wrong value: {field}:" in result.stderr
     assert json.loads(result.stdout) == []  # no report: the device was never judged
     assert Path(os.readlink(device.home / ".edgeq" / "current")).name == good["engine_id"]
+
+
+def test_one_devices_failure_does_not_stop_the_next(ssh_fleet, tmp_path: Path) -> None:
+    down, up = ssh_fleet(2)
+    down.stop()
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    args = _host_args(up)
+    result = run_edgeq("deploy", recipe, "--target", "local", "--host", f"{down.host.user}@{down.address}", *args, "--json")
+    assert result.code == 3
+    assert f"{down.address}" in result.stderr and "connection refused" in result.stderr
+    (report,) = json.loads(result.stdout)  # the second device was deployed all the same
+    assert report["host"] == up.host.label and report["activated"]
+    assert _current(up) == report["engine_id"]
+
+
+def test_a_frozen_device_makes_deploy_exit_3_within_its_timeout(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, device).stdout)[0]
+    changed = write_recipe(tmp_path / "changed", fire_net(seed=5))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "deploy", changed, "--target", "local", *_host_args(device), "--timeout", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    engines = device.home / ".edgeq" / "engines"
+    deadline = time.monotonic() + 120
+    try:
+        while not any(p.name != good["engine_id"] and (p / "build.json").exists() for p in engines.glob("*")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the new engine was never built"
+            time.sleep(0.05)
+        device.pause()  # sshd and every process of the device frozen, mid-deploy
+        frozen = time.monotonic()
+        _, stderr = process.communicate(timeout=120)
+        waited = time.monotonic() - frozen
+    finally:
+        device.resume()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr
+    assert "stopped answering" in stderr and device.address in stderr
+    assert waited < 30, f"deploy waited {waited:.1f} s on a frozen device with --timeout 4"
+    assert _current(device) == good["engine_id"]

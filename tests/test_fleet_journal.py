@@ -87,6 +87,19 @@ def test_torn_last_line_is_ignored_other_damage_is_not(tmp_path: Path) -> None:
         journal.read(rec.journal.path)
 
 
+def test_a_resumed_journal_cuts_a_torn_line_before_appending(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.wave(0, WaveStatus.START)
+    with rec.journal.path.open("a") as handle:
+        handle.write('{"event": "step", "sta')  # the host died mid-write
+    header, entries = journal.read(rec.journal.path)
+    for _ in range(2):  # resumed twice: each time the journal reads back whole
+        resumed = Recorder(Journal.reopen(rec.journal.path), state.replay(header, entries))
+        resumed.wave(0, WaveStatus.PASSED, reason="done")
+        header, entries = journal.read(rec.journal.path)
+    assert [(e.event, e.status) for e in entries] == [(Event.WAVE, "start"), (Event.WAVE, "passed"), (Event.WAVE, "passed")]
+
+
 def test_create_refuses_an_existing_id_and_find_lists_ids(tmp_path: Path) -> None:
     _recorder(tmp_path)
     with pytest.raises(InputError, match="already exists"):

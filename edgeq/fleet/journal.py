@@ -120,6 +120,18 @@ class Journal:
         journal._write({"event": Event.HEADER, **header.model_dump(mode="json")})
         return journal
 
+    @classmethod
+    def reopen(cls, path: Path) -> Journal:
+        """Continue an existing journal; a torn last line (the host died mid-write) is cut off first, so the
+        next entry starts on a line of its own."""
+        with open(path, "r+b") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return cls(path)
+
     def append(self, entry: Entry) -> None:
         """Write ``entry`` durably: it is on disk when this returns."""
         self._write(entry.model_dump(mode="json"))

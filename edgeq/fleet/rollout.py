@@ -280,4 +280,4 @@ def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -
                 f"{header.recipe}: the recipe or its data changed since rollout {header.id} started "
                 f"(engine for {name} was {header.engine_ids[name]}, now {plan.engine_id}): start a new rollout"
             )
-    return Rollout(Journal(path), state, plans, timeout, folder=path.with_suffix(""), resumed=True)
+    return Rollout(Journal.reopen(path), state, plans, timeout, folder=path.with_suffix(""), resumed=True)
