@@ -27,10 +27,12 @@ def gc(
     """Remove old engines (never the current or the previous one), unused blobs and leftovers of crashed runs."""
     chosen = [] if local else devices.resolve(nothing="edgeq gc: give --host user@address[:port], --inventory FILE, or --local")
     from edgeq.deploy.session import DeviceSession
+    from edgeq.deploy.wire import GcReport
     from edgeq.remote.group import HostOutcome, on_hosts
     from edgeq.report.gc_view import gc_view
 
     task = lambda session: session.gc(keep, blob_grace)  # noqa: E731
+    outcomes: list[tuple[str, GcReport | None, str | None]]
     if local:
         with DeviceSession.local(devices.workdir or "~/.edgeq") as session:
             outcomes = [("local", task(session), None)]
