@@ -8,20 +8,22 @@ and what was found.
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeq.errors import InputError
+from edgeq.hosts.host import Host
+from edgeq.hosts.inventory import load_inventory
+from edgeq.safe_yaml import excerpt
 from edgeq.textfiles import parse_yaml, read_text
 
 CalibrationMethod = Literal["auto", "entropy", "minmax", "percentile", "mse"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an `inf` budget is no budget
 
 
 class InputSpec(_Strict):
@@ -32,6 +34,13 @@ class InputSpec(_Strict):
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
 
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, value: list[int | str]) -> list[int | str]:
+        if any(isinstance(dim, int) and dim <= 0 and dim != -1 for dim in value):
+            raise ValueError("every dimension must be > 0, -1 (dynamic) or a name")
+        return value
+
     @property
     def static_shape(self) -> list[int]:
         """The shape engines are built for: a symbolic dim (the batch, usually) becomes 1."""
@@ -41,7 +50,9 @@ class InputSpec(_Strict):
 class Preprocess(_Strict):
     """How an image file becomes the network's input tensor (applied in this order). .npz data is used as it is."""
 
-    resize: tuple[int, int] | None = Field(default=None, description="(height, width) of the network input")
+    resize: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        default=None, description="(height, width) of the network input"
+    )
     fit: Literal["stretch", "letterbox", "center_crop"] = Field(
         default="stretch",
         description="stretch to the size; letterbox: keep the aspect ratio and pad; center_crop: fill and crop the middle",
@@ -116,28 +127,6 @@ class BuildOptions(_Strict):
     builder_optimization_level: int | None = Field(default=None, ge=0, le=5)
 
 
-class Host(_Strict):
-    """One device reachable over SSH."""
-
-    address: str
-    name: str | None = Field(default=None, description="the device's name in an inventory (defaults to its address)")
-    port: int = Field(default=22, gt=0, lt=65536)
-    user: str | None = None
-    key: Path | None = None
-    known_hosts: Path | None = None
-    target: str | None = None
-    python: str = "python3"
-    workdir: str = "~/.edgeq"
-    groups: list[str] = Field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """user@address:port, as people write it."""
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port != 22 else ""
-        return f"{user}{self.address}{port}"
-
-
 class Devices(_Strict):
     """Where to deploy: hosts inline, or an inventory file (not both)."""
 
@@ -178,6 +167,12 @@ class Recipe(_Strict):
     def model_path(self) -> Path:
         return self.resolve(self.model)
 
+    def device_hosts(self) -> list[Host]:
+        """The hosts the recipe names: inline ``devices.hosts`` or its ``devices.inventory``."""
+        if self.devices.inventory is not None:
+            return load_inventory(self.resolve(self.devices.inventory))
+        return list(self.devices.hosts)
+
 
 def _field_names() -> set[str]:
     """Every field name used anywhere in the recipe schema, for spelling suggestions."""
@@ -198,10 +193,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{loc}: unknown field {name!r}{hint}"
     if kind == "missing":
         return f"{loc}: required field is missing"
-    shown = json.dumps(found, default=str) if not isinstance(found, dict) else "a mapping"
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{loc}: {error['msg'].removeprefix('Value error, ')} (found {shown})"
+    return f"{loc}: {error['msg'].removeprefix('Value error, ')} (found {excerpt(found)})"
 
 
 def parse(data: Any, source: Path) -> Recipe:
@@ -233,11 +225,27 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def metric_file(recipe: Recipe) -> Path | None:
+    """The Python file of a ``file.py:function`` metric (None for ``top1``): its code runs inside edgeq, so it
+    must lie in the recipe's folder (symlinks followed). Data paths may point anywhere; code may not."""
+    if recipe.validation.metric == "top1":
+        return None
+    written = recipe.validation.metric.rsplit(":", 1)[0]
+    path = recipe.resolve(written).resolve()
+    if not path.is_relative_to(recipe.folder.resolve()):
+        raise InputError(
+            f"{recipe.source}: validation.metric: {written} is outside the recipe folder {recipe.folder}; "
+            "metric code is only run from inside it (copy the file there)"
+        )
+    return path
+
+
 def check_paths(recipe: Recipe) -> None:
     """Every file or folder the recipe names must exist; one error lists each one that does not."""
     named = {"model": recipe.model, "calibration.path": recipe.calibration.path, "validation.path": recipe.validation.path}
-    if recipe.validation.metric != "top1":
-        named["validation.metric"] = Path(recipe.validation.metric.split(":", 1)[0])
+    metric = metric_file(recipe)
+    if metric is not None:
+        named["validation.metric"] = metric
     if recipe.devices.inventory is not None:
         named["devices.inventory"] = recipe.devices.inventory
     missing = [f"  - {field}: {recipe.resolve(path)} does not exist" for field, path in named.items() if not recipe.resolve(path).exists()]
