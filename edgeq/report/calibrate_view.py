@@ -63,18 +63,18 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" {len(report.quantized_layers)} layers quantized"),
     ]
     if report.classes:
-        lines.append(f"classes in label order: {', '.join(report.classes)}")
+        lines.append(plain(f"classes in label order: {', '.join(report.classes)}"))
     if report.range_methods:
         counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
-        lines.append(f"range methods per tensor: {counts} (ranges.json says why for each)")
+        lines.append(plain(f"range methods per tensor: {counts} (ranges.json says why for each)"))
     if report.range_choice.get("why"):
-        lines.append(f"auto: {report.range_choice['why']}")
+        lines.append(plain(f"auto: {report.range_choice['why']}"))
     if report.widened:
-        lines.append(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)")
+        lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     if report.kept_high_precision:
         lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:
-        lines.append(Text("layers not ranked by sensitivity (the budget holds); --sensitivity ranks them", style="dim"))
+        lines.append(Text("layers not ranked by sensitivity; --sensitivity (or --fit-budget) ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
     files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
     parts = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
