@@ -109,3 +109,21 @@ def test_probe_finds_saturation_on_an_avx2_cpu_without_vnni() -> None:
     assert found["verdict"] == "saturating"
     assert all(not c["exact"] and c["matches_saturation"] for c in found["checks"]), found["checks"]
     assert found["reduced_range"]["exact"]  # 7-bit weights cannot overflow: the formulation edgeq picks there
+
+
+def test_targets_show_local_names_the_verdict_and_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.cli import run_edgeq
+
+    measured = measure().verdict
+    shown = run_edgeq("targets", "show", "local", "--json")
+    assert shown.code == 0, shown.stderr
+    found = json.loads(shown.stdout)["int8_arithmetic"]
+    assert (found["verdict"], found["measured"], found["forced"]) == (measured, measured, None)
+    assert [c["kernel"] for c in found["checks"]] == ["QLinearConv u8 x s8", "MatMulInteger u8 x s8"]
+    monkeypatch.setenv(ENV, "saturating")  # the subprocess inherits it
+    table = run_edgeq("targets", "show", "local")
+    monkeypatch.setenv(ENV, "sometimes")
+    bad = run_edgeq("targets", "show", "local")
+    monkeypatch.delenv(ENV)
+    assert "saturating: forced by EDGEQ_INT8_ARITH=saturating" in " ".join(table.stdout.split())
+    assert bad.code == 2 and "EDGEQ_INT8_ARITH: expected 'exact' or 'saturating'" in bad.stderr

@@ -28,11 +28,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import AgentError
+from .qdq_rewrite import SEVEN_BIT
 from .report import Int8Arithmetic, KernelCheck
 
 ENV = "EDGEQ_INT8_ARITH"
 VERDICTS = ("exact", "saturating")
-SEVEN_BIT = 64  # largest |weight level| whose pair sums with uint8 activations fit in int16
 _FLAGS = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "avx_vnni_int8", "amx_int8", "asimddp", "i8mm")
 
 # ONNX TensorProto element types
