@@ -8,11 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
-<<<<<<< HEAD
 from edgeq.device.int8_arith import describe
-=======
 from edgeq.report.safe_text import clean, plain
->>>>>>> main
 
 SHOWN_LAYERS = 8
 
@@ -67,8 +64,8 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" {len(report.quantized_layers)} layers quantized"),
     ]
     if report.int8_arithmetic is not None:
-        lines.append(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}")
-        lines.append(f"the prediction ran on {report.prediction_kernels}")
+        lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
+        lines.append(plain(f"the prediction ran on {report.prediction_kernels}"))
     if report.kept_high_precision:
         lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:
