@@ -94,14 +94,14 @@ def test_cpu_flags_reads_x86_and_arm_names(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None,
-                    reason="needs qemu-x86_64 (Debian: qemu-user) on x86_64")
+                    reason="needs qemu-x86_64 (Debian: qemu-user, installed by tests/devices/provision.sh) on x86_64")
 def test_probe_finds_saturation_on_an_avx2_cpu_without_vnni() -> None:
     """ONNX Runtime under qemu's Haswell CPU model (AVX2, no VNNI): MLAS picks its AVX2 kernels there.
 
     /proc/cpuinfo still shows this machine's flags inside qemu-user: the verdict comes from the probe.
     """
     code = "import json; from edgeq.device.int8_arith import measure; print(json.dumps(measure().to_dict()))"
-    done = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", os.path.realpath(sys.executable), "-c", code],
+    done = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, "-c", code],
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
