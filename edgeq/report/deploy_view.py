@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.deploy.report import DeployReport
+from edgeq.deploy.wire import LatencyStats, SmokeReport
 from edgeq.device.int8_arith import describe
-from edgeq.device.report import LatencyStats, SmokeReport
 from edgeq.report.safe_text import plain
 
 
