@@ -20,7 +20,7 @@ from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate import calibrate
 from edgeq.calibrate.cache import parse_cache
-from edgeq.calibrate.host import host_model
+from edgeq.calibrate.host import host_arithmetic, prediction_model
 from edgeq.calibrate.predict import outputs, slices
 from tests import field_data as fd
 from tests import field_tasks as ft
@@ -35,7 +35,7 @@ HELD_OUT = 3
 def _fp32_and_int8(folder: Path, target: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The first output of model.fp32.onnx and of the INT8 model as the target runs it, on ``x``."""
     qdq = onnx.load(folder / "model.qdq.onnx")
-    int8 = qdq.SerializeToString() if targets.resolve(target).backend == "onnxruntime" else host_model(qdq)
+    int8 = prediction_model(qdq, targets.resolve(target).backend, host_arithmetic().verdict)
     fp32, quantized = outputs([(folder / "model.fp32.onnx").read_bytes(), int8], slices(x, 8))
     return next(iter(fp32.values())), next(iter(quantized.values()))
 

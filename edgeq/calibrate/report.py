@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeq.device.report import Int8Arithmetic
+
 
 @dataclass
 class PredictedAccuracy:
@@ -70,6 +72,8 @@ class CalibrationReport:
     widened: list[str] = field(default_factory=list)  # tensors the budget fit widened to min-max
     fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
     classes: list[str] = field(default_factory=list)  # class names in label order
+    int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
+    prediction_kernels: str = ""  # what ran the INT8 prediction, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +84,8 @@ class CalibrationReport:
         values["ranges"] = RangeSummary(**data["ranges"])
         values["accuracy"] = PredictedAccuracy(**data["accuracy"])
         values["sensitivity"] = [LayerSensitivity(**s) for s in data["sensitivity"]]
+        if data.get("int8_arithmetic"):
+            values["int8_arithmetic"] = Int8Arithmetic.from_dict(data["int8_arithmetic"])
         return cls(**values)
 
 
