@@ -20,7 +20,7 @@ def _ranges(model: onnx.ModelProto, x: np.ndarray) -> dict[str, TensorRange]:
     exposed.CopyFrom(model)
     exposed.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
     session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"data": x})))
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"data": x}), strict=True))
     values["data"] = x
     return {n: TensorRange(n, float(np.abs(v).max()), float(v.min()), float(v.max())) for n, v in values.items()}
 
