@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.errors import DeviceError, InputError
-from edgeq.deploy.steps import DeviceState, Phase, Pushed, Step, StepStatus
-from edgeq.fleet import journal, state
-from edgeq.fleet.journal import Event
-from edgeq.fleet.state import WaveStatus
 from edgeq.deploy.class_engines import ClassEngine, ClassEngines, class_key
-from edgeq.fleet.journal import Journal, RolloutHeader
+from edgeq.deploy.steps import DeviceState, Phase, Pushed, Step, StepStatus
+from edgeq.errors import DeviceError, InputError
+from edgeq.fleet import journal, state
+from edgeq.fleet.journal import Event, Journal, RolloutHeader
 from edgeq.fleet.recorder import Recorder
+from edgeq.fleet.state import WaveStatus
 from edgeq.fleet.verdict import Outcome, judge
 from edgeq.hosts import Host
 
@@ -29,7 +28,7 @@ def _header(rollout_id: str = "r1") -> RolloutHeader:
         recipe_name="demo",
         inventory=None,
         hosts=[Host(address=f"127.0.0.{i + 2}", name=n) for i, n in enumerate(names)],
-        targets={n: "local" for n in names},
+        targets=dict.fromkeys(names, "local"),
         engine_ids={"local": "e1"},
         waves=[["a"], ["b", "c"]],
         concurrency=2,
@@ -49,9 +48,8 @@ def test_journal_round_trip_and_replay(tmp_path: Path) -> None:
     with rec.step("a", Step.PUSH) as out:
         out.result = Pushed(files_sent=2, files_skipped=1, bytes_sent=300)
         out.remote_seconds = 1.5
-    with pytest.raises(DeviceError):
-        with rec.step("a", Step.ACTIVATE):
-            raise DeviceError("a", "the device stopped answering")
+    with pytest.raises(DeviceError), rec.step("a", Step.ACTIVATE):
+        raise DeviceError("a", "the device stopped answering")
     rec.device("a", Phase.FAILED, error="a: the device stopped answering")
     rec.wave(0, WaveStatus.FAILED, reason="budget")
     rec.end(Outcome.DEVICES_FAILED, 3)
@@ -79,7 +77,7 @@ def test_torn_last_line_is_ignored_other_damage_is_not(tmp_path: Path) -> None:
     rec.wave(0, WaveStatus.START)
     with rec.journal.path.open("a") as handle:
         handle.write('{"event": "step", "sta')  # the host died mid-write
-    header, entries = journal.read(rec.journal.path)
+    _, entries = journal.read(rec.journal.path)
     assert [e.event for e in entries] == [Event.WAVE]
     with rec.journal.path.open("a") as handle:
         handle.write('\n{"event": "wave", "status": "passed", "wave": 0}\n')

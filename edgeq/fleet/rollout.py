@@ -261,7 +261,7 @@ def deploy(plan: DeployPlan, hosts: list[Host] | None, *, workdir: str | None = 
     local = hosts is None
     devices = [Host(address=LOCAL, name=LOCAL, workdir=workdir or "~/.edgeq")] if local else list(hosts or [])
     names = [host_name(h) for h in devices]
-    header = _header(plan.recipe, devices, {name: plan.target.name for name in names}, {plan.target.name: plan}, [names],
+    header = _header(plan.recipe, devices, dict.fromkeys(names, plan.target.name), {plan.target.name: plan}, [names],
                      inventory=None, concurrency=1, max_failures="100%", build_each=True, switching=Switching.DEVICE)
     labels = {host_name(h): h.label for h in devices}
     return Rollout(None, st.initial(header), {plan.target.name: plan}, timeout, folder=plan.folder / "deploy",

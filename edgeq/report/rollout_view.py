@@ -43,7 +43,7 @@ def plan_view(plan: RolloutPlan) -> Group:
     waves = Table(title=title, title_justify="left")
     for column in ("wave", "devices", "targets", "failures allowed"):
         waves.add_column(column)
-    for index, (names, allowed) in enumerate(zip(plan.waves, plan.allowances)):
+    for index, (names, allowed) in enumerate(zip(plan.waves, plan.allowances, strict=True)):
         label = "canary" if index == 0 and len(plan.waves) > 1 and len(names) == 1 else str(index + 1)
         used = sorted({plan.targets[n] for n in names})
         waves.add_row(label, plain(", ".join(names)), plain(", ".join(used)), str(allowed))
