@@ -254,16 +254,17 @@ def second_input_constant(ctx: NodeContext) -> bool:
     return ctx.graph.constant(ctx.input(1)) is not None
 
 
-def _slice_inputs(ctx: NodeContext) -> tuple[Any, Any, Any, Any] | None:
-    """(starts, ends, axes, steps) as int lists, None entries when computed; None for all when unknown."""
+def _slice_inputs(ctx: NodeContext) -> tuple[list[int] | None, list[int] | None, list[int] | None, list[int] | None]:
+    """(starts, ends, axes, steps) as int lists, None for one computed at run time (steps before opset 10)."""
     if ctx.opset < 10:
         return ctx.attr("starts"), ctx.attr("ends"), ctx.attr("axes"), None
-    values = []
+    values: list[list[int] | None] = []
     for index in range(1, 5):
         name = ctx.input(index)
         value = ctx.graph.constant(name) if name else np.array([])
         values.append(None if value is None else [int(v) for v in value.ravel()])
-    return tuple(values)  # type: ignore[return-value]
+    starts, ends, axes, steps = values
+    return starts, ends, axes, steps
 
 
 @fact

@@ -111,7 +111,8 @@ def _cpu(cpuinfo: str) -> Tuple[Optional[str], int]:
     values: Dict[str, List[str]] = {}
     for key, value in fields:
         values.setdefault(key.strip().lower(), []).append(value.strip())
-    model = (values.get("model name") or [None])[0]
+    names = values.get("model name")
+    model = names[0] if names else None
     if model is None and values.get("cpu part"):
         part = values["cpu part"][0]
         model = ARM_CPU_PARTS.get(part, f"ARM CPU part {part}")
@@ -142,7 +143,8 @@ def probe(root: str = "/", run: Runner = run_command) -> ProbeReport:
         missing.append("dla cores: module not in the DLA table")
 
     trt_python = _module_version("tensorrt")
-    trt_version, trt_source = (trt_python, "python") if trt_python else (_dpkg_tensorrt(run), "dpkg")
+    trt_version = trt_python or _dpkg_tensorrt(run)
+    trt_source: Optional[str] = "python" if trt_python else "dpkg"
     trtexec = find_trtexec(root)
     if trt_version is None and trtexec:
         found = TrtVersion.from_log(run([trtexec, "--help"]) or "")
