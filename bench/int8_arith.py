@@ -101,7 +101,7 @@ def main() -> int:
         took = best({name: (lambda s=sess: run_all(s, x)) for name, sess in sessions.items()}, args.rounds, args.threads)
         print(f"\n1. INT8 prediction for jetson-orin: {len(x)} validation images, batches of {BATCH}, {args.threads} thread(s)")
         print(f"{'':12}{'seconds':>9}{'x FP32':>8}{'top-1':>8}{'cos vs reference':>18}{'same top-1':>12}  kernels")
-        for name, sess in sessions.items():
+        for name in sessions:
             y = outputs[name]
             kernels = made[name].kernels if name in made else "FP32"
             print(f"{name:12}{took[name]:>9.3f}{took[name] / took['fp32']:>8.2f}{100 * np.mean(y.argmax(1) == labels):>8.2f}"

@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from edgeq.calibrate import predict
 from edgeq.calibrate.host import ort_model
 from edgeq.calibrate.ort_qdq import build_ort_qdq
-from edgeq.calibrate import predict
 from edgeq.calibrate.ranges import TensorRange
 from edgeq.device.compare import cosine, top1_agreement
 from tests.calibrate_nets import fire_net, images, scores
