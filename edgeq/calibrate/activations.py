@@ -71,15 +71,19 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
-def session(model: onnx.ModelProto | bytes, *, exposed: bool = False) -> ort.InferenceSession:
-    """A CPU session; one clear InputError if ONNX Runtime cannot load the model.
+def session(model: onnx.ModelProto | bytes, *, threads: int = 0, exposed: bool = False) -> ort.InferenceSession:
+    """A CPU session whose threads never spin; one clear InputError if ONNX Runtime cannot load the model.
 
+    ``threads``: intra-op threads, the calling thread included (0: ONNX Runtime's default, one per core).
     ``exposed``: the model has its activations as outputs. Then the NCHWc layout optimizations
     (level ALL) are left out: they would convert every exposed tensor back to NCHW, which made the
     run about 5x slower than with level EXTENDED on a SqueezeNet.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # operators run one after the other (the default sequential mode)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if exposed:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     data = model if isinstance(model, bytes) else model.SerializeToString()
