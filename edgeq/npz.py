@@ -12,6 +12,7 @@ need them), which ``numpy.load`` and ``zipfile`` read.
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zlib
 from collections import deque
@@ -131,7 +132,7 @@ def _member(handle: BinaryIO, name: str, column: Column, pool: Executor | None) 
     def chunks() -> Iterator[memoryview]:
         nonlocal raw
         arrays = (np.ascontiguousarray(block, dtype=column.dtype).reshape(-1).view(np.uint8) for block in column.blocks)
-        for part in [header, *arrays]:
+        for part in itertools.chain([header], arrays):
             view = memoryview(part)
             entry.crc = zlib.crc32(view, entry.crc)
             raw += len(view)

@@ -77,7 +77,7 @@ from edgeq.targets import Target
 
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
 ACTIVATION_BUDGET = 64 << 20  # bytes of the activations one statistics batch exposes
-VALIDATION_BUDGET = 8 << 20  # bytes of input per validation batch (each lane holds one batch)
+VALIDATION_BUDGET = 2 << 20  # bytes of input per validation batch (each lane holds one batch, ~10x that in activations)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
