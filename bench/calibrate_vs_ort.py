@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's edgeq, also for the workers' imports
 RECIPE = HERE.parent / "recipes" / "squeezenet-digits" / "recipe.yaml"
 TARGET = "orin-nano-jp6.2"  # TensorRT 10.3: explicit (Q/DQ) and implicit (cache) INT8
 MODELOPT_PYTHON = Path("/tmp/modelopt-venv/bin/python")

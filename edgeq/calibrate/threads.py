@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 MAX_LANES = 4  # concurrent validation runs (each holds one batch of activations)
 MAX_DECODERS = 4  # image decoding hardly scales further: PIL holds the GIL for part of each image
+MAX_WORKERS = 8  # the histogram fold stops scaling at about 4-8 threads (bincount holds the GIL for part of its work)
 
 
 def available_cores() -> int:
@@ -55,7 +56,7 @@ class ThreadPlan:
     @property
     def workers(self) -> int:
         """numpy threads for the histogram fold, the range search and compression."""
-        return max(1, self.cores - self.collect_threads)
+        return max(1, min(MAX_WORKERS, self.cores - self.collect_threads))
 
     @property
     def decoders(self) -> int:
