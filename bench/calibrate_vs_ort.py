@@ -613,10 +613,10 @@ def main() -> None:
                         runs.append(run)
                     if npy is not None:
                         npy.unlink()
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine(), "runs": [asdict(r) for r in runs], "fp32_top1": fp32_top1}, indent=2))
         render(runs, fp32_top1)
         print(identical_outputs(root))
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "runs": [asdict(r) for r in runs], "fp32_top1": fp32_top1}, indent=2))
 
 
 if __name__ == "__main__":
