@@ -78,13 +78,22 @@ def _status(field_name: str) -> int:
     raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
+def _children_peak() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+
+
 def _reset_peak() -> int:
     """Reset the peak-RSS counter (Linux clear_refs 5) and return the post-import baseline RSS."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass  # without a reset, the peak still includes the imports: reported as is
+    global _CHILDREN_AT_BASELINE
+    _CHILDREN_AT_BASELINE = _children_peak()
     return _status("VmRSS")
+
+
+_CHILDREN_AT_BASELINE = 0  # children waited for during the imports (ctypes' ldconfig, say) are not the contender's
 
 
 def _pin_threads(threads: int | None, pin: bool, patch: bool) -> None:
@@ -227,7 +236,8 @@ def work_modelopt_max(model: Path, samples: int, out: Path, threads: int | None)
 def worker_main(contender: str, model: Path, samples: int, out: Path, threads: int | None, pin: bool) -> None:
     _pin_threads(threads, pin, patch=contender != "edgeq")  # edgeq sizes its sessions from ``threads`` itself
     result = globals()["work_" + contender.replace("-", "_")](model, samples, out, threads)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+    children = _children_peak()
+    children = children if children > _CHILDREN_AT_BASELINE else 0  # no larger child since the baseline
     result["children_peak"] = children
     result["peak_above_baseline"] = _status("VmHWM") - result.pop("baseline") + children
     (out / "result.json").write_text(json.dumps(result))

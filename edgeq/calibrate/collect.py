@@ -1,9 +1,9 @@
 """Run the FP32 model over the calibration batches and stream every activation into its statistics.
 
 ONNX Runtime releases the GIL, and so do the numpy kernels of the histogram step: while ONNX Runtime
-runs batch t+1 on the main thread, a pool of worker threads folds batch t into the statistics, each
-tensor cut into pieces of :data:`PIECE` values (:func:`edgeq.calibrate.stats.piece_of`) that add up
-exactly in any order. At most two batches of activations are alive at any time, whatever the number
+runs batch t+1 on the main thread, a pool of worker threads folds batch t into the statistics, in
+pieces of at most :data:`PIECE` values (:func:`edgeq.calibrate.stats.piece_of`) that add up exactly
+in any order. At most two batches of activations are alive at any time, whatever the number
 of samples.
 
 Outputs of Relu, Concat and ops that only move values are not run through a histogram of their
@@ -13,6 +13,7 @@ half of the work on a SqueezeNet.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ import numpy as np
 import onnx
 
 from edgeq.calibrate import activations
-from edgeq.calibrate.stats import DEFAULT_BINS, Piece, StreamingHistogram, TensorStats, concat_of, copy_of, piece_of, relu_of
+from edgeq.calibrate.stats import DEFAULT_BINS, StreamingHistogram, TensorStats, concat_of, copy_of, piece_of, relu_of
 from edgeq.calibrate.threads import ThreadPlan
 
 MOVE_OPS = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Dropout"})
@@ -49,31 +50,50 @@ def exposed_tensors(model: onnx.ModelProto, tensors: list[str]) -> list[str]:
 
 
 class _Fold:
-    """Folds one batch of activations into the histograms on a pool while the caller runs the next one."""
+    """Folds one batch of activations into the histograms on a pool while the caller runs the next one.
+
+    A task takes about :data:`PIECE` values: a slice of a large tensor or several small tensors. Tasks
+    merge their pieces into the histograms themselves (one lock per histogram), so the calling
+    thread, which runs ONNX Runtime, only submits a few tasks per batch and waits for them.
+    """
 
     def __init__(self, histograms: list[StreamingHistogram], pool: Executor) -> None:
         self.histograms, self.pool = histograms, pool
-        self.pending: list[tuple[StreamingHistogram, Future[Piece]]] = []
+        self.locks = {id(h): threading.Lock() for h in histograms}
+        self.pending: list[Future[None]] = []
+
+    def _fold(self, pieces: list[tuple[StreamingHistogram, np.ndarray]]) -> None:
+        for histogram, values in pieces:
+            piece = piece_of(histogram.name, values, histogram.bins)
+            with self.locks[id(histogram)]:
+                histogram.merge(piece)
 
     def submit(self, values: list[np.ndarray]) -> None:
+        task: list[tuple[StreamingHistogram, np.ndarray]] = []
+        size = 0
         for histogram, array in zip(self.histograms, values):
             flat = array.reshape(-1)
             for start in range(0, max(flat.size, 1), PIECE):
                 piece = flat[start : start + PIECE]
-                self.pending.append((histogram, self.pool.submit(piece_of, histogram.name, piece, histogram.bins)))
+                task.append((histogram, piece))
+                size += piece.size
+                if size >= PIECE:
+                    self.pending.append(self.pool.submit(self._fold, task))
+                    task, size = [], 0
+        if task:
+            self.pending.append(self.pool.submit(self._fold, task))
 
     def wait(self) -> None:
-        """Merge every submitted piece (on the calling thread, so the histograms need no lock)."""
         pending, self.pending = self.pending, []
         try:
-            for histogram, future in pending:
-                histogram.merge(future.result())
+            for future in pending:
+                future.result()
         finally:
-            for _, future in pending:
+            for future in pending:
                 future.cancel()
 
     def cancel(self) -> None:
-        for _, future in self.pending:
+        for future in self.pending:
             future.cancel()
         self.pending = []
 

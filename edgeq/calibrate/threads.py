@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 MAX_LANES = 4  # concurrent validation runs (each holds one batch of activations)
-MAX_DECODERS = 4  # image decoding hardly scales further: PIL holds the GIL for part of each image
+MAX_DECODERS = 2  # enough to keep ahead; more would only compete for the GIL (PIL holds it for part of each image)
 MAX_WORKERS = 8  # the histogram fold stops scaling at about 4-8 threads (bincount holds the GIL for part of its work)
 
 
