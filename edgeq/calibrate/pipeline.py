@@ -80,7 +80,7 @@ from edgeq.targets import Target
 SWITCH_INTERVAL = 1e-4  # s: numpy threads take the GIL back after every call; hand it over sooner than 5 ms
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
 ACTIVATION_BUDGET = 24 << 20  # bytes of the activations one statistics batch exposes (two batches are alive)
-VALIDATION_BUDGET = 2 << 20  # bytes of input per validation batch (each lane holds one batch, ~10x that in activations)
+VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane holds one batch, 10-20x that in activations)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
