@@ -165,13 +165,13 @@ class Dataset:
         upcoming = iter(starts)
         try:
             while True:
-                while len(queued) <= ahead and (start := next(upcoming, None)) is not None:
-                    picked = self._order[start : start + batch_size]
-                    queued.append((start, [decoders.submit(self._sample, int(i)) for i in picked]))
+                while len(queued) <= ahead and (following := next(upcoming, None)) is not None:
+                    picked = self._order[following : following + batch_size]
+                    queued.append((following, [decoders.submit(self._sample, int(i)) for i in picked]))
                 if not queued:
                     return
-                start, samples = queued.popleft()
-                yield self._batch(start, [sample.result() for sample in samples])
+                first, samples = queued.popleft()
+                yield self._batch(first, [sample.result() for sample in samples])
         finally:
             for _, samples in queued:
                 for sample in samples:

@@ -131,9 +131,8 @@ def _member(handle: BinaryIO, name: str, column: Column, pool: Executor | None) 
 
     def chunks() -> Iterator[memoryview]:
         nonlocal raw
-        arrays = (np.ascontiguousarray(block, dtype=column.dtype).reshape(-1).view(np.uint8) for block in column.blocks)
-        for part in itertools.chain([header], arrays):
-            view = memoryview(part)
+        arrays = (np.ascontiguousarray(block, dtype=column.dtype).reshape(-1).view(np.uint8).data for block in column.blocks)
+        for view in itertools.chain([memoryview(header)], arrays):
             entry.crc = zlib.crc32(view, entry.crc)
             raw += len(view)
             yield view

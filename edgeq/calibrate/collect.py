@@ -22,7 +22,15 @@ import numpy as np
 import onnx
 
 from edgeq.calibrate import activations
-from edgeq.calibrate.stats import DEFAULT_BINS, StreamingHistogram, TensorStats, concat_of, copy_of, piece_of, relu_of
+from edgeq.calibrate.stats import (
+    DEFAULT_BINS,
+    StreamingHistogram,
+    TensorStats,
+    concat_of,
+    copy_of,
+    piece_of,
+    relu_of,
+)
 from edgeq.calibrate.threads import ThreadPlan
 
 MOVE_OPS = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Dropout"})

@@ -115,7 +115,7 @@ def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
 
 def _rebinned(signed: np.ndarray, old_range: float, new_range: float) -> np.ndarray:
     """A signed histogram over [0, old_range) re-binned over [0, new_range) (powers of two, new >= old > 0)."""
-    shift = int(round(math.log2(new_range / old_range)))
+    shift = round(math.log2(new_range / old_range))
     if shift == 0:
         return signed
     offset = len(signed) // 2
