@@ -5,7 +5,7 @@ The work runs as named stages, each returning one result:
 1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
    here, before anything is written (unless the artifacts are current: then they are reused).
 2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges.
-3. :class:`Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
+3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
 4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
    deflated into validation.npz as it goes.
 5. :func:`_sensitivity` and :func:`_fit`: rank layers when asked or when the drop fails the budget;
@@ -194,7 +194,7 @@ def _ranges(stats: dict[str, TensorStats], method: str, percentile: float, worke
 
 
 @dataclass
-class Placement:
+class _Placement:
     """Stage 3: the tensors kept out of INT8 and the layers that can go to it, placed for the target."""
 
     fp32: onnx.ModelProto
@@ -207,8 +207,12 @@ class Placement:
     def fp32_bytes(self) -> bytes:
         return self.fp32.SerializeToString()
 
+    @property
+    def amax(self) -> dict[str, float]:
+        return {name: r.amax for name, r in self.ranges.items()}
+
     @classmethod
-    def plan(cls, statistics: _Statistics, target: Target) -> Placement:
+    def plan(cls, statistics: _Statistics, target: Target) -> _Placement:
         fp32 = statistics.prepared.model
         excluded = {**statistics.prepared.unquantizable, **excluded_tensors(fp32, statistics.amax)}
         return cls(fp32, target, statistics.ranges, excluded, plan_layers(fp32, statistics.tensors, excluded))
@@ -218,7 +222,7 @@ class Placement:
         if self.target.backend == "onnxruntime":
             skipped = [layer.name for layer in self.layers if layer not in chosen]
             return build_ort_qdq(self.fp32, self.ranges, self.excluded, keep_float=skipped)
-        return build_qdq(self.fp32, chosen, {name: r.amax for name, r in self.ranges.items()})
+        return build_qdq(self.fp32, chosen, self.amax)
 
     def on_host(self, model: onnx.ModelProto) -> bytes:
         """``model`` as the host runs it to predict accuracy (same numbers, faster kernels)."""
@@ -241,7 +245,7 @@ def _validation_rows(sample: np.ndarray) -> int:
     return max(1, VALIDATION_BUDGET // max(sample.nbytes, 1))
 
 
-def _validate(inputs: _Inputs, placement: Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
+def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
     tick = time.perf_counter()
     validation, plan = inputs.validation, pools.plan
     task = bar.add_task("FP32 and INT8 on validation data", total=len(validation))
@@ -269,11 +273,12 @@ def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.
     return predict.compare(reference, out, labels, inputs.metric, inputs.recipe.budget.accuracy_drop)
 
 
-def _sensitivity(inputs: _Inputs, placement: Placement, validation: _Validation, bar: Progress) -> list[LayerSensitivity]:
+def _sensitivity(inputs: _Inputs, placement: _Placement, validation: _Validation, bar: Progress) -> list[LayerSensitivity]:
     task = bar.add_task("layer sensitivity", total=len(placement.layers))
     subset = next(inputs.validation.batches(SENSITIVITY_SAMPLES)).x
-    amax = {name: r.amax for name, r in placement.ranges.items()}
-    return rank_layers(placement.fp32, placement.layers, amax, subset, validation.reference, validation.rows, lambda: bar.advance(task))
+    return rank_layers(
+        placement.fp32, placement.layers, placement.amax, subset, validation.reference, validation.rows, lambda: bar.advance(task)
+    )
 
 
 @dataclass
@@ -283,12 +288,12 @@ class _Fit:
     kept: list[str]
     accuracy: PredictedAccuracy
 
-    def layers(self, placement: Placement) -> list[QuantizedLayer]:
+    def layers(self, placement: _Placement) -> list[QuantizedLayer]:
         return [layer for layer in placement.layers if layer.name not in self.kept]
 
 
 def _fit(
-    inputs: _Inputs, placement: Placement, validation: _Validation, ranking: list[LayerSensitivity], pools: _Pools, bar: Progress
+    inputs: _Inputs, placement: _Placement, validation: _Validation, ranking: list[LayerSensitivity], pools: _Pools, bar: Progress
 ) -> _Fit:
     task = bar.add_task("fitting the accuracy budget", total=len(ranking))
 
@@ -312,7 +317,7 @@ class _Outcome:
     """Everything the report and the writer need besides the inputs."""
 
     statistics: _Statistics
-    placement: Placement
+    placement: _Placement
     fit: _Fit
     ranking: list[LayerSensitivity]
     seconds: dict[str, float] = field(default_factory=dict)
@@ -377,7 +382,7 @@ def calibrate(
     with _progress(progress) as bar, _pools(plan) as pools, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
         statistics = _statistics(inputs, pools, bar)
         _give_back_freed_memory()
-        placement = Placement.plan(statistics, target)
+        placement = _Placement.plan(statistics, target)
         qdq = placement.model(placement.layers)
         validation = _validate(inputs, placement, qdq, pools, Path(scratch), bar)
         seconds = {"statistics": statistics.seconds, "validation": validation.seconds}
