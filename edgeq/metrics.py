@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.recipe import Recipe
+from edgeq.recipe import Recipe, metric_file
 
 
 def top1(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -51,10 +51,10 @@ class Metric:
 def load(recipe: Recipe) -> Metric:
     """The metric the recipe's ``validation.metric`` names."""
     spec = recipe.validation.metric
-    if spec == "top1":
+    path = metric_file(recipe)  # refuses code from outside the recipe folder
+    if path is None:
         return Metric("top1", top1)
-    file_part, function_name = spec.rsplit(":", 1)
-    path = recipe.resolve(file_part)
+    function_name = spec.rsplit(":", 1)[1]
     where = f"{recipe.source}: validation.metric"
     if not path.is_file():
         raise InputError(f"{where}: metric file {path} not found (expected 'top1' or 'file.py:function')")

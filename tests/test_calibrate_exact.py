@@ -21,7 +21,7 @@ from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate import calibrate, collect, threads
 from edgeq.calibrate.activations import activation_tensors, session, with_outputs
-from edgeq.calibrate.cache import build_cache
+from edgeq.calibrate.cache import build_cache, constant_ranges
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.ranges import compute_ranges
@@ -63,7 +63,8 @@ def _reference(recipe_path: Path, method: str) -> tuple[dict, str]:
     table = {n: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "excluded": excluded.get(n)} for n, r in ranges.items()}
     target = targets.resolve(ORIN)
     assert target.trt_version is not None
-    cache = build_cache({n: ranges[n].amax for n in tensors if n not in excluded}, target.trt_version).to_text()
+    amax = {**constant_ranges(fp32, target.trt_version), **{n: ranges[n].amax for n in tensors if n not in excluded}}
+    cache = build_cache(amax, target.trt_version).to_text()
     return table, cache
 
 

@@ -49,7 +49,7 @@ from edgeq import atomic
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
-from edgeq.calibrate.cache import build_cache, header_version
+from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.collect import collect, exposed_tensors
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
@@ -434,7 +434,8 @@ def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: o
         atomic.write_bytes(staged.fp32_model, outcome.placement.fp32_bytes)
         atomic.write_bytes(staged.qdq_model, qdq.SerializeToString())
         if staged.cache is not None and target.trt_version is not None:
-            amax = {name: ranges[name].amax for name in outcome.cached}
+            constants = constant_ranges(outcome.placement.fp32, target.trt_version)  # cache-only entries
+            amax = {**constants, **{name: ranges[name].amax for name in outcome.cached}}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
         shutil.move(validation_npz, staged.validation)
