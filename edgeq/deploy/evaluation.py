@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from edgeq import metrics
 from edgeq.device.compare import compare_outputs
 from edgeq.recipe import Recipe
 
 
-@dataclass
-class Evaluation:
+class Evaluation(BaseModel):
     """FP32 and INT8 metric on the device's run over the validation set, and how the outputs compare."""
+
+    model_config = ConfigDict(frozen=True)
 
     metric: str
     samples: int
@@ -25,9 +24,6 @@ class Evaluation:
     cosine: float
     fp32_ms_per_sample: float
     int8_ms_per_sample: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def score(recipe: Recipe, fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray, timings: dict[str, float]) -> Evaluation:

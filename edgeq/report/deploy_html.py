@@ -8,22 +8,38 @@ import numpy as np
 
 from edgeq import atomic
 from edgeq.deploy.report import DeployReport
+from edgeq.recipe import InputSpec
 from edgeq.report import charts
 from edgeq.report.html import HtmlReport, HtmlSection
 
 CHART_SAMPLES = 4
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
 
 
-def write_deploy_html(report: DeployReport, validation: Path, scores: Path, layout: str, path: Path) -> None:
-    """Render ``report`` with sample images from ``validation`` (.npz) and the pulled scores in ``scores``."""
+def _image_input(inputs: list[InputSpec], stored: list[str]) -> tuple[str, str] | None:
+    """The validation array and layout to draw: the first image input (NCHW or NHWC) of the model."""
+    for spec in inputs:
+        if spec.layout in IMAGE_LAYOUTS:
+            key = spec.name if spec.name in stored else ("x" if len(inputs) == 1 and "x" in stored else None)
+            if key is not None:
+                return key, spec.layout
+    return None
+
+
+def write_deploy_html(report: DeployReport, validation: Path, scores: Path, inputs: list[InputSpec], path: Path) -> None:
+    """Render ``report`` with sample images from ``validation`` (.npz) and the pulled scores in ``scores``; the
+    prediction chart draws the model's first image input (none when no input is an image)."""
     fp32, int8 = np.load(scores / "scores.fp32.npy"), np.load(scores / "scores.int8.npy")
     picked = np.linspace(0, len(fp32) - 1, min(CHART_SAMPLES, len(fp32))).astype(int)  # spread over the classes
     with np.load(validation) as data:
-        inputs = next(data[k] for k in data.files if k not in ("labels", "classes"))[picked]
+        image = _image_input(inputs, list(data.files))
+        images = charts.display_images(data[image[0]][picked], image[1]) if image else None
         labels = data["labels"][picked] if "labels" in data.files else None
         classes = [str(c) for c in data["classes"]] if "classes" in data.files else []
     fp32, int8 = fp32[picked], int8[picked]
     ev, bench = report.evaluation, report.bench
+    chart = [HtmlSection("FP32 vs INT8 predictions", png=charts.prediction_chart(images, fp32, int8, classes, labels))
+             ] if images is not None else []
     sections = [
         HtmlSection("Device", [("host", report.host), ("module", report.probe.module or "-"),
                                ("TensorRT", report.probe.tensorrt_version or "-"),
@@ -32,8 +48,7 @@ def write_deploy_html(report: DeployReport, validation: Path, scores: Path, layo
                                                ("drop (points)", f"{ev.drop:.2f}"),
                                                ("top-1 agreement", f"{100 * ev.top1_agreement:.2f}%"),
                                                ("cosine", f"{ev.cosine:.5f}")]),
-        HtmlSection("FP32 vs INT8 predictions", png=charts.prediction_chart(charts.display_images(inputs, layout), fp32, int8,
-                                                                            classes, labels)),
+        *chart,
         HtmlSection("Latency", [(name, f"median {s.median_ms:.3f} ms, p99 {s.p99_ms:.3f} ms")
                                 for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
                     png=charts.latency_histogram({"FP32": bench.fp32.samples_ms, "INT8": bench.int8.samples_ms})),
