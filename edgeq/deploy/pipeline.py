@@ -28,6 +28,7 @@ from edgeq.deploy.steps import (
     Benched,
     Built,
     ClassRole,
+    Collected,
     Evaluated,
     Fetched,
     Gated,
@@ -42,7 +43,10 @@ from edgeq.deploy.steps import (
     Step,
     StepResult,
 )
+from edgeq.device.workdir import BLOB_GRACE
 from edgeq.errors import DeviceError, EdgeqError, GateError
+
+DEFAULT_KEEP = 1  # engines kept after a switch besides the current and the previous one
 
 
 @dataclass
@@ -109,6 +113,7 @@ class DevicePipeline:
     measure_current: bool = False
     engines: ClassEngines | None = None
     engines_dir: Path | None = None  # where engines fetched for the others of a class are kept
+    keep: int | None = DEFAULT_KEEP  # after a verified switch, gc keeps this many more engines (None: no gc)
 
     @contextmanager
     def _step(self, run: DeviceRun, step: Step) -> Iterator[StepSlot]:
@@ -216,19 +221,44 @@ class DevicePipeline:
                                 f"cosine {smoke.comparison.cosine:.4f})")
 
     def switch(self, run: DeviceRun) -> None:
-        """Make the new engine the active one, then smoke-test it as the active engine."""
+        """Make the new engine the active one, smoke-test it as the active engine, then free old engines."""
         try:
-            with self._step(run, Step.ACTIVATE) as out:
-                activation = run.session.activate(self.plan, self.meta)
-                out.result = Activated(activation=activation)
-                if activation.current != self.plan.engine_id:
-                    raise DeviceError(run.name, f"after activation the device runs {activation.current}, "
-                                                f"expected {self.plan.engine_id}")
+            try:
+                with self._step(run, Step.ACTIVATE) as out:
+                    activation = run.session.activate(self.plan, self.meta)
+                    out.result = Activated(activation=activation)
+                    if activation.current != self.plan.engine_id:
+                        raise DeviceError(run.name, f"after activation the device runs {activation.current}, "
+                                                    f"expected {self.plan.engine_id}")
+            except Exception:
+                self._ask_current(run)  # the switch may have happened before the failure: say what runs
+                raise
             self._verify(run)
         except Exception as exc:  # noqa: BLE001
             self._outcome(run, exc)
             return
+        self._collect(run)
         self.observer.device(run.name, Phase.DONE)
+
+    def _ask_current(self, run: DeviceRun) -> None:
+        """A status step after a failed activation: what the device runs now, if it still answers."""
+        try:
+            with self._step(run, Step.STATUS) as out:
+                status = run.session.status()
+                out.result = Status(current=status.current, previous=status.previous, engines=status.engines)
+        except Exception:  # noqa: BLE001, S110 (unreachable: the step records why; the activation's error is the one told)
+            pass
+
+    def _collect(self, run: DeviceRun) -> None:
+        """keep-last-N: remove engines beyond the current, the previous and the ``keep`` newest others.
+        A failure is recorded on the step and changes nothing else: the device runs the verified engine."""
+        if self.keep is None:
+            return
+        try:
+            with self._step(run, Step.GC) as out:
+                out.result = Collected(gc=run.session.gc(self.keep, BLOB_GRACE))
+        except Exception:  # noqa: BLE001, S110 (recorded on the step)
+            pass
 
     def roll_back(self, run: DeviceRun) -> None:
         """Return a device this run switched to the engine it ran before, and smoke-test that one."""
