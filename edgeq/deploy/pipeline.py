@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeq.deploy.class_engines import ClassEngine, ClassEngines, class_key, folder_name
+from edgeq.deploy.class_engines import ClassEngine, ClassEngines, SignOfLife, always_alive, class_key, folder_name
 from edgeq.deploy.gates import check_gates
 from edgeq.deploy.plan import DeployPlan
 from edgeq.deploy.session import DeviceSession
@@ -88,6 +88,7 @@ class DeviceRun:
     scores: Path  # where the scores pulled from the device go
     switched_before: bool = False  # an earlier run of this rollout started switching it (before a crash)
     explain: Callable[[BaseException], str] = describe_error  # a hung device says so, not "connection lost"
+    alive: SignOfLife = always_alive  # when the device last answered (an SSH keepalive): its class-build lease
 
 
 def deploy_meta(plan: DeployPlan) -> dict[str, str]:
@@ -189,7 +190,7 @@ class DevicePipeline:
         built: ClassEngine | None = None
         if self.engines is not None:
             with self._step(run, Step.CLASS) as out:  # waits while another device of the class builds
-                built = self.engines.claim(key)
+                built = self.engines.claim(key, run.name, run.alive)
                 out.result = ClassRole(device_class=key, role="install" if built else "build")
         if built is not None:
             with self._step(run, Step.INSTALL) as out:
@@ -208,7 +209,7 @@ class DevicePipeline:
                 self.engines.publish(ClassEngine(key, file, run.name, report.seconds))
         except BaseException:
             if self.engines is not None:
-                self.engines.abandon(key)
+                self.engines.abandon(key, run.name)
             raise
 
     def _verify(self, run: DeviceRun) -> None:

@@ -98,7 +98,7 @@ class Rollout:
     def run(self, watcher: Watcher | None = None) -> RolloutReport:
         """Run (or finish) every wave; write and return the report. Devices' failures are in it, not raised."""
         recorder = Recorder(self.journal, self.state, watcher)
-        engines = None if self.header.build_each else ClassEngines(self._fetched())
+        engines = None if self.header.build_each else ClassEngines(self._fetched(), lease=self.patience)
         pipelines = {target: self._pipeline(plan, recorder, engines) for target, plan in self.plans.items()}
         budget = Amount.parse(self.header.max_failures, "--max-failures")
         if self.resumed and self.state.ended:
@@ -237,7 +237,8 @@ class Rollout:
             scores.mkdir(parents=True, exist_ok=True)
             with Liveness(transport, self.patience) as liveness:
                 watchdogs[name] = liveness
-                run = DeviceRun(name, DeviceSession(transport), scores, self.state.devices[name].switched, explain(name))
+                run = DeviceRun(name, DeviceSession(transport), scores, self.state.devices[name].switched, explain(name),
+                                liveness.last_answer)
                 results[name] = work(pipeline, run)
             return results[name]
 
