@@ -194,3 +194,27 @@ def test_a_builder_whose_device_answers_keeps_its_lease() -> None:
     engines.publish(built)
     waiter.join(5)
     assert results == [built]
+
+
+def test_a_rollback_that_could_not_run_is_pending_in_the_replayed_state_and_the_report(tmp_path: Path) -> None:
+    from edgeq.deploy.steps import Status
+    from edgeq.fleet.summary import summarize
+
+    rec = _recorder(tmp_path)
+    with rec.step("a", Step.STATUS) as out:
+        out.result = Status(current="e0", previous=None, engines=["e0"])
+    with pytest.raises(DeviceError), rec.step("a", Step.ACTIVATE):
+        raise DeviceError("a", "the connection was lost")
+    with rec.step("a", Step.STATUS) as out:  # asked after the failed activation: the switch had happened
+        out.result = Status(current="e1", previous="e0", engines=["e0", "e1"])
+    rec.device("a", Phase.FAILED, error="the connection was lost")
+    with pytest.raises(DeviceError), rec.step("a", Step.CONNECT):
+        raise DeviceError("a", "timed out")
+    rec.rollback("a", False, error="a: timed out")
+    header, entries = journal.read(rec.journal.path)
+    replayed = state.replay(header, entries).devices["a"]
+    assert replayed.phase == Phase.ROLLBACK_PENDING and replayed.needs_rollback
+    (device, *_) = summarize(rec.state).devices
+    assert (device.phase, device.engine_now, device.rollback) == ("rollback_pending", "e1", "failed: a: timed out")
+    rec.rollback("a", True, current="e0")
+    assert rec.state.devices["a"].phase == Phase.ROLLED_BACK and not rec.state.devices["a"].needs_rollback

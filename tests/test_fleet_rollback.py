@@ -118,15 +118,17 @@ def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) ->
 def test_keep_last_n_removes_old_engines_after_the_switch(site: Site) -> None:
     engines = site.device("dev1").home / ".edgeq" / "engines"
     on_disk = lambda: {p.name for p in engines.iterdir() if not p.name.startswith(".")}  # noqa: E731
+    kept = site.rollout(site.recipe(4), "--waves", "100%", "--keep", "9")  # nothing to remove yet
+    assert kept.code == 0, kept.stderr
     earlier = on_disk()
-    assert len(earlier) >= 3, earlier  # the engines of the rollouts before
-    recipe = site.recipe(4)
+    assert len(earlier) >= 3, earlier  # the engines of this module's rollouts
+    recipe = site.recipe(5)
     result = site.rollout(recipe, "--waves", "100%", "--keep", "0")
     assert result.code == 0, result.stderr
-    new = site.plan(recipe).engine_id
+    new, previous = site.plan(recipe).engine_id, site.plan(site.recipe(4)).engine_id
     with DeviceSession(SSHTransport.open(site.device("dev1").host)) as session:
         status = session.status()
-    assert status.current == new and status.previous is not None
-    assert on_disk() == {new, status.previous}  # never the current or the previous one; the others gone
-    steps = [s for s in _by_name(json.loads(result.stdout))["dev1"]["steps"] if s["step"] == "gc"]
-    assert steps and steps[0]["status"] == "ok" and set(steps[0]["result"]["gc"]["removed"]) == earlier - {status.previous}
+    assert (status.current, status.previous) == (new, previous)
+    assert on_disk() == {new, previous}  # never the current or the previous one; every other one gone
+    (gc,) = [s for s in _by_name(json.loads(result.stdout))["dev1"]["steps"] if s["step"] == "gc"]
+    assert gc["status"] == "ok" and set(gc["result"]["gc"]["removed"]) == earlier - {previous}
