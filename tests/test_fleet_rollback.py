@@ -117,7 +117,7 @@ def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) ->
 
 def test_keep_last_n_removes_old_engines_after_the_switch(site: Site) -> None:
     engines = site.device("dev1").home / ".edgeq" / "engines"
-    on_disk = lambda: {p.name for p in engines.iterdir() if not p.name.startswith(".")}  # noqa: E731
+    on_disk = lambda: {p.name for p in engines.iterdir() if not p.name.startswith(".")}
     kept = site.rollout(site.recipe(4), "--waves", "100%", "--keep", "9")  # nothing to remove yet
     assert kept.code == 0, kept.stderr
     earlier = on_disk()
@@ -132,3 +132,38 @@ def test_keep_last_n_removes_old_engines_after_the_switch(site: Site) -> None:
     assert on_disk() == {new, previous}  # never the current or the previous one; every other one gone
     (gc,) = [s for s in _by_name(json.loads(result.stdout))["dev1"]["steps"] if s["step"] == "gc"]
     assert gc["status"] == "ok" and set(gc["result"]["gc"]["removed"]) == earlier - {previous}
+
+
+def test_a_frozen_class_builder_is_taken_over_after_the_timeout(site: Site) -> None:
+    def builder(entries: list) -> str | None:
+        return next((e.device for e in entries if e.event == Event.STEP and e.step == "class" and e.status == "ok"
+                     and e.data.get("result", {}).get("role") == "build"), None)
+
+    recipe = site.recipe(6)
+    proc, journals = _start(site, recipe, "--waves", "100%", "--concurrency", "3", "--max-failures", "1")
+    hung = None
+    try:
+        path = _follow(journals, lambda entries: builder(entries) is not None, proc)
+        hung = site.device(builder(_journal_entries(path)))
+        hung.pause()  # the builder's sshd and agent frozen as its build starts
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if hung is not None:
+            hung.resume()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    devices = _by_name(report)
+    frozen = next(n for n in site.names if site.device(n) is hung)
+    assert devices[frozen]["phase"] == "failed" and "stopped answering" in devices[frozen]["error"]
+    others = [d for n, d in devices.items() if n != frozen]
+    assert {d["phase"] for d in others} == {"done"}
+    assert sorted(d["engine_source"] for d in others) == ["build", "install"]  # one took the class's build over
+    assert max(d["wait_seconds"] for d in others) < 4 + 4  # waited about one --timeout (4 s) for the frozen builder
+
+
+def _journal_entries(path: Path) -> list:
+    from edgeq.fleet import journal
+
+    return journal.read(path)[1]

@@ -19,7 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeq.deploy.class_engines import ClassEngine, ClassEngines, SignOfLife, always_alive, class_key, folder_name
+from edgeq.deploy.class_engines import (
+    ClassEngine,
+    ClassEngines,
+    SignOfLife,
+    always_alive,
+    class_key,
+    folder_name,
+)
 from edgeq.deploy.gates import check_gates
 from edgeq.deploy.plan import DeployPlan
 from edgeq.deploy.session import DeviceSession
@@ -273,6 +280,7 @@ class DevicePipeline:
             if current is not None:
                 self._verify(run)
         except Exception as exc:  # noqa: BLE001
+            self._ask_current(run)
             self.observer.rollback(run.name, False, error=run.explain(exc))
             return
         self.observer.rollback(run.name, True, current=current)

@@ -265,19 +265,22 @@ class DeviceState:
         was cut off and the device did not say)."""
         if self.phase in FINISHED:
             return engine_id
-        if self.phase == Phase.ROLLED_BACK:
-            rolled = self.last(Step.ROLLBACK, RolledBack)
-            if rolled is not None:
-                return rolled.current
-        activations = [i for i, r in enumerate(self.steps) if r.step == Step.ACTIVATE]
-        if activations:
-            if self.steps[activations[-1]].status == StepStatus.OK:
-                return engine_id
-            after = self.steps[activations[-1] + 1:]  # the status asked after a failed activation
-            asked = next((r.result for r in after if r.step == Step.STATUS and isinstance(r.result, Status)), None)
-            return asked.current if asked is not None else "unknown"
-        before = self.first(Step.STATUS, Status)  # a resumed rollout asks again; the first answer is what ran before
-        return before.current if before else None
+        rolled = self.last(Step.ROLLBACK, RolledBack)
+        if self.phase == Phase.ROLLED_BACK and rolled is not None:
+            return rolled.current
+        switches = [i for i, r in enumerate(self.steps) if r.step in (Step.ACTIVATE, Step.ROLLBACK)]
+        if not switches:
+            before = self.first(Step.STATUS, Status)  # a resumed rollout asks again; the first answer is what ran before
+            return before.current if before else None
+        last = self.steps[switches[-1]]
+        asked = [r.result for r in self.steps[switches[-1] + 1:] if r.step == Step.STATUS and isinstance(r.result, Status)]
+        if asked:  # the status asked after a failed switch
+            return asked[-1].current
+        if last.status == StepStatus.OK and last.step == Step.ACTIVATE:
+            return engine_id
+        if last.status == StepStatus.OK and rolled is not None:
+            return rolled.current
+        return "unknown"
 
     def engine_source(self) -> EngineSource | None:
         for source in EngineSource:

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgeq.deploy.steps import (
-    FINISHED,
     Benched,
     Built,
     DeviceState,
@@ -16,7 +15,6 @@ from edgeq.deploy.steps import (
     Evaluated,
     Phase,
     Probed,
-    RolledBack,
     Smoked,
     Status,
     Step,
