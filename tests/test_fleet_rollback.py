@@ -104,6 +104,23 @@ def test_edgeq_rollback_returns_every_device_to_its_previous_engine(site: Site) 
     assert site.engines(old) == {name: (old.engine_id, True) for name in site.names}
 
 
+def test_resume_of_a_completed_rollout_retries_the_device_that_failed(site: Site) -> None:
+    recipe = site.recipe(7)
+    site.device("dev3").drop()
+    try:
+        result = site.rollout(recipe, "--waves", "100%", "--max-failures", "1")
+    finally:
+        site.device("dev3").undrop()
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert _by_name(report)["dev3"]["phase"] == "failed" and report["outcome"] == "completed"
+    resumed = run_edgeq("rollout", recipe, "--resume", report["id"], "--timeout", "4", "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert {d["phase"] for d in json.loads(resumed.stdout)["devices"]} == {"done"}
+    plan = site.plan(recipe)
+    assert site.engines(plan) == {name: (plan.engine_id, True) for name in site.names}
+
+
 def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) -> None:
     site.device("dev3").drop()
     try:

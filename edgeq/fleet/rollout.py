@@ -4,8 +4,10 @@ one that was cut off, and `deploy`, which is a rollout of one wave over the give
 In a rollout each wave has two phases. First every device of the wave prepares the new engine beside the
 one it runs and judges it (gates, smoke); then, only if the wave passed (no gate failed, device failures
 within the budget), each ready device switches and is smoke-tested again. A wave that fails stops the
-rollout: devices it switched go back to their previous engine, later waves are not touched. Every step is
-journaled before the next begins, so ``resume`` continues where the host stopped.
+rollout: devices it switched go back to their previous engine, later waves are not touched; a device that
+cannot be reached for that is ``rollback_pending``. Every step is journaled before the next begins, so
+``resume`` continues where the host stopped, and of an ended rollout retries the pending rollbacks and the
+devices that failed in waves that passed. `edgeq rollback` is a run of rollbacks alone.
 
 A deploy's one wave switches device by device instead: each device that passes its own gates switches
 (and goes back if the switched engine then fails its smoke test), whatever the others do.
