@@ -37,7 +37,7 @@ from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.collect import collect
-from edgeq.calibrate.host import host_model
+from edgeq.calibrate.host import HostModel, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.npz import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
@@ -112,7 +112,10 @@ def calibrate(
     if validation.labels is None:
         raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
     metric = metrics_module.load(recipe)
-    key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
+    arithmetic = host_arithmetic()  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
+    settings = {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS,
+                "int8_arithmetic": arithmetic.verdict}
+    key = cache_key(recipe, target, settings)
     if is_current(folder, key):
         report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
         return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
@@ -150,12 +153,13 @@ def calibrate(
                 return build_ort_qdq(fp32, ranges, excluded, keep_float=skipped)
             return build_qdq(fp32, chosen, amax)
 
-        def on_host(model: onnx.ModelProto) -> bytes:
+        def on_host(model: onnx.ModelProto) -> HostModel:
             """The placed model as the host runs it to predict accuracy (same numbers, faster kernels)."""
-            return model.SerializeToString() if target.backend == "onnxruntime" else host_model(model)
+            return prediction_model(model, target.backend, arithmetic.verdict)
 
         qdq_model = placed(layers)
-        runner = predict.Runner([fp32_bytes, on_host(qdq_model)])
+        predicted = on_host(qdq_model)
+        runner = predict.Runner([fp32_bytes, predicted])
         validation_npz = Path(scratch) / "validation.npz"
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
             write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
@@ -176,7 +180,8 @@ def calibrate(
             tick = time.perf_counter()
             task = bar.add_task("layer sensitivity", total=len(layers))
             subset = next(validation.batches(SENSITIVITY_SAMPLES)).x
-            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
+            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, arithmetic.verdict,
+                                  lambda: bar.advance(task))
             seconds["sensitivity"] = time.perf_counter() - tick
 
         kept: list[str] = []
@@ -214,6 +219,8 @@ def calibrate(
             accuracy=accuracy,
             sensitivity=ranking,
             notes=notes,
+            int8_arithmetic=arithmetic,
+            prediction_kernels=predicted.kernels,
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz,
                constant_ranges(fp32, target.trt_version) if target.trt_version else {})

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeq.device.report import Int8Arithmetic
+
 
 @dataclass
 class PredictedAccuracy:
@@ -65,6 +67,8 @@ class CalibrationReport:
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
+    int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
+    prediction_kernels: str = ""  # what ran the INT8 prediction, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,6 +79,8 @@ class CalibrationReport:
         values["ranges"] = RangeSummary(**data["ranges"])
         values["accuracy"] = PredictedAccuracy(**data["accuracy"])
         values["sensitivity"] = [LayerSensitivity(**s) for s in data["sensitivity"]]
+        if data.get("int8_arithmetic"):
+            values["int8_arithmetic"] = Int8Arithmetic.from_dict(data["int8_arithmetic"])
         return cls(**values)
 
 

@@ -25,17 +25,19 @@ def rank_layers(
     x: np.ndarray,
     fp32: dict[str, np.ndarray],
     batch_size: int,
+    arithmetic: str,
     advance: Callable[[], None] = lambda: None,
 ) -> list[LayerSensitivity]:
     """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
 
-    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``.
+    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``; ``arithmetic``: this CPU's
+    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`).
     """
     first = next(iter(fp32))
     reference = fp32[first][: len(x)]
     ranked = []
     for layer in layers:
-        out = predict.outputs([host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
+        out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
+from edgeq.device.int8_arith import describe
 from edgeq.report.safe_text import clean, plain
 
 SHOWN_LAYERS = 8
@@ -62,6 +63,9 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
         f" {len(report.quantized_layers)} layers quantized"),
     ]
+    if report.int8_arithmetic is not None:
+        lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
+        lines.append(plain(f"the prediction ran on {report.prediction_kernels}"))
     if report.kept_high_precision:
         lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:
