@@ -6,7 +6,9 @@ on this CPU, on the fastest ONNX Runtime kernels that keep it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -27,26 +29,57 @@ def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
 Model = onnx.ModelProto | bytes | HostModel
 
 
-def session(model: Model) -> ort.InferenceSession:
+def session(model: Model, threads: int = 0) -> ort.InferenceSession:
     """A CPU session for ``model``, with the session config a HostModel asks for."""
     if isinstance(model, HostModel):
-        return activations.session(model.model, config=model.session_config)
-    return activations.session(model)
+        return activations.session(model.model, threads=threads, config=model.session_config)
+    return activations.session(model, threads=threads)
 
 
 class Runner:
-    """Runs each input batch through every one of ``models`` and gathers their outputs."""
+    """Runs each input batch through every one of ``models`` and gathers their outputs.
 
-    def __init__(self, models: list[Model]) -> None:
-        self.sessions = [session(model) for model in models]
+    ``threads``: intra-op threads of each session (0: ONNX Runtime's default).
+    """
+
+    def __init__(self, models: list[Model], threads: int = 0) -> None:
+        self.sessions = [session(model, threads) for model in models]
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
+    def _run(self, x: np.ndarray) -> list[list[np.ndarray]]:
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names)]
+
+    def _keep(self, outputs: list[list[np.ndarray]]) -> None:
+        for collected, out in zip(self.parts, outputs):
+            collected.append(out)
+
     def feed(self, x: np.ndarray) -> np.ndarray:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
-        for sess, wanted, collected in zip(self.sessions, self.names, self.parts):
-            collected.append(activations.run(sess, x, wanted))
+        self._keep(self._run(x))
         return x
+
+    def feed_all(self, batches: Iterable[np.ndarray], lanes: int = 1) -> Iterator[np.ndarray]:
+        """:meth:`feed` each batch, ``lanes`` batches at a time on as many threads; yields the batches in order."""
+        if lanes <= 1:
+            yield from map(self.feed, batches)
+            return
+        running: deque[tuple[np.ndarray, Future[list[list[np.ndarray]]]]] = deque()
+        with ThreadPoolExecutor(lanes, thread_name_prefix="edgeq-lane") as pool:
+            try:
+                for x in batches:
+                    running.append((x, pool.submit(self._run, x)))
+                    if len(running) > lanes:
+                        x, done = running.popleft()
+                        self._keep(done.result())
+                        yield x
+                while running:
+                    x, done = running.popleft()
+                    self._keep(done.result())
+                    yield x
+            finally:
+                for _, future in running:
+                    future.cancel()
 
     def results(self) -> list[dict[str, np.ndarray]]:
         """Per model, each output over all batches fed so far."""
