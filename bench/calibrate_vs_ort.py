@@ -43,6 +43,7 @@ ModelOpt runs from its own venv (it needs torch); create it once with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -84,10 +85,8 @@ def _children_peak() -> int:
 
 def _reset_peak() -> int:
     """Reset the peak-RSS counter (Linux clear_refs 5) and return the post-import baseline RSS."""
-    try:
+    with contextlib.suppress(OSError):  # without a reset, the peak still includes the imports: reported as is
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # without a reset, the peak still includes the imports: reported as is
     global _CHILDREN_AT_BASELINE
     _CHILDREN_AT_BASELINE = _children_peak()
     return _status("VmRSS")
@@ -358,10 +357,8 @@ def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes:
             if _rss(process.pid) > cap_bytes:
                 process.kill()
                 over_cap = True
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
     if over_cap:
         run.error = f"over {cap_bytes / 2**30:.0f} GB cap"
     elif process.returncode != 0 or not (work / "result.json").exists():

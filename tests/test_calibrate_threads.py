@@ -45,7 +45,7 @@ def test_validation_lanes_return_every_batch_in_order_with_the_serial_outputs() 
         serial.feed(x)
     laned = predict.Runner([model, model], threads=1)
     passed = list(laned.feed_all(iter(batches), lanes=3))
-    assert all(a is b for a, b in zip(passed, batches)) and len(passed) == len(batches)
-    for one, other in zip(serial.results(), laned.results()):
+    assert len(passed) == len(batches) and all(a is b for a, b in zip(passed, batches, strict=True))
+    for one, other in zip(serial.results(), laned.results(), strict=True):
         for name in one:
             np.testing.assert_array_equal(one[name], other[name])

@@ -80,7 +80,7 @@ def test_resume_of_an_ended_rollout_rolls_back_the_device_that_was_unreachable(s
     assert after["dev2"]["phase"] == "rolled_back" and after["dev2"]["rollback"] == "ok"
     assert after["dev2"]["engine_now"] == old.engine_id
     assert [s["step"] for s in after["dev2"]["steps"]][-2:] == ["rollback", "verify"]
-    assert site.engines(old) == {name: (old.engine_id, True) for name in site.names}
+    assert site.engines(old) == dict.fromkeys(site.names, (old.engine_id, True))
     _, entries = _journal(report)
     assert "rollback_pending" not in entries[-1].data
 
@@ -101,7 +101,7 @@ def test_edgeq_rollback_returns_every_device_to_its_previous_engine(site: Site) 
     assert {d["phase"] for d in devices.values()} == {"rolled_back"}
     assert {d["engine_now"] for d in devices.values()} == {old.engine_id}
     assert all(d["smoke_passed"] for d in devices.values())
-    assert site.engines(old) == {name: (old.engine_id, True) for name in site.names}
+    assert site.engines(old) == dict.fromkeys(site.names, (old.engine_id, True))
 
 
 def test_resume_of_a_completed_rollout_retries_the_device_that_failed(site: Site) -> None:
@@ -118,7 +118,7 @@ def test_resume_of_a_completed_rollout_retries_the_device_that_failed(site: Site
     assert resumed.code == 0, resumed.stderr
     assert {d["phase"] for d in json.loads(resumed.stdout)["devices"]} == {"done"}
     plan = site.plan(recipe)
-    assert site.engines(plan) == {name: (plan.engine_id, True) for name in site.names}
+    assert site.engines(plan) == dict.fromkeys(site.names, (plan.engine_id, True))
 
 
 def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) -> None:
@@ -134,7 +134,10 @@ def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) ->
 
 def test_keep_last_n_removes_old_engines_after_the_switch(site: Site) -> None:
     engines = site.device("dev1").home / ".edgeq" / "engines"
-    on_disk = lambda: {p.name for p in engines.iterdir() if not p.name.startswith(".")}
+
+    def on_disk() -> set[str]:
+        return {p.name for p in engines.iterdir() if not p.name.startswith(".")}
+
     kept = site.rollout(site.recipe(4), "--waves", "100%", "--keep", "9")  # nothing to remove yet
     assert kept.code == 0, kept.stderr
     earlier = on_disk()

@@ -254,7 +254,7 @@ class DevicePipeline:
             with self._step(run, Step.STATUS) as out:
                 status = run.session.status()
                 out.result = Status(current=status.current, previous=status.previous, engines=status.engines)
-        except Exception:  # noqa: BLE001, S110 (unreachable: the step records why; the activation's error is the one told)
+        except Exception:  # noqa: BLE001 (unreachable: the step records why; the activation's error is the one told)
             pass
 
     def _collect(self, run: DeviceRun) -> None:
@@ -265,7 +265,7 @@ class DevicePipeline:
         try:
             with self._step(run, Step.GC) as out:
                 out.result = Collected(gc=run.session.gc(self.keep, BLOB_GRACE))
-        except Exception:  # noqa: BLE001, S110 (recorded on the step)
+        except Exception:  # noqa: BLE001 (recorded on the step)
             pass
 
     def roll_back(self, run: DeviceRun) -> None:
