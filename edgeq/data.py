@@ -135,9 +135,9 @@ class Dataset:
         if key not in archive:
             raise InputError(f"{self.source}: {field} .npz needs an array named 'x' or '{self.input.name}', found {sorted(archive)}")
         array = archive[key]
-        expected = [d for d in self.input.shape[1:]]
+        expected = list(self.input.shape[1:])
         if array.ndim != len(self.input.shape) or any(
-            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:])
+            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:], strict=True)
         ):
             raise InputError(
                 f"{self.source}: array '{key}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, expected))}]"
@@ -176,7 +176,7 @@ class Dataset:
             return self._array[index]
         sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
         expected = self.input.shape[1:]
-        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
+        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape, strict=False)):
             raise InputError(
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
                 f" expects {expected}; set preprocess.resize / channel_order in the recipe"

@@ -37,7 +37,7 @@ class Metric:
     def __call__(self, scores: np.ndarray, labels: np.ndarray) -> float:
         try:
             value = self.function(scores, labels)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a recipe's metric function may raise anything)
             raise InputError(f"validation.metric {self.name} raised {exc.__class__.__name__}: {exc}") from None
         try:
             number = float(value)
@@ -66,7 +66,7 @@ def load(recipe: Recipe) -> Metric:
     try:
         sys.modules[module_name] = module
         module_spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (a recipe's metric module may raise anything while it loads)
         sys.modules.pop(module_name, None)
         raise InputError(f"{where}: importing {path} failed with {exc.__class__.__name__}: {exc}") from None
     function = getattr(module, function_name, None)

@@ -15,7 +15,7 @@ from tests.calibrate_nets import fire_net, write_recipe
 from tests.cli import run_edgeq
 
 
-def _deploy(recipe: Path, workdir: Path, *extra: str):  # noqa: ANN202
+def _deploy(recipe: Path, workdir: Path, *extra: str):
     return run_edgeq("deploy", recipe, "--target", "local", "--workdir", workdir, "--json", *extra)
 
 

@@ -48,7 +48,7 @@ def _metric() -> Callable[[np.ndarray, np.ndarray], float]:
 def test_model_interface(recipe: Recipe) -> None:
     model = onnx.load(recipe.model_path)
     onnx.checker.check_model(model)
-    assert {o.domain: o.version for o in model.opset_import}.get("", None) == 13
+    assert {o.domain: o.version for o in model.opset_import}.get("") == 13
     initializers = {i.name for i in model.graph.initializer}
     (data,) = [i for i in model.graph.input if i.name not in initializers]
     (prob,) = model.graph.output

@@ -70,7 +70,7 @@ def test_empty_folder_is_refused(tmp_path: Path) -> None:
 
 def test_missing_path_names_the_field(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path)
-    with pytest.raises(InputError, match="calibration.path"):
+    with pytest.raises(InputError, match=r"calibration\.path"):
         Dataset.from_spec(recipe, recipe.calibration, "calibration")
 
 
@@ -124,7 +124,7 @@ def test_images_decoded_ahead_on_a_pool_give_the_same_batches(tmp_path: Path) ->
         ahead = list(data.batches(4, pool, ahead=1))
         assert next(data.batches(2, pool)).x.shape == (2, 3, 8, 8)  # a consumer may stop early
     assert [len(b.x) for b in ahead] == [4, 4, 1]
-    for one, other in zip(serial, ahead):
+    for one, other in zip(serial, ahead, strict=True):
         assert np.array_equal(one.x, other.x) and np.array_equal(one.labels, other.labels)
 
 
@@ -138,5 +138,5 @@ def test_a_bad_image_decoded_ahead_fails_where_it_is_read(tmp_path: Path) -> Non
     with ThreadPoolExecutor(2) as pool:
         batches = data.batches(2, pool, ahead=2)
         assert len(next(batches).x) == 2 and len(next(batches).x) == 2  # images 0-3 are fine
-        with pytest.raises(InputError, match="4.png"):
+        with pytest.raises(InputError, match=r"4\.png"):
             next(batches)

@@ -95,7 +95,7 @@ def session(
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types
+    except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
         raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None
 
 
@@ -116,7 +116,7 @@ def run(sess: ort.InferenceSession, x: np.ndarray, names: list[str] | None = Non
     if batch is None or batch == len(x):
         try:
             return sess.run(names, {feed_name: x})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
             raise InputError(f"ONNX Runtime failed on input '{feed_name}' of shape {list(x.shape)}: {exc}") from None
     pieces = []
     for start in range(0, len(x), batch):
@@ -126,4 +126,4 @@ def run(sess: ort.InferenceSession, x: np.ndarray, names: list[str] | None = Non
             part = np.concatenate([part, np.zeros((short, *part.shape[1:]), part.dtype)])
         outs = run(sess, part, names)
         pieces.append([o[: batch - short] for o in outs])
-    return [np.concatenate(column) for column in zip(*pieces)]
+    return [np.concatenate(column) for column in zip(*pieces, strict=True)]

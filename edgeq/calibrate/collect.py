@@ -79,7 +79,7 @@ class _Fold:
     def submit(self, values: list[np.ndarray]) -> None:
         task: list[tuple[StreamingHistogram, np.ndarray]] = []
         size = 0
-        for histogram, array in zip(self.histograms, values):
+        for histogram, array in zip(self.histograms, values, strict=True):
             flat = array.reshape(-1)
             for start in range(0, max(flat.size, 1), PIECE):
                 piece = flat[start : start + PIECE]

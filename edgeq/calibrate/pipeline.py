@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -119,10 +119,8 @@ def _pools(plan: ThreadPlan) -> Iterator[_Pools]:
 
 def _give_back_freed_memory() -> None:
     """Return freed heap memory to the system between stages (glibc keeps it, one arena per thread)."""
-    try:
+    with suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 @dataclass

@@ -48,10 +48,10 @@ class Runner:
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
     def _run(self, x: np.ndarray) -> list[list[np.ndarray]]:
-        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names)]
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names, strict=True)]
 
     def _keep(self, outputs: list[list[np.ndarray]]) -> None:
-        for collected, out in zip(self.parts, outputs):
+        for collected, out in zip(self.parts, outputs, strict=True):
             collected.append(out)
 
     def feed(self, x: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ class Runner:
         """Per model, each output over all batches fed so far."""
         return [
             {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
-            for wanted, collected in zip(self.names, self.parts)
+            for wanted, collected in zip(self.names, self.parts, strict=True)
         ]
 
 

@@ -98,7 +98,7 @@ def _upgrade_opset(model: onnx.ModelProto, name: str, notes: list[str]) -> onnx.
     try:
         upgraded = version_converter.convert_version(model, MIN_OPSET)
         onnx.checker.check_model(upgraded)
-    except Exception as exc:  # the converter raises several unrelated types
+    except Exception as exc:  # noqa: BLE001 (the converter raises several unrelated types)
         raise InputError(
             f"{name}: default opset {version} could not be upgraded to {MIN_OPSET} with onnx.version_converter"
             f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'});"
@@ -215,7 +215,7 @@ def _infer_shapes(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
     del model.graph.value_info[:]  # stale after folding; inferred anew
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as exc:  # onnx raises several unrelated types here
+    except Exception as exc:  # noqa: BLE001 (onnx raises several unrelated types here)
         raise InputError(f"{name}: ONNX shape inference failed on the prepared model: {exc}") from None
 
 

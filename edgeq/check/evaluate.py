@@ -28,7 +28,7 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
+def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | object | None:
     """(value, limit) as shown in the reason when ``rule`` fails; None when it holds or does not apply; UNKNOWN."""
     value = FACTS[rule.fact](ctx)
     if value is NOT_APPLICABLE:
@@ -39,7 +39,7 @@ def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
         other = FACTS[rule.below_fact](ctx)
         if other is None or other is NOT_APPLICABLE:
             return UNKNOWN
-        for mine, theirs in zip(value, other):
+        for mine, theirs in zip(value, other, strict=False):
             if not mine < theirs:
                 return _shown(mine), _shown(theirs)
         return None
@@ -93,7 +93,9 @@ def _parser_reason(main: RuleFile, ctx: NodeContext) -> Reason | None:
 
 def _is_folded(main: RuleFile, ctx: NodeContext) -> bool:
     outputs = [o for o in ctx.node.output if o]
-    return ctx.node.op_type in main.ops_of("folded_ops") or bool(outputs) and all(ctx.graph.is_integer(o) for o in outputs)
+    if ctx.node.op_type in main.ops_of("folded_ops"):
+        return True
+    return bool(outputs) and all(ctx.graph.is_integer(o) for o in outputs)
 
 
 def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_blocked: str | None) -> None:

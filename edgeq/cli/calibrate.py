@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,9 +18,11 @@ def calibrate(
     recipe: Annotated[Path, typer.Argument(help="The recipe file.")],
     target: TargetOption,
     method: Annotated[
-        Optional[str], typer.Option("--method", help="entropy | minmax | percentile | mse (default: the recipe's).")
+        str | None, typer.Option("--method", help="entropy | minmax | percentile | mse (default: the recipe's).")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")
+    ] = None,
     fit_budget: Annotated[
         bool, typer.Option("--fit-budget", help="Keep the fewest most sensitive layers in float to meet the accuracy budget.")
     ] = False,
@@ -28,7 +30,7 @@ def calibrate(
         bool, typer.Option("--sensitivity", help="Rank every layer's sensitivity even when the accuracy budget holds.")
     ] = False,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")
+        int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")
     ] = None,
     json: JsonOption = False,
 ) -> None:

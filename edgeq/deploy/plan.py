@@ -104,7 +104,7 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
         )
     if wanted != "auto":
         return wanted
-    return "implicit" if version is not None and (version[0] < 10 or version[0] == 10 and dla) else "explicit"
+    return "implicit" if version is not None and (version[0] < 10 or (version[0] == 10 and dla)) else "explicit"
 
 
 def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:

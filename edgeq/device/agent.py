@@ -38,7 +38,7 @@ class _Engine:
 
 def _require_file(path: Optional[str], what: str) -> None:
     if path is not None and not os.path.isfile(path):
-        raise AgentError(AgentError.NOT_FOUND, "{} not found: {}".format(what, path))
+        raise AgentError(AgentError.NOT_FOUND, f"{what} not found: {path}")
 
 
 def build(workdir: str, engine_id: str, options: BuildOptions, backend_name: str, meta: Dict[str, Any]) -> BuildReport:
@@ -128,7 +128,7 @@ def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cos
     try:
         comparison = Comparison(**compare_outputs(expected, outputs.reshape(expected.shape)))
     except ValueError as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "'expected' does not match the engine's output: {}".format(exc))
+        raise AgentError(AgentError.INVALID_INPUT, f"'expected' does not match the engine's output: {exc}") from exc
     passed = comparison.top1_agreement >= min_agreement and comparison.cosine >= min_cosine
     return SmokeReport(engine_id, backend.name, len(outputs), comparison, min_agreement, min_cosine, passed,
                        seconds=time.perf_counter() - start)

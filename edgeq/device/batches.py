@@ -16,7 +16,7 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "cannot read {} as .npz: {}".format(path, exc))
+        raise AgentError(AgentError.INVALID_INPUT, f"cannot read {path} as .npz: {exc}") from exc
 
 
 def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[str, np.ndarray]:
@@ -25,8 +25,8 @@ def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[
     for spec in specs:
         key = spec.name if spec.name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
         if key is None:
-            raise AgentError(AgentError.INVALID_INPUT, "the .npz has no array {!r} (nor 'x'); it has {}".format(
-                spec.name, sorted(arrays)))
+            raise AgentError(AgentError.INVALID_INPUT,
+                             f"the .npz has no array {spec.name!r} (nor 'x'); it has {sorted(arrays)}")
         picked[spec.name] = np.asarray(arrays[key]).astype(spec.dtype, copy=False)
     lengths = {len(a) for a in picked.values()}
     if len(lengths) != 1 or 0 in lengths:
@@ -40,7 +40,7 @@ def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
     if requested is not None and requested < 1:
         raise AgentError(AgentError.INVALID_INPUT, "--batch must be >= 1")
     if fixed and requested is not None and fixed != {requested}:
-        raise AgentError(AgentError.INVALID_INPUT, "the model's batch dimension is fixed at {}".format(sorted(fixed)))
+        raise AgentError(AgentError.INVALID_INPUT, f"the model's batch dimension is fixed at {sorted(fixed)}")
     return requested or (fixed.pop() if len(fixed) == 1 else 32)
 
 
@@ -59,6 +59,6 @@ def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tupl
         try:
             result = session.run(feeds)[0]
         except Exception as exc:
-            raise AgentError(AgentError.RUN_FAILED, "inference failed: {}".format(exc))
+            raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
         outputs.append(np.asarray(result)[: min(batch, total - begin)])
     return np.concatenate(outputs), time.perf_counter() - start

@@ -124,7 +124,7 @@ def _trt() -> Any:
     try:
         import tensorrt
     except ImportError:
-        raise AgentError(AgentError.UNSUPPORTED, "the TensorRT Python bindings are not installed")
+        raise AgentError(AgentError.UNSUPPORTED, "the TensorRT Python bindings are not installed") from None
     return tensorrt
 
 
@@ -136,7 +136,7 @@ def _logger(trt: Any, lines: List[str]) -> Any:
         def log(self, severity: Any, msg: str) -> None:
             if severity <= trt.ILogger.Severity.WARNING:
                 lines.append(msg)
-            sys.stderr.write("[TRT] {}\n".format(msg))
+            sys.stderr.write(f"[TRT] {msg}\n")
 
     return Logger()
 
@@ -247,7 +247,7 @@ class _Cuda:
     @staticmethod
     def check(status: int, what: str) -> None:
         if status != 0:
-            raise AgentError(AgentError.RUN_FAILED, "{} failed with CUDA error {}".format(what, status))
+            raise AgentError(AgentError.RUN_FAILED, f"{what} failed with CUDA error {status}")
 
     def malloc(self, size: int) -> int:
         pointer = ctypes.c_void_p()
