@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from edgeq.errors import InputError
 from edgeq.hosts.host import Host
@@ -169,7 +170,7 @@ def _field_names() -> set[str]:
     return names
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
     found = error.get("input")
     kind = error["type"]

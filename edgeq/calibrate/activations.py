@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,8 +51,10 @@ def sample_bytes(model: onnx.ModelProto, names: list[str]) -> int:
     for name in names:
         shape = shapes.get(name)
         dims = list(shape.dim)[1:] if shape is not None and shape.dim else None
-        known = dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
-        sizes.append(int(np.prod([d.dim_value for d in dims])) * 4 if known else None)
+        if dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            sizes.append(math.prod(d.dim_value for d in dims) * 4)
+        else:
+            sizes.append(None)
     largest = max((size for size in sizes if size is not None), default=4)
     return sum(largest if size is None else size for size in sizes)
 

@@ -44,7 +44,7 @@ def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | object | None:
                 return _shown(mine), _shown(theirs)
         return None
     if rule.equals is not None or rule.one_of is not None:
-        allowed = (rule.equals,) if rule.equals is not None else rule.one_of
+        allowed = (rule.equals,) if rule.equals is not None else rule.one_of or ()
         holds = any(value is a if isinstance(a, bool) or isinstance(value, bool) else value == a for a in allowed)
         return None if holds else (_shown(value), ", ".join(_shown(a) for a in allowed))
     for item in value if isinstance(value, list) else [value]:
@@ -69,8 +69,8 @@ def _apply(rule_file: RuleFile, verdicts: tuple[str, ...], ctx: NodeContext, res
         outcome = _violation(rule, ctx)
         if outcome is UNKNOWN:
             result.notes.append(f"{rule.id} not checked: {rule.fact} is unknown offline")
-        elif outcome is not None:
-            value, limit = outcome  # type: ignore[misc]
+        elif isinstance(outcome, tuple):
+            value, limit = outcome
             found.append(Reason(rule.id, rule.reason.format(value=value, limit=limit, op=op), rule.source))
     return found
 

@@ -129,7 +129,7 @@ def _trt() -> Any:
 
 
 def _logger(trt: Any, lines: List[str]) -> Any:
-    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
@@ -144,7 +144,7 @@ def _logger(trt: Any, lines: List[str]) -> Any:
 def _cache_calibrator(trt: Any, path: str) -> Any:
     """An Entropy2 calibrator that only reads the cache (get_batch returns None: no calibration data)."""
 
-    class CacheCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             with open(path, "rb") as f:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -72,7 +72,8 @@ def calibration_view(result: CalibrationResult) -> Group:
         lines.append(Text("layers not ranked by sensitivity (the budget holds); --sensitivity ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
     files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
-    parts = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
+    parts: list[RenderableType] = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"),
+                                   accuracy_table(result)]
     if report.sensitivity:
         parts.append(sensitivity_table(result))
     if report.excluded:
