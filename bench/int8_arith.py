@@ -32,15 +32,15 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeq import recipe as recipes  # noqa: E402
-from edgeq import targets  # noqa: E402
-from edgeq.calibrate import calibrate  # noqa: E402
-from edgeq.calibrate.host import HostModel, host_model  # noqa: E402
-from edgeq.calibrate.predict import slices  # noqa: E402
-from edgeq.device.compare import cosine, top1_agreement  # noqa: E402
-from edgeq.device.int8_arith import ENV, describe, measure  # noqa: E402
-from edgeq.device.ort_backend import OnnxRuntimeBackend  # noqa: E402
-from edgeq.device.report import BuildOptions  # noqa: E402
+from edgeq import recipe as recipes
+from edgeq import targets
+from edgeq.calibrate import calibrate
+from edgeq.calibrate.host import HostModel, host_model
+from edgeq.calibrate.predict import slices
+from edgeq.device.compare import cosine, top1_agreement
+from edgeq.device.int8_arith import ENV, describe, measure
+from edgeq.device.ort_backend import OnnxRuntimeBackend
+from edgeq.device.report import BuildOptions
 
 EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
 BATCH = 32

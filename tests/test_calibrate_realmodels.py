@@ -202,5 +202,8 @@ def test_qdq_of_yolov8_keeps_scores_usable(int8_path):
     assert _cosine(want[:, :4], got[:, :4]) > 0.95  # boxes
     scores = got[:, 4:]  # ~1e-4 on noise: one shared scale (amax ~160/127) would round them all to 0
     assert np.unique(scores).size > 1000
-    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p / (1 - p))
+
     assert _cosine(logit(want[:, 4:]), logit(scores)) > 0.95

@@ -242,7 +242,7 @@ class DevicePipeline:
                 self._ask_current(run)  # the switch may have happened before the failure: say what runs
                 raise
             self._verify(run)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 (whatever failed is this device's outcome; the others go on)
             self._outcome(run, exc)
             return
         self._collect(run)
@@ -279,7 +279,7 @@ class DevicePipeline:
                 out.result = RolledBack(current=current)
             if current is not None:
                 self._verify(run)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 (a failed rollback is reported for this device, never raised)
             self._ask_current(run)
             self.observer.rollback(run.name, False, error=run.explain(exc))
             return

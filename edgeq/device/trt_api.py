@@ -290,8 +290,8 @@ class TrtSession(Session):
             names = [engine.get_binding_name(i) for i in range(engine.num_bindings)]
             is_input = {n: engine.binding_is_input(i) for i, n in enumerate(names)}
             index = {n: i for i, n in enumerate(names)}
-            shape_of = lambda n: engine.get_binding_shape(index[n])  # noqa: E731
-            dtype_of = lambda n: engine.get_binding_dtype(index[n])  # noqa: E731
+            shape_of = lambda n: engine.get_binding_shape(index[n])  # noqa: E731 (as the methods bound above)
+            dtype_of = lambda n: engine.get_binding_dtype(index[n])  # noqa: E731 (as the methods bound above)
         self.names = names
         self.outputs = [n for n in names if not is_input[n]]
         self.output_dtypes = {n: np.dtype(trt.nptype(dtype_of(n))) for n in self.outputs}
