@@ -79,8 +79,13 @@ class Dataset:
 
     def _scan_folder(self, field: str) -> None:
         classes = sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not classes:
-            raise InputError(f"{self.source}: {field} folder has no class sub-folders (expected one folder of images per class)")
+        if not classes:  # a flat folder of images: unlabelled here (labels may come from validation.labels)
+            self._files = sorted(p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self._files:
+                raise InputError(
+                    f"{self.source}: {field} folder has neither class sub-folders nor images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            return
         files, labels = [], []
         for index, name in enumerate(classes):
             images = sorted(p for p in (self.source / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -114,14 +119,15 @@ class Dataset:
         self._array = array
         for label_key in ("labels", "y"):
             if label_key in archive:
-                self._labels = archive[label_key].astype(np.int64)
+                stored = archive[label_key]
+                self._labels = stored.astype(np.int64) if stored.dtype.kind in "iub" else stored
                 if len(self._labels) != len(array):
                     raise InputError(f"{self.source}: '{label_key}' has {len(self._labels)} entries for {len(array)} samples")
         if "classes" in archive:
             self.classes = [str(c) for c in archive["classes"]]
 
     def _select(self, samples: int | None, seed: int) -> None:
-        total = len(self._files) if self._array is None else len(self._array)
+        total = self.total
         if samples is None or samples >= total:
             self._order = np.arange(total)
         else:
@@ -129,6 +135,21 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    @property
+    def total(self) -> int:
+        """Samples in the source, before the selection."""
+        return len(self._files) if self._array is None else len(self._array)
+
+    @property
+    def order(self) -> np.ndarray:
+        """Indices of the selected samples among all samples of the source."""
+        return self._order
+
+    @property
+    def files(self) -> list[Path]:
+        """The selected image files, in order (empty for .npz data)."""
+        return [self._files[int(i)] for i in self._order] if self._array is None else []
 
     @property
     def labels(self) -> np.ndarray | None:

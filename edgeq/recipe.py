@@ -72,17 +72,61 @@ class CalibrationSpec(DataSpec):
     percentile: float = Field(default=99.99, gt=0, le=100)
 
 
-class ValidationSpec(DataSpec):
-    """Validation data and the metric: `top1`, or `file.py:function` receiving (scores, labels)."""
+# Built-in metrics (edgeq.metrics); `auto` is top1 for class labels, fidelity otherwise.
+METRIC_NAMES = ("auto", "top1", "top5", "detection", "map50", "map50_95", "box_f1", "miou", "cer", "fidelity")
 
-    metric: str = "top1"
+
+class DetectionOptions(_Strict):
+    """How detector outputs become boxes (detection metrics and the report's box overlay)."""
+
+    format: Literal["auto", "yolo", "boxes_scores"] = Field(
+        default="auto", description="yolo: one output [N, 4+C, A] (or [N, A, 4+C]); boxes_scores: [N, A, 4] and [N, A, C]"
+    )
+    output: str | None = Field(default=None, description="yolo: the output to decode (default: the first)")
+    boxes: str | None = Field(default=None, description="boxes_scores: the boxes output")
+    scores: str | None = Field(default=None, description="boxes_scores: the scores output")
+    box_format: Literal["cxcywh", "xyxy", "xywh"] | None = Field(default=None, description="default: cxcywh for yolo, xyxy otherwise")
+    score_threshold: float = Field(default=0.001, ge=0, description="boxes kept for mAP")
+    nms_iou: float = Field(default=0.7, gt=0, le=1)
+    max_detections: int = Field(default=300, gt=0, description="per image, after NMS")
+    confidence: float = Field(default=0.25, ge=0, description="boxes counted by box_f1 and drawn in the report")
+
+
+class TextOptions(_Strict):
+    """CTC text outputs [N, T, C]: greedy decoding for the `cer` metric."""
+
+    alphabet: Path | None = Field(default=None, description="one character per line for classes 1.. (needed for string labels)")
+    blank: int = Field(default=0, ge=0)
+
+
+class SegmentationOptions(_Strict):
+    """Mask outputs [N, C, H, W] (arg-max over C) or [N, 1, H, W] (probability, cut at threshold)."""
+
+    threshold: float = 0.5
+    ignore_index: int = 255
+
+
+class ValidationSpec(DataSpec):
+    """Validation data and the metric: a built-in name, or `file.py:function` receiving (outputs, labels)."""
+
+    metric: str = "auto"
+    labels: Path | None = Field(default=None, description=".npz (arrays indexed by sample) or COCO .json; default: the data's own")
+    output: str | None = Field(default=None, description="the output the classification/segmentation/text metric reads")
+    detection: DetectionOptions = Field(default_factory=DetectionOptions)
+    text: TextOptions = Field(default_factory=TextOptions)
+    segmentation: SegmentationOptions = Field(default_factory=SegmentationOptions)
 
     @field_validator("metric")
     @classmethod
     def _metric_form(cls, value: str) -> str:
-        if value != "top1" and (":" not in value or not value.split(":", 1)[0].endswith(".py")):
-            raise ValueError("expected 'top1' or 'file.py:function'")
+        if value not in METRIC_NAMES and (":" not in value or not value.split(":", 1)[0].endswith(".py")):
+            raise ValueError(f"expected one of {', '.join(METRIC_NAMES)} or 'file.py:function'")
         return value
+
+    @property
+    def custom_metric(self) -> Path | None:
+        """The metric's Python file, when the metric is not built in."""
+        return None if self.metric in METRIC_NAMES else Path(self.metric.rsplit(":", 1)[0])
 
 
 class Budget(_Strict):
@@ -169,7 +213,8 @@ class Recipe(_Strict):
 def _field_names() -> set[str]:
     """Every field name used anywhere in the recipe schema, for spelling suggestions."""
     names: set[str] = set()
-    for cls in (InputSpec, Preprocess, CalibrationSpec, ValidationSpec, Budget, BuildOptions, Host, Devices, Recipe):
+    for cls in (InputSpec, Preprocess, CalibrationSpec, ValidationSpec, DetectionOptions, TextOptions, SegmentationOptions,
+                Budget, BuildOptions, Host, Devices, Recipe):
         names.update(name for name, info in cls.model_fields.items() if not info.exclude)
     return names
 
@@ -223,8 +268,12 @@ def json_schema() -> dict[str, Any]:
 def check_paths(recipe: Recipe) -> None:
     """Every file or folder the recipe names must exist; one error lists each one that does not."""
     named = {"model": recipe.model, "calibration.path": recipe.calibration.path, "validation.path": recipe.validation.path}
-    if recipe.validation.metric != "top1":
-        named["validation.metric"] = Path(recipe.validation.metric.split(":", 1)[0])
+    if recipe.validation.custom_metric is not None:
+        named["validation.metric"] = recipe.validation.custom_metric
+    if recipe.validation.labels is not None:
+        named["validation.labels"] = recipe.validation.labels
+    if recipe.validation.text.alphabet is not None:
+        named["validation.text.alphabet"] = recipe.validation.text.alphabet
     if recipe.devices.inventory is not None:
         named["devices.inventory"] = recipe.devices.inventory
     missing = [f"  - {field}: {recipe.resolve(path)} does not exist" for field, path in named.items() if not recipe.resolve(path).exists()]

@@ -32,6 +32,7 @@ from rich.progress import (
 )
 
 from edgeq import atomic
+from edgeq import labels as labels_module
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
@@ -109,9 +110,8 @@ def calibrate(
     calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
     validation = Dataset.from_spec(recipe, recipe.validation, "validation")
     check_same_classes(calibration, validation)
-    if validation.labels is None:
-        raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
-    metric = metrics_module.load(recipe)
+    loaded = labels_module.load(recipe, validation)
+    metric = metrics_module.load(recipe, loaded.labels)
     key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
     if is_current(folder, key):
         report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
@@ -136,7 +136,7 @@ def calibrate(
 
         tick = time.perf_counter()
         task = bar.add_task("FP32 and INT8 on validation data", total=1)
-        labels = validation.labels
+        labels = loaded.labels
 
         def val_batches() -> Iterator[np.ndarray]:
             return (b.x for b in validation.batches(batch_size))
@@ -158,7 +158,7 @@ def calibrate(
         runner = predict.Runner([fp32_bytes, on_host(qdq_model)])
         validation_npz = Path(scratch) / "validation.npz"
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
-            write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
+            write_npz(handle, _validation_columns(validation, loaded, recipe.inputs[0].name, map(runner.feed, val_batches())))
         reference, int8 = runner.results()
 
         def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -219,14 +219,16 @@ def calibrate(
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
 
 
-def _validation_columns(validation: Dataset, input_name: str, blocks: Iterable[np.ndarray]) -> dict[str, Column]:
-    """validation.npz's arrays: the input (``blocks``, in order), labels and class names."""
+def _validation_columns(
+    validation: Dataset, loaded: labels_module.LoadedLabels, input_name: str, blocks: Iterable[np.ndarray]
+) -> dict[str, Column]:
+    """validation.npz's arrays: the input (``blocks``, in order), the labels and the class names."""
     sample = next(validation.batches(1)).x
-    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
+    classes = np.array(validation.classes or loaded.class_names, dtype=np.str_)
+    extra = {**labels_module.columns(loaded.labels), "classes": classes}
     return {
         input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks),
-        "labels": Column(labels.dtype, labels.shape, [labels]),
-        "classes": Column(classes.dtype, classes.shape, [classes]),
+        **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()},
     }
 
 

@@ -14,7 +14,7 @@ import onnx
 from edgeq.calibrate import activations
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
-from edgeq.metrics import Metric
+from edgeq.metrics import Labels, Metric
 
 
 def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
@@ -53,20 +53,20 @@ def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray]
 
 
 def compare(
-    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: np.ndarray, metric: Metric, budget: float
+    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: Labels, metric: Metric, budget: float
 ) -> PredictedAccuracy:
-    """The metric on both, the drop in points, top-1 agreement and per-output cosine similarity."""
+    """The metric on both (all named outputs), the points lost, top-1 agreement and per-output cosine similarity."""
     first = next(iter(fp32))
-    fp32_value, int8_value = metric(fp32[first], labels), metric(int8[first], labels)
-    drop = fp32_value - int8_value
+    scores = metric.compare(fp32, int8, labels)
     return PredictedAccuracy(
         metric=metric.name,
-        samples=len(labels),
-        fp32=fp32_value,
-        int8=int8_value,
-        drop=drop,
+        samples=len(fp32[first]),
+        fp32=scores.fp32,
+        int8=scores.int8,
+        drop=scores.drop,
         top1_agreement=top1_agreement(fp32[first], int8[first]),
         cosine={name: cosine(fp32[name], int8[name]) for name in fp32},
         budget=budget,
-        passed=drop <= budget,
+        passed=scores.drop <= budget,
+        details=scores.details,
     )

@@ -20,6 +20,7 @@ class PredictedAccuracy:
     cosine: dict[str, float]  # per output
     budget: float  # max allowed drop, in points
     passed: bool
+    details: dict[str, dict[str, float]] = field(default_factory=dict)  # secondary numbers per model (mAP@0.5, SNR)
 
 
 @dataclass

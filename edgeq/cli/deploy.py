@@ -86,8 +86,8 @@ def deploy(
         with console.status(f"{session.label}: starting", spinner="dots") as status:
             report = deploy_one(session, plan, on_step=lambda step: status.update(f"{session.label}: {step}"))
         if html:
-            write_deploy_html(report, plan.calibration.artifacts.validation, Path(report.files["folder"]),
-                              recipe.inputs[0].layout, Path(report.files["html"]))
+            write_deploy_html(report, recipe, plan.calibration.artifacts.validation, Path(report.files["folder"]),
+                              Path(report.files["html"]))
         reports.append(report)
         if not as_json:
             console.print(deploy_view(report))

@@ -44,10 +44,10 @@ def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
     return requested or (fixed.pop() if len(fixed) == 1 else 32)
 
 
-def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[np.ndarray, float]:
-    """First output over all samples (the last batch zero-padded to ``batch``) and the seconds it took."""
+def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[Dict[str, np.ndarray], float]:
+    """Every output over all samples, by name (the last batch zero-padded to ``batch``), and the seconds it took."""
     total = len(next(iter(inputs.values())))
-    outputs = []
+    outputs = []  # type: List[List[np.ndarray]]
     start = time.perf_counter()
     for begin in range(0, total, batch):
         feeds = {}
@@ -57,8 +57,14 @@ def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tupl
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
             feeds[name] = chunk
         try:
-            result = session.run(feeds)[0]
+            result = session.run(feeds)
         except Exception as exc:
             raise AgentError(AgentError.RUN_FAILED, "inference failed: {}".format(exc))
-        outputs.append(np.asarray(result)[: min(batch, total - begin)])
-    return np.concatenate(outputs), time.perf_counter() - start
+        outputs.append([np.asarray(r)[: min(batch, total - begin)] for r in result])
+    seconds = time.perf_counter() - start
+    return {name: np.concatenate([o[i] for o in outputs]) for i, name in enumerate(session.outputs)}, seconds
+
+
+def first(outputs: Dict[str, np.ndarray]) -> np.ndarray:
+    """The first output (the one compared when a single array stands for the model's answer)."""
+    return next(iter(outputs.values()))

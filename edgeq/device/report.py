@@ -164,7 +164,7 @@ class EvaluateReport(Record):
     int8: RunTiming
     fp32: RunTiming
     comparison: Comparison
-    scores_int8: str
+    scores_int8: str  # .npz in the engine folder: every output by name
     scores_fp32: str
     seconds: float = 0.0  # the whole step on the device: loading the data and both models, both runs, saving
 
