@@ -109,9 +109,11 @@ def _draw_boxes(axis, boxes: Boxes, names: Sequence[str], color: str, style: str
 
 
 def detection_chart(
-    images: np.ndarray, fp32: list[Boxes], int8: list[Boxes], names: Sequence[str], truth: list[Boxes] | None = None
+    images: np.ndarray, fp32: list[Boxes], int8: list[Boxes], names: Sequence[str], truth: list[Boxes] | None = None,
+    samples: Sequence[int] | None = None,
 ) -> bytes:
-    """One row per sample: the image with FP32's boxes and the image with INT8's, side by side (labels dashed)."""
+    """One row per sample (``samples``: their indices in the data set): the image with FP32's boxes and the image
+    with INT8's, side by side (labels dashed)."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(images), 2, figsize=(9, 4.2 * len(images)), squeeze=False)
     for row, image in enumerate(images):
@@ -123,7 +125,7 @@ def detection_chart(
             axis.set_xlim(0, image.shape[1])
             axis.set_ylim(image.shape[0], 0)
             axis.set_axis_off()
-            axis.set_title(f"sample {row}: {kind}, {len(boxes)} box(es)", fontsize=9)
+            axis.set_title(f"sample {row if samples is None else samples[row]}: {kind}, {len(boxes)} box(es)", fontsize=9)
     fig.tight_layout()
     return _figure_png(fig)
 

@@ -45,8 +45,9 @@ def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.
     if isinstance(labels, dict) and "boxes" in labels:
         truth = detection.truth_boxes({k: v[picked] for k, v in labels.items()})
     png = charts.detection_chart(charts.display_images(x[picked], layout), [fp32_boxes[i] for i in picked], int8_boxes,
-                                 names, truth)
-    note = f"boxes scoring at least {options.confidence:g} (validation.detection.confidence)" + (
+                                 names, truth, [int(i) for i in picked])
+    counts = f"{sum(len(fp32_boxes[i]) for i in picked)} FP32 and {sum(len(b) for b in int8_boxes)} INT8 boxes"
+    note = f"{counts} scoring at least {options.confidence:g} (validation.detection.confidence)" + (
         "; labels dashed" if truth is not None else "")
     return HtmlSection("FP32 vs INT8 detections", png=png, note=note)
 
