@@ -60,6 +60,7 @@ class Dataset:
         self._files: list[Path] = []
         self._array: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._samples: int | None = None
 
     @classmethod
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
@@ -74,7 +75,8 @@ class Dataset:
             raise InputError(f"{recipe.source}: {field}.path: {path} does not exist")
         else:
             raise InputError(f"{recipe.source}: {field}.path: expected a folder of class folders or an .npz file, found {path}")
-        dataset._select(spec.samples, spec.seed)
+        dataset._select(spec.samples, spec.seed, spec.sequence_length)
+        dataset._samples = spec.samples
         return dataset
 
     def _scan_folder(self, field: str) -> None:
@@ -126,12 +128,21 @@ class Dataset:
         if "classes" in archive:
             self.classes = [str(c) for c in archive["classes"]]
 
-    def _select(self, samples: int | None, seed: int) -> None:
+    def _select(self, samples: int | None, seed: int, sequence_length: int | None = None) -> None:
         total = self.total
         if samples is None or samples >= total:
             self._order = np.arange(total)
+        elif sequence_length:  # whole sequences, in order
+            count = total // sequence_length
+            wanted = min(count, -(-samples // sequence_length))
+            starts = np.sort(np.random.default_rng(seed).permutation(count)[:wanted]) * sequence_length
+            self._order = (starts[:, None] + np.arange(sequence_length)).ravel()
         else:
             self._order = np.sort(np.random.default_rng(seed).permutation(total)[:samples])
+
+    def in_order(self) -> None:
+        """Select the first samples in order instead of a random subset (one sequence must stay whole)."""
+        self._order = np.arange(min(self.total, self._samples or self.total))
 
     def __len__(self) -> int:
         return len(self._order)

@@ -31,6 +31,9 @@ class InputSpec(_Strict):
     shape: list[int | str] = Field(min_length=1)
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
+    state: str | None = Field(
+        default=None, description="recurrent state: the output fed back into this input at the next sample of a sequence"
+    )
 
     @property
     def static_shape(self) -> list[int]:
@@ -61,6 +64,9 @@ class DataSpec(_Strict):
     path: Path
     samples: int | None = Field(default=None, gt=0, description="use at most this many (all if unset)")
     seed: int = 0
+    sequence_length: int | None = Field(
+        default=None, gt=0, description="samples come in sequences of this length, in order (state models); whole sequences are picked"
+    )
 
 
 class CalibrationSpec(DataSpec):

@@ -45,12 +45,12 @@ def _fold(histograms: list[StreamingHistogram], values: list[np.ndarray]) -> Non
 def collect(
     model: onnx.ModelProto,
     tensors: list[str],
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray | dict[str, np.ndarray]],
     *,
     bins: int = DEFAULT_BINS,
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, TensorStats]:
-    """Statistics of each of ``tensors`` over all ``batches`` (input arrays of the model's first input)."""
+    """Statistics of each of ``tensors`` over all ``batches`` (the first input's arrays, or every input by name)."""
     derived = derivations(model, tensors)
     direct = [name for name in tensors if name not in derived]
     sess = activations.session(activations.with_outputs(model, direct), exposed=True)
@@ -63,7 +63,7 @@ def collect(
                 pending.result()
             pending = worker.submit(_fold, histograms, values)
             del values
-            advance(len(x))
+            advance(activations.rows(x))
         if pending is not None:
             pending.result()
     by_name = {h.name: h for h in histograms}

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.npz import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
-from edgeq.calibrate.prepare import prepare
+from edgeq.calibrate.prepare import CHECK_SAMPLES, prepare
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
@@ -57,7 +58,8 @@ from edgeq.calibrate.report import (
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS
-from edgeq.data import Dataset, check_same_classes
+from edgeq.data import check_same_classes
+from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.errors import InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
@@ -106,27 +108,38 @@ def calibrate(
     folder = Path(out) if out is not None else default_folder(recipe, target)
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
 
-    original = model_module.load(recipe.model_path)
-    calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
-    validation = Dataset.from_spec(recipe, recipe.validation, "validation")
-    check_same_classes(calibration, validation)
-    loaded = labels_module.load(recipe, validation)
+    original = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    calibration = Feeds(recipe, recipe.calibration, "calibration")
+    validation = Feeds(recipe, recipe.validation, "validation")
+    check_same_classes(calibration.dataset, validation.dataset)
+    loaded = labels_module.load(recipe, validation.dataset)
     metric = metrics_module.load(recipe, loaded.labels)
     key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
+    seconds: dict[str, float] = {}
     if is_current(folder, key):
         report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
         return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
 
-    seconds: dict[str, float] = {}
-    prepared = prepare(original, source=str(recipe.model_path))
+    tick = time.perf_counter()
+    prepared = prepare(original, source=str(recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))])
     fp32 = prepared.model
+    if calibration.state:  # recurrent state: FP32's own, carried along each sequence
+        state_session = activations.session(fp32)
+        names = [o.name for o in state_session.get_outputs()]
+
+        def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return dict(zip(names, activations.run(state_session, feed, names)))
+
+        calibration.carry_state(fp32_outputs, recipe.calibration.sequence_length)
+        validation.carry_state(fp32_outputs, recipe.validation.sequence_length)
+    seconds["prepare"] = time.perf_counter() - tick
     every = activations.activation_tensors(fp32)
     tensors = [t for t in every if t not in prepared.unquantizable]
     batch_size = activations.batch_rows(fp32, every, ACTIVATION_BUDGET)
     with _progress(progress) as bar, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
         tick = time.perf_counter()
         task = bar.add_task("calibration statistics", total=len(calibration))
-        stats = collect(fp32, tensors, (b.x for b in calibration.batches(batch_size)), advance=lambda n: bar.advance(task, n))
+        stats = collect(fp32, tensors, calibration.batches(batch_size), advance=lambda n: bar.advance(task, n))
         ranges = compute_ranges(stats, method, recipe.calibration.percentile)
         amax = {name: r.amax for name, r in ranges.items()}
         seconds["statistics"] = time.perf_counter() - tick
@@ -138,8 +151,8 @@ def calibrate(
         task = bar.add_task("FP32 and INT8 on validation data", total=1)
         labels = loaded.labels
 
-        def val_batches() -> Iterator[np.ndarray]:
-            return (b.x for b in validation.batches(batch_size))
+        def val_batches() -> Iterator[dict[str, np.ndarray]]:
+            return validation.batches(batch_size)
 
         fp32_bytes = fp32.SerializeToString()
 
@@ -158,7 +171,7 @@ def calibrate(
         runner = predict.Runner([fp32_bytes, on_host(qdq_model)])
         validation_npz = Path(scratch) / "validation.npz"
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
-            write_npz(handle, _validation_columns(validation, loaded, recipe.inputs[0].name, map(runner.feed, val_batches())))
+            write_npz(handle, _validation_columns(validation, loaded, map(runner.feed, val_batches()), batch_size))
         reference, int8 = runner.results()
 
         def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -175,7 +188,8 @@ def calibrate(
         if sensitivity or not accuracy.passed:
             tick = time.perf_counter()
             task = bar.add_task("layer sensitivity", total=len(layers))
-            subset = next(validation.batches(SENSITIVITY_SAMPLES)).x
+            subset = next(validation.batches(SENSITIVITY_SAMPLES))
+            subset = subset if len(subset) > 1 else next(iter(subset.values()))
             ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task))
             seconds["sensitivity"] = time.perf_counter() - tick
 
@@ -214,22 +228,30 @@ def calibrate(
             accuracy=accuracy,
             sensitivity=ranking,
             notes=notes,
+            preparation=[asdict(step) for step in prepared.steps],
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz)
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
 
 
 def _validation_columns(
-    validation: Dataset, loaded: labels_module.LoadedLabels, input_name: str, blocks: Iterable[np.ndarray]
+    validation: Feeds, loaded: labels_module.LoadedLabels, fed: Iterable[dict[str, np.ndarray]], batch_size: int
 ) -> dict[str, Column]:
-    """validation.npz's arrays: the input (``blocks``, in order), the labels and the class names."""
-    sample = next(validation.batches(1)).x
-    classes = np.array(validation.classes or loaded.class_names, dtype=np.str_)
-    extra = {**labels_module.columns(loaded.labels), "classes": classes}
-    return {
-        input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks),
-        **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()},
-    }
+    """validation.npz's arrays: every input with samples first (the first from ``fed``, the batches predicted
+    as they stream by), constant inputs whole, the labels and the class names."""
+    sample = next(validation.batches(1, samples_first=True))
+    first, *others = sample
+    classes = np.array(validation.dataset.classes or loaded.class_names, dtype=np.str_)
+    constants = validation.constants()
+    extra = {**labels_module.columns(loaded.labels), "classes": classes, CONSTANTS: np.array(constants, dtype=np.str_)}
+    columns = {first: Column(sample[first].dtype, (len(validation), *sample[first].shape[1:]), (feed[first] for feed in fed))}
+    for name in others:
+        if name in constants:
+            columns[name] = Column(sample[name].dtype, sample[name].shape, [sample[name]])
+        else:
+            blocks = (feed[name] for feed in validation.batches(batch_size, samples_first=True))
+            columns[name] = Column(sample[name].dtype, (len(validation), *sample[name].shape[1:]), blocks)
+    return {**columns, **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()}}
 
 
 def _write(

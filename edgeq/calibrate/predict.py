@@ -17,8 +17,10 @@ from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
 
 
-def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-    """``x`` in consecutive blocks of ``rows`` samples."""
+def slices(x: np.ndarray | dict[str, np.ndarray], rows: int) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
+    """``x`` in consecutive blocks of ``rows`` samples (a feed of every input by name stays whole)."""
+    if isinstance(x, dict):
+        return iter([x])
     return (x[start : start + rows] for start in range(0, len(x), rows))
 
 
@@ -30,7 +32,7 @@ class Runner:
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
-    def feed(self, x: np.ndarray) -> np.ndarray:
+    def feed(self, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
         for sess, wanted, collected in zip(self.sessions, self.names, self.parts):
             collected.append(activations.run(sess, x, wanted))
@@ -44,7 +46,7 @@ class Runner:
         ]
 
 
-def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray | dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """All graph outputs of each of ``models`` over the input ``batches``."""
     runner = Runner(models)
     for x in batches:

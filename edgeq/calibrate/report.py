@@ -66,6 +66,7 @@ class CalibrationReport:
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
+    preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnx
 
-from edgeq.calibrate import predict
+from edgeq.calibrate import activations, predict
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
@@ -22,7 +22,7 @@ def rank_layers(
     model: onnx.ModelProto,
     layers: list[QuantizedLayer],
     amax: Mapping[str, float],
-    x: np.ndarray,
+    x: np.ndarray | dict[str, np.ndarray],
     fp32: dict[str, np.ndarray],
     batch_size: int,
     advance: Callable[[], None] = lambda: None,
@@ -32,7 +32,7 @@ def rank_layers(
     ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``.
     """
     first = next(iter(fp32))
-    reference = fp32[first][: len(x)]
+    reference = fp32[first][: activations.rows(x)]
     ranked = []
     for layer in layers:
         out = predict.outputs([host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]

@@ -20,7 +20,9 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
 
 
 def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[str, np.ndarray]:
-    """Each input's array under its name, or under ``x`` for a single-input model; all with the same length."""
+    """Each input's array under its name, or under ``x`` for a single-input model, samples on axis 0, all
+    equally long; inputs named in ``constants`` (no batch dim) are taken whole."""
+    constants = set(str(c) for c in arrays.get("constants", ()))
     picked = {}
     for spec in specs:
         key = spec.name if spec.name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
@@ -28,10 +30,22 @@ def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[
             raise AgentError(AgentError.INVALID_INPUT, "the .npz has no array {!r} (nor 'x'); it has {}".format(
                 spec.name, sorted(arrays)))
         picked[spec.name] = np.asarray(arrays[key]).astype(spec.dtype, copy=False)
-    lengths = {len(a) for a in picked.values()}
+    lengths = {len(a) for name, a in picked.items() if name not in constants}
     if len(lengths) != 1 or 0 in lengths:
         raise AgentError(AgentError.INVALID_INPUT, "input arrays must be non-empty and equally long")
-    return picked
+    return {name: _Constant(a) if name in constants else a for name, a in picked.items()}
+
+
+class _Constant(np.ndarray):
+    """An input fed whole to every batch (it has no batch dim)."""
+
+    def __new__(cls, array: np.ndarray) -> "_Constant":
+        return np.asarray(array).view(cls)
+
+
+def _batch_axis(spec: TensorSpec) -> int:
+    """Where samples go in an input: its first dynamic dim, else the first dim."""
+    return next((i for i, d in enumerate(spec.shape) if d is None), 0)
 
 
 def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
@@ -46,16 +60,20 @@ def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
 
 def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[Dict[str, np.ndarray], float]:
     """Every output over all samples, by name (the last batch zero-padded to ``batch``), and the seconds it took."""
-    total = len(next(iter(inputs.values())))
+    total = len(next(a for a in inputs.values() if not isinstance(a, _Constant)))
     outputs = []  # type: List[List[np.ndarray]]
     start = time.perf_counter()
     for begin in range(0, total, batch):
         feeds = {}
-        for name, array in inputs.items():
+        for spec in session.inputs:
+            array = inputs[spec.name]
+            if isinstance(array, _Constant):
+                feeds[spec.name] = np.asarray(array)
+                continue
             chunk = array[begin:begin + batch]
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            feeds[name] = chunk
+            feeds[spec.name] = np.moveaxis(chunk, 0, _batch_axis(spec))
         try:
             result = session.run(feeds)
         except Exception as exc:
