@@ -81,8 +81,8 @@ class Dataset:
 
     def _scan_folder(self, field: str) -> None:
         classes = sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not classes:  # a flat folder of images: unlabelled here (labels may come from validation.labels)
-            self._files = sorted(p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not classes:  # a flat folder of images or .npy samples: unlabelled (labels may come from validation.labels)
+            self._files = sorted(p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
             if not self._files:
                 raise InputError(
                     f"{self.source}: {field} folder has neither class sub-folders nor images ({', '.join(sorted(IMAGE_SUFFIXES))})"
@@ -170,7 +170,13 @@ class Dataset:
     def _sample(self, index: int) -> np.ndarray:
         if self._array is not None:
             return self._array[index]
-        sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
+        if self._files[index].suffix == ".npy":
+            try:
+                sample = np.load(self._files[index], allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{self._files[index]}: not a readable .npy file ({exc})") from None
+        else:
+            sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
         expected = self.input.shape[1:]
         if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
             raise InputError(

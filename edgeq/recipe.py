@@ -28,7 +28,7 @@ class InputSpec(_Strict):
     """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim), layout, dtype."""
 
     name: str
-    shape: list[int | str] = Field(min_length=1)
+    shape: list[int | str] = Field(description="[] for a scalar input (not the first)")
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
     state: str | None = Field(
@@ -205,6 +205,13 @@ class Recipe(_Strict):
     devices: Devices = Field(default_factory=Devices)
     folder: Annotated[Path, Field(exclude=True)] = Path(".")
     source: Annotated[Path | None, Field(exclude=True)] = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _first_input_batched(cls, value: list[InputSpec]) -> list[InputSpec]:
+        if not value[0].shape:
+            raise ValueError("the first input needs at least its batch dim")
+        return value
 
     def resolve(self, path: Path | str) -> Path:
         """A path from the recipe, made absolute against the recipe's folder."""

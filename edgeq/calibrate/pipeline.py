@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from operator import itemgetter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def calibrate(
         return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
 
     tick = time.perf_counter()
-    prepared = prepare(original, source=str(recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))])
+    prepared = prepare(original, source=str(recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
+                       state=calibration.state)
     fp32 = prepared.model
     if calibration.state:  # recurrent state: FP32's own, carried along each sequence
         state_session = activations.session(fp32)
@@ -249,7 +251,7 @@ def _validation_columns(
         if name in constants:
             columns[name] = Column(sample[name].dtype, sample[name].shape, [sample[name]])
         else:
-            blocks = (feed[name] for feed in validation.batches(batch_size, samples_first=True))
+            blocks = map(itemgetter(name), validation.batches(batch_size, samples_first=True))
             columns[name] = Column(sample[name].dtype, (len(validation), *sample[name].shape[1:]), blocks)
     return {**columns, **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()}}
 

@@ -114,11 +114,14 @@ def state_inputs(model: onnx.ModelProto, feeds: Feeds, outputs: dict[str, np.nda
     return pairs
 
 
-def prepare(model: onnx.ModelProto, *, source: str = "", feeds: list[Feeds] | None = None) -> PreparedModel:
+def prepare(
+    model: onnx.ModelProto, *, source: str = "", feeds: list[Feeds] | None = None, state: dict[str, str] | None = None
+) -> PreparedModel:
     """Return ``model`` as FP32 with default opset >= 13, constants and batch norms folded, shapes inferred.
 
     ``feeds``: a few batches of real inputs (every input by name); each step is checked on them against the
     original and undone where it changes the outputs. Without them nothing is checked and the notes say so.
+    ``state``: recurrent state the recipe declares (input -> output fed back); else found by shape on ``feeds``.
     ``source`` (a path) names the model in messages. Raises :class:`InputError` when the original does not
     run, or when the opset cannot be upgraded to 13 without changing the outputs.
     """
@@ -173,7 +176,7 @@ def prepare(model: onnx.ModelProto, *, source: str = "", feeds: list[Feeds] | No
                  if n.op_type in RECURRENT_OPS for out in n.output if out}
     if recurrent:
         notes.append(f"{len(recurrent)} output(s) of recurrent layers (LSTM/GRU/RNN) stay in float")
-    state = state_inputs(prepared, feeds[0], reference[0]) if feeds and reference else {}
+    state = state or (state_inputs(prepared, feeds[0], reference[0]) if feeds and reference else {})
     for fed, returned in state.items():
         reason = f"recurrent state ('{fed}' is fed back from output '{returned}'): stays in float"
         recurrent.setdefault(fed, reason)
