@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.recipe import DataSpec, InputSpec, Preprocess, Recipe
+from edgeq.recipe import DataSpec, DimRange, InputSpec, Preprocess, Recipe
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -49,6 +49,20 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
     return np.ascontiguousarray(sample.transpose(2, 0, 1) if layout == "NCHW" else sample)
 
 
+def _expected(spec: InputSpec) -> list[int | str]:
+    """One sample's dims as data must give them: a ranged dim at its opt."""
+    return [dim.opt if isinstance(dim, DimRange) else dim for dim in spec.shape[1:]]
+
+
+def _at_opt(preprocess: Preprocess, spec: InputSpec) -> Preprocess:
+    """Without a resize, images are resized to the opt height and width of a ranged image input."""
+    if preprocess.resize is not None or spec.profile is None or spec.layout not in ("NCHW", "NHWC") or len(spec.shape) != 4:
+        return preprocess
+    height, width = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    opt = spec.static_shape
+    return preprocess.model_copy(update={"resize": (opt[height], opt[width])})
+
+
 class Dataset:
     """A labelled (or unlabelled) set of samples for one network input, read lazily in batches."""
 
@@ -66,7 +80,7 @@ class Dataset:
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
         """Open the data set a recipe's ``field`` (``calibration`` or ``validation``) names."""
         path = recipe.resolve(spec.path)
-        dataset = cls(path, recipe.inputs[0], recipe.preprocess)
+        dataset = cls(path, recipe.inputs[0], _at_opt(recipe.preprocess, recipe.inputs[0]))
         if path.is_dir():
             dataset._scan_folder(field)
         elif path.suffix == ".npz" and path.is_file():
@@ -106,7 +120,7 @@ class Dataset:
         if key not in archive:
             raise InputError(f"{self.source}: {field} .npz needs an array named 'x' or '{self.input.name}', found {sorted(archive)}")
         array = archive[key]
-        expected = [d for d in self.input.shape[1:]]
+        expected = _expected(self.input)
         if array.ndim != len(self.input.shape) or any(
             isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:])
         ):
@@ -177,7 +191,7 @@ class Dataset:
                 raise InputError(f"{self._files[index]}: not a readable .npy file ({exc})") from None
         else:
             sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
-        expected = self.input.shape[1:]
+        expected = _expected(self.input)
         if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
             raise InputError(
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"

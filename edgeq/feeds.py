@@ -154,7 +154,7 @@ class Feeds:
     def _zeros(self, name: str, count: int) -> np.ndarray:
         spec = next(s for s in self.inputs if s.name == name)
         axis = self.axes[name]
-        rest = [d if isinstance(d, int) and d > 0 else 1 for i, d in enumerate(spec.shape) if i != axis]
+        rest = [d for i, d in enumerate(spec.static_shape) if i != axis]
         return np.zeros((count, *rest), spec.dtype)
 
     def carry_state(self, run: Callable[[Feed], dict[str, np.ndarray]], sequence_length: int | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,11 +24,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DimRange(_Strict):
+    """A dynamic dim's optimization profile: TensorRT builds the engine for min..max, tuned for opt; edgeq
+    calibrates and validates at opt."""
+
+    min: int = Field(gt=0)
+    opt: int = Field(gt=0)
+    max: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DimRange:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"expected min <= opt <= max, found {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+Dim = Union[int, str, DimRange]
+
+
 class InputSpec(_Strict):
-    """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim), layout, dtype."""
+    """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim, or {min, opt, max}
+    for a dim TensorRT should take in a range), layout, dtype."""
 
     name: str
-    shape: list[int | str] = Field(description="[] for a scalar input (not the first)")
+    shape: list[Dim] = Field(description="[] for a scalar input (not the first)")
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
     state: str | None = Field(
@@ -37,8 +56,30 @@ class InputSpec(_Strict):
 
     @property
     def static_shape(self) -> list[int]:
-        """The shape engines are built for: a symbolic dim (the batch, usually) becomes 1."""
-        return [dim if isinstance(dim, int) and dim > 0 else 1 for dim in self.shape]
+        """The shape edgeq runs and engines are tuned for: a range's opt; a symbolic dim (the batch, usually) 1."""
+        return [dim.opt if isinstance(dim, DimRange) else dim if isinstance(dim, int) and dim > 0 else 1 for dim in self.shape]
+
+    @property
+    def profile(self) -> tuple[list[int], list[int], list[int]] | None:
+        """(min, opt, max) shapes of the optimization profile, when a dim is given as a range."""
+        if not any(isinstance(dim, DimRange) for dim in self.shape):
+            return None
+        static = self.static_shape
+        return tuple(  # type: ignore[return-value]
+            [getattr(dim, bound) if isinstance(dim, DimRange) else static[i] for i, dim in enumerate(self.shape)]
+            for bound in ("min", "opt", "max")
+        )
+
+    def built_shape(self, dla: bool) -> list[int | str]:
+        """The shape an engine is built for, as `check` should see it: static at opt, except that for the DLA
+        (static shapes only) a range that is not a single size stays dynamic, named ``min..max``."""
+        static = self.static_shape
+        return [f"{self.shape[i].min}..{self.shape[i].max}" if dla and i in self.varying else dim for i, dim in enumerate(static)]
+
+    @property
+    def varying(self) -> dict[int, DimRange]:
+        """The dims whose range is not a single size (what keeps an engine off the DLA)."""
+        return {i: dim for i, dim in enumerate(self.shape) if isinstance(dim, DimRange) and dim.min != dim.max}
 
 
 class Preprocess(_Strict):
@@ -226,7 +267,7 @@ class Recipe(_Strict):
 def _field_names() -> set[str]:
     """Every field name used anywhere in the recipe schema, for spelling suggestions."""
     names: set[str] = set()
-    for cls in (InputSpec, Preprocess, CalibrationSpec, ValidationSpec, DetectionOptions, TextOptions, SegmentationOptions,
+    for cls in (InputSpec, DimRange, Preprocess, CalibrationSpec, ValidationSpec, DetectionOptions, TextOptions, SegmentationOptions,
                 Budget, BuildOptions, Host, Devices, Recipe):
         names.update(name for name, info in cls.model_fields.items() if not info.exclude)
     return names

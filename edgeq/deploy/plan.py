@@ -69,6 +69,9 @@ class DeployPlan:
                 args.append("--gpu-fallback")
         args += ["--workspace-mb", str(build.workspace_mb)]
         args += ["--shapes", f"{self.input_name}:{'x'.join(map(str, self.input_shape))}"]
+        for spec in self.recipe.inputs:
+            if spec.profile is not None:
+                args += ["--profile", ":".join([spec.name, *("x".join(map(str, dims)) for dims in spec.profile)])]
         return args
 
 
@@ -139,9 +142,10 @@ def _preflight(recipe: Recipe, target: Target) -> None:
     from edgeq import model as model_module
     from edgeq.check import check_model
 
-    report = check_model(
-        model_module.load(recipe.model_path), target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8"
-    )
+    dla = recipe.build.dla_core is not None
+    shapes = {spec.name: spec.built_shape(dla) for spec in recipe.inputs}
+    model = model_module.with_input_shapes(model_module.load(recipe.model_path), shapes, recipe.model_path)
+    report = check_model(model, target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8")
     if report.blockers:
         lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blockers)
         raise GateError(f"{recipe.model_path}: `edgeq check` found blockers for {target.name}:\n{lines}")

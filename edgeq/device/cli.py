@@ -27,6 +27,21 @@ class _Parser(argparse.ArgumentParser):
         raise AgentError(AgentError.USAGE, message)
 
 
+def parse_profiles(values: List[str]) -> Dict[str, List[List[int]]]:
+    """``name:MIN:OPT:MAX`` (each dims like 1x3x224x224) as {name: [min, opt, max]}."""
+    profiles = {}
+    for item in values:
+        name, _, rest = item.partition(":")
+        try:
+            bounds = [[int(d) for d in part.split("x")] for part in rest.split(":")]
+        except ValueError:
+            bounds = []
+        if not name or len(bounds) != 3 or len({len(b) for b in bounds}) != 1:
+            raise AgentError(AgentError.USAGE, "bad --profile item {!r}: expected name:MIN:OPT:MAX, e.g. x:1x3x320x320:1x3x640x640:1x3x960x960".format(item))
+        profiles[name] = bounds
+    return profiles
+
+
 def parse_shapes(values: List[str]) -> Dict[str, List[int]]:
     """``name:1x3x227x227`` (repeatable, or comma-separated as trtexec takes them)."""
     shapes = {}
@@ -83,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace-mb", type=int)
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], default="auto")
     p.add_argument("--shapes", action="append", default=[])
+    p.add_argument("--profile", action="append", default=[], help="optimization profile NAME:MIN:OPT:MAX, e.g. x:1x3x320x320:1x3x640x640:1x3x1280x1280")
     p.add_argument("--meta", help="JSON object recorded in build.json")
     threads(p)
 
@@ -134,6 +150,7 @@ def run(args: argparse.Namespace) -> Record:
             model=args.model, quantization=args.quantization, precision=args.precision, qdq=args.qdq,
             cache=args.cache, fp16_fallback=args.fp16_fallback, dla_core=args.dla_core,
             gpu_fallback=args.gpu_fallback, workspace_mb=args.workspace_mb, shapes=parse_shapes(args.shapes),
+            profiles=parse_profiles(args.profile),
             threads=args.threads,
         )
         return agent.build(args.workdir, args.engine_id, options, args.backend, parse_meta(args.meta))

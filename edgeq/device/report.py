@@ -89,6 +89,7 @@ class BuildOptions(Record):
     gpu_fallback: bool = False
     workspace_mb: Optional[int] = None
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max] shapes
     threads: int = 0
 
 

@@ -31,6 +31,7 @@ class TrtBuildSpec:
     gpu_fallback: bool = False
     workspace_mb: Optional[int] = None
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None
     layer_info: Optional[str] = None
 

@@ -14,6 +14,15 @@ def shapes_flag(shapes: Dict[str, List[int]]) -> List[str]:
     return ["--shapes=" + ",".join("{}:{}".format(n, "x".join(str(d) for d in dims)) for n, dims in shapes.items())]
 
 
+def profile_flags(profiles: Dict[str, List[List[int]]]) -> List[str]:
+    """--minShapes/--optShapes/--maxShapes for the optimization profile (NVIDIA/TensorRT samples/common/
+    sampleOptions.cpp, release/8.2 commit f5f4e6f2, lines 554-556: build options of trtexec)."""
+    if not profiles:
+        return []
+    return ["--{}Shapes=".format(bound) + ",".join("{}:{}".format(n, "x".join(str(d) for d in dims[i])) for n, dims in profiles.items())
+            for i, bound in enumerate(("min", "opt", "max"))]
+
+
 def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion) -> List[str]:
     """Build-only trtexec call for ``spec`` under ``plan`` (already checked by trt_rules.plan_precision)."""
     argv = [trtexec, "--onnx=" + spec.onnx, "--saveEngine=" + spec.engine]
@@ -33,7 +42,7 @@ def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version
         old = version.major == 8 and version.minor < 4  # --memPoolSize arrived in 8.4; --workspace gone in 10
         argv.append("--workspace={}".format(spec.workspace_mb) if old else "--memPoolSize=workspace:{}".format(
             spec.workspace_mb))
-    argv += shapes_flag(spec.shapes)
+    argv += shapes_flag({n: d for n, d in spec.shapes.items() if n not in spec.profiles}) + profile_flags(spec.profiles)
     if spec.timing_cache:
         argv.append("--timingCacheFile=" + spec.timing_cache)
     if spec.layer_info:
