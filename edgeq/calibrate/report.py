@@ -32,6 +32,8 @@ class LayerSensitivity:
     tensors: list[str]
     score: float
     top1_agreement: float
+    proxy: float = 0.0  # noise-to-signal INT8 adds to its inputs (edgeq.calibrate.proxy): the first, cheap ranking
+    measured: bool = True  # False: ranked by the proxy alone (score and agreement not measured)
 
 
 @dataclass

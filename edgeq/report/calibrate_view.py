@@ -32,8 +32,8 @@ def sensitivity_table(result: CalibrationResult) -> Table:
         table.add_column(column)
     kept = set(result.report.kept_high_precision)
     for entry in result.report.sensitivity[:SHOWN_LAYERS]:
-        table.add_row(entry.layer, entry.op_type, f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%",
-                      "yes" if entry.layer in kept else "")
+        measured = (f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%") if entry.measured else ("-", "-")
+        table.add_row(entry.layer, entry.op_type, *measured, "yes" if entry.layer in kept else "")
     return table
 
 
