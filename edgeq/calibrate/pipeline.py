@@ -66,7 +66,7 @@ from edgeq.errors import InputError
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
-CONFIRMED_LAYERS = 8  # layers whose sensitivity is measured, of those the proxy ranks highest (at least 10 %)
+CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
 ACTIVATION_BUDGET = 64 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
 
@@ -191,12 +191,12 @@ def calibrate(
         ranking: list[LayerSensitivity] = []
         if sensitivity or not accuracy.passed:
             tick = time.perf_counter()
-            task = bar.add_task("layer sensitivity", total=min(len(layers), max(CONFIRMED_LAYERS, len(layers) // 10)))
+            task = bar.add_task("layer sensitivity", total=min(len(layers), CONFIRMED_LAYERS))
             subset = next(validation.batches(SENSITIVITY_SAMPLES))
             subset = subset if len(subset) > 1 else next(iter(subset.values()))
             proxies = layer_proxies(fp32, layers, stats, amax)
             ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task),
-                                  proxies=proxies, confirm=max(CONFIRMED_LAYERS, len(layers) // 10))
+                                  proxies=proxies, confirm=CONFIRMED_LAYERS)
             seconds["sensitivity"] = time.perf_counter() - tick
 
         kept: list[str] = []
