@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from edgeq.device.trt_rules import DlaSupport, dla_support
+from edgeq.device.trt_version import TrtVersion
 from edgeq.errors import InputError
-
 
 class Target(BaseModel):
     """One deployable platform: what its TensorRT, GPU and DLA can do, and where each fact comes from."""
@@ -29,6 +30,7 @@ class Target(BaseModel):
     compute_capability: str | None = None
     dla_cores: int = 0
     dla_generation: int | None = None
+    dla_usable_cores: int | None = None
     memory_gb: float | None = None
     jetpack: str | None = None
     l4t: str | None = None
@@ -47,6 +49,26 @@ class Target(BaseModel):
             return None
         parts = [int(p) for p in self.tensorrt.split(".")[:3]]
         return (parts + [0, 0, 0])[0], (parts + [0, 0])[1], (parts + [0, 0, 0])[2]
+
+    @model_validator(mode="after")
+    def _usable_dla_matches_tensorrt(self) -> Target:
+        if self.dla_usable_cores is not None and self.dla_usable_cores != self.usable_dla_cores:
+            support = self.dla_support
+            why = support.reason if support else "no TensorRT"
+            raise ValueError(f"dla_usable_cores: {self.dla_usable_cores}, but {why} ({self.usable_dla_cores} usable)")
+        return self
+
+    @property
+    def dla_support(self) -> DlaSupport | None:
+        """Whether this target's TensorRT drives its DLA hardware; None without DLA hardware or TensorRT."""
+        version = self.trt_version
+        return dla_support(TrtVersion(*version), self.module) if self.dla_cores and version is not None else None
+
+    @property
+    def usable_dla_cores(self) -> int:
+        """DLA cores this target's TensorRT can build for: the hardware's, or 0 where the release has no DLA."""
+        support = self.dla_support
+        return self.dla_cores if support is not None and support.available else 0
 
     @property
     def implicit_int8(self) -> bool:

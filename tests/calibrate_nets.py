@@ -83,6 +83,18 @@ def residual_net(seed: int = 0, classes: int = 4, size: int = 16) -> onnx.ModelP
     return b.model("data", x, ["N", 3, size, size], ["N", classes])
 
 
+def resnet_net(seed: int = 0, classes: int = 4, size: int = 16) -> onnx.ModelProto:
+    """ResNet basic blocks: stem, an identity block (Add with the stem), a strided block whose skip is a 1x1 conv."""
+    b = NetBuilder(seed)
+    stem = b.conv("data", 3, 8, 3)
+    identity = b.node("Relu", [b.node("Add", [b.conv(b.conv(stem, 8, 8, 3), 8, 8, 3, relu=False), stem])])
+    main = b.conv(b.conv(identity, 8, 16, 3, stride=2), 16, 16, 3, relu=False)
+    x = b.node("Relu", [b.node("Add", [main, b.conv(identity, 8, 16, 1, stride=2, relu=False)])])
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
+    x = b.node("Gemm", [x, b.weight((classes, 16), 16), b.bias(classes)], transB=1)
+    return b.model("data", x, ["N", 3, size, size], ["N", classes])
+
+
 def deconv_net(seed: int = 0) -> onnx.ModelProto:
     """conv -> ConvTranspose (weights [Cin, Cout, k, k]) -> MatMul with a constant."""
     b = NetBuilder(seed)

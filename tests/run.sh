@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian/Ubuntu machine, then runs them.
 # The loopback test devices need root (sshd on 127.0.0.N:22) and openssh-server: tests/devices/provision.sh.
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -m "not ssh and not slow"` for the inner loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+bash install.sh --test
 as_root bash tests/devices/provision.sh
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 # pytest exits 5 when it collected no test: that is a failure here too.
-python3 -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

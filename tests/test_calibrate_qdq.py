@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 import onnxruntime as ort
 from onnx import numpy_helper
 
@@ -12,7 +13,7 @@ from edgeq.calibrate.collect import collect
 from edgeq.calibrate.qdq import build_qdq, plan_layers
 from edgeq.calibrate.ranges import compute_ranges
 from edgeq.device.compare import cosine, top1_agreement
-from tests.calibrate_nets import deconv_net, fire_net, residual_net, scores
+from tests.calibrate_nets import deconv_net, fire_net, residual_net, resnet_net, scores
 
 
 def _quantize(model: onnx.ModelProto, x: np.ndarray, excluded: set[str] = frozenset()) -> tuple[onnx.ModelProto, list]:
@@ -71,14 +72,16 @@ def test_conv_chain_with_concat_quantizes_conv_inputs_and_weights_only() -> None
             assert init.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(init).any()
 
 
-def test_residual_add_gets_both_inputs_quantized_and_gemm_weights_axis_0() -> None:
+def test_residual_add_quantizes_the_skip_input_only_and_gemm_weights_axis_0() -> None:
     model = residual_net()
     qdq, _ = _quantize(model, _x((3, 16, 16)))
     onnx.checker.check_model(qdq)
     add = next(n for n in model.graph.node if n.op_type == "Add")
     gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
     placed = _qdq_inputs(qdq)
-    assert placed[add.name] == list(add.input)
+    branch, skip = add.input  # Add(conv branch, stem): the conv's output stays float so TensorRT fuses Conv + Add
+    assert placed[add.name] == [skip]
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == branch for n in qdq.graph.node)
     assert placed[gemm.name] == [gemm.input[0], gemm.input[1]]
     assert _axis(qdq, gemm.input[1]) == 0  # transB=1: [out, in]
     assert next(n for n in model.graph.node if n.op_type == "Relu" and n.input[0] == add.output[0]).name not in placed
@@ -141,3 +144,83 @@ def test_host_model_keeps_the_numbers_and_runs_on_int8_kernels(tmp_path) -> None
     fused = run(host, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, str(tmp_path / "optimized.onnx"))
     assert "QLinearConv" in {n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node}
     assert cosine(run(qdq, plain), fused) > 0.9999
+
+
+def _quantized(model: onnx.ModelProto) -> set[str]:
+    """The activations (graph inputs or node outputs) that feed a QuantizeLinear."""
+    constants = {i.name for i in model.graph.initializer}
+    return {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in constants}
+
+
+def test_resnet_blocks_quantize_weighted_inputs_and_skips_and_nothing_else() -> None:
+    """The rule: Q/DQ on the activation input of every Conv/Gemm and on the skip input of every residual Add, where the
+    skip of an identity block is the block's input and that of a strided block is its 1x1 downsample conv (NVIDIA's
+    qat_model.py quantizes ``identity = self.downsample(x)``)."""
+    model = resnet_net()
+    qdq, _ = _quantize(model, _x((3, 16, 16)))
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    adds = [n for n in model.graph.node if n.op_type == "Add"]
+    identity_skip = adds[0].input[1]  # the stem's output
+    downsample = adds[1].input[1]  # the 1x1 strided conv's output
+    assert producer[identity_skip].op_type == "Relu" and producer[downsample].op_type == "Conv"
+    weighted_inputs = {n.input[0] for n in nodes.values() if n.op_type in ("Conv", "Gemm")}
+    assert _quantized(qdq) == weighted_inputs | {identity_skip, downsample}
+    assert {adds[0].input[0], adds[1].input[0]}.isdisjoint(_quantized(qdq))  # conv branches stay float
+
+
+def test_adds_that_are_not_residuals_get_no_qdq() -> None:
+    from tests.calibrate_nets import NetBuilder
+
+    b = NetBuilder(4)
+    conv = b.conv("data", 3, 4, 3, relu=False)
+    convnext = b.node("Add", [conv, b.node("Relu", [b.node("Mul", [conv, conv])])])  # the "skip" starts at that conv
+    plain = b.node("Add", [b.node("Sigmoid", ["data"]), b.node("Tanh", ["data"])])  # no convolution on either side
+    model = b.model("data", b.node("Add", [convnext, b.conv(plain, 3, 4, 3, relu=False)]), ["N", 3, 8, 8], ["N", 4, 8, 8])
+    layers = plan_layers(model, activation_tensors(model))
+    quantized_adds = {layer.activations for layer in layers if layer.op_type == "Add"}
+    assert quantized_adds == set()
+
+
+@pytest.mark.slow
+def test_yolov8_bottlenecks_quantize_the_shortcut_only_and_predict_no_worse() -> None:
+    """A real residual model from a package (nudenet's YOLOv8n): each C2f bottleneck adds x + cv2(cv1(x)); Q/DQ goes on x
+    only. Its outputs against FP32 (ONNX Runtime's reference kernels) are no worse than with both Add inputs quantized."""
+    import importlib.util
+    from pathlib import Path
+
+    from edgeq.calibrate.policy import excluded_tensors
+    from edgeq.calibrate.prepare import prepare
+    from edgeq.calibrate.qdq import QuantizedLayer
+    from edgeq.model import load, with_input_shapes
+
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("nudenet is not installed (pip install -e '.[test]')")
+    path = Path(spec.submodule_search_locations[0]) / "320n.onnx"
+    model = with_input_shapes(prepare(load(path), source=str(path)).model, {"images": [1, 3, 320, 320]}, path)
+    rng = np.random.default_rng(0)
+    calibration = rng.uniform(0, 1, (8, 3, 320, 320)).astype(np.float32)
+    tensors = activation_tensors(model)
+    amax = {n: r.amax for n, r in compute_ranges(collect(model, tensors, [calibration[i:i + 1] for i in range(8)]), "entropy").items()}
+    layers = plan_layers(model, tensors, excluded_tensors(model, amax))
+    bottlenecks = [n for n in model.graph.node if n.op_type == "Add" and "/m." in n.name]
+    assert len(bottlenecks) == 6
+    planned = {layer.name: layer.activations for layer in layers if layer.op_type == "Add"}
+    for add in bottlenecks:
+        shortcut = next(i for i in add.input if "/cv2/act/Mul" not in i)
+        assert planned[add.name] == (shortcut,)
+    both = [QuantizedLayer(layer.index, layer.name, "Add", tuple(model.graph.node[layer.index].input), ())
+            if layer.op_type == "Add" else layer for layer in layers]
+
+    image = np.random.default_rng(1).uniform(0, 1, (1, 3, 320, 320)).astype(np.float32)
+
+    def error(chosen: list) -> float:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # reference kernels: exact math
+        outs = [ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"images": image})[0]
+                for m in (model, build_qdq(model, chosen, amax))]
+        return float(np.mean((outs[1] - outs[0]) ** 2))
+
+    skip_only, both_inputs = error(layers), error(both)
+    assert skip_only <= both_inputs * 1.01, (skip_only, both_inputs)

@@ -72,3 +72,37 @@ def test_not_an_onnx_file_exit_2(tmp_path):
     assert result.code == 2 and "notes.txt" in result.stderr
     missing = run_edgeq("check", tmp_path / "absent.onnx")
     assert missing.code == 2 and "not found" in missing.stderr
+
+
+def test_dla_on_a_jetpack_72_orin_is_unavailable_with_its_source_and_gpu_only(tmp_path):
+    path = tmp_path / "model.onnx"
+    onnx.save(conv(opset=13), str(path))
+    result = run_edgeq("check", path, "--target", "agx-orin-jp7.2", "--dla", "--json")
+    assert result.code == 0, result.stderr
+    data = json.loads(result.stdout)
+    found = next(g for g in data["gates"] if g["id"] == "dla_available")
+    assert found["status"] == "warn" and "GPU only" in found["message"]
+    assert "Orin DLA is not supported at this time" in found["message"]
+    assert data["dla_core"] is None and data["dla_counts"] is None and data["rule_files"] == ["gpu-trt10"]
+    shown = run_edgeq("check", path, "--target", "orin-nx-jp7.2", "--dla")
+    assert shown.code == 0, shown.stderr
+    assert "unavailable, GPU only" in shown.stdout and "10.7 was the last 10.x release" in " ".join(shown.stdout.split())
+
+
+def test_tx2_parser_gate_rejects_nonzero(tmp_path):
+    """onnx-tensorrt 8.2-GA has no NonZero importer (operators.md 8.2-GA line 104: N); 8.5-GA added it."""
+    from onnx import helper
+
+    from tests.check_graphs import finish
+
+    model = finish([helper.make_node("NonZero", ["x"], ["y"], name="nonzero")], {"x": [1, 8]}, "y", opset=13)
+    path = tmp_path / "nonzero.onnx"
+    onnx.save(model, str(path))
+    result = run_edgeq("check", path, "--target", "tx2-jp4.6", "--json")
+    assert result.code == 1
+    data = json.loads(result.stdout)
+    assert "parser" in data["blockers"]
+    node = data["nodes"][0]
+    assert node["verdict"] == "unsupported" and "TensorRT 8.2 ONNX parser rejects NonZero" in node["reasons"][0]["message"]
+    assert "8.2-GA" in node["reasons"][0]["source"]
+    assert run_edgeq("check", path, "--target", "jetson-xavier", "--json").code == 0  # the 8.5 parser takes it

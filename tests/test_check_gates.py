@@ -90,12 +90,52 @@ def qdq_conv():
     return finish(nodes, {"x": [1, 8, 16, 16]}, "y", constants, opset=13)
 
 
-def test_tensorrt_8_dla_rejects_qdq_models_tensorrt_10_does_not():
-    xavier = check_model(qdq_conv(), target("jetson-xavier"), dla_core=0)
-    assert xavier.quantization == "explicit"
-    assert gate(xavier, "dla_qdq").status == "fail" and not xavier.ok
-    assert check_model(qdq_conv(), target("jetson-orin"), dla_core=0).ok
-    assert check_model(conv(), target("jetson-xavier"), dla_core=0).ok
+@pytest.mark.parametrize(("name", "family"), [("jetson-xavier", "8.5"), ("jetson-orin", "10")])
+def test_tensorrt_8_and_10_dla_refuse_qdq_models_and_take_the_cache(name, family):
+    report = check_model(qdq_conv(), target(name), dla_core=0)
+    assert report.quantization == "explicit"
+    found = gate(report, "dla_qdq")
+    assert found.status == "fail" and found.blocking and not report.ok
+    assert f"TensorRT {family}" in found.message and "calibration cache" in found.message
+    assert "qdq-translator" in found.source  # no NVIDIA source says TensorRT 10.0-10.7 DLA takes Q/DQ
+    assert check_model(conv(), target(name), dla_core=0).ok
+
+
+def test_tensorrt_11_4_1_dla_takes_qdq_models_on_agx_orin():
+    assert check_model(qdq_conv(), target("jetson-orin-trt11"), dla_core=0).ok
+
+
+def test_dla_on_jetpack_7_2_is_unavailable_with_its_source_and_the_plan_is_gpu_only():
+    report = check_model(conv(), target("agx-orin-jp7.2"), dla_core=0)
+    found = gate(report, "dla_available")
+    assert (found.status, found.blocking) == ("warn", False) and report.ok
+    assert "TensorRT 10.16.2 has no DLA" in found.message and "GPU only" in found.message
+    assert "Orin DLA is not supported at this time" in found.message and "10.7 was the last 10.x release" in found.message
+    assert report.dla_core is None and report.rule_files == ["gpu-trt10"] and report.shares.dla is None
+    assert all(n.dla is None for n in report.nodes)
+    assert gate(check_model(conv(), target("jetson-orin"), dla_core=0), "dla_available").status == "pass"
+
+
+def test_no_dla_hardware_is_still_bad_input():
+    with pytest.raises(InputError, match="has no DLA"):
+        check_model(conv(), target("orin-nano-jp7.2"), dla_core=0)
+
+
+def attention(constant_weights: bool = True):
+    """x (1, 16, 32) @ w (32, 32) + b (32,): the bias is broadcast from rank 1 to rank 3 by the parser."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="matmul"),
+             helper.make_node("Add", ["m", "b"], ["y"], name="bias")]
+    return finish(nodes, {"x": [1, 16, 32]}, "y", {"w": np.ones((32, 32)), "b": np.ones(32)}, opset=17)
+
+
+def test_matmul_models_in_implicit_mode_on_tensorrt_10_warn_about_parser_made_tensors():
+    report = check_model(attention(), target("jetson-orin"))
+    found = gate(report, "implicit_parser_tensors")
+    assert (found.status, found.blocking) == ("warn", False) and report.ok
+    assert "1 MatMul node(s) and 1 broadcast" in found.message and "ONNXTRT_Broadcast" in found.message
+    assert "Hanner123/LLM_PIPELINE" in found.source
+    assert not any(g.id == "implicit_parser_tensors" for g in check_model(conv(), target("jetson-orin")).gates)
+    assert not any(g.id == "implicit_parser_tensors" for g in check_model(attention(), target("jetson-xavier")).gates)
 
 
 def test_tensorrt_11_has_only_explicit_int8():

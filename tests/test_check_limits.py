@@ -131,9 +131,26 @@ def test_softmax_has_dla_on_orin_not_on_xavier(target_name, expected):
         assert "Softmax has no DLA on Xavier" in dla_reason(result)
 
 
-@pytest.mark.parametrize(("op", "expected"), [("Add", "dla"), ("Sub", "dla"), ("Max", "dla"), ("Div", "gpu-fallback")])
-def test_dla_elementwise_is_sum_prod_max_min_sub(op, expected):
-    assert node(single(op, {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]})).dla == expected
+@pytest.mark.parametrize(("op", "target_name", "expected", "disputed"), [
+    ("Add", ORIN, "dla", False), ("Sub", XAVIER, "dla", False), ("Max", ORIN, "dla", False),
+    ("Div", XAVIER, "gpu-fallback", False),  # 8.x on Jetson: DLA-SW lists Div through TensorRT only as of 8.6.12
+    ("Div", ORIN, "dla", True), ("Pow", ORIN, "dla", True),  # 10.x: the DLA page lists them
+    ("Min", XAVIER, "dla", True), ("Min", ORIN, "dla", False)])
+def test_dla_elementwise_follows_the_source_chosen_for_each_tensorrt_family(op, target_name, expected, disputed):
+    result = node(single(op, {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]}), target_name)
+    assert result.dla == expected
+    assert bool(result.dla_disputed) is disputed
+    if disputed:
+        assert "include/NvInfer.h line" in result.dla_disputed
+
+
+@pytest.mark.parametrize(("target_name", "release", "line"), [(XAVIER, "release/8.5", 1598), (ORIN, "release/10.3", 1347)])
+def test_leaky_relu_on_dla_is_marked_disputed_with_both_sources(target_name, release, line):
+    result = node(single("LeakyRelu", {"x": [1, 8, 4, 4]}), target_name)
+    assert result.dla == "dla"
+    assert f"NVIDIA/TensorRT {release} include/NvInfer.h line {line}" in result.dla_disputed
+    report = check_model(single("LeakyRelu", {"x": [1, 8, 4, 4]}), target(target_name), dla_core=0)
+    assert report.to_dict()["dla_disputed"] == ["leakyrelu"]
 
 
 @pytest.mark.parametrize(("constant", "expected"), [(True, "dla"), (False, "gpu-fallback")])

@@ -45,10 +45,31 @@ def test_every_parser_column_exists_in_the_shipped_csv():
 
 
 @pytest.mark.parametrize("profile", targets.all_targets(), ids=lambda t: t.name)
-def test_every_shipped_target_has_exactly_one_rule_file_and_one_dla_file_if_it_has_dla(profile):
+def test_every_shipped_target_has_exactly_one_rule_file_and_a_dla_file_exactly_when_its_tensorrt_drives_the_dla(profile):
     assert rules.select(profile, "main").family is not None
-    if profile.dla_cores:
+    if profile.usable_dla_cores:
         assert rules.select(profile, "dla").unit == "dla"
+    elif profile.dla_cores:  # DLA hardware, but this TensorRT has none: the DLA files must agree with targets.dla_support
+        with pytest.raises(InputError, match="no DLA rules cover"):
+            rules.select(profile, "dla")
+
+
+@pytest.mark.parametrize(("version", "has_dla"), [("8.2.1", True), ("8.6.2", True), ("10.3.0", True), ("10.7.0", True),
+                                                  ("10.8.0", False), ("10.16.2", False), ("11.3.0", False), ("11.4.0", False),
+                                                  ("11.4.1", True)])
+def test_dla_files_cover_exactly_the_tensorrt_releases_that_drive_the_agx_orin_dla(version, has_dla):
+    profile = target("jetson-orin", tensorrt=version)
+    assert profile.dla_support.available is has_dla and bool(profile.usable_dla_cores) is has_dla
+    if has_dla:
+        assert rules.select(profile, "dla").versions.contains(profile.trt_version)
+    else:
+        with pytest.raises(InputError, match="no DLA rules cover"):
+            rules.select(profile, "dla")
+
+
+def test_tensorrt_11_drives_the_dla_on_agx_orin_only():
+    nx = target("jetson-orin-nx", tensorrt="11.4.1")
+    assert not nx.dla_support.available and "AGX Orin only" in nx.dla_support.reason and nx.usable_dla_cores == 0
 
 
 @pytest.mark.parametrize(("version", "family"), [("8.2.1", "8.2"), ("8.5.2", "8.5"), ("8.6.2", "8.6"), ("10.3.0", "10"),

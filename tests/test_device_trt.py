@@ -14,7 +14,8 @@ import pytest
 
 from edgeq.device.errors import AgentError
 from edgeq.device.report import BuildOptions, ProbeReport
-from edgeq.device.trt_api import plan_api_build
+from edgeq.device.trt_api import BINDING_IO, TENSOR_IO, plan_api_build, plan_api_run
+from edgeq.device.trt_api_members import API_MEMBERS, minimum_version
 from edgeq.device.trt_backend import TensorRTBackend, timing_cache_name
 from edgeq.device.trt_rules import TrtBuildSpec, plan_precision
 from edgeq.device.trt_version import TrtVersion
@@ -63,7 +64,6 @@ def test_explicit_int8_commands() -> None:
     assert command(TrtVersion(8, 6, 2), precision="int8", fp16_fallback=True) == base + " --int8 --fp16 --skipInference"
     assert command(V103, precision="int8") == base + " --stronglyTyped --skipInference"
     assert command(V103, precision="int8", fp16_fallback=True) == base + " --int8 --fp16 --skipInference"
-    assert command(V103, precision="int8", dla_core=0) == base + " --int8 --useDLACore=0 --skipInference"
     assert command(V114, precision="int8") == base + " --skipInference"
     assert command(V114, precision="int8", dla_core=0, gpu_fallback=True) == (
         base + " --useDLACore=0 --allowGPUFallback --skipInference")
@@ -77,8 +77,12 @@ def test_explicit_int8_commands() -> None:
     (V103, dict(precision="int8", quantization="implicit", cache="/nonexistent.cache"), "8.7", "random data"),
     (V85, dict(precision="int8"), "5.3", "compute capability 5.3"),
     (V85, dict(precision="int8", quantization="implicit", cache="x"), "6.2", "compute capability 6.2"),
-    (V85, dict(precision="int8", dla_core=0), "7.2", "does not accept Q/DQ"),
+    (V85, dict(precision="int8", dla_core=0), "7.2", "no NVIDIA source says TensorRT 8.5.2 DLA takes a Q/DQ network"),
+    (V103, dict(precision="int8", dla_core=0), "8.7", "build implicit INT8 from the calibration cache"),
     (TrtVersion(11, 1, 0), dict(precision="int8", dla_core=0), "8.7", "no DLA"),
+    (TrtVersion(10, 16, 2), dict(precision="int8", quantization="implicit", cache="c", dla_core=0), "8.7",
+     "Orin DLA is not supported at this time"),
+    (TrtVersion(10, 8, 0), dict(precision="fp16", dla_core=0), "8.7", "10.7 was the last 10.x release"),
     (V114, dict(precision="fp16"), "11.0", "AutoCast"),
     (V114, dict(precision="int8", fp16_fallback=True), "11.0", "no precision flags"),
     (V103, dict(precision="fp32", dla_core=0), "8.7", "FP16 and INT8 only"),
@@ -94,6 +98,63 @@ def test_bench_command() -> None:
     assert bench_command("trtexec", "e.plan", V103, 110, "t.json", 1, {"input": [4, 3, 8, 8]}) == [
         "trtexec", "--loadEngine=e.plan", "--iterations=110", "--duration=0", "--warmUp=0", "--avgRuns=1",
         "--exportTimes=t.json", "--useDLACore=1", "--shapes=input:4x3x8x8"]
+
+
+def test_no_dla_flag_is_ever_emitted_where_tensorrt_has_no_dla(cache: str) -> None:
+    """JetPack 7.2 (TensorRT 10.16) Orin: the agent refuses before any command exists, so --useDLACore never runs."""
+    spec = TrtBuildSpec(onnx="m.onnx", engine="e.plan", precision="int8", quantization="implicit", cache=cache,
+                        dla_core=0, gpu_fallback=True)
+    for version in (TrtVersion(10, 16, 2), TrtVersion(10, 8, 0), TrtVersion(11, 4, 0)):
+        with pytest.raises(AgentError, match="no DLA"):
+            plan_precision(spec, version, "8.7", "NVIDIA Jetson AGX Orin Developer Kit")
+    assert "--useDLACore=0" in command(TrtVersion(10, 7, 0), **{k: v for k, v in vars(spec).items() if k not in ("onnx", "engine")})
+    with pytest.raises(AgentError, match="AGX Orin only"):
+        plan_precision(TrtBuildSpec(onnx="m", engine="e", precision="int8", dla_core=0), V114, "8.7", "NVIDIA Jetson Orin NX")
+
+
+def _api(version: TrtVersion, **fields: object):  # type: ignore[no-untyped-def]
+    spec = TrtBuildSpec(onnx="m.onnx", engine="e.plan", **fields)  # type: ignore[arg-type]
+    return plan_api_build(spec, plan_precision(spec, version, "8.7"), version)
+
+
+def test_python_api_build_calls_per_version_use_only_members_that_release_has(cache: str) -> None:
+    """8.2 (JetPack 4.6) has no set_memory_pool_limit (8.4+): the plan sets max_workspace_size; 10.0 dropped the latter."""
+    fields = dict(precision="fp16", workspace_mb=256, shapes={"x": [1, 3, 8, 8]}, timing_cache="t", layer_info="l")
+    v82 = _api(TrtVersion(8, 2, 1), **fields)
+    assert v82.workspace_call == "IBuilderConfig.max_workspace_size" and "IBuilderConfig.set_memory_pool_limit" not in v82.calls
+    assert v82.calls[:4] == ["Builder", "Builder.create_network", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+                             "OnnxParser.parse_from_file"]
+    assert {"ICudaEngine.create_engine_inspector", "ProfilingVerbosity.DETAILED"} <= set(v82.calls)  # both exist from 8.2
+    for version in (TrtVersion(8, 4, 1), V85, V103, TrtVersion(10, 16, 2)):
+        plan = _api(version, **fields)
+        assert plan.workspace_call == "IBuilderConfig.set_memory_pool_limit" and "MemoryPoolType.WORKSPACE" in plan.calls
+        assert "IBuilderConfig.max_workspace_size" not in plan.calls
+    implicit = _api(TrtVersion(8, 2, 1), precision="int8", quantization="implicit", cache=cache)
+    assert {"IBuilderConfig.int8_calibrator", "IInt8EntropyCalibrator2", "BuilderFlag.INT8"} <= set(implicit.calls)
+    assert minimum_version(v82.calls) == (8, 2) and minimum_version(implicit.calls) == (8, 2)  # runs on JetPack 4.6
+    assert minimum_version(_api(V103, precision="int8").calls) == (10, 0)  # STRONGLY_TYPED
+    assert minimum_version(_api(V85, precision="fp16", workspace_mb=64).calls) == (8, 4)  # set_memory_pool_limit
+
+
+def test_python_api_refuses_a_member_the_release_lacks() -> None:
+    spec = TrtBuildSpec(onnx="m.onnx", engine="e.plan", precision="fp16", layer_info="l")
+    with pytest.raises(AgentError, match=r"8.0.1 has no ProfilingVerbosity.DETAILED \(it exists in 8.2; NVIDIA/TensorRT release/8.2"):
+        plan_api_build(spec, plan_precision(spec, TrtVersion(8, 0, 1), "7.2"), TrtVersion(8, 0, 1))
+
+
+@pytest.mark.parametrize(("version", "io", "execute"), [
+    (TrtVersion(8, 2, 1), "bindings", "IExecutionContext.execute_async_v2"),
+    (TrtVersion(8, 4, 1), "bindings", "IExecutionContext.execute_async_v2"),
+    (V85, "tensors", "IExecutionContext.execute_async_v3"),
+    (V103, "tensors", "IExecutionContext.execute_async_v3"),
+    (V114, "tensors", "IExecutionContext.execute_async_v3")])
+def test_python_api_run_plan_binds_by_index_before_8_5_and_by_name_after(version: TrtVersion, io: str, execute: str) -> None:
+    plan = plan_api_run(version)
+    assert (plan.io, plan.calls[-1]) == (io, execute)
+    assert all(API_MEMBERS[c].available(version) for c in plan.calls)
+    assert not any(API_MEMBERS[c].available(version) for c in
+                   (BINDING_IO if io == "tensors" and version.major >= 10 else TENSOR_IO if io == "bindings" else [])
+                   if c != "ICudaEngine.create_execution_context")
 
 
 def test_python_api_plans(cache: str) -> None:

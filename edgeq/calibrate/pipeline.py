@@ -38,7 +38,7 @@ from edgeq import labels as labels_module
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
-from edgeq.calibrate.cache import build_cache, header_version
+from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
@@ -236,7 +236,8 @@ def calibrate(
             notes=notes,
             preparation=[asdict(step) for step in prepared.steps],
         )
-        _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz)
+        _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz,
+               constant_ranges(fp32, target.trt_version) if target.trt_version else {})
     return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
 
 
@@ -271,8 +272,9 @@ def _write(
     cached: list[str],
     excluded: dict[str, str],
     validation_npz: Path,
+    constants: dict[str, float],
 ) -> None:
-    """Write every artifact into a staging folder, then move them all into place."""
+    """Write every artifact into a staging folder, then move them all into place (constants: cache-only entries)."""
     header = header_version(target.trt_version) if target.trt_version else None
     ranges_json = {
         "method": report.method,
@@ -287,7 +289,7 @@ def _write(
         atomic.write_bytes(staged.fp32_model, fp32_bytes)
         atomic.write_bytes(staged.qdq_model, qdq_model.SerializeToString())
         if staged.cache is not None and target.trt_version is not None:
-            amax = {name: ranges[name].amax for name in cached}
+            amax = {**constants, **{name: ranges[name].amax for name in cached}}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
         shutil.copyfile(validation_npz, staged.validation)

@@ -124,15 +124,18 @@ def _gates(files: list[RuleFile]) -> list[str]:
 
 def _section(title: str, files: list[RuleFile]) -> list[str]:
     lines = [f"## {title}", ""]
-    for field, label in (("int8_ops", "Runs in INT8"), ("passthrough_ops", "INT8 pass-through"),
+    for field, label in (("int8_ops", "Runs in INT8"), ("int8_elementwise_ops", "Runs in INT8 fused with the layer before it"),
+                         ("passthrough_ops", "INT8 pass-through"),
                          ("folded_ops", "Folded (no activations)"), ("dla_ops", "Has a DLA layer")):
         lines += _op_lists(files, field, label)
     lines += _reasons(files, "fallback_reasons", "Fallback reasons")
     lines += _reasons(files, "dla_op_reasons", "Why an op has no DLA layer")
+    lines += _reasons(files, "dla_disputed", "DLA verdicts NVIDIA's sources disagree on (marked 'disputed' in `edgeq check`)")
     if any(f.rules for f in files):
         lines += ["### Limits", ""] + _rules_table(files)
     lines += ["### Whole-model gates", "", "Blocking when failed: `fast_int8`, `opset`, `parser`, `dla_static_shapes`, `dla_qdq`; "
-              "`grouped_conv_int8` and `explicit_int8` only warn.", ""] + _gates(files)
+              "`grouped_conv_int8`, `explicit_int8`, `implicit_parser_tensors` and `dla_available` only warn "
+              "(a target whose TensorRT has no DLA is checked for the GPU only).", ""] + _gates(files)
     not_checked = _grouped(files, lambda f: f.not_checked)
     if not_checked:
         lines += ["### Not checked offline", ""]

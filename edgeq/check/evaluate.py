@@ -17,6 +17,7 @@ from edgeq.errors import InputError
 from edgeq.targets import Target
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Pow"})
 ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
 UNKNOWN = object()  # a rule whose fact cannot be known offline
 
@@ -110,7 +111,7 @@ def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_bloc
         result.verdict = "int8-passthrough"
         result.reasons = [Reason("folded", "constant or shape arithmetic: no activations to quantize", source)]
         return
-    if op in main.ops_of("int8_ops"):
+    if op in main.ops_of("int8_ops") | main.ops_of("int8_elementwise_ops"):
         result.verdict = "int8"
     elif op in main.ops_of("passthrough_ops"):
         result.verdict = "int8-passthrough"
@@ -135,6 +136,8 @@ def _dla_verdict(dla: RuleFile, ctx: NodeContext, result: NodeResult) -> None:
         return
     reasons = _apply(dla, ("gpu-fallback",), ctx, result)
     result.dla, result.dla_reasons = ("gpu-fallback", reasons) if reasons else ("dla", [])
+    if op in dla.dla_disputed:
+        result.dla_disputed = f"NVIDIA's sources disagree on {op} on the DLA: {dla.dla_disputed[op]}"
 
 
 def _gate(rule_file: RuleFile, gate_id: str, status: str, message: str, blocking: bool = True) -> list[Gate]:
@@ -149,8 +152,21 @@ def _node_list(nodes: list[NodeResult], limit: int = 5) -> str:
     return shown + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
 
 
+def _parser_made_tensors(model: onnx.ModelProto, graph: Graph) -> tuple[int, int]:
+    """MatMul nodes, and element-wise inputs of lower rank than the node's output (the parser broadcasts them)."""
+    matmuls = sum(node.op_type == "MatMul" for node in model.graph.node)
+    broadcasts = 0
+    for node in model.graph.node:
+        if node.op_type in ELEMENTWISE_OPS:
+            out = graph.shape(node.output[0])
+            broadcasts += sum(1 for name in node.input if name and out is not None and (shape := graph.shape(name)) is not None
+                              and len(shape) < len(out))
+    return matmuls, broadcasts
+
+
 def _gates(report_nodes: list[NodeResult], main: RuleFile, dla: RuleFile | None, target: Target, *, int8: bool,
-           has_qdq: bool, opset: int, dynamic: dict[str, str]) -> list[Gate]:
+           has_qdq: bool, opset: int, dynamic: dict[str, str], dla_requested: bool,
+           parser_made: tuple[int, int]) -> list[Gate]:
     gates: list[Gate] = []
     if not int8:
         gates += _gate(main, "fast_int8", "n/a", "INT8 not requested")
@@ -177,6 +193,18 @@ def _gates(report_nodes: list[NodeResult], main: RuleFile, dla: RuleFile | None,
                        blocking=False)
     elif int8:
         gates += _gate(main, "explicit_int8", "pass", "explicit (Q/DQ) INT8" if has_qdq else "implicit INT8 from a calibration cache")
+    matmuls, broadcasts = parser_made
+    version = target.trt_version
+    if int8 and not has_qdq and "implicit" in main.int8_modes and version is not None and version[0] >= 10 and matmuls:
+        gates += _gate(main, "implicit_parser_tensors", "warn",
+                       f"built implicit (calibration cache), {matmuls} MatMul node(s) and {broadcasts} broadcast element-wise "
+                       "input(s) read tensors the TensorRT 10 parser makes and names itself (ONNXTRT_Broadcast_N_output...): no "
+                       "host-side cache can name them, so those layers fall back ('Missing scale'). Build explicit (Q/DQ): "
+                       "build.quantization 'auto' or 'explicit'", blocking=False)
+    support = target.dla_support if dla_requested else None
+    if support is not None:
+        status, message = ("pass", support.reason) if support.available else ("warn", f"{support.reason}: the plan is GPU only")
+        gates += _gate(main, "dla_available", status, f"{message} (source: {support.source})", blocking=False)
     if dla is not None:
         shown = ", ".join(f"{k} is {v}" for k, v in dynamic.items())
         gates += _gate(dla, "dla_static_shapes", "fail" if dynamic else "pass",
@@ -198,7 +226,8 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
             raise InputError(f"target '{target.name}' ({target.module}) has no DLA: drop --dla or pick a target with DLA cores")
         if not 0 <= dla_core < target.dla_cores:
             raise InputError(f"--dla-core {dla_core}: target '{target.name}' has DLA cores 0 to {target.dla_cores - 1}")
-        dla = rules.select(target, "dla")
+        if target.usable_dla_cores:
+            dla = rules.select(target, "dla")
     graph = Graph.of(model)
     opset = model_io.opset(model)
     has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
@@ -234,9 +263,10 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
         opset=opset,
         int8=int8,
         quantization="explicit" if explicit else "implicit",
-        dla_core=dla_core,
+        dla_core=dla_core if dla is not None else None,
         nodes=nodes,
-        gates=_gates(nodes, main, dla, target, int8=int8, has_qdq=has_qdq, opset=opset, dynamic=dynamic),
+        gates=_gates(nodes, main, dla, target, int8=int8, has_qdq=has_qdq, opset=opset, dynamic=dynamic,
+                     dla_requested=dla_core is not None, parser_made=_parser_made_tensors(model, graph)),
         shares=shares,
         dynamic_inputs=dynamic,
     )

@@ -1,8 +1,9 @@
 """Which ONNX ops each TensorRT ONNX parser takes: edgeq/check/data/onnx-tensorrt-op-support.csv.
 
-The CSV (a copy of shared/docs/onnx-tensorrt-op-support.csv, parsed from onnx-tensorrt
-docs/operators.md at 8.5-GA, 8.6-GA and 10.1-GA) has, per parser column, ``Y``, ``N`` or ``absent``
-(op not in that version's table), the supported types and the restrictions.
+The CSV (shared/docs/onnx-tensorrt-op-support.csv, parsed from onnx/onnx-tensorrt docs/operators.md at 8.5-GA,
+8.6-GA and 10.1-GA, plus a trt8.2 column parsed from 8.2-GA's operators.md and checked against that branch's
+builtin_op_importers.cpp) has, per parser column, ``Y``, ``N`` or ``absent`` (op not in that version's table), the
+supported types and the restrictions.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class NodeResult:
     macs: int | None = 0
     dla: DlaVerdict | None = None
     dla_reasons: list[Reason] = field(default_factory=list)
+    dla_disputed: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,6 +96,11 @@ class CheckReport:
         found = Counter(n.verdict for n in self.nodes)
         return {v: found.get(v, 0) for v in VERDICTS}
 
+    @property
+    def disputed(self) -> list[NodeResult]:
+        """Nodes whose DLA verdict rests on an op NVIDIA's sources disagree about."""
+        return [n for n in self.nodes if n.dla_disputed]
+
     def dla_counts(self) -> dict[str, int] | None:
         if self.dla_core is None:
             return None
@@ -108,5 +114,6 @@ class CheckReport:
         data["blockers"] = [g.id for g in self.blockers]
         data["counts"] = self.counts()
         data["dla_counts"] = self.dla_counts()
+        data["dla_disputed"] = [n.name for n in self.disputed]
         data["shares"] = {**asdict(self.shares), "int8": self.shares.int8, "dla": self.shares.dla}
         return data

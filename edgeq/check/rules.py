@@ -3,7 +3,9 @@
 A rule file describes one compute unit (the GPU under one TensorRT family, that family's DLA, or ONNX
 Runtime's CPU provider): which ops run in INT8, which only move INT8 data, which limits send a node
 elsewhere, and the source of each fact. A file may ``extends`` another; its fields replace the base's,
-and its rules replace base rules of the same id. Which file applies is decided by its ``versions`` range.
+and its rules replace base rules of the same id. Which file applies is decided by its ``versions`` range. Where NVIDIA's
+sources disagree on whether the DLA takes an op, the family file picks one and lists the op under ``dla_disputed`` with
+both sources: verdicts on it are marked disputed.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ class RuleFile(_Strict):
     parser: Parser | None = None
     int8_modes: tuple[Literal["implicit", "explicit"], ...] = ()
     int8_ops: OpList | None = None
+    int8_elementwise_ops: OpList | None = None
     passthrough_ops: OpList | None = None
     folded_ops: OpList | None = None
     fallback_reasons: dict[str, str] = Field(default_factory=dict)
@@ -110,13 +113,14 @@ class RuleFile(_Strict):
     dla_ops: OpList | None = None
     dla_op_reasons: dict[str, str] = Field(default_factory=dict)
     default_dla_reason: str | None = None
+    dla_disputed: dict[str, str] = Field(default_factory=dict)
     accepts_qdq: bool = True
     rules: tuple[Rule, ...] = ()
     gates: dict[str, GateInfo] = Field(default_factory=dict)
     not_checked: tuple[str, ...] = ()
 
     def ops_of(self, name: str) -> frozenset[str]:
-        """The op set of ``int8_ops``, ``passthrough_ops``, ``folded_ops`` or ``dla_ops`` (empty if unset)."""
+        """The op set of ``int8_ops``, ``int8_elementwise_ops``, ``passthrough_ops``, ``folded_ops`` or ``dla_ops`` (empty if unset)."""
         found: OpList | None = getattr(self, name)
         return frozenset(found.ops if found else ())
 
@@ -137,7 +141,7 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
         if key == "rules":
             ids = {rule["id"] for rule in value}
             merged["rules"] = [r for r in base.get("rules", []) if r["id"] not in ids] + list(value)
-        elif key in ("gates", "fallback_reasons", "dla_op_reasons"):
+        elif key in ("gates", "fallback_reasons", "dla_op_reasons", "dla_disputed"):
             merged[key] = {**base.get(key, {}), **value}
         elif key != "extends":
             merged[key] = value

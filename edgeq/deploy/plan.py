@@ -63,7 +63,7 @@ class DeployPlan:
             args += ["--cache", remote[files["cache"]]]
         if build.fp16_fallback:
             args.append("--fp16-fallback")
-        if build.dla_core is not None:
+        if build.dla_core is not None and self.target.usable_dla_cores:  # where TensorRT has no DLA, the plan is GPU only
             args += ["--dla-core", str(build.dla_core)]
             if build.gpu_fallback:
                 args.append("--gpu-fallback")
@@ -76,20 +76,21 @@ class DeployPlan:
 
 
 def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
-    """The INT8 path: the recipe's choice if the target can do it; `auto` is implicit below TensorRT 10."""
+    """The INT8 path: the recipe's choice if the target can do it; `auto` is implicit below TensorRT 10 and for DLA on 10.x."""
     wanted = recipe.build.quantization
     version = target.trt_version
     if wanted == "implicit" and not target.implicit_int8:
         reason = "TensorRT 11 has no implicit INT8" if version else "the ONNX Runtime backend runs Q/DQ models only"
         raise InputError(f"{recipe.source}: build.quantization: 'implicit' is not possible on {target.name} ({reason})")
-    if wanted == "explicit" and version is not None and version[0] == 8 and recipe.build.dla_core is not None:
+    dla = recipe.build.dla_core is not None and target.usable_dla_cores > 0
+    if wanted == "explicit" and version is not None and version[0] <= 10 and dla:
         raise InputError(
-            f"{recipe.source}: build.quantization: TensorRT {target.tensorrt} DLA does not accept Q/DQ networks; "
+            f"{recipe.source}: build.quantization: no NVIDIA source says TensorRT {target.tensorrt} DLA takes Q/DQ networks; "
             "use 'implicit' (the calibration cache) or drop build.dla_core"
         )
     if wanted != "auto":
         return wanted
-    return "implicit" if version is not None and version[0] < 10 else "explicit"
+    return "implicit" if version is not None and (version[0] < 10 or version[0] == 10 and dla) else "explicit"
 
 
 def _engine_id(recipe: Recipe, key: str, quantization: str, shape: list[int]) -> str:

@@ -78,7 +78,7 @@ class TensorRTBackend(Backend):
 
     def build(self, options: BuildOptions, folder: str, timing_cache_dir: str) -> BuildResult:
         specs = self.specs(options, folder, timing_cache_dir)
-        plans = [plan_precision(s, self.trt_version, self.probe.compute_capability) for s in specs]
+        plans = [plan_precision(s, self.trt_version, self.probe.compute_capability, self.probe.module) for s in specs]
         engine, reference = [self._build_one(s, p, folder) for s, p in zip(specs, plans)]
         inputs: List[TensorSpec] = [TensorSpec(n, list(d)) for n, d in options.shapes.items()]
         if self.probe.tensorrt_python:
@@ -100,7 +100,7 @@ class TensorRTBackend(Backend):
             warnings = log.warnings
         else:
             warnings = build_with_api(spec.onnx, spec.engine, spec.layer_info,
-                                      plan_api_build(spec, plan, self.trt_version))
+                                      plan_api_build(spec, plan, self.trt_version, layer_info=bool(spec.layer_info)))
         layers = []
         if spec.layer_info and os.path.isfile(spec.layer_info):
             with open(spec.layer_info) as f:

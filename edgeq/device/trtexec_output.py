@@ -10,7 +10,7 @@ from .report import LayerPlacement
 from .trt_version import TrtVersion
 
 _LOG_PREFIX = re.compile(r"^\[\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d\] \[([VIWEF])\] (.*)$")
-_STATUS = re.compile(r"^&&&& (RUNNING|PASSED|FAILED) TensorRT\.trtexec \[TensorRT v\d+\] # (.*)$")
+_STATUS = re.compile(r"^&&&& (RUNNING|PASSED|FAILED) TensorRT\.trtexec \[TensorRT v\d+\](?: \[b\d+\])? # (.*)$")
 _MISSING_SCALE = re.compile(r"Missing scale and zero-point for tensor (.+?), expect fall back")
 _STAT = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\)) = ([-+\d.eE]+) ms")
 

@@ -39,6 +39,11 @@ def summary_table(report: CheckReport) -> Table:
     table.add_row("INT8 share of MACs", Text(_share(shares.int8), style="bold"))
     if report.dla_core is not None:
         table.add_row(f"DLA share of MACs (core {report.dla_core})", Text(_share(shares.dla), style="bold"))
+    unavailable = next((g for g in report.gates if g.id == "dla_available" and g.status != "pass"), None)
+    if unavailable is not None:
+        table.add_row("DLA", Text(f"unavailable, GPU only: {unavailable.message}", style="yellow"))
+    if report.disputed:
+        table.add_row("disputed DLA verdicts", Text(f"{len(report.disputed)} node(s) rest on a rule NVIDIA's sources disagree on", style="yellow"))
     if report.dynamic_inputs:
         table.add_row("dynamic inputs", ", ".join(f"{k}: {v}" for k, v in report.dynamic_inputs.items()))
     return table
@@ -78,7 +83,7 @@ def _names(nodes: list[NodeResult], limit: int = 3) -> str:
 
 
 def nodes_table(report: CheckReport, *, all_nodes: bool = False) -> Table:
-    """Nodes that need attention (unsupported, fallback, DLA gpu-fallback), grouped by verdict, op and rule.
+    """Nodes that need attention (unsupported, fallback, DLA gpu-fallback or a DLA verdict on a disputed rule), by verdict, op and rule.
 
     A group shows its first node's reasons. With ``all_nodes`` every node gets its own row, INT8 ones included.
     """
@@ -90,10 +95,11 @@ def nodes_table(report: CheckReport, *, all_nodes: bool = False) -> Table:
         for node in (n for n in report.nodes if n.verdict == verdict):
             key = (node.name,) if all_nodes else tuple(r.rule for r in node.reasons)
             rows.setdefault((verdict, node.op, key), []).append((node, node.reasons))
-    for verdict in ("dla", "gpu-fallback") if all_nodes else ("gpu-fallback",):
-        for node in (n for n in report.nodes if n.dla == verdict):
-            key = (node.name,) if all_nodes else tuple(r.rule for r in node.dla_reasons)
-            rows.setdefault((f"DLA: {verdict}", node.op, key), []).append((node, node.dla_reasons))
+    for verdict in ("dla", "gpu-fallback"):
+        for node in (n for n in report.nodes if n.dla == verdict and (all_nodes or verdict == "gpu-fallback" or n.dla_disputed)):
+            key = (node.name,) if all_nodes else (*(r.rule for r in node.dla_reasons), node.dla_disputed or "")
+            reasons = node.dla_reasons + ([Reason("dla.disputed", f"disputed: {node.dla_disputed}", "")] if node.dla_disputed else [])
+            rows.setdefault((f"DLA: {verdict}", node.op, key), []).append((node, reasons))
     for (verdict, op, _), members in rows.items():
         reasons = members[0][1]
         text = "; ".join(r.message for r in reasons) or "-"
