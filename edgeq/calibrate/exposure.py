@@ -10,13 +10,15 @@ budget whatever the resolution or the sample count.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
 from edgeq import model as model_module
+from edgeq.calibrate.collect import collect
+from edgeq.calibrate.stats import TensorStats
 
 DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per ONNX Runtime run
 
@@ -76,3 +78,26 @@ def plan(sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, max_rows: in
     if max_rows is not None:
         rows = [min(r, max_rows) for r in rows]
     return ExposurePlan(groups, rows, totals, budget)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def collect_in_passes(
+    model: onnx.ModelProto,
+    exposure: ExposurePlan,
+    batches: Callable[[int], Iterable[np.ndarray | dict[str, np.ndarray]]],
+    *,
+    advance: Callable[[int], None] = lambda n: None,
+) -> dict[str, TensorStats]:
+    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group."""
+    stats: dict[str, TensorStats] = {}
+    for group, rows in zip(exposure.groups, exposure.rows):
+        stats.update(collect(model, group, batches(rows), advance=advance))
+    return stats

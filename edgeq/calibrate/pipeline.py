@@ -39,7 +39,8 @@ from edgeq import metrics as metrics_module
 from edgeq import model as model_module
 from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
-from edgeq.calibrate.collect import collect
+from edgeq.calibrate import exposure
+from edgeq.calibrate.exposure import peak_rss_mb
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.npz import Column, write_npz
@@ -68,7 +69,7 @@ from edgeq.targets import Target
 
 CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
-ACTIVATION_BUDGET = 64 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
+ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations one ONNX Runtime run exposes (or holds)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -139,11 +140,13 @@ def calibrate(
     seconds["prepare"] = time.perf_counter() - tick
     every = activations.activation_tensors(fp32)
     tensors = [t for t in every if t not in prepared.unquantizable]
-    batch_size = activations.batch_rows(fp32, every, ACTIVATION_BUDGET)
+    sizes = exposure.tensor_bytes(fp32, every, {name: a.shape for name, a in next(calibration.batches(1)).items()})
+    passes = exposure.plan({name: sizes[name] for name in tensors}, ACTIVATION_BUDGET)
+    batch_size = max(1, ACTIVATION_BUDGET // max(sum(sizes.values()), 1))  # runs that expose nothing: bounded alike
     with _progress(progress) as bar, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
         tick = time.perf_counter()
-        task = bar.add_task("calibration statistics", total=len(calibration))
-        stats = collect(fp32, tensors, calibration.batches(batch_size), advance=lambda n: bar.advance(task, n))
+        task = bar.add_task("calibration statistics", total=len(calibration) * passes.passes)
+        stats = exposure.collect_in_passes(fp32, passes, calibration.batches, advance=lambda n: bar.advance(task, n))
         ranges = compute_ranges(stats, method, recipe.calibration.percentile)
         amax = {name: r.amax for name, r in ranges.items()}
         seconds["statistics"] = time.perf_counter() - tick
@@ -235,6 +238,9 @@ def calibrate(
             sensitivity=ranking,
             notes=notes,
             preparation=[asdict(step) for step in prepared.steps],
+            memory={"peak_rss_mb": round(peak_rss_mb(), 1), "statistics_passes": passes.passes,
+                    "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
+                    "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz,
                constant_ranges(fp32, target.trt_version) if target.trt_version else {})

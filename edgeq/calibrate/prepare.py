@@ -32,7 +32,7 @@ MIN_OPSET = 13  # per-channel (axis) QuantizeLinear/DequantizeLinear
 FOLD_SIZE_LIMIT = 64 << 20  # bytes: larger computed constants (Tile/Expand of constants) stay computed at run time
 BN_HOSTS = frozenset({"Conv", "ConvTranspose", "Gemm"})
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
-CHECK_SAMPLES = 4  # calibration samples each prepared model is run on against the original
+CHECK_SAMPLES = 2  # calibration samples each prepared model is run on against the original
 RELATIVE_TOLERANCE = 1e-4  # of an output's largest |value|: float reassociation (folded batch norms) stays far below
 ABSOLUTE_TOLERANCE = 1e-6
 

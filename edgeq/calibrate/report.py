@@ -69,6 +69,7 @@ class CalibrationReport:
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
     preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
+    memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

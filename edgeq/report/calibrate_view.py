@@ -58,6 +58,13 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
         f" {len(report.quantized_layers)} layers quantized",
     ]
+    memory = report.memory
+    if memory:
+        lines.append(
+            f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
+            f" {memory['exposed_mb_per_sample']:.0f} MB of activations per sample exposed at most"
+            f" {memory['budget_mb']:.0f} MB at a time"
+        )
     if report.kept_high_precision:
         lines.append(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}")
     if not report.sensitivity:
