@@ -43,12 +43,12 @@ def batch_axes(inputs: list[InputSpec]) -> dict[str, int | None]:
 
 
 def _check_shape(where: str, name: str, array: np.ndarray, spec: InputSpec, axis: int | None) -> None:
-    expected = list(spec.shape) if axis is None else ["N", *(d for i, d in enumerate(spec.shape) if i != axis)]
-    bad = len(array.shape) != len(expected) or any(
-        isinstance(want, int) and want > 0 and got != want for want, got in zip(expected[1 if axis is not None else 0 :],
-                                                                                  array.shape[1 if axis is not None else 0 :])
-    )
-    if bad:
+    """A constant input's array has the input's shape; a batched one its samples first, then the other dims."""
+    dims = list(spec.static_shape) if axis is None else [d for i, d in enumerate(spec.shape) if i != axis]
+    got = list(array.shape) if axis is None else list(array.shape[1:])
+    fixed = [isinstance(d, int) and d > 0 for d in (spec.shape if axis is None else dims)]
+    if len(got) != len(dims) or any(f and g != d for f, g, d in zip(fixed, got, dims)):
+        expected = dims if axis is None else ["N", *dims]
         what = "the input's shape (a constant input)" if axis is None else "samples first"
         raise InputError(f"{where}: array '{name}' has shape {list(array.shape)}, expected {expected} ({what}) for input '{spec.name}'")
     if array.dtype != np.dtype(spec.dtype):

@@ -4,9 +4,10 @@ Order of work: load and prepare the model, open the data and the metric (every i
 here, before anything is written), stream activation statistics, compute ranges, apply the policy,
 build the Q/DQ model, predict its accuracy against FP32, rank layer sensitivity when asked or when the
 drop fails the budget, optionally fit the budget, then write every artifact at once through a staging
-folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
-size, and the validation set is streamed (read once: predicted by both models and deflated into
-validation.npz as it goes), so memory stays flat in the number of samples.
+folder. ONNX Runtime runs are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch size:
+statistics expose at most that much per run, in several passes when one sample's activations are larger
+(:mod:`edgeq.calibrate.exposure`); the validation set is streamed (read once: predicted by both models
+and deflated into validation.npz as it goes), so memory stays flat in the number of samples.
 """
 
 from __future__ import annotations
