@@ -5,9 +5,14 @@ Samples are read lazily, batch by batch, so that memory never grows with the sam
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -15,6 +20,7 @@ from edgeq.errors import InputError
 from edgeq.recipe import DataSpec, DimRange, InputSpec, Preprocess, Recipe
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+MAX_PIXELS = 64_000_000  # per image: 8000 x 8000; larger ones are refused before they are decoded
 
 
 @dataclass(frozen=True)
@@ -25,18 +31,42 @@ class Batch:
     labels: np.ndarray | None
 
 
+def _check_name(path: Path) -> None:
+    """File and class names become labels and report entries: they must be text (UTF-8)."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{path}: the name is not valid UTF-8; rename it") from None
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file: a FIFO or device named like an image is refused, not read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not block
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket named like an image)")
+    return os.fdopen(fd, "rb")
+
+
 def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.ndarray:
     """Load one image file and turn it into a float32 sample (C,H,W or H,W,C) as the recipe says."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    # edgeq's own cap below is stricter than Pillow's, whose warning would only repeat it
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    too_big = f"{path}: an image of more than {MAX_PIXELS:,} pixels; edgeq does not decode it"
     try:
-        with Image.open(path) as image:
+        with _open_regular(path) as handle, Image.open(handle) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise InputError(f"{too_big} ({image.width}x{image.height})")
             image = image.convert("L" if spec.channel_order == "GRAY" else "RGB")
             if spec.resize is not None:
                 height, width = spec.resize
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(too_big) from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
@@ -105,6 +135,8 @@ class Dataset:
         files, labels = [], []
         for index, name in enumerate(classes):
             images = sorted(p for p in (self.source / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for path in [self.source / name, *images]:
+                _check_name(path)
             files += images
             labels += [index] * len(images)
         if not files:

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     GATE_FAILED = 1  # a check or a pass/fail gate failed
     BAD_INPUT = 2  # bad input or usage
     DEVICE = 3  # device or remote failure
+    INTERNAL = 4  # an unexpected error inside edgeq (a bug): please report it
 
 
 class EdgeqError(Exception):

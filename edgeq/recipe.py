@@ -8,20 +8,20 @@ and what was found.
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeq.errors import InputError
+from edgeq.safe_yaml import excerpt
 from edgeq.textfiles import parse_yaml, read_text
 
 CalibrationMethod = Literal["entropy", "minmax", "percentile", "mse"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an `inf` budget is no budget
 
 
 class DimRange(_Strict):
@@ -54,6 +54,13 @@ class InputSpec(_Strict):
         default=None, description="recurrent state: the output fed back into this input at the next sample of a sequence"
     )
 
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, value: list[Dim]) -> list[Dim]:
+        if any(isinstance(dim, int) and dim <= 0 and dim != -1 for dim in value):
+            raise ValueError("every dimension must be > 0, -1 (dynamic) or a name")
+        return value
+
     @property
     def static_shape(self) -> list[int]:
         """The shape edgeq runs and engines are tuned for: a range's opt; a symbolic dim (the batch, usually) 1."""
@@ -85,7 +92,9 @@ class InputSpec(_Strict):
 class Preprocess(_Strict):
     """How an image file becomes the network's input tensor (applied in this order)."""
 
-    resize: tuple[int, int] | None = Field(default=None, description="(height, width) of the network input")
+    resize: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        default=None, description="(height, width) of the network input"
+    )
     channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
     scale: float = Field(default=1.0 / 255.0, gt=0, description="multiplies the 0..255 pixel values")
     mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0])
@@ -284,10 +293,7 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{loc}: unknown field {name!r}{hint}"
     if kind == "missing":
         return f"{loc}: required field is missing"
-    shown = json.dumps(found, default=str) if not isinstance(found, dict) else "a mapping"
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{loc}: {error['msg'].removeprefix('Value error, ')} (found {shown})"
+    return f"{loc}: {error['msg'].removeprefix('Value error, ')} (found {excerpt(found)})"
 
 
 def parse(data: Any, source: Path) -> Recipe:
@@ -319,11 +325,27 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def metric_file(recipe: Recipe) -> Path | None:
+    """The Python file of a ``file.py:function`` metric (None for a built-in): its code runs inside edgeq, so it
+    must lie in the recipe's folder (symlinks followed). Data paths may point anywhere; code may not."""
+    written = recipe.validation.custom_metric
+    if written is None:
+        return None
+    path = recipe.resolve(written).resolve()
+    if not path.is_relative_to(recipe.folder.resolve()):
+        raise InputError(
+            f"{recipe.source}: validation.metric: {written} is outside the recipe folder {recipe.folder}; "
+            "metric code is only run from inside it (copy the file there)"
+        )
+    return path
+
+
 def check_paths(recipe: Recipe) -> None:
     """Every file or folder the recipe names must exist; one error lists each one that does not."""
     named = {"model": recipe.model, "calibration.path": recipe.calibration.path, "validation.path": recipe.validation.path}
-    if recipe.validation.custom_metric is not None:
-        named["validation.metric"] = recipe.validation.custom_metric
+    metric = metric_file(recipe)
+    if metric is not None:
+        named["validation.metric"] = metric
     if recipe.validation.labels is not None:
         named["validation.labels"] = recipe.validation.labels
     if recipe.validation.text.alphabet is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def _tree_sha256(path: Path) -> str:
         return sha256_file(path)
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(str(item.relative_to(path)).encode() + b"\0" + sha256_file(item).encode())
+        digest.update(os.fsencode(item.relative_to(path)) + b"\0" + sha256_file(item).encode())
     return digest.hexdigest()
 
 

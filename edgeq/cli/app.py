@@ -19,8 +19,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
-err_console = Console(stderr=True)
+# markup=False: no string is ever read as rich markup (file, tensor and device names may hold "[/b]");
+# styles come from Text objects.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Target profile or alias (`edgeq targets` lists them).")]

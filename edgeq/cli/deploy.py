@@ -10,6 +10,7 @@ import typer
 
 from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
 from edgeq.errors import DeviceError, ExitCode, GateError
+from edgeq.report.safe_text import error_line
 
 HostOption = Annotated[list[str], typer.Option("--host", "-H", help="user@address[:port]; repeat for several devices.")]
 InventoryOption = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory file (edgeq YAML or Ansible).")]
@@ -53,8 +54,8 @@ def _each_device(sessions: list, work: Callable) -> int:  # type: ignore[type-ar
             with opener() as session:
                 work(session)
         except (DeviceError, GateError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}" if label in exc.message else
-                              f"[bold red]error:[/] {label}: {exc.message}", highlight=False)
+            err_console.print(error_line(exc.message if label in exc.message else f"{label}: {exc.message}"),
+                              highlight=False, soft_wrap=True)
             worst = max(worst, exc.exit_code)
     return int(worst)
 

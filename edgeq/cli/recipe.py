@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from edgeq import atomic
 from edgeq import recipe as recipes
 from edgeq.cli.app import JsonOption, app, console, print_json
+from edgeq.report.safe_text import clean
 
 recipe_app = typer.Typer(help="Validate a recipe, or write the recipe JSON Schema.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
@@ -27,7 +29,7 @@ def validate(
     if as_json:
         print_json(recipe.model_dump(mode="json"))
     else:
-        console.print(f"[green]ok[/] {path}: recipe '{recipe.name}', model {recipe.model_path}")
+        console.print(Text.assemble(("ok", "green"), clean(f" {path}: recipe '{recipe.name}', model {recipe.model_path}")))
 
 
 @recipe_app.command("schema")

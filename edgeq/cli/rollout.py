@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from edgeq.cli.app import JsonOption, app, console, print_json
 from edgeq.cli.deploy import InventoryOption, LimitOption
@@ -59,7 +60,7 @@ def rollout(
             raise typer.Exit(int(ExitCode.OK))
         run = rollouts.begin(plan, progress=not as_json)
     if not as_json:
-        console.print(f"rollout [bold]{run.header.id}[/]: journal {run.journal.path}")
+        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path}"))
         with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
             report = run.run()
         console.print(summary_view(report))
@@ -108,11 +109,12 @@ def status(
 ) -> None:
     """What each device runs now: engine, recipe, since when, by whom."""
     from edgeq.fleet.inventory import load_inventory, select_hosts
+
+    hosts = select_hosts(load_inventory(inventory), limit)  # before the heavy imports: a bad inventory fails at once
     from edgeq.fleet.status import fleet_status
     from edgeq.remote.timeouts import Timeouts
     from edgeq.report.rollout_view import status_view
 
-    hosts = select_hosts(load_inventory(inventory), limit)
     rows = fleet_status(hosts, timeouts=Timeouts(connect=timeout, channel=timeout) if timeout else None)
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])

@@ -20,6 +20,7 @@ from edgeq.device.report import (
     BuildReport,
     EvaluateReport,
     ExportReport,
+    GcReport,
     ImportReport,
     ProbeReport,
     SmokeReport,
@@ -171,6 +172,10 @@ class DeviceSession:
 
     def status(self) -> StatusReport:
         return StatusReport.from_dict(self._call("status"))
+
+    def gc(self, keep: int, blob_grace: float) -> GcReport:
+        """Remove old engines (never current or previous), blobs unused for ``blob_grace`` s, crash leftovers."""
+        return GcReport.from_dict(self._call("gc", ["--keep", str(keep), "--blob-grace", f"{blob_grace:g}"]))
 
     def smoke(self, plan: DeployPlan, engine_id: str = "current") -> SmokeReport:
         """The plan's smoke inputs through the engine, compared there with the host's FP32 outputs."""

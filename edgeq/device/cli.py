@@ -17,7 +17,7 @@ from . import transfer
 from .errors import AgentError
 from .probe import probe
 from .report import BuildOptions, ErrorReport, Record
-from .workdir import Workdir
+from .workdir import BLOB_GRACE, Workdir
 
 DEFAULT_WORKDIR = os.path.join("~", ".edgeq")
 
@@ -134,17 +134,21 @@ def _parser() -> argparse.ArgumentParser:
     p = sub("import", "install an engine another device of the same class built")
     p.add_argument("--engine-id", required=True)
     p.add_argument("--archive", required=True)
-    p = sub("gc", "drop old engine folders (never current or the previous one)")
-    p.add_argument("--keep", type=int, required=True)
+    p = sub("gc", "drop old engines (never current or the previous one), unused blobs and leftovers of crashed runs")
+    p.add_argument("--keep", type=int, required=True, help="newest engines kept besides current and the previous one")
+    p.add_argument("--blob-grace", type=float, default=BLOB_GRACE,
+                   help="seconds since a blob was last pushed or used during which it is kept")
     return parser
 
 
 def run(args: argparse.Namespace) -> Record:
     command = args.command
-    if command in ("build", "evaluate", "bench", "smoke"):
-        from . import agent  # numpy and the backend: only the commands that run models pay for them
     if command == "probe":
         return probe(args.root)
+    workdir = Workdir.open(args.workdir)  # opening sweeps what crashed runs left
+    workdir.note_used(getattr(args, name, None) for name in ("model", "qdq", "cache", "data", "archive"))
+    if command in ("build", "evaluate", "bench", "smoke"):
+        from . import agent  # numpy and the backend: only the commands that run models pay for them
     if command == "build":
         options = BuildOptions(
             model=args.model, quantization=args.quantization, precision=args.precision, qdq=args.qdq,
@@ -164,14 +168,13 @@ def run(args: argparse.Namespace) -> Record:
         return transfer.export_engine(args.workdir, args.engine_id, args.out)
     if command == "import":
         return transfer.import_engine(args.workdir, args.engine_id, args.archive)
-    workdir = Workdir.open(args.workdir)
     if command == "activate":
         return workdir.activate(args.engine_id, parse_meta(args.meta))
     if command == "rollback":
         return workdir.rollback(parse_meta(args.meta))
     if command == "status":
         return workdir.status()
-    return workdir.gc(args.keep)
+    return workdir.gc(args.keep, args.blob_grace)
 
 
 def _emit(payload: Dict[str, Any]) -> None:

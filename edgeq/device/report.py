@@ -237,6 +237,7 @@ class StatusReport(Record):
     build: Optional[BuildReport]
     engines: List[str]
     history: List[Activation]
+    notes: List[str] = field(default_factory=list)  # repairs the agent made to the work folder (current, history)
 
 
 @dataclass
@@ -261,5 +262,10 @@ class ImportReport(Record):
 
 @dataclass
 class GcReport(Record):
+    """Engines removed and kept; unreferenced blobs removed; leftovers of crashed runs swept (W-relative)."""
+
     removed: List[str]
     kept: List[str]
+    blobs_removed: List[str] = field(default_factory=list)
+    swept: List[str] = field(default_factory=list)
+    bytes_freed: int = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -56,10 +57,14 @@ def import_engine(workdir: str, engine_id: str, archive_path: str) -> ImportRepo
                 members = archive.getmembers()
                 if any(not m.isfile() or os.path.isabs(m.name) or ".." in m.name.split("/") for m in members):
                     raise AgentError(AgentError.INVALID_INPUT, "engine archive holds something other than plain files")
-                for member in members:
+                names = [os.path.basename(m.name) for m in members]
+                if len(set(names)) != len(names) or not all(names):
+                    raise AgentError(AgentError.INVALID_INPUT, "engine archive names a file twice, or a file without a name")
+                for member, name in zip(members, names):
                     data = archive.extractfile(member)
-                    with open(os.path.join(stage, os.path.basename(member.name)), "wb") as handle:
-                        handle.write(data.read() if data is not None else b"")
+                    with open(os.path.join(stage, name), "wb") as handle:
+                        if data is not None:
+                            shutil.copyfileobj(data, handle, 1 << 20)  # engines can be large: streamed, not read whole
         except tarfile.TarError as exc:
             raise AgentError(AgentError.INVALID_INPUT, "not an engine archive: {}".format(exc))
         try:

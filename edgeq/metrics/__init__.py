@@ -34,7 +34,7 @@ import numpy as np
 
 from edgeq.errors import InputError
 from edgeq.metrics import classification, detection, fidelity, segmentation, text
-from edgeq.recipe import Recipe, ValidationSpec
+from edgeq.recipe import Recipe, ValidationSpec, metric_file
 
 Outputs = dict[str, np.ndarray]
 Labels = Union[np.ndarray, dict[str, np.ndarray], None]
@@ -187,7 +187,8 @@ def load(recipe: Recipe, labels: Labels) -> Metric:
         name = "top1" if _is_class_labels(labels) else "fidelity"
     elif name == "detection":
         name = "map50_95" if labelled else "box_f1"
-    if recipe.validation.custom_metric is None:
+    path = metric_file(recipe)  # refuses code from outside the recipe folder
+    if path is None:
         if name in ("top1", "top5", "map50", "map50_95") and not labelled:
             hint = "box_f1 compares boxes with FP32's" if name.startswith("map") else "fidelity compares outputs with FP32's"
             raise InputError(
@@ -196,12 +197,11 @@ def load(recipe: Recipe, labels: Labels) -> Metric:
         return _builtin(recipe, name, labelled)
     if not labelled:
         raise InputError(f"{where}: {name} needs labels (in the validation data, or validation.labels)")
-    return _custom(recipe, name, where)
+    return _custom(path, name, where)
 
 
-def _custom(recipe: Recipe, spec: str, where: str) -> Metric:
-    file_part, function_name = spec.rsplit(":", 1)
-    path = recipe.resolve(file_part)
+def _custom(path: Path, spec: str, where: str) -> Metric:
+    function_name = spec.rsplit(":", 1)[1]
     if not path.is_file():
         raise InputError(f"{where}: metric file {path} not found (expected a built-in name or 'file.py:function')")
     module_name = f"edgeq_metric_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"

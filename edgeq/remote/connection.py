@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from fabric import Config, Connection
@@ -44,7 +45,19 @@ def open_connection(host: Host, timeouts: Timeouts) -> Connection:
     try:
         with device_errors(endpoint, "connecting", timeouts):
             conn.open()
+            keep_alive(conn, timeouts)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def keep_alive(conn: Connection, timeouts: Timeouts) -> None:
+    """SSH keepalives every ``timeouts.keepalive`` s; the kernel drops the connection after ``timeouts.dead_peer`` s
+    of unacknowledged data (Linux TCP_USER_TIMEOUT; where the socket is a ProxyCommand, keepalives only)."""
+    conn.transport.set_keepalive(timeouts.keepalive)
+    sock = conn.transport.sock
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeouts.dead_peer * 1000)))

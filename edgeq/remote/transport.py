@@ -7,7 +7,10 @@ it reaches a remote shell, so no value is ever interpreted by it.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import select
+import selectors
 import shlex
 import shutil
 import subprocess
@@ -19,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from fabric import Connection
+from paramiko import Channel
 from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
@@ -31,6 +35,10 @@ from edgeq.remote.timeouts import Timeouts
 
 
 REMOTE_KILL_DELAY = 1.0  # seconds after a command's timeout at which the device kills it
+OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of stdout one command may print (an agent answer); more is an error
+STDERR_TAIL = 1024 * 1024  # bytes of stderr kept (the end: where the reason for a failure is)
+_CHUNK = 1 << 16
+_SFTP_CHUNK = 32768  # paramiko's own transfer size: one SFTP write request each
 
 
 def _shown(text: str, limit: int = 80) -> str:
@@ -75,6 +83,32 @@ class CommandResult:
             ) from None
 
 
+class OutputTooLarge(Exception):
+    """A command printed more than OUTPUT_LIMIT bytes on stdout."""
+
+
+class _Output:
+    """stdout and stderr of one command, read in linear time: all of stdout up to a limit, stderr's tail."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+
+    def out(self, data: bytes) -> None:
+        self.stdout += data
+        if len(self.stdout) > self.limit:
+            raise OutputTooLarge
+
+    def err(self, data: bytes) -> None:
+        self.stderr += data
+        if len(self.stderr) > 2 * STDERR_TAIL:  # trimmed in bulk: amortised linear
+            del self.stderr[: len(self.stderr) - STDERR_TAIL]
+
+    def decoded(self) -> tuple[str, str]:
+        return self.stdout.decode(errors="replace"), self.stderr[-STDERR_TAIL:].decode(errors="replace")
+
+
 def resolve_workdir(workdir: str, home: str, label: str) -> str:
     """``workdir`` as an absolute path on the device: ``~`` and relative paths start at ``home``."""
     if workdir.startswith("~") and workdir != "~" and not workdir.startswith("~/"):
@@ -94,6 +128,7 @@ class Transport(ABC):
         self.bytes_received = 0
         self.remote_seconds = 0.0  # summed wall time of the commands run: the device's side of each step
         self.commands = 0  # commands run: round trips to the device
+        self.output_limit = OUTPUT_LIMIT
         self._workdir_setting = workdir
         self._workdir: str | None = None
 
@@ -211,13 +246,50 @@ class SSHTransport(Transport):
         # Closing the channel at the timeout does not stop the remote process: coreutils `timeout`
         # on the device does, one second after this side has given up.
         command = shlex.join(["timeout", "-k", "5", f"{timeout + REMOTE_KILL_DELAY:g}", *argv])
+        deadline = time.monotonic() + timeout
+        output = _Output(self.output_limit)
         with device_errors(self._endpoint, action, self.timeouts):
-            result = self._conn.run(command, timeout=timeout)
-        if result.exited == -1:
+            ssh = self._conn.transport
+            if ssh is None or not ssh.is_active():
+                raise DeviceError(self.label, f"{action} failed: the SSH connection was lost")
+            channel = ssh.open_session(timeout=self.timeouts.channel)
+            try:
+                channel.exec_command(command)
+                exit_code = self._collect(channel, output, deadline, action, timeout)
+            finally:
+                channel.close()
+        if exit_code == -1:
             raise DeviceError(
                 self.label, f"{action} failed: the SSH connection was lost before the command reported its exit status"
             )
-        return result.exited, result.stdout, result.stderr
+        return (exit_code, *output.decoded())
+
+    def _collect(self, channel: Channel, output: _Output, deadline: float, action: str, timeout: float) -> int:
+        """Read the channel's stdout and stderr until it ends (or the deadline); its exit status, -1 if lost."""
+
+        def drain() -> None:
+            while channel.recv_ready():
+                output.out(channel.recv(_CHUNK))
+            while channel.recv_stderr_ready():
+                output.err(channel.recv_stderr(_CHUNK))
+
+        try:
+            while True:
+                drain()
+                if channel.eof_received or channel.closed:
+                    drain()  # what arrived between the last read and the end
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeviceError(self.label, f"{action} failed: the command did not finish within {timeout:g} s")
+                select.select([channel], [], [], min(remaining, 1.0))  # wakes on data, end of output, or a lost link
+        except OutputTooLarge:
+            raise DeviceError(
+                self.label, f"{action} failed: it printed more than {self.output_limit // (1024 * 1024)} MiB; edgeq stopped reading"
+            ) from None
+        if not channel.status_event.wait(max(deadline - time.monotonic(), 0.0)):
+            raise DeviceError(self.label, f"{action} failed: the command did not finish within {timeout:g} s")
+        return channel.exit_status
 
     def _sftp(self):  # noqa: ANN202 (paramiko.SFTPClient)
         sftp = self._conn.sftp()
@@ -225,8 +297,16 @@ class SSHTransport(Transport):
         return sftp
 
     def _put(self, local: Path, remote: str) -> None:
+        """Upload into a file made private (0600) before any byte is written; the size is checked after."""
         with device_errors(self._endpoint, f"uploading {local.name} to {remote}", self.timeouts):
-            self._sftp().put(str(local), remote, confirm=True)
+            sftp = self._sftp()
+            with local.open("rb") as source, sftp.open(remote, "wb") as target:
+                target.chmod(0o600)
+                target.set_pipelined(True)
+                shutil.copyfileobj(source, target, _SFTP_CHUNK)
+            size = sftp.stat(remote).st_size
+        if size != local.stat().st_size:
+            raise DeviceError(self.label, f"uploading {local.name} to {remote} failed: {size} of {local.stat().st_size} bytes arrived")
 
     def _get(self, remote: str, local: Path) -> None:
         with device_errors(self._endpoint, f"downloading {remote}", self.timeouts):
@@ -247,15 +327,44 @@ class LocalTransport(Transport):
         return str(Path.home())
 
     def _run(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        action = f"running `{_shown(shlex.join(argv))}`"
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             return 127, "", f"{argv[0]}: command not found\n"
+        output = _Output(self.output_limit)
+        deadline = time.monotonic() + timeout
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ, output.out)  # type: ignore[arg-type]
+                selector.register(process.stderr, selectors.EVENT_READ, output.err)  # type: ignore[arg-type]
+                while selector.get_map():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DeviceError(self.label, f"{action} failed: the command did not finish within {timeout:g} s")
+                    for key, _ in selector.select(remaining):
+                        data = os.read(key.fd, _CHUNK)
+                        if data:
+                            key.data(data)
+                        else:
+                            selector.unregister(key.fileobj)
+            exit_code = process.wait(max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
+            process.kill()
+            raise DeviceError(self.label, f"{action} failed: the command did not finish within {timeout:g} s") from None
+        except OutputTooLarge:
+            process.kill()
             raise DeviceError(
-                self.label, f"running `{_shown(shlex.join(argv))}` failed: the command did not finish within {timeout:g} s"
+                self.label, f"{action} failed: it printed more than {self.output_limit // (1024 * 1024)} MiB; edgeq stopped reading"
             ) from None
-        return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.stdout.close()  # type: ignore[union-attr]
+            process.stderr.close()  # type: ignore[union-attr]
+            process.wait()
+        return (exit_code, *output.decoded())
 
     def _copy(self, source: Path, target: Path, action: str) -> None:
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
+from edgeq.report.safe_text import clean, plain
 
 SHOWN_LAYERS = 8
 
@@ -14,7 +16,7 @@ SHOWN_LAYERS = 8
 def accuracy_table(result: CalibrationResult) -> Table:
     """FP32 vs INT8 on the validation data, and the budget verdict."""
     acc = result.report.accuracy
-    verdict = "[green]PASS[/]" if acc.passed else "[red]FAIL[/]"
+    verdict = Text("PASS", style="green") if acc.passed else Text("FAIL", style="red")
     table = Table(title=f"predicted INT8 accuracy ({acc.samples} validation samples, ONNX Runtime)", title_justify="left")
     for column in ("metric", "FP32", "INT8", "drop (points)", "budget", "top-1 agreement", "verdict"):
         table.add_column(column)
@@ -51,12 +53,14 @@ def calibration_view(result: CalibrationResult) -> Group:
     report = result.report
     ranges = report.ranges
     lines = [
-        f"target [bold]{report.target}[/] (TensorRT {report.tensorrt or '-'}), method [bold]{report.method}[/],"
-        f" {report.calibration_samples} calibration samples"
-        + (" [dim](reused: inputs unchanged)[/]" if result.reused else f" in {report.seconds.get('total', 0):.1f} s"),
-        f"{ranges.tensors} tensors calibrated (amax {ranges.amax_min:.3g} .. {ranges.amax_max:.3g},"
+        Text.assemble(
+            "target ", (report.target, "bold"), f" (TensorRT {report.tensorrt or '-'}), method ", (report.method, "bold"),
+            f", {report.calibration_samples} calibration samples",
+            (" (reused: inputs unchanged)", "dim") if result.reused else f" in {report.seconds.get('total', 0):.1f} s",
+        ),
+        Text(f"{ranges.tensors} tensors calibrated (amax {ranges.amax_min:.3g} .. {ranges.amax_max:.3g},"
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
-        f" {len(report.quantized_layers)} layers quantized",
+        f" {len(report.quantized_layers)} layers quantized"),
     ]
     memory = report.memory
     if memory:
@@ -66,12 +70,12 @@ def calibration_view(result: CalibrationResult) -> Group:
             f" {memory['budget_mb']:.0f} MB at a time"
         )
     if report.kept_high_precision:
-        lines.append(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}")
+        lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:
-        lines.append("[dim]layers not ranked by sensitivity (the budget holds); --sensitivity ranks them[/]")
-    lines += [f"[dim]note: {note}[/]" for note in report.notes]
+        lines.append(Text("layers not ranked by sensitivity (the budget holds); --sensitivity ranks them", style="dim"))
+    lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
     files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
-    parts = [Panel("\n".join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
+    parts = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
     if report.sensitivity:
         parts.append(sensitivity_table(result))
     if report.excluded:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from edgeq.deploy.report import DeployReport
 from edgeq.device.report import LatencyStats, SmokeReport
+from edgeq.report.safe_text import plain
 
 
 def _mb(size: int) -> str:
@@ -17,11 +18,12 @@ def _mb(size: int) -> str:
 
 
 def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
+    """A titled key/value table; titles and values hold device text, shown literally."""
+    table = Table(title=plain(title), title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, plain(value))
     return table
 
 

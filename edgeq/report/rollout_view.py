@@ -14,6 +14,7 @@ from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.state import RolloutState
 from edgeq.fleet.status import DeviceStatus
 from edgeq.fleet.summary import RolloutReport
+from edgeq.report.safe_text import clean, plain
 
 _PHASE_STYLE = {
     st.DONE: "green",
@@ -45,7 +46,7 @@ def plan_view(plan: RolloutPlan) -> Group:
     for index, (names, allowed) in enumerate(zip(plan.waves, plan.allowances)):
         label = "canary" if index == 0 and len(plan.waves) > 1 and len(names) == 1 else str(index + 1)
         used = sorted({plan.targets[n] for n in names})
-        waves.add_row(label, ", ".join(names), ", ".join(used), str(allowed))
+        waves.add_row(label, plain(", ".join(names)), plain(", ".join(used)), str(allowed))
     build = "on every device (--build-each)" if options.build_each else "once per device class, installed on the others"
     lines = [
         f"concurrency: {options.concurrency} device(s) at once; engines built {build}",
@@ -69,7 +70,8 @@ def live_view(state: RolloutState, now: float | None = None) -> Table:
             shown = step.name if step.status != "failed" else f"{step.name} (failed)"
         elapsed = (now - device.steps[0].started) if device.steps and device.phase == st.WORKING else None
         device_class = next((s.data.get("class") for s in device.steps if s.name == "probe" and s.data), None)
-        table.add_row(str(device.wave + 1), device.name, device_class or "-", shown, _phase(device.phase), _seconds(elapsed))
+        table.add_row(str(device.wave + 1), plain(device.name), plain(device_class or "-"), plain(shown), _phase(device.phase),
+                      _seconds(elapsed))
     return table
 
 
@@ -81,17 +83,17 @@ def summary_view(report: RolloutReport) -> Group:
     for d in report.devices:
         table.add_row(
             str(d.wave + 1),
-            d.name,
+            plain(d.name),
             _phase(d.phase),
-            d.engine_now or "-",
-            d.engine_source or "-",
+            plain(d.engine_now or "-"),
+            plain(d.engine_source or "-"),
             "-" if d.accuracy_drop is None else f"{d.accuracy_drop:.2f}",
             "-" if d.p99_ms is None else f"{d.p99_ms:.2f}",
             {True: "pass", False: "FAIL", None: "-"}[d.smoke_passed],
             f"{d.device_seconds:.1f}",
-            d.error or (f"rollback {d.rollback}" if d.rollback else ""),
+            plain(d.error or (f"rollback {d.rollback}" if d.rollback else "")),
         )
-    lines = [Text(f"wave {w.index + 1}: {w.status}" + (f": {w.reason}" if w.reason else "")) for w in report.waves]
+    lines = [Text(clean(f"wave {w.index + 1}: {w.status}" + (f": {w.reason}" if w.reason else ""))) for w in report.waves]
     lines.append(
         Text(
             f"{report.builds} build(s), {report.installs} install(s) of a prebuilt engine: "
@@ -114,13 +116,8 @@ def status_view(rows: Sequence[DeviceStatus]) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            row.name,
-            row.label,
-            row.engine or ("-" if row.error else "none"),
-            row.recipe or "-",
-            row.since or "-",
-            row.by or "-",
-            row.previous or "-",
-            Text(row.error or "", style="red"),
+            *(plain(value) for value in (row.name, row.label, row.engine or ("-" if row.error else "none"), row.recipe or "-",
+                                         row.since or "-", row.by or "-", row.previous or "-")),
+            Text(clean(row.error or ""), style="red"),
         )
     return table

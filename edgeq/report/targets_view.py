@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.table import Table
+from rich.text import Text
 
 from edgeq.targets import Target
 
@@ -23,7 +24,7 @@ def targets_table(targets: Iterable[Target]) -> Table:
             t.tensorrt or "-",
             t.compute_capability or "-",
             str(t.dla_cores),
-            "[green]yes[/]" if t.int8 else "[red]no[/]",
+            Text("yes", style="green") if t.int8 else Text("no", style="red"),
         )
     return table
 
