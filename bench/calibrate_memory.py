@@ -4,7 +4,8 @@ against exposing every activation at once (one pass, as before), in the same run
 The model is PP-OCRv4 det from rapidocr-onnxruntime (the `test` extra) at 736 x 736 on synthetic text-like
 images. Each contender runs `calibrate` for `local` in its own process; its peak RSS is what the report
 records (getrusage of that process). The baseline exposes everything at once, so its memory grows with the
-samples per run: it runs on fewer samples (`--baseline-samples`) under an address-space cap (`--cap-gb`).
+samples per run: it runs on fewer samples (`--baseline-samples`) under an address-space cap (`--cap-gb`); a
+contender that fails (the cap reached, say) is reported with its last error line.
 
     nice -n 10 python bench/calibrate_memory.py                 # 32 samples budgeted, 4 for the baseline
     nice -n 10 python bench/calibrate_memory.py --samples 64 --baseline-samples 8 --cap-gb 12
@@ -67,7 +68,11 @@ def _run(recipe: Path, budget: str, cap_gb: float | None) -> dict | None:
 
     done = subprocess.run([sys.executable, "-c", RUN, str(recipe), budget], cwd=REPO, capture_output=True, text=True,
                           preexec_fn=limit)
-    return json.loads(done.stdout.splitlines()[-1]) if done.returncode == 0 else None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"budget {budget}: exit {done.returncode}: {last[:300]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -87,7 +92,7 @@ def main() -> None:
     print(f"{'contender':<20} {'samples':>7} {'passes':>6} {'peak RSS MB':>11} {'statistics s':>12} {'total s':>8}")
     for label, samples, found in rows:
         if found is None:
-            print(f"{label:<20} {samples:>7} {'-':>6} {'over cap':>11}")
+            print(f"{label:<20} {samples:>7} {'-':>6} {'failed':>11}")
             continue
         memory, seconds = found["memory"], found["seconds"]
         print(f"{label:<20} {samples:>7} {memory['statistics_passes']:>6} {memory['peak_rss_mb']:>11.0f}"

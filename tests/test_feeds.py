@@ -165,3 +165,20 @@ def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> Non
     stored = np.load(result.folder / "validation.npz")
     assert stored["state"].shape == (16, 2, 128) and np.abs(stored["state"][1:]).max() > 0  # FP32's carried state
     assert not np.abs(stored["state"][0]).any() and list(stored["constants"]) == ["sr"]
+
+
+@pytest.mark.slow
+def test_multi_input_model_deploys_and_smokes_locally(tmp_path: Path) -> None:
+    from tests.cli import run_edgeq
+
+    np.savez(tmp_path / "cal.npz", **_arrays(16))
+    np.savez(tmp_path / "val.npz", **_arrays(8))
+    path = _recipe(tmp_path, _two_input_net(), INPUTS, "cal.npz", "val.npz")
+    deployed = run_edgeq("deploy", path, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert deployed.code == 0, deployed.stderr
+    (report,) = json.loads(deployed.stdout)
+    assert report["evaluation"]["metric"] == "fidelity" and report["evaluation"]["samples"] == 8
+    assert report["evaluation"]["cosine"] > 0.99  # the device fed 'aux' and 'gain' as the host did
+    smoke = run_edgeq("smoke", path, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert smoke.code == 0, smoke.stderr
+    assert json.loads(smoke.stdout)[0]["passed"]

@@ -100,17 +100,21 @@ def _engine_id(recipe: Recipe, key: str, quantization: str, shape: list[int]) ->
     return f"{slug}-{digest}"
 
 
-def _smoke_file(calibration: CalibrationResult, input_name: str) -> Path:
-    """A few validation inputs with the host's FP32 outputs, for `smoke` (written once, byte-stable)."""
-    import onnxruntime as ort
+def _smoke_file(calibration: CalibrationResult) -> Path:
+    """A few validation inputs (every input; constants whole) with the host's FP32 first output, for `smoke`,
+    run the way the device runs them (written once, byte-stable)."""
+    from edgeq.device.batches import batch_size, first, pick_inputs, run_all
+    from edgeq.device.ort_backend import OrtSession
 
+    session = OrtSession(str(calibration.artifacts.fp32_model), 0)
     with np.load(calibration.artifacts.validation) as data:
-        key = input_name if input_name in data else "x"
-        x = data[key][:SMOKE_SAMPLES]
-    session = ort.InferenceSession(str(calibration.artifacts.fp32_model), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+        constants = [str(c) for c in data["constants"]] if "constants" in data.files else []
+        names = [spec.name if spec.name in data.files else "x" for spec in session.inputs]
+        arrays = {name: data[name] if name in constants else data[name][:SMOKE_SAMPLES] for name in names}
+    arrays["constants"] = np.array(constants, dtype=np.str_)
+    expected = first(run_all(session, pick_inputs(arrays, session.inputs), batch_size(session.inputs, None))[0])
     path = calibration.folder / "smoke.npz"
-    data = npz_bytes({input_name: x, "expected": expected})
+    data = npz_bytes({**arrays, "expected": expected})
     if not path.is_file() or path.read_bytes() != data:
         atomic.write_bytes(path, data)
     return path
@@ -132,7 +136,7 @@ def make_plan(
         calibration=calibration,
         quantization=quantization,
         engine_id=_engine_id(recipe, calibration.report.key, quantization, shape),
-        smoke_data=_smoke_file(calibration, input_name),
+        smoke_data=_smoke_file(calibration),
         input_name=input_name,
         input_shape=shape,
     )
