@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from edgeq.metrics.detection import Boxes, coco_map, decode, f1, iou_matrix, nms, padded, truth_boxes
+from edgeq.metrics.detection import Boxes, coco_map, confident, decode, f1, iou_matrix, nms, padded, truth_boxes
 from edgeq.recipe import DetectionOptions
 
 
@@ -135,3 +135,14 @@ def test_padded_labels_round_trip() -> None:
     assert len(back[0]) == 1 and len(back[1]) == 0 and back[0].xyxy.tolist() == [[1, 2, 3, 4]]
     with pytest.raises(ValueError, match="need arrays 'boxes'"):
         truth_boxes({"boxes": arrays["boxes"]})
+
+
+def test_confident_boxes_equal_decoding_everything_then_cutting() -> None:
+    rng = np.random.default_rng(4)
+    boxes = np.concatenate([rng.uniform(30, 90, (300, 2)), rng.uniform(10, 50, (300, 2))], axis=1)
+    output = {"o": _yolo(boxes, rng.uniform(0, 1, (300, 5)) ** 3)}
+    options = DetectionOptions(confidence=0.3)
+    (everything,) = [b.above(0.3) for b in decode(output, options)]
+    (cut,) = confident(output, options)
+    assert 0 < len(cut) == len(everything)
+    np.testing.assert_array_equal(cut.xyxy, everything.xyxy)

@@ -122,8 +122,8 @@ def _detection(spec: ValidationSpec, kind: str) -> Metric:
     if kind == "box_f1":
         return Metric(
             "box_f1",
-            lambda outputs, ref: 100.0 * detection.f1([b.above(options.confidence) for b in boxes(outputs)], ref),
-            reference=lambda fp32: [b.above(options.confidence) for b in boxes(fp32)],
+            lambda outputs, ref: 100.0 * detection.f1(detection.confident(outputs, options), ref),
+            reference=lambda fp32: detection.confident(fp32, options),
         )
     def mean_ap(outputs: Outputs, labels: Any) -> float:
         value = both_maps(outputs, labels)[0 if kind == "map50_95" else 1]

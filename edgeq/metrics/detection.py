@@ -131,6 +131,14 @@ def decode(outputs: dict[str, np.ndarray], options: DetectionOptions) -> list[Bo
     return images
 
 
+def confident(outputs: dict[str, np.ndarray], options: DetectionOptions) -> list[Boxes]:
+    """Per image, the boxes scoring at least ``confidence``: the same as decoding everything and cutting after
+    NMS (a box is only ever suppressed by a higher-scoring one), without the low-scoring rest."""
+    threshold = np.nextafter(options.confidence, -np.inf)  # decode keeps scores above its threshold
+    cut = options.model_copy(update={"score_threshold": max(options.score_threshold, float(threshold))})
+    return [b.above(options.confidence) for b in decode(outputs, cut)]
+
+
 def truth_boxes(labels: dict[str, np.ndarray]) -> list[Boxes]:
     """Ground truth per image from padded label arrays: ``boxes`` [N, K, 4] xyxy and ``labels`` [N, K] (-1 pads)."""
     if not isinstance(labels, dict) or "boxes" not in labels or "labels" not in labels:

@@ -37,10 +37,10 @@ def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.
                 labels: labels_module.Labels, names: list[str]) -> HtmlSection:
     options = recipe.validation.detection
     layout = recipe.inputs[0].layout
-    fp32_boxes = [b.above(options.confidence) for b in detection.decode(fp32, options)]
+    fp32_boxes = detection.confident(fp32, options)
     with_boxes = np.flatnonzero([len(b) > 0 for b in fp32_boxes])
     picked = _spread(with_boxes if len(with_boxes) else np.arange(len(fp32_boxes)))
-    int8_boxes = [b.above(options.confidence) for b in detection.decode({k: v[picked] for k, v in int8.items()}, options)]
+    int8_boxes = detection.confident({k: v[picked] for k, v in int8.items()}, options)
     truth = None
     if isinstance(labels, dict) and "boxes" in labels:
         truth = detection.truth_boxes({k: v[picked] for k, v in labels.items()})
