@@ -1,7 +1,8 @@
 """Deploy overhead: one deploy to a real loopback SSH device, split into its phases.
 
 Baselines measured in the same run:
-- the device's own work (build, evaluate, bench, as the agent timed them): edgeq's overhead is the rest,
+- the device's own work (build, evaluate, bench, smoke, as the agent timed them): edgeq's overhead is the rest
+  (connection included),
   target <= 2 s;
 - the first deploy's push: an unchanged re-deploy's push must take <= 20 % of it.
 
@@ -22,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from edgeq import recipe as recipes  # noqa: E402
 from edgeq import targets  # noqa: E402
-from edgeq.deploy.pipeline import deploy_one  # noqa: E402
 from edgeq.deploy.plan import make_plan  # noqa: E402
-from edgeq.deploy.session import DeviceSession  # noqa: E402
+from edgeq.deploy.report import deploy_report  # noqa: E402
+from edgeq.fleet import rollout as rollouts  # noqa: E402
 from tests.devices.fleet import missing_prerequisites, running_fleet  # noqa: E402
 
 EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
@@ -44,17 +45,24 @@ def main() -> int:
         plan = make_plan(recipe, targets.resolve("local"), progress=False, out=Path(out))
         with running_fleet(1) as fleet:
             reports = []
+            host = fleet[0].host
             for _ in range(1 + args.repeat):
-                with DeviceSession.open(fleet[0].host) as session:
-                    reports.append(deploy_one(session, plan))
+                run = rollouts.deploy(plan, [host])
+                run.run()
+                (device,) = run.state.devices.values()
+                report = deploy_report(plan, host.label, device)
+                if report is None:
+                    print(f"deploy failed: {device.error}", file=sys.stderr)
+                    return 1
+                reports.append(report)
     first, again = reports[0], reports[1:]
     print(f"recipe {recipe.name}, device {first.host} (loopback OpenSSH), backend {first.build.backend}")
-    print(f"{'':22}{'push':>8}{'probe':>8}{'build':>8}{'evaluate':>9}{'bench':>8}{'activate':>9}{'device':>8}{'edgeq':>8}")
+    columns = ("connect", "push", "status", "probe", "build", "reuse", "evaluate", "bench", "smoke", "activate", "verify")
+    print(f"{'':16}" + "".join(f"{name:>9}" for name in (*columns, "device", "edgeq")))
     for label, report in [("first deploy", first)] + [(f"re-deploy {i + 1}", r) for i, r in enumerate(again)]:
         p = report.phases
-        print(f"{label:22}" + "".join(f"{p.get(k, 0.0):>{w}.3f}" for k, w in
-                                      (("push", 8), ("probe", 8), ("build", 8), ("evaluate", 9), ("bench", 8), ("activate", 9)))
-              + f"{report.device_seconds:>8.3f}{report.overhead_seconds:>8.3f}")
+        print(f"{label:16}" + "".join(f"{p.get(k, 0.0):>9.3f}" for k in columns)
+              + f"{report.device_seconds:>9.3f}{report.overhead_seconds:>9.3f}")
     overhead = first.overhead_seconds
     repush = statistics.median(r.phases["push"] for r in again)
     print()

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeq.errors import InputError
+from edgeq.hosts.host import Host
+from edgeq.hosts.inventory import load_inventory
 from edgeq.safe_yaml import excerpt
 from edgeq.textfiles import parse_yaml, read_text
 
@@ -206,28 +208,6 @@ class BuildOptions(_Strict):
     builder_optimization_level: int | None = Field(default=None, ge=0, le=5)
 
 
-class Host(_Strict):
-    """One device reachable over SSH."""
-
-    address: str
-    name: str | None = Field(default=None, description="the device's name in an inventory (defaults to its address)")
-    port: int = Field(default=22, gt=0, lt=65536)
-    user: str | None = None
-    key: Path | None = None
-    known_hosts: Path | None = None
-    target: str | None = None
-    python: str = "python3"
-    workdir: str = "~/.edgeq"
-    groups: list[str] = Field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        """user@address:port, as people write it."""
-        user = f"{self.user}@" if self.user else ""
-        port = f":{self.port}" if self.port != 22 else ""
-        return f"{user}{self.address}{port}"
-
-
 class Devices(_Strict):
     """Where to deploy: hosts inline, or an inventory file (not both)."""
 
@@ -271,6 +251,12 @@ class Recipe(_Strict):
     @property
     def model_path(self) -> Path:
         return self.resolve(self.model)
+
+    def device_hosts(self) -> list[Host]:
+        """The hosts the recipe names: inline ``devices.hosts`` or its ``devices.inventory``."""
+        if self.devices.inventory is not None:
+            return load_inventory(self.resolve(self.devices.inventory))
+        return list(self.devices.hosts)
 
 
 def _field_names() -> set[str]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from edgeq import recipe as recipes
@@ -23,6 +24,7 @@ def _current(workdir: Path) -> str | None:
         return session.status().current
 
 
+@pytest.mark.slow
 def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net())
     result = _deploy(recipe, tmp_path / "device")
@@ -37,7 +39,7 @@ def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> Non
     assert abs(report["evaluation"]["drop"]) <= 5.0
     assert report["bench"]["int8"]["iterations"] == 200 and len(report["bench"]["int8"]["samples_ms"]) == 200
     assert report["bench"]["int8"]["p99_ms"] >= report["bench"]["int8"]["median_ms"]
-    assert {g["name"] for g in report["gates"]} == {"accuracy drop"}
+    assert {g["name"] for g in report["gates"]} == {"accuracy drop", "smoke"}  # no latency budget in this recipe
     assert _current(tmp_path / "device") == report["engine_id"]
     folder = Path(report["files"]["folder"])
     assert json.loads((folder / "report.json").read_text())["engine_id"] == report["engine_id"]
@@ -46,6 +48,7 @@ def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> Non
         assert [outputs[name].shape for name in outputs.files] == [(48, 4)]
 
 
+@pytest.mark.slow
 def test_redeploy_sends_nothing_and_reuses_the_engine(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net())
     first = json.loads(_deploy(recipe, tmp_path / "device").stdout)[0]
@@ -57,6 +60,7 @@ def test_redeploy_sends_nothing_and_reuses_the_engine(tmp_path: Path) -> None:
     assert second["build_reused"] and second["engine_id"] == first["engine_id"]
 
 
+@pytest.mark.slow
 def test_failed_gate_exits_1_and_keeps_the_previous_engine(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net())
     good = json.loads(_deploy(recipe, tmp_path / "device").stdout)[0]
@@ -72,6 +76,7 @@ def test_failed_gate_exits_1_and_keeps_the_previous_engine(tmp_path: Path) -> No
     assert _current(tmp_path / "device") == good["engine_id"]
 
 
+@pytest.mark.slow
 def test_smoke_against_the_installed_engine(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net())
     assert _deploy(recipe, tmp_path / "device").code == 0
@@ -82,6 +87,7 @@ def test_smoke_against_the_installed_engine(tmp_path: Path) -> None:
     assert smoke["comparison"]["cosine"] > 0.99
 
 
+@pytest.mark.slow
 def test_smoke_fails_when_the_installed_engine_is_another_models(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path / "r", fire_net(seed=0))
     other = write_recipe(tmp_path / "other", fire_net(seed=7))

@@ -14,9 +14,12 @@ import pytest
 import yaml
 
 from edgeq.deploy.session import DeviceSession
+from edgeq.remote.sync import DEVICE_SCRIPT
 from tests.calibrate_nets import fire_net, write_recipe
 from tests.cli import run_edgeq
 from tests.devices.fleet import Device
+
+pytestmark = pytest.mark.ssh
 
 
 def _host_args(device: Device) -> list[str]:
@@ -51,7 +54,8 @@ def test_deploy_over_ssh_then_redeploy_sends_no_model_bytes(ssh_fleet, tmp_path:
 
     second = json.loads(_deploy(recipe, device).stdout)[0]
     assert second["transfer"]["files_sent"] == 0
-    assert second["transfer"]["bytes_sent"] < model_bytes  # commands only: no model bytes
+    # commands only (one of them carries the device's blob-store script): no model bytes
+    assert second["transfer"]["bytes_sent"] < model_bytes + len(DEVICE_SCRIPT)
     assert second["build_reused"]
 
 
@@ -126,3 +130,79 @@ def test_unreachable_host_exits_3_naming_it(spec: str, tmp_path: Path) -> None:
     result = run_edgeq("deploy", recipe, "--target", "local", "--host", spec, "--known-hosts", known)
     assert result.code == 3
     assert "127.0.0.250" in result.stderr
+
+
+def _tamper_agent(device: Device, module: str, old: str, new: str) -> None:
+    """Edit the agent unpacked on the device: from now on it answers what ``new`` makes it answer."""
+    (path,) = (device.home / ".edgeq" / "agent").glob(f"*/edgeq_device/{module}")
+    text = path.read_text()
+    assert old in text, f"{module} no longer contains {old!r}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("module", "old", "new", "field"),
+    [
+        ("probe.py", "backends=backends,", "backends=7,", "backends"),  # wrong type from probe, before the build
+        ("latency.py", "p99_ms=float(np.percentile(times, 99)),", "p99_ms=str(np.percentile(times, 99)),", "int8.p99_ms"),
+    ],
+    ids=["probe-backends-7", "bench-p99-as-text"],
+)
+def test_a_wrong_answer_exits_3_naming_field_and_device_with_the_previous_engine_current(
+    ssh_fleet, tmp_path: Path, module: str, old: str, new: str, field: str
+) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, device).stdout)[0]
+    _tamper_agent(device, module, old, new)
+    changed = write_recipe(tmp_path / "changed", fire_net(seed=3))
+    result = _deploy(changed, device)
+    assert result.code == 3, result.stderr
+    assert device.host.label in result.stderr and f"answered a wrong value: {field}:" in result.stderr
+    assert json.loads(result.stdout) == []  # no report: the device was never judged
+    assert Path(os.readlink(device.home / ".edgeq" / "current")).name == good["engine_id"]
+
+
+def test_one_devices_wrong_answer_does_not_stop_the_next(ssh_fleet, tmp_path: Path) -> None:
+    wrong, right = ssh_fleet(2)
+    first = write_recipe(tmp_path / "r", fire_net())
+    assert _deploy(first, wrong).code == 0  # its agent is unpacked there now
+    _tamper_agent(wrong, "latency.py", "p99_ms=float(np.percentile(times, 99)),", "p99_ms=str(np.percentile(times, 99)),")
+    recipe = write_recipe(tmp_path / "changed", fire_net(seed=4), budget={"accuracy_drop": 5.0, "latency_p99_ms": 1e4})
+    hosts = ["--host", f"{wrong.host.user}@{wrong.address}", *_host_args(right)]
+    result = run_edgeq("deploy", recipe, "--target", "local", *hosts, "--json")
+    assert result.code == 3
+    assert f"{wrong.host.label}: agent `bench` answered a wrong value: int8.p99_ms" in result.stderr
+    (report,) = json.loads(result.stdout)  # the second device was deployed all the same
+    assert report["host"] == right.host.label and report["activated"]
+    assert _current(right) == report["engine_id"]
+
+
+def test_a_frozen_device_makes_deploy_exit_3_within_its_timeout(ssh_fleet, tmp_path: Path) -> None:
+    (device,) = ssh_fleet(1)
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    good = json.loads(_deploy(recipe, device).stdout)[0]
+    changed = write_recipe(tmp_path / "changed", fire_net(seed=5))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgeq", "deploy", changed, "--target", "local", *_host_args(device), "--timeout", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    engines = device.home / ".edgeq" / "engines"
+    deadline = time.monotonic() + 120
+    try:
+        while not any(p.name != good["engine_id"] and (p / "build.json").exists() for p in engines.glob("*")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the new engine was never built"
+            time.sleep(0.05)
+        device.pause()  # sshd and every process of the device frozen, mid-deploy
+        frozen = time.monotonic()
+        _, stderr = process.communicate(timeout=120)
+        waited = time.monotonic() - frozen
+    finally:
+        device.resume()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr
+    assert "stopped answering" in stderr and device.address in stderr
+    assert waited < 30, f"deploy waited {waited:.1f} s on a frozen device with --timeout 4"
+    assert _current(device) == good["engine_id"]

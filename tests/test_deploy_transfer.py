@@ -9,7 +9,7 @@ import pytest
 
 from edgeq import recipe as recipes
 from edgeq import targets
-from edgeq.deploy.pipeline import meta
+from edgeq.deploy.pipeline import deploy_meta
 from edgeq.deploy.plan import make_plan
 from edgeq.deploy.session import DeviceSession
 from edgeq.errors import DeviceError
@@ -25,7 +25,7 @@ def plan(tmp_path: Path):  # noqa: ANN201
 def test_engine_moves_to_a_second_device_and_runs_there(plan, tmp_path: Path) -> None:  # noqa: ANN001
     with DeviceSession.local(str(tmp_path / "builder")) as builder:
         builder.push(plan)
-        build, _ = builder.build(plan, meta(plan))
+        build, _ = builder.build(plan, deploy_meta(plan))
         archive = builder.fetch_engine(plan, tmp_path)
     with DeviceSession.local(str(tmp_path / "other")) as other:
         other.push(plan)
@@ -42,7 +42,7 @@ def test_engine_moves_to_a_second_device_and_runs_there(plan, tmp_path: Path) ->
 def test_damaged_engine_archive_is_refused(plan, tmp_path: Path) -> None:  # noqa: ANN001
     with DeviceSession.local(str(tmp_path / "builder")) as builder:
         builder.push(plan)
-        build, _ = builder.build(plan, meta(plan))
+        build, _ = builder.build(plan, deploy_meta(plan))
         archive = builder.fetch_engine(plan, tmp_path)
     damaged = tmp_path / "damaged.tar"
     with tarfile.open(archive) as source, tarfile.open(damaged, "w") as target:

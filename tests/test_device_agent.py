@@ -54,16 +54,22 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
             "workdir": folder / "work"}
 
 
-def build_args(files: Dict[str, Path], engine_id: str, *extra: str, workdir: str = "") -> List[str]:
-    return ["build", "--workdir", workdir or str(files["workdir"]), "--engine-id", engine_id, "--model", str(files["fp32"]),
-            "--qdq", str(files["qdq"]), "--quantization", "explicit", "--backend", "onnxruntime", "--threads", "1",
-            *extra]
+def build(workdir: Path | str, engine_id: str, *extra: str, backend: str = "onnxruntime", **options: Any) -> List[str]:
+    """The agent's `build` command line: ``options`` become the --options JSON object."""
+    return ["build", "--workdir", str(workdir), "--engine-id", engine_id, "--backend", backend,
+            "--options", json.dumps({"quantization": "explicit", **options}), *extra]
 
 
+def build_args(files: Dict[str, Path], engine_id: str, *extra: str, workdir: str = "", **options: Any) -> List[str]:
+    return build(workdir or files["workdir"], engine_id, *extra, model=str(files["fp32"]), qdq=str(files["qdq"]), threads=1,
+                 **options)
+
+
+@pytest.mark.slow
 def test_lifecycle(files: Dict[str, Path]) -> None:
     work = str(files["workdir"])
     meta = {"recipe": "squeezenet-like", "requested_by": "test"}
-    built = BuildReport.from_dict(ok(*build_args(files, "a1", "--precision", "int8", "--meta", json.dumps(meta))))
+    built = BuildReport.from_dict(ok(*build_args(files, "a1", "--meta", json.dumps(meta), precision="int8")))
     folder = files["workdir"] / "engines" / "a1"
     assert built.backend == "onnxruntime" and built.meta == meta and built.options.quantization == "explicit"
     engine_bytes = (folder / built.engine.artifact.path).read_bytes()
@@ -93,7 +99,10 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
 
     ok("activate", "--workdir", work, "--engine-id", "a1", "--meta", '{"by": "deploy"}')
     assert os.readlink(files["workdir"] / "current") == os.path.join("engines", "a1")
-    ok(*build_args(files, "b2", "--precision", "fp32"))
+    b2 = ok(*build_args(files, "b2", precision="fp32", builder_optimization_level=2))
+    # the option reaches the device and is recorded; onnxruntime says it does not use it
+    assert b2["options"]["builder_optimization_level"] == 2
+    assert any("builder_optimization_level" in w for w in b2["engine"]["warnings"])
     assert ok("activate", "--workdir", work, "--engine-id", "b2")["previous"] == "a1"
     status = StatusReport.from_dict(ok("status", "--workdir", work))
     assert status.current == "b2" and status.previous == "a1" and status.build is not None
@@ -117,43 +126,43 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
     failed("not_found", "rollback", "--workdir", work)
 
     # A failed build leaves no folder and does not move current.
-    failed("build_failed", "build", "--workdir", work, "--engine-id", "c3", "--model", str(files["broken"]),
-           "--quantization", "explicit", "--precision", "fp32", "--backend", "onnxruntime")
+    failed("build_failed", *build(work, "c3", model=str(files["broken"]), precision="fp32"))
     assert sorted(os.listdir(files["workdir"] / "engines")) == ["a1", "b2"]
     assert ok("status", "--workdir", work)["current"] == "a1"
-    failed("conflict", *build_args(files, "a1", "--precision", "int8"))
+    failed("conflict", *build_args(files, "a1", precision="int8"))
 
-    ok(*build_args(files, "d4", "--precision", "fp32"))
+    ok(*build_args(files, "d4", precision="fp32"))
     ok("activate", "--workdir", work, "--engine-id", "d4")
     collected = ok("gc", "--workdir", work, "--keep", "0")
     assert collected["removed"] == ["b2"] and sorted(os.listdir(files["workdir"] / "engines")) == ["a1", "d4"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_json_errors(files: Dict[str, Path], tmp_path: Path) -> None:
     work = str(tmp_path / "w")
     missing = str(tmp_path / "missing.onnx")
     failed("usage", "build", "--workdir", work)
     failed("usage", "frobnicate")
-    failed("usage", *build_args(files, "x", "--precision", "int8", "--shapes", "input:1xA"))
-    failed("not_found", "build", "--workdir", work, "--engine-id", "x", "--model", missing,
-           "--quantization", "explicit", "--precision", "fp32")
-    failed("not_found", *build_args(files, "x", "--precision", "int8",
-                                    "--cache", str(tmp_path / "none.cache")))
+    failed("usage", *build_args(files, "x", precision="int8", shapes={"input": [1, "A"]}))
+    failed("not_found", *build(work, "x", model=missing, precision="fp32"))
+    failed("not_found", *build_args(files, "x", precision="int8",
+                                    cache=str(tmp_path / "none.cache")))
     for bad_id in ("../evil", "current", ".staging-x"):
-        failed("invalid_input", "build", "--workdir", work, "--engine-id", bad_id, "--model", str(files["fp32"]),
-               "--quantization", "explicit", "--precision", "fp32")
-    failed("invalid_input", "build", "--workdir", work, "--engine-id", "x", "--model", str(files["fp32"]),
-           "--quantization", "explicit", "--precision", "fp32", "--meta", "[1, 2]")
-    failed("invalid_input", "build", "--workdir", work, "--engine-id", "x", "--model", str(files["fp32"]),
-           "--quantization", "explicit", "--precision", "int8", "--backend", "onnxruntime")
-    failed("unsupported", *build_args(files, "x", "--precision", "fp16"))
-    failed("unsupported", "build", "--workdir", work, "--engine-id", "x", "--model", str(files["fp32"]),
-           "--quantization", "explicit", "--precision", "fp32", "--backend", "tensorrt")
+        failed("invalid_input", *build(work, bad_id, model=str(files["fp32"]), precision="fp32"))
+    failed("invalid_input", *build(work, "x", "--meta", "[1, 2]", model=str(files["fp32"]), precision="fp32"))
+    failed("invalid_input", *build(work, "x", model=str(files["fp32"]), precision="int8"))
+    failed("unsupported", *build_args(files, "x", precision="fp16"))
+    failed("unsupported", *build(work, "x", backend="tensorrt", model=str(files["fp32"]), precision="fp32"))
+    # build options the agent cannot apply are refused, never dropped
+    assert "frobnicate" in failed("usage", *build(work, "x", model=str(files["fp32"]), precision="fp32", frobnicate=1))
+    assert "builder_optimization_level" in failed("usage", *build(work, "x", model=str(files["fp32"]), precision="fp32",
+                                                                  builder_optimization_level=9))
+    failed("usage", *build(work, "x", "--options", "not json", model=str(files["fp32"]), precision="fp32"))
     failed("not_found", "evaluate", "--workdir", work, "--engine-id", "nope", "--data", str(files["eval"]))
     failed("not_found", "smoke", "--workdir", work, "--data", str(files["smoke"]))
     failed("not_found", "activate", "--workdir", work, "--engine-id", "nope")
     assert not os.listdir(tmp_path / "w" / "engines")
-    ok(*build_args(files, "e5", "--precision", "fp32", workdir=work))
+    ok(*build_args(files, "e5", precision="fp32", workdir=work))
     failed("invalid_input", "evaluate", "--workdir", work, "--engine-id", "e5", "--data", str(files["broken"]))
     np.savez(tmp_path / "wrong.npz", images=np.zeros((2, 3, SIZE, SIZE), np.float32))
     failed("invalid_input", "evaluate", "--workdir", work, "--engine-id", "e5", "--data", str(tmp_path / "wrong.npz"))

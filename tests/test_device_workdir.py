@@ -52,8 +52,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(source, model)
     os.utime(model, (OLD, OLD))
     for engine_id in ("a", "b", "c"):
-        ok(work, "build", "--engine-id", engine_id, "--model", str(model), "--quantization", "explicit",
-           "--precision", "fp32", "--backend", "onnxruntime", "--threads", "1")
+        options = {"model": str(model), "quantization": "explicit", "precision": "fp32", "threads": 1}
+        ok(work, "build", "--engine-id", engine_id, "--options", json.dumps(options), "--backend", "onnxruntime")
     ok(work, "activate", "--engine-id", "a", "--meta", '{"by": "first"}')
     ok(work, "activate", "--engine-id", "b", "--meta", '{"by": "second"}')
     return work

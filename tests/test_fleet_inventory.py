@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import InputError
-from edgeq.fleet.inventory import host_name, load_inventory, select_hosts
+from edgeq.hosts import host_name, load_inventory, select_hosts
 
 
 def _write(folder: Path, name: str, text: str) -> Path:

@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 
 from edgeq.errors import DeviceError, InputError
+from edgeq.deploy.steps import DeviceState, Phase, Pushed, Step, StepStatus
 from edgeq.fleet import journal, state
-from edgeq.fleet.class_engines import ClassEngine, ClassEngines, class_key
+from edgeq.fleet.journal import Event
+from edgeq.fleet.state import WaveStatus
+from edgeq.deploy.class_engines import ClassEngine, ClassEngines, class_key
 from edgeq.fleet.journal import Journal, RolloutHeader
 from edgeq.fleet.recorder import Recorder
-from edgeq.fleet.verdict import DEVICES_FAILED, GATE_STOPPED, judge
-from edgeq.recipe import Host
+from edgeq.fleet.verdict import Outcome, judge
+from edgeq.hosts import Host
 
 
 def _header(rollout_id: str = "r1") -> RolloutHeader:
@@ -42,26 +45,29 @@ def _recorder(tmp_path: Path) -> Recorder:
 
 def test_journal_round_trip_and_replay(tmp_path: Path) -> None:
     rec = _recorder(tmp_path)
-    rec.wave(0, "start")
-    with rec.step("a", "build") as out:
-        out["seconds"] = 1.5
+    rec.wave(0, WaveStatus.START)
+    with rec.step("a", Step.PUSH) as out:
+        out.result = Pushed(files_sent=2, files_skipped=1, bytes_sent=300)
+        out.remote_seconds = 1.5
     with pytest.raises(DeviceError):
-        with rec.step("a", "activate"):
+        with rec.step("a", Step.ACTIVATE):
             raise DeviceError("a", "the device stopped answering")
-    rec.device("a", state.FAILED, error="a: the device stopped answering")
-    rec.wave(0, "failed", reason="budget")
-    rec.end(DEVICES_FAILED, 3)
+    rec.device("a", Phase.FAILED, error="a: the device stopped answering")
+    rec.wave(0, WaveStatus.FAILED, reason="budget")
+    rec.end(Outcome.DEVICES_FAILED, 3)
 
     header, entries = journal.read(rec.journal.path)
     assert header == _header()
     replayed = state.replay(header, entries)
     a = replayed.devices["a"]
-    assert [(s.name, s.status) for s in a.steps] == [("build", "ok"), ("activate", "failed")]
-    assert a.steps[0].data == {"seconds": 1.5}
-    assert a.phase == state.FAILED and a.switched and a.needs_rollback
-    assert replayed.devices["b"].phase == state.PENDING
-    assert replayed.waves[0].status == "failed" and replayed.waves[1].status == "pending"
-    assert replayed.outcome == DEVICES_FAILED and replayed.exit_code == 3
+    assert [(s.step, s.status) for s in a.steps] == [(Step.PUSH, StepStatus.OK), (Step.ACTIVATE, StepStatus.FAILED)]
+    # the typed result comes back from the journal's JSON as the same model
+    assert a.last(Step.PUSH, Pushed) == Pushed(files_sent=2, files_skipped=1, bytes_sent=300)
+    assert a.steps[0].remote_seconds == 1.5 and a.steps[1].error == "a: the device stopped answering"
+    assert a.phase == Phase.FAILED and a.switched and a.needs_rollback
+    assert replayed.devices["b"].phase == Phase.PENDING
+    assert replayed.waves[0].status == WaveStatus.FAILED and replayed.waves[1].status == WaveStatus.PENDING
+    assert replayed.outcome == Outcome.DEVICES_FAILED and replayed.exit_code == 3
     # the live state and the replayed one agree
     assert [(d.name, d.phase, d.switched) for d in rec.state.devices.values()] == [
         (d.name, d.phase, d.switched) for d in replayed.devices.values()
@@ -70,15 +76,28 @@ def test_journal_round_trip_and_replay(tmp_path: Path) -> None:
 
 def test_torn_last_line_is_ignored_other_damage_is_not(tmp_path: Path) -> None:
     rec = _recorder(tmp_path)
-    rec.wave(0, "start")
+    rec.wave(0, WaveStatus.START)
     with rec.journal.path.open("a") as handle:
         handle.write('{"event": "step", "sta')  # the host died mid-write
     header, entries = journal.read(rec.journal.path)
-    assert [e.event for e in entries] == [journal.WAVE]
+    assert [e.event for e in entries] == [Event.WAVE]
     with rec.journal.path.open("a") as handle:
         handle.write('\n{"event": "wave", "status": "passed", "wave": 0}\n')
     with pytest.raises(InputError, match="line 3 is not valid JSON"):
         journal.read(rec.journal.path)
+
+
+def test_a_resumed_journal_cuts_a_torn_line_before_appending(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.wave(0, WaveStatus.START)
+    with rec.journal.path.open("a") as handle:
+        handle.write('{"event": "step", "sta')  # the host died mid-write
+    header, entries = journal.read(rec.journal.path)
+    for _ in range(2):  # resumed twice: each time the journal reads back whole
+        resumed = Recorder(Journal.reopen(rec.journal.path), state.replay(header, entries))
+        resumed.wave(0, WaveStatus.PASSED, reason="done")
+        header, entries = journal.read(rec.journal.path)
+    assert [(e.event, e.status) for e in entries] == [(Event.WAVE, "start"), (Event.WAVE, "passed"), (Event.WAVE, "passed")]
 
 
 def test_create_refuses_an_existing_id_and_find_lists_ids(tmp_path: Path) -> None:
@@ -92,25 +111,25 @@ def test_create_refuses_an_existing_id_and_find_lists_ids(tmp_path: Path) -> Non
 
 def test_rollback_clears_needs_rollback(tmp_path: Path) -> None:
     rec = _recorder(tmp_path)
-    with rec.step("b", "activate"):
+    with rec.step("b", Step.ACTIVATE):
         pass
-    rec.device("b", state.DONE)
+    rec.device("b", Phase.DONE)
     assert rec.state.devices["b"].needs_rollback
-    rec.rollback("b", "ok")
-    assert not rec.state.devices["b"].needs_rollback and rec.state.devices["b"].phase == state.ROLLED_BACK
+    rec.rollback("b", True, current="e0")
+    assert not rec.state.devices["b"].needs_rollback and rec.state.devices["b"].phase == Phase.ROLLED_BACK
 
 
 def test_verdict() -> None:
-    devices = [state.DeviceState(n, 1) for n in "abcd"]
-    devices[0].phase = state.FAILED
+    devices = [DeviceState(n, 1) for n in "abcd"]
+    devices[0].phase = Phase.FAILED
     for d in devices[1:]:
-        d.phase = state.DONE
+        d.phase = Phase.DONE
     assert judge(devices, 1).passed
     verdict = judge(devices, 0)
-    assert not verdict.passed and verdict.outcome == DEVICES_FAILED and "budget allows 0" in verdict.reason
-    devices[1].phase, devices[1].error = state.GATE_FAILED, "accuracy drop 3.0 > 1.0"
+    assert not verdict.passed and verdict.outcome == Outcome.DEVICES_FAILED and "budget allows 0" in verdict.reason
+    devices[1].phase, devices[1].error = Phase.GATE_FAILED, "accuracy drop 3.0 > 1.0"
     verdict = judge(devices, 4)
-    assert not verdict.passed and verdict.outcome == GATE_STOPPED and "b: accuracy drop" in verdict.reason
+    assert not verdict.passed and verdict.outcome == Outcome.GATE_FAILED and "b: accuracy drop" in verdict.reason
 
 
 def test_class_key_separates_what_engines_depend_on() -> None:

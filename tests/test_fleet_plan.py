@@ -9,9 +9,13 @@ import pytest
 import yaml
 from rich.console import Console
 
+from edgeq.deploy.steps import Built, Phase, Probed, Status, Step
+from edgeq.deploy.wire import BuildReport, ProbeReport
 from edgeq.errors import InputError
 from edgeq.fleet import state
-from edgeq.fleet.inventory import load_inventory
+from edgeq.fleet.state import WaveStatus
+from edgeq.fleet.verdict import Outcome
+from edgeq.hosts import load_inventory
 from edgeq.fleet.journal import Journal
 from edgeq.fleet.plan import RolloutOptions, plan_rollout
 from edgeq.fleet.recorder import Recorder
@@ -95,21 +99,23 @@ def test_resume_of_an_unknown_id_exits_2(recipe: Path) -> None:
 def test_views_render_from_state_alone(tmp_path: Path) -> None:
     header = _header()
     rec = Recorder(Journal.create(tmp_path, header), state.initial(header))
-    rec.wave(0, "start")
-    with rec.step("a", "status") as out:
-        out["current"] = "e0"
-    with rec.step("a", "probe") as out:
-        out["class"] = "Orin/trt10.3/sm8.7/gpu"
-    with rec.step("a", "build") as out:
-        out.update(device_seconds=2.0, remote_seconds=2.5)
-    with rec.step("a", "activate"):
+    rec.wave(0, WaveStatus.START)
+    with rec.step("a", Step.STATUS) as out:
+        out.result = Status(current="e0", previous=None, engines=["e0"])
+    with rec.step("a", Step.PROBE) as out:
+        out.result = Probed(probe=ProbeReport.model_validate(PROBE), device_class="Orin/trt10.3/sm8.7/gpu")
+    with rec.step("a", Step.BUILD) as out:
+        out.result = Built(build=BuildReport.model_validate(BUILD))
+        out.remote_seconds = 2.5
+    with rec.step("a", Step.ACTIVATE):
         pass
-    rec.device("a", state.DONE)
-    rec.wave(0, "passed", reason="1 of 1 devices on the new engine")
-    rec.end("completed", 0)
+    rec.device("a", Phase.DONE)
+    rec.wave(0, WaveStatus.PASSED, reason="1 of 1 devices on the new engine")
+    rec.end(Outcome.COMPLETED, 0)
     report = summarize(rec.state)
     a = next(d for d in report.devices if d.name == "a")
     assert a.engine_before == "e0" and a.engine_now == "e1" and a.build_seconds == 2.0 and a.remote_seconds == 2.5
+    assert a.device_class == "Orin/trt10.3/sm8.7/gpu" and a.engine_source == "build"
     assert report.builds == 1 and report.device_path_seconds == 2.5
     assert "Orin/trt10.3/sm8.7/gpu" in _render(live_view(rec.state))
     text = _render(summary_view(report))
@@ -117,3 +123,18 @@ def test_views_render_from_state_alone(tmp_path: Path) -> None:
     rows = [DeviceStatus(name="a", label="u@h", engine="e1", recipe="demo", by="me"), DeviceStatus(name="b", label="u@k", error="refused")]
     text = _render(status_view(rows))
     assert "e1" in text and "demo" in text and "refused" in text
+
+
+PROBE = {
+    "l4t": "36.4.3", "module": "NVIDIA Jetson AGX Orin", "soc": "tegra234", "compute_capability": "8.7", "gpu_int8": True,
+    "dla_cores": 2, "tensorrt_version": "10.3.0", "tensorrt_source": "python", "tensorrt_python": True,
+    "trtexec": "/usr/src/tensorrt/bin/trtexec", "cpu_model": "Cortex-A78AE", "cpu_cores": 12, "memory_mb": 62000,
+    "machine": "aarch64", "python": "3.10.12", "onnxruntime_version": None, "backends": ["tensorrt"],
+}
+_ARTIFACT = {"path": "engine.plan", "size_bytes": 10, "sha256": "0" * 64}
+BUILD = {
+    "engine_id": "e1", "backend": "tensorrt", "backend_version": "10.3.0",
+    "options": {"model": "/w/blobs/m", "quantization": "explicit", "precision": "int8"},
+    "engine": {"artifact": _ARTIFACT, "seconds": 1.9}, "reference": {"artifact": _ARTIFACT, "seconds": 0.1},
+    "built_at": "2026-01-28T06:15:00Z", "seconds": 2.0,
+}

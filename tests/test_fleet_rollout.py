@@ -24,7 +24,8 @@ from edgeq import targets
 from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.session import DeviceSession
 from edgeq.fleet import journal
-from edgeq.fleet.inventory import host_name, load_inventory
+from edgeq.fleet.journal import Event
+from edgeq.hosts import host_name, load_inventory
 from edgeq.recipe import load as load_recipe
 from edgeq.remote.group import on_hosts
 from tests.calibrate_nets import fire_net, write_recipe
@@ -118,19 +119,19 @@ def _assert_journal_accounts(report: dict) -> None:
     header, entries = _journal(report)
     open_steps: dict[tuple[str, str], int] = {}
     for e in entries:
-        if e.event == journal.STEP:
+        if e.event == Event.STEP:
             key = (e.device, e.step)
             open_steps[key] = open_steps.get(key, 0) + (1 if e.status == "start" else -1)
     assert all(count == 0 for count in open_steps.values()), open_steps
-    started = {e.wave for e in entries if e.event == journal.WAVE and e.status == "start"}
+    started = {e.wave for e in entries if e.event == Event.WAVE and e.status == "start"}
     for index, names in enumerate(header.waves):
         for name in names:
-            outcomes = [e for e in entries if e.device == name and e.event == journal.DEVICE]
+            outcomes = [e for e in entries if e.device == name and e.event == Event.DEVICE]
             if index in started:
                 assert outcomes, f"{name} has no outcome in the journal"
             else:
                 assert not [e for e in entries if e.device == name], f"{name} was touched in an unstarted wave"
-    assert entries[-1].event == journal.END and entries[-1].status == report["outcome"]
+    assert entries[-1].event == Event.END and entries[-1].status == report["outcome"]
 
 
 def _by_name(report: dict) -> dict[str, dict]:
@@ -226,7 +227,7 @@ def _follow(path_glob: Callable[[], list[Path]], condition: Callable[[list[journ
 
 
 def _step(entries: list[journal.Entry], device: str, step: str, status: str = "ok") -> bool:
-    return any(e.event == journal.STEP and e.device == device and e.step == step and e.status == status for e in entries)
+    return any(e.event == Event.STEP and e.device == device and e.step == step and e.status == status for e in entries)
 
 
 def _start(site: Site, recipe: Path, *args: str) -> tuple[subprocess.Popen, Callable[[], list[Path]]]:
@@ -302,15 +303,15 @@ def test_killed_host_tool_resumes_without_redoing_finished_devices(site: Site) -
         if proc.poll() is None:
             proc.kill()
     _, before = journal.read(path)
-    done_before = {e.device for e in before if e.event == journal.DEVICE and e.status == "done"}
-    assert {"dev1", "dev2"} <= done_before and before[-1].event != journal.END
+    done_before = {e.device for e in before if e.event == Event.DEVICE and e.status == "done"}
+    assert {"dev1", "dev2"} <= done_before and before[-1].event != Event.END
 
     result = run_edgeq("rollout", recipe, "--resume", path.stem, "--timeout", TIMEOUT, "--json")
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
     _, after = journal.read(path)
     resumed = after[len(before):]
-    assert resumed[0].event == journal.RESUME
+    assert resumed[0].event == Event.RESUME
     assert not [e for e in resumed if e.device in done_before], "a finished device was worked on again"
     plan = site.plan(recipe)
     assert {d["phase"] for d in report["devices"]} == {"done"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 import edgeq
-from tests.cli import run_edgeq
+from tests.cli import run_edgeq, run_edgeq_process
 
 
 def test_help_lists_every_command() -> None:
@@ -22,6 +22,12 @@ def test_version() -> None:
     result = run_edgeq("--version")
     assert result.code == 0
     assert result.stdout.strip() == f"edgeq {edgeq.__version__}"
+
+
+def test_the_entry_point_runs_as_a_process() -> None:
+    """`python -m edgeq`, as users start it (every other test runs the command line in-process)."""
+    result = run_edgeq_process("--version")
+    assert result.code == 0 and result.stdout.strip() == f"edgeq {edgeq.__version__}"
 
 
 def test_targets_table_lists_every_profile() -> None:

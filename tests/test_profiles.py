@@ -16,8 +16,6 @@ from PIL import Image
 from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate.pipeline import calibrate
-from edgeq.device.cli import parse_profiles
-from edgeq.device.errors import AgentError
 from edgeq.device.trt_api import plan_api_build
 from edgeq.device.trt_rules import TrtBuildSpec, plan_precision
 from edgeq.device.trt_version import TrtVersion
@@ -54,10 +52,19 @@ def test_trtexec_and_the_python_api_get_the_profile() -> None:
     assert plan_api_build(spec, plan_precision(spec, version, "8.7"), version).profiles == PROFILE
 
 
-def test_the_agent_parses_profiles_and_refuses_bad_ones() -> None:
-    assert parse_profiles(["x:1x3x48x48:1x3x96x96:1x3x192x192"]) == PROFILE
-    with pytest.raises(AgentError, match="bad --profile"):
-        parse_profiles(["x:1x3x48x48:1x3x96x96"])
+def test_the_recipes_profile_reaches_the_agent_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    from edgeq.deploy.plan import device_build_options
+    from edgeq.device.report import BuildOptions
+
+    recipe = recipe_module.parse(_recipe_data(), tmp_path / "r.yaml")
+    calibration = type("Calibration", (), {"artifacts": type("Artifacts", (), {
+        "fp32_model": tmp_path / "m.onnx", "qdq_model": tmp_path / "q.onnx", "cache": None})()})()
+    options = device_build_options(recipe, targets.resolve("agx-orin-jp6.2"), "explicit", calibration)  # type: ignore[arg-type]
+    sent = json.loads(options.to_json())
+    assert sent["profiles"] == PROFILE and sent["shapes"] == {"x": [1, 3, 96, 96]}
+    assert BuildOptions.parse(sent).profiles == PROFILE
+    with pytest.raises(ValueError, match="profiles: expected"):
+        BuildOptions.parse({**sent, "profiles": {"x": [[1, 3, 96, 96], [1, 3, 48, 48], [1, 3, 192, 192]]}})
 
 
 def _pnet() -> Path:

@@ -91,7 +91,7 @@ def test_ssh_config_alias_and_default_known_hosts_are_honoured(shared_fleet, tmp
     )
     (tmp_path / ".ssh" / "known_hosts").write_text(device.host_key_line)
     monkeypatch.setenv("HOME", str(tmp_path))
-    from edgeq.recipe import Host
+    from edgeq.hosts import Host
 
     with SSHTransport.open(Host(address="jetson-a"), FAST) as transport:
         assert transport.run(["printenv", "HOME"]).stdout.strip() == str(device.home)

@@ -3,6 +3,7 @@ switch and the history, leaked files and gc, hostile text from a device."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -53,8 +54,9 @@ def _engines(transport: SSHTransport, folder: Path, ids: tuple[str, ...] = ("a",
     remote = push_blobs(transport, [model]).remote[model]
     agent = push_agent(transport)
     for engine_id in ids:
-        run_agent(transport, agent, "build", ["--engine-id", engine_id, "--model", remote, "--quantization", "explicit",
-                                             "--precision", "fp32", "--backend", "onnxruntime", "--threads", "1"])
+        options = {"model": remote, "quantization": "explicit", "precision": "fp32", "threads": 1}
+        run_agent(transport, agent, "build", ["--engine-id", engine_id, "--options", json.dumps(options),
+                                             "--backend", "onnxruntime"])
     for engine_id in ids[:2]:
         run_agent(transport, agent, "activate", ["--engine-id", engine_id])
     return agent

@@ -10,6 +10,7 @@ import pytest
 from edgeq.errors import DeviceError
 from edgeq.remote import SSHTransport, Timeouts, push_agent, push_blobs, run_agent
 from edgeq.remote.agent import DEVICE_PACKAGE, pack_agent
+from edgeq.remote.sync import DEVICE_SCRIPT
 from tests.devices.fleet import DEVICE_PYTHON
 
 pytestmark = pytest.mark.ssh
@@ -102,7 +103,7 @@ def test_agent_is_pushed_once_and_runs_with_the_device_python(device, tiny_agent
 
         sent_before = transport.bytes_sent
         assert push_agent(transport, tiny_agent, "tiny_agent") == agent
-        assert transport.bytes_sent - sent_before < 2000  # one small command, no upload
+        assert transport.bytes_sent - sent_before < len(DEVICE_SCRIPT) + 2000  # one command (the script), no upload
 
         with pytest.raises(DeviceError, match=r"agent `smile` failed \[usage\]: no sub-command 'smile'"):
             run_agent(transport, agent, "smile")

@@ -18,7 +18,7 @@ import yaml
 from edgeq import recipe as recipes
 from edgeq import safe_yaml
 from edgeq.errors import InputError
-from edgeq.fleet.inventory import load_inventory
+from edgeq.hosts import load_inventory
 
 BOMB_LEVELS = 9  # 9 aliases per level, 9 levels: 9**9 (387 million) strings once written out
 

@@ -11,7 +11,8 @@ import yaml
 from edgeq import recipe as recipes
 from edgeq import targets
 from edgeq.calibrate.report import Artifacts
-from edgeq.deploy.plan import DeployPlan, choose_quantization
+from edgeq.deploy.plan import choose_quantization, device_build_options
+from edgeq.deploy.wire import BuildOptions
 from edgeq.errors import InputError
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "squeezenet-digits" / "recipe.yaml"
@@ -47,21 +48,21 @@ def _recipe(tmp_path: Path, **build: object) -> recipes.Recipe:
         path.unlink()
 
 
-def _plan(recipe: recipes.Recipe, target: targets.Target, quantization: str, folder: Path) -> DeployPlan:
+def _options(recipe: recipes.Recipe, target: targets.Target, quantization: str, folder: Path) -> BuildOptions:
+    """What deploy sends the device to build."""
     calibration = SimpleNamespace(artifacts=Artifacts.in_folder(folder, with_cache=target.implicit_int8), folder=folder)
-    return DeployPlan(recipe=recipe, target=target, calibration=calibration, quantization=quantization,  # type: ignore[arg-type]
-                      engine_id="e", smoke_data=folder / "smoke.npz", input_name="data", input_shape=[1, 3, 8, 8])
+    return device_build_options(recipe, target, quantization, calibration)  # type: ignore[arg-type]
 
 
 def test_deploy_to_a_jetpack_72_orin_never_asks_for_a_dla_core(tmp_path):
     recipe = _recipe(tmp_path, dla_core=0, gpu_fallback=True)
     jp72, jp62 = targets.resolve("agx-orin-jp7.2"), targets.resolve("agx-orin-jp6.2")
-    remote = {p: f"/r/{p.name}" for p in [*Artifacts.in_folder(tmp_path, True).files(), tmp_path / "smoke.npz"]}
     assert choose_quantization(recipe, jp72) == "explicit"
-    args = _plan(recipe, jp72, "explicit", tmp_path).build_args(remote)
-    assert "--dla-core" not in args and "--gpu-fallback" not in args
+    options = _options(recipe, jp72, "explicit", tmp_path)
+    assert options.dla_core is None and not options.gpu_fallback
     assert choose_quantization(recipe, jp62) == "implicit"  # TensorRT 10.3 DLA: the cache, not Q/DQ
-    assert args != (dla := _plan(recipe, jp62, "implicit", tmp_path).build_args(remote)) and "--dla-core" in dla
+    dla = _options(recipe, jp62, "implicit", tmp_path)
+    assert (dla.dla_core, dla.gpu_fallback) == (0, True) and dla.cache is not None
 
 
 def test_explicit_qdq_with_dla_on_tensorrt_10_3_is_refused_with_a_clear_message(tmp_path):

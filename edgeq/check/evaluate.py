@@ -8,7 +8,7 @@ import onnx
 
 from edgeq import model as model_io
 from edgeq.check import op_support, rules
-from edgeq.check.facts import FACTS, NOT_APPLICABLE, NodeContext
+from edgeq.check.facts import FACTS, NOT_APPLICABLE, Missing, NodeContext
 from edgeq.check.graph import Graph, describe_dims
 from edgeq.check.macs import node_macs
 from edgeq.check.report import CheckReport, Gate, NodeResult, Reason, Shares
@@ -19,7 +19,7 @@ from edgeq.targets import Target
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 ELEMENTWISE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Pow"})
 ORT_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
-UNKNOWN = object()  # a rule whose fact cannot be known offline
+UNKNOWN = Missing.UNKNOWN  # a rule whose fact cannot be known offline
 
 
 def _shown(value: Any) -> str:

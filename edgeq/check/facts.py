@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,15 @@ from onnx import helper
 from edgeq.check.graph import Graph, describe_dims
 from edgeq.targets import Target
 
-NOT_APPLICABLE = object()
+
+class Missing(Enum):
+    """What a fact or a rule gives instead of a value."""
+
+    NOT_APPLICABLE = "not applicable"  # the rule does not concern this node
+    UNKNOWN = "unknown"  # the value cannot be known offline
+
+
+NOT_APPLICABLE = Missing.NOT_APPLICABLE
 
 
 @dataclass(frozen=True)

@@ -1,136 +1,140 @@
-"""`edgeq deploy` and `edgeq smoke`: one device at a time, over SSH or on this machine (`--target local`)."""
+"""`edgeq deploy` (a rollout of one wave over the given devices, each switching on its own gates) and
+`edgeq smoke`, over SSH or on this machine (`--target local`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeq.cli.app import JsonOption, TargetOption, app, console, err_console, print_json
-from edgeq.errors import DeviceError, ExitCode, GateError
+from edgeq.cli.app import TargetOption, app, console, err_console, print_json
+from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
+from edgeq.errors import ExitCode
 from edgeq.report.safe_text import error_line
 
-HostOption = Annotated[list[str], typer.Option("--host", "-H", help="user@address[:port]; repeat for several devices.")]
-InventoryOption = Annotated[Optional[Path], typer.Option("--inventory", "-i", help="Inventory file (edgeq YAML or Ansible).")]
-LimitOption = Annotated[list[str], typer.Option("--limit", "-l", help="Only these inventory hosts or groups (globs).")]
-KeyOption = Annotated[Optional[Path], typer.Option("--key", help="SSH private key for --host.")]
-KnownHostsOption = Annotated[
-    Optional[Path], typer.Option("--known-hosts", help="known_hosts file for --host (default ~/.ssh/known_hosts).")
-]
-PythonOption = Annotated[Optional[str], typer.Option("--python", help="The device's Python for --host (default python3).")]
-WorkdirOption = Annotated[Optional[str], typer.Option("--workdir", help="Device work folder for --host (default ~/.edgeq).")]
+if TYPE_CHECKING:
+    from edgeq.deploy.plan import DeployPlan
+    from edgeq.hosts import Host
+
+RecipeArgument = Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")]
 
 
-def _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python, workdir,  # noqa: ANN001, ANN202
-                      *, progress: bool, preflight: bool):
-    """The recipe, its deploy plan, and (label, opener) per device: this machine for the local target, else SSH hosts.
+def _plan_and_hosts(recipe_path: Path, target_name: str, devices: DeviceOptions, *, progress: bool,
+                    preflight: bool) -> tuple[DeployPlan, list[Host] | None]:
+    """The deploy plan and its hosts (None: this machine, for the local target without --host/--inventory).
 
     Devices are resolved before the plan, so a wrong host list fails before any calibration runs.
     """
     from edgeq import recipe as recipes
     from edgeq import targets
-    from edgeq.deploy.hosts import resolve_hosts
     from edgeq.deploy.plan import make_plan
-    from edgeq.deploy.session import DeviceSession
 
     recipe = recipes.load(recipe_path)
     target = targets.resolve(target_name)
-    if target.backend == "onnxruntime" and not hosts and inventory is None:
-        devices = [("local", lambda: DeviceSession.local(workdir or "~/.edgeq"))]
-    else:
-        chosen = resolve_hosts(recipe, hosts, inventory, limit, key=key, known_hosts=known_hosts, python=python,
-                               workdir=workdir)
-        devices = [(host.label, lambda host=host: DeviceSession.open(host)) for host in chosen]
-    return recipe, make_plan(recipe, target, progress=progress, preflight=preflight), devices
+    hosts = None
+    if target.backend != "onnxruntime" or devices.given:
+        hosts = devices.resolve(recipe.device_hosts, nothing=(
+            f"{recipe.source}: no device to deploy to: give --host user@address[:port], --inventory FILE, "
+            "or devices in the recipe (or use --target local)"))
+    return make_plan(recipe, target, progress=progress, preflight=preflight), hosts
 
 
-def _each_device(sessions: list, work: Callable) -> int:  # type: ignore[type-arg]
-    """Run ``work(session)`` on each device in turn; one device's failure does not stop the next."""
-    worst = ExitCode.OK
-    for label, opener in sessions:
-        try:
-            with opener() as session:
-                work(session)
-        except (DeviceError, GateError) as exc:
-            err_console.print(error_line(exc.message if label in exc.message else f"{label}: {exc.message}"),
-                              highlight=False, soft_wrap=True)
-            worst = max(worst, exc.exit_code)
-    return int(worst)
+def _error(label: str, message: str) -> None:
+    """One device's failure, on stderr; the device's text is shown literally (no markup, no escapes)."""
+    shown = message if message.startswith(label) else f"{label}: {message}"
+    err_console.print(error_line(shown), highlight=False, soft_wrap=True)
 
 
 @app.command("deploy")
+@grouped
 def deploy(
-    recipe_path: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    recipe_path: RecipeArgument,
+    *,
+    devices: DeviceOptions,
+    timing: TimeoutOptions,
+    output: OutputOptions,
     target_name: TargetOption = "jetson-orin",
-    hosts: HostOption = [],  # noqa: B006 (typer needs a literal default)
-    inventory: InventoryOption = None,
-    limit: LimitOption = [],  # noqa: B006
-    key: KeyOption = None,
-    known_hosts: KnownHostsOption = None,
-    python: PythonOption = None,
-    workdir: WorkdirOption = None,
     html: Annotated[bool, typer.Option(help="Also write the HTML report with charts.")] = True,
-    as_json: JsonOption = False,
 ) -> None:
-    """Push the model, cache and validation data to a device, build the INT8 engine there, measure, gate, activate."""
-    from edgeq.deploy.pipeline import deploy_one
+    """Push the model, cache and validation data to each device, build the INT8 engine there, measure, gate
+    (accuracy, latency, smoke test), and switch the devices whose gates passed."""
+    from edgeq.deploy.report import deploy_report
+    from edgeq.deploy.steps import Phase, StepStatus
+    from edgeq.fleet import rollout as rollouts
+    from edgeq.fleet.journal import Event
     from edgeq.report.deploy_html import write_deploy_html
     from edgeq.report.deploy_view import deploy_view
 
-    recipe, plan, sessions = _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python,
-                                               workdir, progress=not as_json, preflight=True)
-    reports = []
-
-    def one(session) -> None:  # noqa: ANN001
-        with console.status(f"{session.label}: starting", spinner="dots") as status:
-            report = deploy_one(session, plan, on_step=lambda step: status.update(f"{session.label}: {step}"))
-        if html:
-            write_deploy_html(report, recipe, plan.calibration.artifacts.validation, Path(report.files["folder"]),
-                              Path(report.files["html"]))
-        reports.append(report)
-        if not as_json:
-            console.print(deploy_view(report))
-        if not report.passed:
-            raise GateError(f"{session.label}: " + "; ".join(g.describe() for g in report.gates if not g.passed))
-
-    code = _each_device(sessions, one)
-    if as_json:
-        print_json([r.to_dict() for r in reports])
-    raise typer.Exit(code)
+    plan, hosts = _plan_and_hosts(recipe_path, target_name, devices, progress=not output.as_json, preflight=True)
+    run = rollouts.deploy(plan, hosts, workdir=devices.workdir, timeout=timing.timeout)
+    labels = {h.name or h.label: h.label for h in run.header.hosts}
+    if output.as_json:
+        run.run()
+    else:
+        with console.status("starting", spinner="dots") as status:
+            run.run(lambda _, e: status.update(f"{labels.get(e.device or '', '')}: {e.step}")
+                    if e.event == Event.STEP and e.status == StepStatus.START else None)
+    worst, reports = ExitCode.OK, []
+    for name, device in run.state.devices.items():
+        label = labels[name]
+        report = deploy_report(plan, label, device)
+        if report is not None:
+            if html:
+                write_deploy_html(report, plan.recipe, plan.calibration.artifacts.validation, Path(report.files["folder"]),
+                                  Path(report.files["html"]))
+            reports.append(report)
+            if not output.as_json:
+                console.print(deploy_view(report))
+        if device.phase != Phase.DONE:
+            failed = device.failure or device.phase
+            worst = max(worst, ExitCode.DEVICE if failed == Phase.FAILED else ExitCode.GATE_FAILED)
+            _error(label, device.error or f"ended {device.phase}")
+    if output.as_json:
+        print_json([r.model_dump(mode="json") for r in reports])
+    raise typer.Exit(int(worst))
 
 
 @app.command("smoke")
+@grouped
 def smoke(
-    recipe_path: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
+    recipe_path: RecipeArgument,
+    *,
+    devices: DeviceOptions,
+    timing: TimeoutOptions,
+    output: OutputOptions,
     target_name: TargetOption = "jetson-orin",
-    hosts: HostOption = [],  # noqa: B006
-    inventory: InventoryOption = None,
-    limit: LimitOption = [],  # noqa: B006
-    key: KeyOption = None,
-    known_hosts: KnownHostsOption = None,
-    python: PythonOption = None,
-    workdir: WorkdirOption = None,
-    as_json: JsonOption = False,
 ) -> None:
-    """A few fixed inputs through the installed engine, compared on the device with the host's FP32 outputs."""
+    """A few fixed inputs through each device's installed engine, compared there with the host's FP32 outputs."""
+    from edgeq.deploy.session import DeviceSession
+    from edgeq.fleet.rollout import LOCAL, open_local
+    from edgeq.hosts import Host
+    from edgeq.remote.group import on_hosts
+    from edgeq.remote.timeouts import Timeouts
+    from edgeq.remote.transport import SSHTransport
     from edgeq.report.deploy_view import smoke_view
 
-    _, plan, sessions = _plan_and_devices(recipe_path, target_name, hosts, inventory, limit, key, known_hosts, python,
-                                          workdir, progress=not as_json, preflight=False)
-    results = []
-
-    def one(session) -> None:  # noqa: ANN001
-        report = session.smoke(plan)
-        results.append({"host": session.label, **report.to_dict()})
-        if not as_json:
-            console.print(smoke_view(session.label, report))
+    plan, hosts = _plan_and_hosts(recipe_path, target_name, devices, progress=not output.as_json, preflight=False)
+    local = hosts is None
+    chosen = [Host(address=LOCAL, workdir=devices.workdir or "~/.edgeq")] if local else list(hosts or [])
+    timeouts = Timeouts(connect=timing.timeout, channel=timing.timeout) if timing.timeout else None
+    outcomes = on_hosts(chosen, lambda transport: DeviceSession(transport).smoke(plan), limit=1, timeouts=timeouts,
+                        opener=open_local if local else SSHTransport.open)
+    worst, results = ExitCode.OK, []
+    for outcome in outcomes:
+        label = outcome.host.label
+        if outcome.value is None:
+            worst = max(worst, outcome.error.exit_code if outcome.error else ExitCode.DEVICE)
+            _error(label, outcome.error.message if outcome.error else "no answer")
+            continue
+        report = outcome.value
+        results.append({"host": label, **report.model_dump(mode="json")})
+        if not output.as_json:
+            console.print(smoke_view(label, report))
         if not report.passed:
-            raise GateError(f"{session.label}: smoke test failed (agreement {report.comparison.top1_agreement:.3f}, "
-                            f"cosine {report.comparison.cosine:.4f})")
-
-    code = _each_device(sessions, one)
-    if as_json:
+            worst = max(worst, ExitCode.GATE_FAILED)
+            _error(label, f"smoke test failed (agreement {report.comparison.top1_agreement:.3f}, "
+                          f"cosine {report.comparison.cosine:.4f})")
+    if output.as_json:
         print_json(results)
-    raise typer.Exit(code)
+    raise typer.Exit(int(worst))

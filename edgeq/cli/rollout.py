@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
-from edgeq.cli.app import JsonOption, app, console, print_json
-from edgeq.cli.deploy import InventoryOption, LimitOption
+from edgeq.cli.app import app, console, print_json
+from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode, InputError
 from edgeq.fleet.waves import DEFAULT_WAVES
 
+if TYPE_CHECKING:
+    from edgeq.fleet.plan import RolloutOptions, RolloutPlan
+
 
 @app.command("rollout")
+@grouped
 def rollout(
-    recipe_path: Annotated[Optional[Path], typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
-    inventory: InventoryOption = None,
-    limit: LimitOption = [],  # noqa: B006 (typer needs a literal default)
+    recipe_path: Annotated[Path | None, typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
+    *,
+    devices: DeviceOptions,
+    timing: TimeoutOptions,
+    output: OutputOptions,
     target_name: Annotated[
-        Optional[str], typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
+        str | None, typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
     ] = None,
     waves: Annotated[str, typer.Option(help="Cumulative stages: counts or percentages of the fleet.")] = DEFAULT_WAVES,
     concurrency: Annotated[int, typer.Option(help="Devices worked on at once.")] = 4,
@@ -28,29 +34,27 @@ def rollout(
     build_each: Annotated[bool, typer.Option("--build-each", help="Build on every device, not once per device class.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
     resume_id: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--resume",
             metavar="ID",
             help="Continue rollout ID as planned (its journal is under the recipe's edgeq-out/rollouts; or give the .jsonl).",
         ),
     ] = None,
-    timeout: Annotated[
-        Optional[float],
-        typer.Option(help="Seconds a device may stay silent (connect, SSH keepalives) before it counts as failed."),
-    ] = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Roll a recipe's engine out to a fleet in waves: canary first, gates per wave, rollback, resume."""
     from rich.live import Live
 
     from edgeq.fleet import rollout as rollouts
+    from edgeq.fleet.plan import RolloutOptions
     from edgeq.report.rollout_view import live_view, plan_view, summary_view
 
+    as_json = output.as_json
     if resume_id is not None:
-        run = rollouts.resume(_journal_path(recipe_path, resume_id), timeout=timeout, progress=not as_json)
+        run = rollouts.resume(_journal_path(recipe_path, resume_id), timeout=timing.timeout, progress=not as_json)
     else:
-        plan = _plan(recipe_path, inventory, limit, target_name, waves, concurrency, max_failures, build_each, timeout)
+        options = RolloutOptions(waves, concurrency, max_failures, build_each, target_name, timing.timeout)
+        plan = _plan(recipe_path, devices, options)
         if as_json and dry_run:
             print_json(plan.describe())
             raise typer.Exit(int(ExitCode.OK))
@@ -60,7 +64,7 @@ def rollout(
             raise typer.Exit(int(ExitCode.OK))
         run = rollouts.begin(plan, progress=not as_json)
     if not as_json:
-        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path}"))
+        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path if run.journal else '-'}"))
         with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
             report = run.run()
         console.print(summary_view(report))
@@ -87,36 +91,30 @@ def _journal_path(recipe_path: Path | None, rollout_id: str) -> Path:
     return journal.find(folder, rollout_id)
 
 
-def _plan(recipe_path, inventory, limit, target, waves, concurrency, max_failures, build_each, timeout):  # noqa: ANN001, ANN202
+def _plan(recipe_path: Path | None, devices: DeviceOptions, options: RolloutOptions) -> RolloutPlan:
     from edgeq import recipe as recipes
-    from edgeq.deploy.hosts import resolve_hosts
-    from edgeq.fleet.plan import RolloutOptions, plan_rollout
+    from edgeq.fleet.plan import plan_rollout
 
     if recipe_path is None:
         raise InputError("edgeq rollout: give the recipe file (or --resume ID)")
     recipe = recipes.load(recipe_path)
-    hosts = resolve_hosts(recipe, [], inventory, limit)
-    options = RolloutOptions(waves, concurrency, max_failures, build_each, target, timeout)
-    return plan_rollout(recipe, hosts, options, inventory.resolve() if inventory else None)
+    hosts = devices.resolve(recipe.device_hosts, nothing="no devices to roll out to: give --inventory, or devices in the recipe")
+    return plan_rollout(recipe, hosts, options, devices.inventory.resolve() if devices.inventory else None)
 
 
 @app.command("status")
-def status(
-    inventory: Annotated[Path, typer.Option("--inventory", "-i", help="Inventory file (edgeq YAML or Ansible).")],
-    limit: LimitOption = [],  # noqa: B006
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds to wait for each device.")] = None,
-    as_json: JsonOption = False,
-) -> None:
+@grouped
+def status(*, devices: DeviceOptions, timing: TimeoutOptions, output: OutputOptions) -> None:
     """What each device runs now: engine, recipe, since when, by whom."""
-    from edgeq.fleet.inventory import load_inventory, select_hosts
-
-    hosts = select_hosts(load_inventory(inventory), limit)  # before the heavy imports: a bad inventory fails at once
+    # before the heavy imports: a bad inventory fails at once
+    hosts = devices.resolve(nothing="edgeq status: give --inventory FILE or --host user@address[:port]")
     from edgeq.fleet.status import fleet_status
     from edgeq.remote.timeouts import Timeouts
     from edgeq.report.rollout_view import status_view
 
+    timeout = timing.timeout
     rows = fleet_status(hosts, timeouts=Timeouts(connect=timeout, channel=timeout) if timeout else None)
-    if as_json:
+    if output.as_json:
         print_json([row.model_dump(mode="json") for row in rows])
     else:
         console.print(status_view(rows))

@@ -1,1 +1,2 @@
-"""One-device deploy and smoke: plan from a recipe, then push, build, evaluate, bench, gate, activate."""
+"""One engine to devices: the plan from a recipe, the wire schema of the agent's answers, a session per device,
+and the device pipeline (push, probe, build, evaluate, bench, smoke, gates, activate) with typed step results."""

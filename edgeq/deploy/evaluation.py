@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from edgeq import metrics
 from edgeq.device.batches import first
@@ -13,9 +11,10 @@ from edgeq.device.compare import compare_outputs
 from edgeq.recipe import Recipe
 
 
-@dataclass
-class Evaluation:
+class Evaluation(BaseModel):
     """FP32 and INT8 metric on the device's run over the validation set, and how the outputs compare."""
+
+    model_config = ConfigDict(frozen=True)
 
     metric: str
     samples: int
@@ -26,10 +25,7 @@ class Evaluation:
     cosine: float
     fp32_ms_per_sample: float
     int8_ms_per_sample: float
-    details: dict[str, dict[str, float]] = field(default_factory=dict)  # secondary numbers per model (mAP@0.5, SNR)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    details: dict[str, dict[str, float]] = {}  # secondary numbers per model (mAP@0.5, SNR)
 
 
 def score(

@@ -1,38 +1,45 @@
-"""Pass/fail gates from the recipe's budget: accuracy drop and p99 latency, measured on the device."""
+"""Pass/fail gates, measured on the device: the recipe's accuracy drop and p99 latency, and the smoke test."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from pydantic import BaseModel, ConfigDict
 
 from edgeq.deploy.evaluation import Evaluation
-from edgeq.device.report import BenchReport
+from edgeq.deploy.wire import BenchReport, SmokeReport
 from edgeq.recipe import Recipe
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """One gate: what was measured against which limit."""
+class GateResult(BaseModel):
+    """One gate: what was measured against which limit (at most ``limit``, or at least it)."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     passed: bool
     value: float
     limit: float
     unit: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    at_least: bool = False
+    note: str | None = None
 
     def describe(self) -> str:
-        sign = "<=" if self.passed else ">"
-        return f"{self.name}: {self.value:.3g} {self.unit} {sign} {self.limit:.3g} {self.unit}"
+        good, bad = (">=", "<") if self.at_least else ("<=", ">")
+        sign = good if self.passed else bad
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.name}: {self.value:.3g} {self.unit} {sign} {self.limit:.3g} {self.unit}{note}"
 
 
-def check_gates(recipe: Recipe, evaluation: Evaluation, bench: BenchReport) -> list[GateResult]:
-    """The recipe's gates: accuracy drop in points (always), INT8 p99 latency (when the recipe sets one)."""
-    gates = [GateResult("accuracy drop", evaluation.drop <= recipe.budget.accuracy_drop, evaluation.drop,
-                        recipe.budget.accuracy_drop, "points")]
+def check_gates(recipe: Recipe, evaluation: Evaluation, bench: BenchReport, smoke: SmokeReport) -> list[GateResult]:
+    """The gates: accuracy drop in points (always), INT8 p99 latency (when the recipe sets one), and the
+    smoke test of the new engine (top-1 agreement and cosine with the host's FP32 outputs)."""
+    gates = [GateResult(name="accuracy drop", passed=evaluation.drop <= recipe.budget.accuracy_drop, value=evaluation.drop,
+                        limit=recipe.budget.accuracy_drop, unit="points")]
     if recipe.budget.latency_p99_ms is not None:
         p99 = bench.int8.p99_ms
-        gates.append(GateResult("p99 latency", p99 <= recipe.budget.latency_p99_ms, p99, recipe.budget.latency_p99_ms, "ms"))
+        gates.append(GateResult(name="p99 latency", passed=p99 <= recipe.budget.latency_p99_ms, value=p99,
+                                limit=recipe.budget.latency_p99_ms, unit="ms"))
+    agreement = smoke.comparison.top1_agreement
+    gates.append(GateResult(name="smoke", passed=smoke.passed, value=agreement, limit=smoke.min_agreement,
+                            unit="top-1 agreement", at_least=True,
+                            note=f"cosine {smoke.comparison.cosine:.4f}, at least {smoke.min_cosine:g}"))
     return gates

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from edgeq import atomic
 from edgeq.calibrate import CalibrationResult, calibrate
-from edgeq.npz import npz_bytes
+from edgeq.deploy.wire import BuildOptions, Quantization
 from edgeq.errors import GateError, InputError
+from edgeq.npz import npz_bytes
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
 SMOKE_SAMPLES = 8
-
-Quantization = Literal["implicit", "explicit"]
 
 
 @dataclass
@@ -29,12 +27,13 @@ class DeployPlan:
     recipe: Recipe
     target: Target
     calibration: CalibrationResult
-    quantization: Quantization
     engine_id: str
     smoke_data: Path
-    input_name: str
-    input_shape: list[int]
-    build_options: dict[str, object] = field(default_factory=dict)
+    build_options: BuildOptions  # naming the host's files; a device gets them with its own paths
+
+    @property
+    def quantization(self) -> Quantization:
+        return self.build_options.quantization
 
     @property
     def folder(self) -> Path:
@@ -43,36 +42,52 @@ class DeployPlan:
 
     def files(self) -> dict[str, Path]:
         """The local files to push, by role."""
-        artifacts = self.calibration.artifacts
-        roles = {"model": artifacts.fp32_model, "validation": artifacts.validation, "smoke": self.smoke_data}
-        if self.quantization == "explicit":
-            roles["qdq"] = artifacts.qdq_model
-        elif artifacts.cache is not None:
-            roles["cache"] = artifacts.cache
+        options = self.build_options
+        roles = {"model": Path(options.model), "validation": self.calibration.artifacts.validation, "smoke": self.smoke_data}
+        if options.qdq is not None:
+            roles["qdq"] = Path(options.qdq)
+        if options.cache is not None:
+            roles["cache"] = Path(options.cache)
         return roles
 
-    def build_args(self, remote: dict[Path, str]) -> list[str]:
-        """The agent's `build` arguments, with the pushed files' device paths."""
-        files = self.files()
-        build = self.recipe.build
-        args = ["--engine-id", self.engine_id, "--model", remote[files["model"]], "--quantization", self.quantization]
-        args += ["--precision", build.precision]
-        if "qdq" in files:
-            args += ["--qdq", remote[files["qdq"]]]
-        if "cache" in files:
-            args += ["--cache", remote[files["cache"]]]
-        if build.fp16_fallback:
-            args.append("--fp16-fallback")
-        if build.dla_core is not None and self.target.usable_dla_cores:  # where TensorRT has no DLA, the plan is GPU only
-            args += ["--dla-core", str(build.dla_core)]
-            if build.gpu_fallback:
-                args.append("--gpu-fallback")
-        args += ["--workspace-mb", str(build.workspace_mb)]
-        args += ["--shapes", f"{self.input_name}:{'x'.join(map(str, self.input_shape))}"]
-        for spec in self.recipe.inputs:
-            if spec.profile is not None:
-                args += ["--profile", ":".join([spec.name, *("x".join(map(str, dims)) for dims in spec.profile)])]
-        return args
+
+def device_build_options(
+    recipe: Recipe, target: Target, quantization: Quantization, calibration: CalibrationResult
+) -> BuildOptions:
+    """The recipe's build block as the device's build options: every field of it, with the INT8 path chosen
+    for the target (:func:`check_build`), the calibrated files and every input's static shape. Where the
+    target's TensorRT has no DLA, the build is GPU only."""
+    build = recipe.build
+    artifacts = calibration.artifacts
+    explicit = quantization == "explicit"
+    dla_core = build.dla_core if target.usable_dla_cores else None
+    return BuildOptions(
+        model=str(artifacts.fp32_model),
+        quantization=quantization,
+        precision=build.precision,
+        qdq=str(artifacts.qdq_model) if explicit else None,
+        cache=str(artifacts.cache) if not explicit and artifacts.cache is not None else None,
+        fp16_fallback=build.fp16_fallback,
+        dla_core=dla_core,
+        gpu_fallback=build.gpu_fallback and dla_core is not None,
+        workspace_mb=build.workspace_mb,
+        builder_optimization_level=build.builder_optimization_level,
+        shapes={spec.name: spec.static_shape for spec in recipe.inputs},
+        profiles={spec.name: [list(dims) for dims in spec.profile] for spec in recipe.inputs if spec.profile is not None},
+    )
+
+
+def check_build(recipe: Recipe, target: Target) -> Quantization:
+    """The INT8 path for the target, once the recipe's build block is known to be possible there."""
+    version = target.trt_version
+    if recipe.build.builder_optimization_level is not None and version is not None and version < (8, 6):
+        # trtexec --builderOptimizationLevel and IBuilderConfig.builder_optimization_level arrived in 8.6:
+        # NVIDIA/TensorRT release/8.6 samples/common/sampleOptions.cpp:1163, python/src/infer/pyCore.cpp:1227
+        raise InputError(
+            f"{recipe.source}: build.builder_optimization_level: TensorRT {target.tensorrt} has no builder "
+            "optimization level (it arrived in 8.6): drop the field for this target"
+        )
+    return choose_quantization(recipe, target)
 
 
 def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
@@ -93,25 +108,27 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
     return "implicit" if version is not None and (version[0] < 10 or version[0] == 10 and dla) else "explicit"
 
 
-def _engine_id(recipe: Recipe, key: str, quantization: str, shape: list[int]) -> str:
-    settings = {"key": key, "quantization": quantization, "build": recipe.build.model_dump(mode="json"), "shape": shape}
+def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
+    settings = {"key": key, "build": options.model_dump(mode="json", exclude={"model", "qdq", "cache"})}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in recipe.name)[:40]
     return f"{slug}-{digest}"
 
 
-def _smoke_file(calibration: CalibrationResult) -> Path:
-    """A few validation inputs (every input; constants whole) with the host's FP32 first output, for `smoke`,
-    run the way the device runs them (written once, byte-stable)."""
+def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
+    """A few validation inputs (every model input; constants whole) with the host's FP32 first output, for the
+    smoke gate and `edgeq smoke`, run the way the device runs them (written once, byte-stable)."""
     from edgeq.device.batches import batch_size, first, pick_inputs, run_all
     from edgeq.device.ort_backend import OrtSession
 
     session = OrtSession(str(calibration.artifacts.fp32_model), 0)
+    names = [spec.name for spec in recipe.inputs]
     with np.load(calibration.artifacts.validation) as data:
+        single = len(names) == 1 and names[0] not in data and "x" in data
         constants = [str(c) for c in data["constants"]] if "constants" in data.files else []
-        names = [spec.name if spec.name in data.files else "x" for spec in session.inputs]
-        arrays = {name: data[name] if name in constants else data[name][:SMOKE_SAMPLES] for name in names}
-    arrays["constants"] = np.array(constants, dtype=np.str_)
+        arrays = {name: data[name] if name in constants else data["x" if single else name][:SMOKE_SAMPLES] for name in names}
+    if constants:
+        arrays["constants"] = np.array(constants, dtype=np.str_)
     expected = first(run_all(session, pick_inputs(arrays, session.inputs), batch_size(session.inputs, None))[0])
     path = calibration.folder / "smoke.npz"
     data = npz_bytes({**arrays, "expected": expected})
@@ -126,19 +143,16 @@ def make_plan(
     """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do."""
     if preflight and target.backend == "tensorrt":
         _preflight(recipe, target)
-    quantization = choose_quantization(recipe, target)
+    quantization = check_build(recipe, target)  # a build the target cannot do fails before calibrating
     calibration = calibrate(recipe, target, progress=progress, out=out)
-    shape = recipe.inputs[0].static_shape
-    input_name = recipe.inputs[0].name
+    options = device_build_options(recipe, target, quantization, calibration)
     return DeployPlan(
         recipe=recipe,
         target=target,
         calibration=calibration,
-        quantization=quantization,
-        engine_id=_engine_id(recipe, calibration.report.key, quantization, shape),
-        smoke_data=_smoke_file(calibration),
-        input_name=input_name,
-        input_shape=shape,
+        engine_id=_engine_id(recipe, calibration.report.key, options),
+        smoke_data=write_smoke_data(recipe, calibration),
+        build_options=options,
     )
 
 

@@ -1,18 +1,43 @@
-"""The deploy report: one device's facts, build, accuracy, latency and gates; JSON-ready data only."""
+"""The deploy report: one device's facts, build, accuracy, latency and gates, read from its typed step results."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
 
+from pydantic import BaseModel, computed_field
+
+from edgeq import atomic
 from edgeq.deploy.evaluation import Evaluation
 from edgeq.deploy.gates import GateResult
-from edgeq.device.report import ActivationReport, BenchReport, BuildReport, ProbeReport
+from edgeq.deploy.plan import DeployPlan
+from edgeq.deploy.steps import (
+    Activated,
+    Benched,
+    Built,
+    DeviceState,
+    EngineSource,
+    Evaluated,
+    Gated,
+    Installed,
+    Phase,
+    Probed,
+    Pushed,
+    Reused,
+    Smoked,
+    Step,
+    StepStatus,
+)
+from edgeq.deploy.wire import (
+    ActivationReport,
+    BenchReport,
+    BuildReport,
+    ProbeReport,
+    SmokeReport,
+)
 
 
-@dataclass
-class Transfer:
-    """What the push moved."""
+class Transfer(BaseModel):
+    """What the deploy moved: files by the push, bytes by every command."""
 
     files_sent: int
     files_skipped: int
@@ -20,10 +45,9 @@ class Transfer:
     bytes_received: int
 
 
-@dataclass
-class DeployReport:
+class DeployReport(BaseModel):
     """Everything one deploy learned. ``phases`` are host wall-clock seconds per step; ``device_seconds`` is
-    the device's own work in them (build, evaluate, bench), so ``overhead_seconds`` is edgeq's part."""
+    the device's own work in them (build, evaluate, bench, smoke), so ``overhead_seconds`` is edgeq's part."""
 
     recipe: str
     target: str
@@ -32,31 +56,90 @@ class DeployReport:
     quantization: str
     probe: ProbeReport
     build: BuildReport
+    engine_source: EngineSource
     build_reused: bool
     evaluation: Evaluation
     bench: BenchReport
+    smoke: SmokeReport
     gates: list[GateResult]
     activated: bool
     activation: ActivationReport | None
     transfer: Transfer
-    phases: dict[str, float] = field(default_factory=dict)
-    device_seconds: float = 0.0
+    phases: dict[str, float]
+    device_seconds: float
     predicted_drop: float | None = None  # calibrate's host prediction, for comparison
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = {}
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def passed(self) -> bool:
         return all(g.passed for g in self.gates)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def total_seconds(self) -> float:
         return sum(self.phases.values())
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def overhead_seconds(self) -> float:
         return max(self.total_seconds - self.device_seconds, 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.update(passed=self.passed, total_seconds=self.total_seconds, overhead_seconds=self.overhead_seconds)
-        return data
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def deploy_folder(plan: DeployPlan, label: str) -> Path:
+    """Where one device's pulled scores and reports go on the host."""
+    return plan.folder / "deploy" / _slug(label)
+
+
+def deploy_report(plan: DeployPlan, label: str, device: DeviceState) -> DeployReport | None:
+    """The report of one device's deploy, written to its folder; None when the device stopped before it was
+    judged (the error says why)."""
+    probed = device.last(Step.PROBE, Probed)
+    source = device.engine_source()
+    built = (device.last(Step.BUILD, Built) or device.last(Step.INSTALL, Installed) or device.last(Step.REUSE, Reused))
+    evaluated, benched = device.last(Step.EVALUATE, Evaluated), device.last(Step.BENCH, Benched)
+    smoked, gated = device.last(Step.SMOKE, Smoked), device.last(Step.GATES, Gated)
+    if None in (probed, source, built, evaluated, benched, smoked, gated):
+        return None
+    assert probed and source and built and evaluated and benched and smoked and gated  # narrowed for the type checker
+    activated = device.last(Step.ACTIVATE, Activated) if device.ended_ok(Step.ACTIVATE) else None
+    pushed = device.last(Step.PUSH, Pushed)
+    phases: dict[str, float] = {}
+    for record in device.steps:
+        if record.status != StepStatus.RUNNING:
+            phases[record.step] = round(phases.get(record.step, 0.0) + (record.seconds or 0.0), 4)
+    folder = deploy_folder(plan, label)
+    report = DeployReport(
+        recipe=plan.recipe.name,
+        target=plan.target.name,
+        host=label,
+        engine_id=plan.engine_id,
+        quantization=plan.quantization,
+        probe=probed.probe,
+        build=built.report.build if isinstance(built, Installed) else built.build,
+        engine_source=source,
+        build_reused=source == EngineSource.REUSE,
+        evaluation=evaluated.evaluation,
+        bench=benched.bench,
+        smoke=smoked.smoke,
+        gates=gated.results,
+        activated=device.phase == Phase.DONE,
+        activation=activated.activation if activated else None,
+        transfer=Transfer(
+            files_sent=pushed.files_sent if pushed else 0,
+            files_skipped=pushed.files_skipped if pushed else 0,
+            bytes_sent=sum(r.bytes_sent for r in device.steps),
+            bytes_received=sum(r.bytes_received for r in device.steps),
+        ),
+        phases=phases,
+        device_seconds=round(device.device_seconds, 4),
+        predicted_drop=plan.calibration.report.accuracy.drop,
+        files={"folder": str(folder), "report": str(folder / "report.json"), "html": str(folder / "report.html")},
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(folder / "report.json", report.model_dump(mode="json"))
+    return report

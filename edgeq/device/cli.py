@@ -27,33 +27,12 @@ class _Parser(argparse.ArgumentParser):
         raise AgentError(AgentError.USAGE, message)
 
 
-def parse_profiles(values: List[str]) -> Dict[str, List[List[int]]]:
-    """``name:MIN:OPT:MAX`` (each dims like 1x3x224x224) as {name: [min, opt, max]}."""
-    profiles = {}
-    for item in values:
-        name, _, rest = item.partition(":")
-        try:
-            bounds = [[int(d) for d in part.split("x")] for part in rest.split(":")]
-        except ValueError:
-            bounds = []
-        if not name or len(bounds) != 3 or len({len(b) for b in bounds}) != 1:
-            raise AgentError(AgentError.USAGE, "bad --profile item {!r}: expected name:MIN:OPT:MAX, e.g. x:1x3x320x320:1x3x640x640:1x3x960x960".format(item))
-        profiles[name] = bounds
-    return profiles
-
-
-def parse_shapes(values: List[str]) -> Dict[str, List[int]]:
-    """``name:1x3x227x227`` (repeatable, or comma-separated as trtexec takes them)."""
-    shapes = {}
-    for item in (part for value in values for part in value.split(",") if part):
-        name, sep, dims = item.rpartition(":")
-        try:
-            shapes[name] = [int(d) for d in dims.split("x")]
-        except ValueError:
-            sep = ""
-        if not sep or not name:
-            raise AgentError(AgentError.USAGE, "bad --shapes item {!r}: expected name:1x3x224x224".format(item))
-    return shapes
+def parse_options(text: str) -> BuildOptions:
+    """``--options``: the build options JSON object the host sends (report.BuildOptions)."""
+    try:
+        return BuildOptions.parse(json.loads(text))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise AgentError(AgentError.USAGE, "--options: {}".format(exc))
 
 
 def parse_meta(text: Optional[str]) -> Dict[str, Any]:
@@ -87,20 +66,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub("build", "build an engine and its FP32 reference into engines/ID")
     p.add_argument("--engine-id", required=True)
-    p.add_argument("--model", required=True, help="FP32 ONNX model")
-    p.add_argument("--qdq", help="Q/DQ ONNX model (explicit quantization)")
-    p.add_argument("--cache", help="TensorRT calibration cache (implicit quantization)")
-    p.add_argument("--quantization", choices=["implicit", "explicit"], required=True)
-    p.add_argument("--precision", choices=["int8", "fp16", "fp32"], required=True)
-    p.add_argument("--fp16-fallback", action="store_true")
-    p.add_argument("--dla-core", type=int)
-    p.add_argument("--gpu-fallback", action="store_true")
-    p.add_argument("--workspace-mb", type=int)
+    p.add_argument("--options", required=True, help="JSON object: model, qdq, cache, precision, quantization, ...")
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime"], default="auto")
-    p.add_argument("--shapes", action="append", default=[])
-    p.add_argument("--profile", action="append", default=[], help="optimization profile NAME:MIN:OPT:MAX, e.g. x:1x3x320x320:1x3x640x640:1x3x1280x1280")
     p.add_argument("--meta", help="JSON object recorded in build.json")
-    threads(p)
 
     p = sub("evaluate", "run engine and FP32 reference on a .npz, save their scores")
     p.add_argument("--engine-id", required=True)
@@ -146,17 +114,12 @@ def run(args: argparse.Namespace) -> Record:
     if command == "probe":
         return probe(args.root)
     workdir = Workdir.open(args.workdir)  # opening sweeps what crashed runs left
-    workdir.note_used(getattr(args, name, None) for name in ("model", "qdq", "cache", "data", "archive"))
+    options = parse_options(args.options) if command == "build" else None
+    used = [options.model, options.qdq, options.cache] if options else [getattr(args, n, None) for n in ("data", "archive")]
+    workdir.note_used(used)
     if command in ("build", "evaluate", "bench", "smoke"):
         from . import agent  # numpy and the backend: only the commands that run models pay for them
-    if command == "build":
-        options = BuildOptions(
-            model=args.model, quantization=args.quantization, precision=args.precision, qdq=args.qdq,
-            cache=args.cache, fp16_fallback=args.fp16_fallback, dla_core=args.dla_core,
-            gpu_fallback=args.gpu_fallback, workspace_mb=args.workspace_mb, shapes=parse_shapes(args.shapes),
-            profiles=parse_profiles(args.profile),
-            threads=args.threads,
-        )
+    if options is not None:
         return agent.build(args.workdir, args.engine_id, options, args.backend, parse_meta(args.meta))
     if command == "evaluate":
         return agent.evaluate(args.workdir, args.engine_id, args.data, args.batch, args.threads)

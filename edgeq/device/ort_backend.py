@@ -112,6 +112,8 @@ class OnnxRuntimeBackend(Backend):
         if options.dla_core is not None:
             raise AgentError(AgentError.UNSUPPORTED, "DLA needs the tensorrt backend")
         warnings: List[str] = []
+        if options.builder_optimization_level is not None:
+            warnings.append("builder_optimization_level is a TensorRT setting: onnxruntime does not use it")
         source = options.model
         if options.precision == "int8":
             if not options.qdq:

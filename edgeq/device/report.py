@@ -1,7 +1,9 @@
-"""The JSON reports the agent prints and writes: one schema shared by the device and the host.
+"""The JSON reports the agent prints and writes, as standard-library dataclasses (the agent runs on Python 3.8
+without pydantic). The host reads the same JSON with the pydantic models of ``edgeq/deploy/wire.py``, which
+check every type and range; a test keeps the two field for field.
 
-Every class has ``to_dict()`` and ``from_dict()``; ``from_dict`` ignores keys it does not know,
-so an older host can read a newer device's report.
+``Record`` gives each class ``to_dict()`` and ``from_dict()`` for the agent's own files (build.json,
+history.json); ``from_dict`` ignores keys it does not know.
 """
 
 from __future__ import annotations
@@ -75,9 +77,13 @@ class ProbeReport(Record):
     missing: List[str] = field(default_factory=list)
 
 
+PRECISIONS = ("int8", "fp16", "fp32")
+QUANTIZATIONS = ("implicit", "explicit")
+
+
 @dataclass
 class BuildOptions(Record):
-    """What ``build`` was asked to do (recorded in build.json)."""
+    """What ``build`` was asked to do: the JSON object the host sends (recorded in build.json)."""
 
     model: str
     quantization: str
@@ -88,9 +94,69 @@ class BuildOptions(Record):
     dla_core: Optional[int] = None
     gpu_fallback: bool = False
     workspace_mb: Optional[int] = None
+    builder_optimization_level: Optional[int] = None
     shapes: Dict[str, List[int]] = field(default_factory=dict)
     profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max] shapes
     threads: int = 0
+
+    @classmethod
+    def parse(cls, data: Any) -> "BuildOptions":
+        """The host's options object, every field checked: a field this agent does not know is refused,
+        never dropped (ValueError with the field's name)."""
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object of build options")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError("unknown build option(s) {}: this agent cannot apply them".format(", ".join(unknown)))
+        missing = [name for name in ("model", "quantization", "precision") if name not in data]
+        if missing:
+            raise ValueError("missing build option(s) {}".format(", ".join(missing)))
+        options = cls(**data)
+        problems = options._problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return options
+
+    def _problems(self) -> List[str]:
+        def whole(value: Any, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        found = []
+        if self.precision not in PRECISIONS:
+            found.append("precision: expected one of {}, found {!r}".format(", ".join(PRECISIONS), self.precision))
+        if self.quantization not in QUANTIZATIONS:
+            found.append("quantization: expected implicit or explicit, found {!r}".format(self.quantization))
+        for name in ("model", "qdq", "cache"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (value is None and name != "model"):
+                found.append("{}: expected a file path, found {!r}".format(name, value))
+        for name in ("fp16_fallback", "gpu_fallback"):
+            if not isinstance(getattr(self, name), bool):
+                found.append("{}: expected true or false".format(name))
+        for name, low in (("dla_core", 0), ("workspace_mb", 1), ("builder_optimization_level", 0)):
+            value = getattr(self, name)
+            if value is not None and not whole(value, low):
+                found.append("{}: expected a whole number >= {}, found {!r}".format(name, low, value))
+        if self.builder_optimization_level is not None and self.builder_optimization_level > 5:
+            found.append("builder_optimization_level: expected 0..5, found {}".format(self.builder_optimization_level))
+        if not whole(self.threads, 0):
+            found.append("threads: expected a whole number >= 0, found {!r}".format(self.threads))
+        shapes_ok = isinstance(self.shapes, dict) and all(
+            isinstance(name, str) and isinstance(dims, list) and dims and all(whole(d, 1) for d in dims)
+            for name, dims in self.shapes.items())
+        if not shapes_ok:
+            found.append("shapes: expected {{input name: [positive dims]}}, found {!r}".format(self.shapes))
+        profiles_ok = isinstance(self.profiles, dict) and all(
+            isinstance(name, str) and isinstance(bounds, list) and len(bounds) == 3
+            and all(isinstance(dims, list) and dims and len(dims) == len(bounds[0]) and all(whole(d, 1) for d in dims)
+                    for dims in bounds)
+            and all(low <= opt <= high for low, opt, high in zip(*bounds))
+            for name, bounds in self.profiles.items())
+        if not profiles_ok:
+            found.append("profiles: expected {{input name: [min dims, opt dims, max dims]}} with min <= opt <= max,"
+                         " found {!r}".format(self.profiles))
+        return found
 
 
 @dataclass

@@ -50,6 +50,7 @@ class ApiBuildPlan:
     timing_cache: Optional[str] = None
     detailed_profiling: bool = True
     calls: List[str] = field(default_factory=list)
+    builder_optimization_level: Optional[int] = None
 
 
 @dataclass
@@ -90,6 +91,8 @@ def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion,
         calls += ["IBuilderConfig.int8_calibrator", "IInt8EntropyCalibrator2"]
     if spec.dla_core is not None:
         calls += ["IBuilderConfig.default_device_type", "DeviceType.DLA", "IBuilderConfig.DLA_core"]
+    if spec.builder_optimization_level is not None:
+        calls.append("IBuilderConfig.builder_optimization_level")
     calls += ["IBuilderConfig.profiling_verbosity", "ProfilingVerbosity.DETAILED"]
     if spec.shapes:
         calls += ["Builder.create_optimization_profile", "IOptimizationProfile.set_shape", "IBuilderConfig.add_optimization_profile"]
@@ -115,6 +118,7 @@ def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion,
         profiles=dict(spec.profiles),
         timing_cache=spec.timing_cache,
         calls=calls,
+        builder_optimization_level=spec.builder_optimization_level,
     )
 
 
@@ -189,6 +193,8 @@ def build_with_api(onnx_path: str, engine_path: str, layer_info_path: Optional[s
     if plan.device_type == "DLA":
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
+    if plan.builder_optimization_level is not None:
+        config.builder_optimization_level = plan.builder_optimization_level
     if plan.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if plan.shapes or plan.profiles:

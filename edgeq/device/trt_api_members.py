@@ -53,6 +53,7 @@ API_MEMBERS: Dict[str, ApiMember] = {
     "IBuilderConfig.DLA_core": _m((8, 0), "release/8.2 " + CORE + ":769"),
     "DeviceType.DLA": _m((8, 0), "release/8.2 " + CORE + ":725"),
     "IBuilderConfig.profiling_verbosity": _m((8, 0), "release/8.2 " + CORE + ":797"),
+    "IBuilderConfig.builder_optimization_level": _m((8, 6), "release/8.6 " + CORE + ":1227"),
     "ProfilingVerbosity.DETAILED": _m((8, 2), "release/8.2 " + CORE + ":730 (release/8.0 has VERBOSE only)"),
     "Builder.create_optimization_profile": _m((8, 0), "release/8.2 " + CORE + ":829"),
     "IOptimizationProfile.set_shape": _m((8, 0), "release/8.2 " + CORE + ":509"),

@@ -31,6 +31,7 @@ class TrtBuildSpec:
     dla_core: Optional[int] = None
     gpu_fallback: bool = False
     workspace_mb: Optional[int] = None
+    builder_optimization_level: Optional[int] = None  # 0..5, TensorRT 8.6+
     shapes: Dict[str, List[int]] = field(default_factory=dict)
     profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None

@@ -42,6 +42,8 @@ def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version
         old = version.major == 8 and version.minor < 4  # --memPoolSize arrived in 8.4; --workspace gone in 10
         argv.append("--workspace={}".format(spec.workspace_mb) if old else "--memPoolSize=workspace:{}".format(
             spec.workspace_mb))
+    if spec.builder_optimization_level is not None:  # 8.6+ (checked by TensorRTBackend.specs)
+        argv.append("--builderOptimizationLevel={}".format(spec.builder_optimization_level))
     argv += shapes_flag({n: d for n, d in spec.shapes.items() if n not in spec.profiles}) + profile_flags(spec.profiles)
     if spec.timing_cache:
         argv.append("--timingCacheFile=" + spec.timing_cache)

@@ -14,23 +14,35 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgeq.deploy.steps import Step
 from edgeq.errors import InputError
-from edgeq.recipe import Host, Recipe
+from edgeq.hosts import Host
+from edgeq.recipe import Recipe
+from edgeq.strenum import StrEnum
 
-# Entry.event values
-HEADER = "rollout"
-WAVE = "wave"  # status: start | passed | failed
-STEP = "step"  # a device step; status: start | ok | failed
-DEVICE = "device"  # a device's outcome; status: done | current | failed | gate_failed
-ROLLBACK = "rollback"  # status: start | ok | failed
-RESUME = "resume"  # the host picked the rollout up again from this journal
-END = "end"  # status: the rollout's outcome
+
+class Event(StrEnum):
+    """What a journal line records."""
+
+    HEADER = "rollout"  # the first line
+    WAVE = "wave"  # status: a WaveStatus (start | passed | failed)
+    STEP = "step"  # a device step; status: a StepStatus (start | ok | failed | interrupted)
+    DEVICE = "device"  # a device's outcome; status: a Phase
+    ROLLBACK = "rollback"  # status: ok | failed
+    RESUME = "resume"  # the host picked the rollout up again from this journal
+    END = "end"  # status: the rollout's Outcome
+
+
+class Switching(StrEnum):
+    """When the devices of a wave switch to the new engine."""
+
+    WAVE = "wave"  # rollout: together, once the whole wave passed its gates and failure budget
+    DEVICE = "device"  # deploy: each device as soon as its own gates passed
 
 
 class RolloutHeader(BaseModel):
@@ -49,19 +61,31 @@ class RolloutHeader(BaseModel):
     concurrency: int
     max_failures: str
     build_each: bool
+    switching: Switching = Switching.WAVE
 
 
-@dataclass
-class Entry:
-    """One journal line after the header."""
+class Entry(BaseModel):
+    """One journal line after the header; ``status`` is read by ``event`` (see :class:`Event`)."""
 
-    event: str
+    model_config = ConfigDict(frozen=True)
+
+    event: Event
     status: str
     device: str | None = None
-    step: str | None = None
+    step: Step | None = None
     wave: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    at: float = field(default_factory=time.time)
+    data: dict[str, Any] = {}
+    at: float = Field(default_factory=time.time)
+
+
+class StepData(BaseModel):
+    """The data of a step's closing entry: its typed result (as JSON), its costs, its error."""
+
+    result: dict[str, Any] | None = None
+    remote_seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    error: str | None = None
 
 
 def new_id() -> str:
@@ -93,12 +117,24 @@ class Journal:
         journal = cls(folder / f"{header.id}.jsonl")
         if journal.path.exists():
             raise InputError(f"{journal.path}: a rollout with id {header.id} already exists")
-        journal._write({"event": HEADER, **header.model_dump(mode="json")})
+        journal._write({"event": Event.HEADER, **header.model_dump(mode="json")})
         return journal
+
+    @classmethod
+    def reopen(cls, path: Path) -> Journal:
+        """Continue an existing journal; a torn last line (the host died mid-write) is cut off first, so the
+        next entry starts on a line of its own."""
+        with open(path, "r+b") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+                handle.flush()
+                os.fsync(handle.fileno())
+        return cls(path)
 
     def append(self, entry: Entry) -> None:
         """Write ``entry`` durably: it is on disk when this returns."""
-        self._write(asdict(entry))
+        self._write(entry.model_dump(mode="json"))
 
     def _write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"
@@ -130,8 +166,11 @@ def read(path: Path) -> tuple[RolloutHeader, list[Entry]]:
             if number == len(lines):
                 break
             raise InputError(f"{path}: line {number} is not valid JSON; the journal is damaged") from None
-    if not records or records[0].get("event") != HEADER:
+    if not records or records[0].get("event") != Event.HEADER:
         raise InputError(f"{path}: not a rollout journal (the first line must be the rollout header)")
-    header = RolloutHeader.model_validate({k: v for k, v in records[0].items() if k != "event"})
-    known = set(Entry.__dataclass_fields__)
-    return header, [Entry(**{k: v for k, v in r.items() if k in known}) for r in records[1:]]
+    try:
+        header = RolloutHeader.model_validate({k: v for k, v in records[0].items() if k != "event"})
+        return header, [Entry.model_validate(r) for r in records[1:]]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"{path}: the journal is damaged: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

@@ -7,9 +7,15 @@ from pathlib import Path
 
 from edgeq import targets
 from edgeq.errors import InputError
-from edgeq.fleet.inventory import host_name
-from edgeq.fleet.waves import DEFAULT_WAVES, Amount, failure_allowance, parse_waves, split_waves
-from edgeq.recipe import Host, Recipe
+from edgeq.fleet.waves import (
+    DEFAULT_WAVES,
+    Amount,
+    failure_allowance,
+    parse_waves,
+    split_waves,
+)
+from edgeq.hosts import Host, host_name
+from edgeq.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,6 @@ def plan_rollout(recipe: Recipe, hosts: list[Host], options: RolloutOptions, inv
     if options.concurrency < 1:
         raise InputError(f"--concurrency: expected at least 1, found {options.concurrency}")
     budget = Amount.parse(options.max_failures, "--max-failures")
-    if options.timeout is not None and options.timeout <= 0:
-        raise InputError(f"--timeout: expected a number of seconds > 0, found {options.timeout:g}")
     chosen: dict[str, str] = {}
     for host in hosts:
         name = host.target or options.target

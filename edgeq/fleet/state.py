@@ -1,69 +1,43 @@
 """A rollout's state, rebuilt from its journal: where each device and each wave got to.
 
 The journal is the only source of truth: a running rollout, ``--resume`` and the final report all
-read state through :func:`replay`.
+read state through :func:`apply`, which turns each step's JSON back into its typed result.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from edgeq.fleet import journal
-from edgeq.fleet.journal import Entry, RolloutHeader
-
-# DeviceState.phase values
-PENDING = "pending"
-WORKING = "working"
-DONE = "done"  # switched to the new engine by this rollout and verified
-CURRENT = "current"  # was already on the new engine; verified, untouched
-FAILED = "failed"  # a device or connection failure: counts against the wave's failure budget
-GATE_FAILED = "gate_failed"  # the engine failed a gate on this device: stops the rollout
-HELD = "held"  # passed its gates, not switched: its wave failed on other devices
-ROLLED_BACK = "rolled_back"
-
-FINISHED_PHASES = (DONE, CURRENT)
+from edgeq.deploy.steps import (
+    RESULTS,
+    DeviceState,
+    Phase,
+    Step,
+    StepRecord,
+    StepResult,
+    StepStatus,
+)
+from edgeq.errors import InputError
+from edgeq.fleet.journal import Entry, Event, RolloutHeader, StepData
+from edgeq.fleet.verdict import Outcome
+from edgeq.strenum import StrEnum
 
 
-@dataclass
-class StepRecord:
-    """One step of one device: when it started, how long it took, how it ended."""
-
-    name: str
-    status: str
-    started: float
-    seconds: float | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DeviceState:
-    name: str
-    wave: int
-    phase: str = PENDING
-    error: str | None = None
-    switched: bool = False  # an activate step started: the device may be on the new engine
-    rollback_error: str | None = None
-    steps: list[StepRecord] = field(default_factory=list)
-    outcome: dict[str, Any] = field(default_factory=dict)  # data of the device's outcome entry
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in FINISHED_PHASES
-
-    @property
-    def needs_rollback(self) -> bool:
-        """Switched by this rollout and not yet verified back on its previous engine."""
-        return self.switched and self.phase != ROLLED_BACK
+class WaveStatus(StrEnum):
+    PENDING = "pending"
+    START = "start"  # the journal's entry that opens a wave
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
 
 
 @dataclass
 class WaveState:
     index: int
     devices: list[str]
-    status: str = PENDING  # pending | running | passed | failed
+    status: WaveStatus = WaveStatus.PENDING
     reason: str | None = None
-    outcome: str | None = None  # when failed: why the rollout stops (see edgeq.fleet.verdict)
+    outcome: Outcome | None = None  # when failed: why the rollout stops
 
 
 @dataclass
@@ -71,7 +45,7 @@ class RolloutState:
     header: RolloutHeader
     devices: dict[str, DeviceState]
     waves: list[WaveState]
-    outcome: str | None = None
+    outcome: Outcome | None = None
     exit_code: int | None = None
     entries: list[Entry] = field(default_factory=list)
 
@@ -101,40 +75,52 @@ def replay(header: RolloutHeader, entries: list[Entry]) -> RolloutState:
 def apply(state: RolloutState, entry: Entry) -> None:
     """Update ``state`` with one entry (the same function serves live runs and replays)."""
     state.entries.append(entry)
-    if entry.event == journal.WAVE and entry.wave is not None:
+    if entry.event == Event.WAVE and entry.wave is not None:
         wave = state.waves[entry.wave]
-        wave.status = "running" if entry.status == "start" else entry.status
+        wave.status = WaveStatus.RUNNING if entry.status == WaveStatus.START else WaveStatus(entry.status)
         wave.reason = entry.data.get("reason")
-        wave.outcome = entry.data.get("outcome")
-    elif entry.event == journal.END:
-        state.outcome = entry.status
+        wave.outcome = Outcome(entry.data["outcome"]) if entry.data.get("outcome") else None
+    elif entry.event == Event.END:
+        state.outcome = Outcome(entry.status)
         state.exit_code = entry.data.get("exit_code")
     elif entry.device is not None and entry.device in state.devices:
         _apply_device(state.devices[entry.device], entry)
 
 
 def _apply_device(device: DeviceState, entry: Entry) -> None:
-    if entry.event == journal.STEP:
-        if entry.status == "start":
-            device.phase = WORKING
+    if entry.event == Event.STEP and entry.step is not None:
+        if entry.status == StepStatus.START:
+            device.phase = Phase.WORKING
             device.error = None
-            device.steps.append(StepRecord(entry.step or "?", "running", entry.at))
-            if entry.step == "activate":
+            device.steps.append(StepRecord(entry.step, StepStatus.RUNNING, entry.at))
+            if entry.step == Step.ACTIVATE:
                 device.switched = True
-        else:
-            for step in reversed(device.steps):
-                if step.name == entry.step and step.status == "running":
-                    step.status = entry.status
-                    step.seconds = round(entry.at - step.started, 3)
-                    step.data = entry.data
-                    break
-    elif entry.event == journal.DEVICE:
-        device.phase = entry.status
+            return
+        for record in reversed(device.steps):
+            if record.step == entry.step and record.status == StepStatus.RUNNING:
+                data = StepData.model_validate(entry.data)
+                record.status = StepStatus(entry.status)
+                record.seconds = round(entry.at - record.started, 3)
+                record.remote_seconds, record.error = data.remote_seconds, data.error
+                record.bytes_sent, record.bytes_received = data.bytes_sent, data.bytes_received
+                if data.result is not None:
+                    record.result = _result(entry, data.result)
+                break
+    elif entry.event == Event.DEVICE:
+        device.phase = Phase(entry.status)
         device.error = entry.data.get("error")
-        device.outcome = entry.data
-    elif entry.event == journal.ROLLBACK:
-        if entry.status == "ok":
-            device.phase = ROLLED_BACK
+        if device.phase in (Phase.FAILED, Phase.GATE_FAILED):
+            device.failure = device.phase
+    elif entry.event == Event.ROLLBACK:
+        if entry.status == StepStatus.OK:
+            device.phase = Phase.ROLLED_BACK
             device.rollback_error = None
-        elif entry.status == "failed":
+        elif entry.status == StepStatus.FAILED:
             device.rollback_error = entry.data.get("error")
+
+
+def _result(entry: Entry, data: dict[str, object]) -> StepResult:
+    kind = RESULTS.get(entry.step) if entry.step is not None else None
+    if kind is None:
+        raise InputError(f"journal: step {entry.step} of {entry.device} records a result, but that step has none")
+    return kind.model_validate(data)

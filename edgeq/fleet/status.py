@@ -5,9 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from edgeq.deploy.session import DeviceSession
-from edgeq.device.report import StatusReport
-from edgeq.fleet.inventory import host_name
-from edgeq.recipe import Host
+from edgeq.deploy.wire import StatusReport
+from edgeq.hosts import Host, host_name
 from edgeq.remote.group import on_hosts
 from edgeq.remote.timeouts import Timeouts
 

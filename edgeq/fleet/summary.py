@@ -1,4 +1,4 @@
-"""The rollout report: what happened to each device and each wave, computed from the journal's state alone."""
+"""The rollout report: what happened to each device and each wave, computed from the typed state alone."""
 
 from __future__ import annotations
 
@@ -7,10 +7,42 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from edgeq.fleet import state as st
-from edgeq.fleet.state import DeviceState, RolloutState, StepRecord
+from edgeq.deploy.steps import (
+    FINISHED,
+    Benched,
+    Built,
+    DeviceState,
+    EngineSource,
+    Evaluated,
+    Phase,
+    Probed,
+    RolledBack,
+    Smoked,
+    Status,
+    Step,
+    StepRecord,
+    StepStatus,
+)
+from edgeq.fleet.state import RolloutState, WaveStatus
+from edgeq.fleet.verdict import Outcome
 
-DEVICE_WORK_STEPS = ("build", "install", "evaluate", "bench", "smoke", "verify")
+
+class StepSummary(BaseModel):
+    """One step of one device, as the report lists it."""
+
+    step: Step
+    status: StepStatus
+    seconds: float | None
+    remote_seconds: float
+    bytes_sent: int
+    error: str | None
+    result: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, record: StepRecord) -> StepSummary:
+        result = record.result.model_dump(mode="json") if record.result is not None else None
+        return cls(step=record.step, status=record.status, seconds=record.seconds, remote_seconds=record.remote_seconds,
+                   bytes_sent=record.bytes_sent, error=record.error, result=result)
 
 
 class DeviceSummary(BaseModel):
@@ -20,11 +52,11 @@ class DeviceSummary(BaseModel):
     label: str
     wave: int
     target: str
-    phase: str
+    phase: Phase
     engine_before: str | None
     engine_now: str | None  # what the journal says it runs now ("unknown" when a switch was cut off)
     device_class: str | None
-    engine_source: str | None  # built | installed | reused | None
+    engine_source: EngineSource | None
     build_seconds: float | None
     device_seconds: float  # the device's own work (build/install, evaluate, bench, smoke), from its reports
     remote_seconds: float  # wall time of its remote commands: that work plus the agent's start-up
@@ -37,13 +69,13 @@ class DeviceSummary(BaseModel):
     smoke_passed: bool | None
     error: str | None
     rollback: str | None  # ok | failed: <why> | None
-    steps: list[dict[str, Any]]
+    steps: list[StepSummary]
 
 
 class WaveSummary(BaseModel):
     index: int
     devices: list[str]
-    status: str
+    status: WaveStatus
     reason: str | None
 
 
@@ -53,7 +85,7 @@ class RolloutReport(BaseModel):
     id: str
     recipe: str
     engine_ids: dict[str, str]
-    outcome: str | None
+    outcome: Outcome | None
     exit_code: int | None
     operator: str
     seconds: float
@@ -66,30 +98,14 @@ class RolloutReport(BaseModel):
     edgeq_seconds: float  # per wave, the longest edgeq part of any device, summed
 
 
-def _last(device: DeviceState, name: str) -> StepRecord | None:
-    for step in reversed(device.steps):
-        if step.name == name and step.status == "ok":
-            return step
-    return None
-
-
-def _first(device: DeviceState, name: str) -> StepRecord | None:
-    return next((s for s in device.steps if s.name == name and s.status == "ok"), None)
-
-
-def _value(device: DeviceState, step: str, key: str) -> Any:
-    record = _last(device, step)
-    return record.data.get(key) if record else None
-
-
 def _engine_now(device: DeviceState, engine_id: str, before: str | None) -> str | None:
-    if device.phase in st.FINISHED_PHASES:
+    if device.phase in FINISHED:
         return engine_id
-    if device.phase == st.ROLLED_BACK:
-        return _value(device, "rollback", "current") or before
+    if device.phase == Phase.ROLLED_BACK:
+        rolled = device.last(Step.ROLLBACK, RolledBack)
+        return (rolled.current if rolled else None) or before
     if device.switched:
-        activated = _last(device, "activate")
-        return engine_id if activated else "unknown"
+        return engine_id if device.ended_ok(Step.ACTIVATE) else "unknown"
     return before
 
 
@@ -98,16 +114,17 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
     host = next(h for h in header.hosts if (h.name or h.label) == device.name)
     target = header.targets[device.name]
     engine_id = header.engine_ids[target]
-    asked = _first(device, "status")  # a resumed rollout asks again; the first answer is what ran before
-    before = asked.data.get("current") if asked else None
-    source = next((name for name in ("build", "install", "reuse") if _last(device, name)), None)
-    work = sum(float(s.data.get("device_seconds") or 0.0) for s in device.steps if s.status == "ok" and s.name in DEVICE_WORK_STEPS)
+    asked = device.first(Step.STATUS, Status)  # a resumed rollout asks again; the first answer is what ran before
+    before = asked.current if asked else None
+    probed, built = device.last(Step.PROBE, Probed), device.last(Step.BUILD, Built)
+    evaluated, benched = device.last(Step.EVALUATE, Evaluated), device.last(Step.BENCH, Benched)
+    smoked = device.last(Step.VERIFY, Smoked) or device.last(Step.SMOKE, Smoked)
     ends = [s.started + (s.seconds or 0.0) for s in device.steps]
-    remote = sum(float(s.data.get("remote_seconds") or 0.0) for s in device.steps)
-    wait = sum(s.seconds or 0.0 for s in device.steps if s.name == "class")
+    remote = sum(s.remote_seconds for s in device.steps)
+    wait = sum(s.seconds or 0.0 for s in device.steps if s.step == Step.CLASS)
     stepped = sum(s.seconds or 0.0 for s in device.steps)
     rollback = None
-    if _last(device, "rollback") or device.phase == st.ROLLED_BACK:
+    if device.ended_ok(Step.ROLLBACK) or device.phase == Phase.ROLLED_BACK:
         rollback = "ok"
     if device.rollback_error:
         rollback = f"failed: {device.rollback_error}"
@@ -119,21 +136,21 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
         phase=device.phase,
         engine_before=before,
         engine_now=_engine_now(device, engine_id, before),
-        device_class=_value(device, "probe", "class"),
-        engine_source=source,
-        build_seconds=_value(device, "build", "device_seconds"),
-        device_seconds=round(work, 3),
+        device_class=probed.device_class if probed else None,
+        engine_source=device.engine_source(),
+        build_seconds=built.build.seconds if built and device.ended_ok(Step.BUILD) else None,
+        device_seconds=round(device.device_seconds, 3),
         remote_seconds=round(remote, 3),
         wait_seconds=round(wait, 3),
         edgeq_seconds=round(max(stepped - remote - wait, 0.0), 3),
         wall_seconds=round(max(ends) - device.steps[0].started, 3) if device.steps else 0.0,
-        bytes_sent=int(sum(int(s.data.get("bytes_sent") or 0) for s in device.steps)),
-        accuracy_drop=_value(device, "evaluate", "drop"),
-        p99_ms=_value(device, "bench", "p99_ms"),
-        smoke_passed=_value(device, "verify", "passed") if _last(device, "verify") else _value(device, "smoke", "passed"),
+        bytes_sent=sum(s.bytes_sent for s in device.steps),
+        accuracy_drop=evaluated.evaluation.drop if evaluated else None,
+        p99_ms=benched.bench.int8.p99_ms if benched else None,
+        smoke_passed=smoked.smoke.passed if smoked else None,
         error=device.error,
         rollback=rollback,
-        steps=[{"step": s.name, "status": s.status, "seconds": s.seconds, **s.data} for s in device.steps],
+        steps=[StepSummary.of(s) for s in device.steps],
     )
 
 
@@ -147,8 +164,8 @@ def summarize(state: RolloutState) -> RolloutReport:
     devices = [_device(state, d) for d in state.devices.values()]
     stamps = [e.at for e in state.entries]
     total = (max(stamps) - min(stamps)) if stamps else 0.0
-    builds = {d.device_class: d.build_seconds or 0.0 for d in devices if d.engine_source == "build"}
-    saved = sum(builds.get(d.device_class, 0.0) for d in devices if d.engine_source == "install")
+    builds = {d.device_class: d.build_seconds or 0.0 for d in devices if d.engine_source == EngineSource.BUILD}
+    saved = sum(builds.get(d.device_class, 0.0) for d in devices if d.engine_source == EngineSource.INSTALL)
     return RolloutReport(
         id=state.header.id,
         recipe=str(state.header.recipe),
@@ -159,8 +176,8 @@ def summarize(state: RolloutState) -> RolloutReport:
         seconds=round(total, 3),
         waves=[WaveSummary(index=w.index, devices=w.devices, status=w.status, reason=w.reason) for w in state.waves],
         devices=devices,
-        builds=sum(1 for d in devices if d.engine_source == "build"),
-        installs=sum(1 for d in devices if d.engine_source == "install"),
+        builds=sum(1 for d in devices if d.engine_source == EngineSource.BUILD),
+        installs=sum(1 for d in devices if d.engine_source == EngineSource.INSTALL),
         build_seconds_saved=round(saved, 3),
         device_path_seconds=_per_wave(state, devices, lambda d: d.remote_seconds + d.wait_seconds),
         edgeq_seconds=_per_wave(state, devices, lambda d: d.edgeq_seconds),

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_CLASSES = 1000  # a 2-D output wider than this is not taken for class scores
+
+
+def is_class_scores(output: np.ndarray) -> bool:
+    """Whether an output reads as one row of class scores per sample ([N, C] or [N, C, 1, 1])."""
+    squeezed = output.reshape(output.shape[:2]) if output.ndim == 4 and output.shape[2:] == (1, 1) else output
+    return squeezed.ndim == 2 and 2 <= squeezed.shape[1] <= MAX_CLASSES and output.dtype.kind == "f"
+
 
 def top_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share of rows whose label is among the ``k`` highest scores, in percent."""

@@ -19,40 +19,11 @@ from typing import Any
 
 import edgeq.device
 from edgeq.errors import DeviceError
-from edgeq.remote.sync import BLOBS, DEVICE_SHA256, push_blobs
+from edgeq.remote.sync import BLOBS, DEVICE_SCRIPT, push_blobs
 from edgeq.remote.transport import Transport, run_python
 
 AGENT_MODULE = "edgeq_device"
 DEVICE_PACKAGE = Path(edgeq.device.__file__).parent
-
-# Device side: unpack the blob into W/agent/<hash>/ unless that version is already there.
-_UNPACK = (
-    DEVICE_SHA256
-    + """
-import shutil, tarfile, tempfile
-workdir, digest, module = sys.argv[1:4]
-final = os.path.join(workdir, "agent", digest)
-blob = os.path.join(workdir, "blobs", digest)
-if os.path.isfile(os.path.join(final, module, "__init__.py")):
-    print(json.dumps("present"))
-elif not os.path.isfile(blob) or sha256(blob) != digest:
-    print(json.dumps("missing"))
-else:
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(final))
-    with tarfile.open(blob) as archive:
-        if hasattr(tarfile, "data_filter"):
-            archive.extractall(stage, filter="data")
-        else:
-            archive.extractall(stage)
-    try:
-        os.rename(stage, final)
-    except OSError:  # another run unpacked the same version first
-        shutil.rmtree(stage, ignore_errors=True)
-    print(json.dumps("unpacked"))
-"""
-)
-
 
 @dataclass(frozen=True)
 class AgentInvocation:
@@ -105,11 +76,11 @@ def push_agent(transport: Transport, package: Path = DEVICE_PACKAGE, module: str
     """Make this version of the agent runnable on the device; cheap when it is already there."""
     packed = pack_agent(package, module)
     digest = hashlib.sha256(packed).hexdigest()
-    unpack_args = [transport.workdir, digest, module]
-    if run_python(transport, _UNPACK, unpack_args) == "missing":
+    unpack_args = ["unpack", transport.workdir, digest, module]
+    if run_python(transport, DEVICE_SCRIPT, unpack_args) == "missing":
         with agent_file(package, module) as tar:
             push_blobs(transport, [tar])
-        if run_python(transport, _UNPACK, unpack_args) == "missing":
+        if run_python(transport, DEVICE_SCRIPT, unpack_args) == "missing":
             raise DeviceError(transport.label, f"the agent blob {BLOBS}/{digest} vanished before it was unpacked")
     return AgentInvocation(transport.python, transport.path("agent", digest), module, digest)
 

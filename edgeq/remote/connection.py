@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fabric import Config, Connection
 
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 from edgeq.remote.failures import Endpoint, device_errors
 from edgeq.remote.hostkeys import apply_strict_policy, known_hosts_path
 from edgeq.remote.timeouts import Timeouts

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from edgeq.errors import EdgeqError
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import SSHTransport, Transport
 

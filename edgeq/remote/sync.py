@@ -2,7 +2,8 @@
 
 One remote command lists which blobs the device already holds intact (it re-hashes them, and
 deletes any whose content no longer matches its name); only the others are uploaded, each under a
-temporary name, then verified on the device with its own Python and renamed into place.
+temporary name, then verified on the device with its own Python and renamed into place. Both run
+:mod:`edgeq.device.hashing` there.
 """
 
 from __future__ import annotations
@@ -13,58 +14,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeq.device import hashing
 from edgeq.device.hashing import sha256_file
 from edgeq.errors import DeviceError, InputError
 from edgeq.remote.transport import Transport, run_python
 
 BLOBS = "blobs"
-
-# Device-side scripts: Python 3.8+, standard library only; each prints one JSON value.
-# DEVICE_SHA256 is their common prelude: imports and sha256(path).
-DEVICE_SHA256 = """
-import hashlib, json, os, sys
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-"""
-
-_INTACT = (
-    DEVICE_SHA256
-    + """
-setting, sub = sys.argv[1], sys.argv[2]
-home = os.path.expanduser("~")
-rest = setting[1:].lstrip("/") if setting.startswith("~") else setting
-blobs = os.path.join(os.path.normpath(os.path.join(home, rest)), sub)
-os.makedirs(blobs, exist_ok=True)
-intact = []
-for name in sys.argv[3:]:
-    path = os.path.join(blobs, name)
-    if os.path.isfile(path):
-        if sha256(path) == name:
-            intact.append(name)
-        else:
-            os.remove(path)
-print(json.dumps({"home": home, "intact": intact}))
-"""
-)
-
-_COMMIT = (
-    DEVICE_SHA256
-    + """
-blobs, pairs, corrupt = sys.argv[1], sys.argv[2:], []
-for temp, name in zip(pairs[::2], pairs[1::2]):
-    temp = os.path.join(blobs, temp)
-    if sha256(temp) == name:
-        os.replace(temp, os.path.join(blobs, name))
-    else:
-        os.remove(temp)
-        corrupt.append(name)
-print(json.dumps(corrupt))
-"""
-)
+# edgeq/device/hashing.py, run as `python -c` (the agent may not be on the device yet): standard library only
+DEVICE_SCRIPT = Path(hashing.__file__).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -91,7 +48,7 @@ def push_blobs(transport: Transport, files: Iterable[Path]) -> SyncResult:
     if not by_hash:
         return SyncResult({}, 0, 0, 0, time.monotonic() - started)
     # one round trip: which blobs are intact, and the device's $HOME (the work folder may start with ~)
-    reply = run_python(transport, _INTACT, [transport.workdir_setting, BLOBS, *by_hash])
+    reply = run_python(transport, DEVICE_SCRIPT, ["intact", transport.workdir_setting, BLOBS, *by_hash])
     transport.learn_home(reply["home"])
     intact = set(reply["intact"])
     blobs = transport.path(BLOBS)
@@ -104,8 +61,8 @@ def push_blobs(transport: Transport, files: Iterable[Path]) -> SyncResult:
         sent_bytes += transport.put(file, f"{blobs}/{temp}")
         pairs += [temp, name]
     if pairs:
-        corrupt = run_python(transport, _COMMIT, [blobs, *pairs])
+        corrupt = run_python(transport, DEVICE_SCRIPT, ["commit", blobs, *pairs])
         if corrupt:
-            names = ", ".join(missing[name].name for name in corrupt)
-            raise DeviceError(transport.label, f"upload arrived corrupted (SHA-256 mismatch on the device): {names}")
+            damaged = ", ".join(missing[name].name for name in corrupt)
+            raise DeviceError(transport.label, f"upload arrived corrupted (SHA-256 mismatch on the device): {damaged}")
     return SyncResult(remote, len(missing), len(by_hash) - len(missing), sent_bytes, time.monotonic() - started)

@@ -27,7 +27,7 @@ from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
 from edgeq.errors import DeviceError, InputError
-from edgeq.recipe import Host
+from edgeq.hosts import Host
 from edgeq.remote.connection import open_connection
 from edgeq.remote.failures import Endpoint, device_errors
 from edgeq.remote.hostkeys import known_hosts_path

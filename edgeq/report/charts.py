@@ -11,7 +11,6 @@ import numpy as np
 from edgeq.metrics.detection import Boxes
 
 MAX_BARS = 10  # class-score bars per sample: the classes FP32 and INT8 score highest
-MAX_CLASSES = 1000  # a 2-D output wider than this is not taken for class scores
 HISTOGRAM_VALUES = 1 << 20  # differences drawn per output (an even subsample beyond this)
 
 
@@ -39,12 +38,6 @@ def is_image_batch(x: np.ndarray, layout: str) -> bool:
         return False
     channels = x.shape[1] if layout == "NCHW" else x.shape[3]
     return channels in (1, 3) and layout in ("NCHW", "NHWC")
-
-
-def is_class_scores(output: np.ndarray) -> bool:
-    """Whether an output reads as one row of class scores per sample ([N, C] or [N, C, 1, 1])."""
-    squeezed = output.reshape(output.shape[:2]) if output.ndim == 4 and output.shape[2:] == (1, 1) else output
-    return squeezed.ndim == 2 and 2 <= squeezed.shape[1] <= MAX_CLASSES and output.dtype.kind == "f"
 
 
 def display_images(x: np.ndarray, layout: str = "NCHW") -> np.ndarray:

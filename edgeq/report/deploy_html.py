@@ -15,12 +15,23 @@ from edgeq import labels as labels_module
 from edgeq.deploy.report import DeployReport
 from edgeq.device.batches import first
 from edgeq.metrics import detection, fidelity
-from edgeq.recipe import Recipe
+from edgeq.metrics.classification import is_class_scores
+from edgeq.recipe import InputSpec, Recipe
 from edgeq.report import charts
 from edgeq.report.html import HtmlReport, HtmlSection
 
 CHART_SAMPLES = 4
 DETECTION_METRICS = frozenset({"map50", "map50_95", "box_f1"})
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
+
+
+def _image_input(inputs: list[InputSpec], arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, str] | None:
+    """The validation array and layout to draw: the model's first image input that holds images."""
+    for spec in inputs:
+        key = spec.name if spec.name in arrays else ("x" if len(inputs) == 1 and "x" in arrays else None)
+        if spec.layout in IMAGE_LAYOUTS and key is not None and charts.is_image_batch(arrays[key], spec.layout):
+            return arrays[key], spec.layout
+    return None
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -33,10 +44,9 @@ def _spread(indices: np.ndarray) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, min(CHART_SAMPLES, len(indices))).astype(int)]
 
 
-def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], x: np.ndarray,
+def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], x: np.ndarray, layout: str,
                 labels: labels_module.Labels, names: list[str]) -> HtmlSection:
     options = recipe.validation.detection
-    layout = recipe.inputs[0].layout
     fp32_boxes = detection.confident(fp32, options)
     with_boxes = np.flatnonzero([len(b) > 0 for b in fp32_boxes])
     picked = _spread(with_boxes if len(with_boxes) else np.arange(len(fp32_boxes)))
@@ -59,16 +69,14 @@ def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Pa
         arrays = _load(validation)
         labels = labels_module.from_arrays(arrays)
         names = [str(c) for c in arrays.get("classes", [])]
-        layout = recipe.inputs[0].layout
-        x = arrays.get(recipe.inputs[0].name)
-        images_ok = x is not None and charts.is_image_batch(x, layout)
-        if metric in DETECTION_METRICS and images_ok:
-            return _detections(recipe, fp32, int8, x, labels, names)
+        image = _image_input(recipe.inputs, arrays)
+        if metric in DETECTION_METRICS and image is not None:
+            return _detections(recipe, fp32, int8, *image, labels, names)
         name = recipe.validation.output if recipe.validation.output in fp32 else next(iter(fp32))
-        if charts.is_class_scores(fp32[name]):
+        if is_class_scores(fp32[name]):
             picked = _spread(np.arange(len(fp32[name])))
             class_labels = labels[picked] if isinstance(labels, np.ndarray) and labels.ndim == 1 else None
-            images = charts.display_images(x[picked], layout) if images_ok else None
+            images = charts.display_images(image[0][picked], image[1]) if image is not None else None
             png = charts.prediction_chart(images, fp32[name][picked], int8[name][picked], names, class_labels)
             return HtmlSection("FP32 vs INT8 predictions", png=png)
         png = charts.error_chart(fp32, int8, fidelity.per_output(fp32, int8))

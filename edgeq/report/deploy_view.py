@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.deploy.report import DeployReport
-from edgeq.device.report import LatencyStats, SmokeReport
+from edgeq.deploy.wire import LatencyStats, SmokeReport
 from edgeq.report.safe_text import plain
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from edgeq.device.report import GcReport
+from edgeq.deploy.wire import GcReport
 from edgeq.report.safe_text import clean, plain
 
 

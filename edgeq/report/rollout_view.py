@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from edgeq.fleet import state as st
+from edgeq.deploy.steps import Phase, Probed, Step, StepStatus
 from edgeq.fleet.plan import RolloutPlan
 from edgeq.fleet.state import RolloutState
 from edgeq.fleet.status import DeviceStatus
@@ -17,18 +17,18 @@ from edgeq.fleet.summary import RolloutReport
 from edgeq.report.safe_text import clean, plain
 
 _PHASE_STYLE = {
-    st.DONE: "green",
-    st.CURRENT: "green",
-    st.FAILED: "red",
-    st.GATE_FAILED: "bold red",
-    st.ROLLED_BACK: "yellow",
-    st.HELD: "yellow",
-    st.WORKING: "cyan",
-    st.PENDING: "dim",
+    Phase.DONE: "green",
+    Phase.CURRENT: "green",
+    Phase.FAILED: "red",
+    Phase.GATE_FAILED: "bold red",
+    Phase.ROLLED_BACK: "yellow",
+    Phase.HELD: "yellow",
+    Phase.WORKING: "cyan",
+    Phase.PENDING: "dim",
 }
 
 
-def _phase(phase: str) -> Text:
+def _phase(phase: Phase) -> Text:
     return Text(phase.replace("_", " "), style=_PHASE_STYLE.get(phase, ""))
 
 
@@ -67,11 +67,11 @@ def live_view(state: RolloutState, now: float | None = None) -> Table:
         step = device.steps[-1] if device.steps else None
         shown = "-"
         if step is not None:
-            shown = step.name if step.status != "failed" else f"{step.name} (failed)"
-        elapsed = (now - device.steps[0].started) if device.steps and device.phase == st.WORKING else None
-        device_class = next((s.data.get("class") for s in device.steps if s.name == "probe" and s.data), None)
-        table.add_row(str(device.wave + 1), plain(device.name), plain(device_class or "-"), plain(shown), _phase(device.phase),
-                      _seconds(elapsed))
+            shown = step.step if step.status != StepStatus.FAILED else f"{step.step} (failed)"
+        elapsed = (now - device.steps[0].started) if device.steps and device.phase == Phase.WORKING else None
+        probed = device.last(Step.PROBE, Probed)
+        table.add_row(str(device.wave + 1), plain(device.name), plain(probed.device_class if probed else "-"), plain(shown),
+                      _phase(device.phase), _seconds(elapsed))
     return table
 
 

@@ -1,6 +1,6 @@
 """Inventories: which devices exist and how to reach them.
 
-Two formats are read, both into :class:`edgeq.recipe.Host`:
+Two formats are read, both into :class:`edgeq.hosts.Host`:
 
 - edgeq's own YAML: ``defaults`` (any Host field) and ``hosts``, a mapping of name to fields or a
   list of mappings with ``name``::
@@ -30,8 +30,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgeq.errors import InputError
+from edgeq.hosts.host import Host
 from edgeq.textfiles import parse_yaml, read_text
-from edgeq.recipe import Host, Recipe
 
 ANSIBLE_VARS = {
     "ansible_host": "address",
@@ -86,13 +86,6 @@ def select_hosts(hosts: list[Host], patterns: list[str]) -> list[Host]:
             raise InputError(f"no host or group matches {pattern!r} (hosts: {names}; groups: {groups})")
         chosen.extend(h for h in matched if h not in chosen)
     return [h for h in hosts if h in chosen]
-
-
-def recipe_hosts(recipe: Recipe) -> list[Host]:
-    """The hosts a recipe names: inline ``devices.hosts`` or its ``devices.inventory``."""
-    if recipe.devices.inventory is not None:
-        return load_inventory(recipe.resolve(recipe.devices.inventory))
-    return list(recipe.devices.hosts)
 
 
 def host_name(host: Host) -> str:
@@ -236,14 +229,14 @@ def _ansible_hosts(groups: dict[str, _Group], path: Path) -> dict[str, dict[str,
     member: dict[str, list[str]] = {}
     own: dict[str, dict[str, Any]] = {}
     for name, group in groups.items():
-        for host, fields in group.hosts.items():
+        for host, variables in group.hosts.items():
             if host not in order:
                 order.append(host)
             chain = member.setdefault(host, [])
             for g in [*ancestors(name), name]:
                 if g not in chain:
                     chain.append(g)
-            own.setdefault(host, {}).update(fields)
+            own.setdefault(host, {}).update(variables)
     raw: dict[str, dict[str, Any]] = {}
     for host in order:
         chain = [g for g in member[host] if g != "all"]
