@@ -91,9 +91,11 @@ class Feeds:
         self.sources: dict[str, _Source] = {}
         self.state: dict[str, str] = {s.name: s.state for s in others if s.state}
         self._carried: dict[str, np.ndarray] = {}
-        archive = None
+        archive: dict[str, np.ndarray] | None = None
         if not per_input and path.suffix == ".npz" and others:
-            archive = np.load(path, allow_pickle=False)
+            with np.load(path, allow_pickle=False) as stored:
+                present = sorted(stored.files)
+                archive = {name: stored[name] for name in present if name in {s.name for s in others}}
         for other in others:
             axis = self.axes[other.name]
             if other.state and axis is None:
@@ -105,14 +107,14 @@ class Feeds:
                 if axis is None:
                     raise InputError(f"{where}: input '{other.name}' has no batch dim; give it in an .npz instead of a folder")
                 self.sources[other.name] = _Source(other, axis, files=files)
-            elif archive is not None and other.name in archive.files:
+            elif archive is not None and other.name in archive:
                 array = archive[other.name]
                 _check_shape(str(path), other.name, array, other, axis)
                 if axis is not None and len(array) != self.dataset.total:
                     raise InputError(f"{path}: array '{other.name}' holds {len(array)} samples, '{first.name}' {self.dataset.total}")
                 self.sources[other.name] = _Source(other, axis, array=array)
             elif other.name not in self.state:
-                found = sorted(archive.files) if archive is not None else f"{path} (not an .npz with named arrays or a folder per input)"
+                found = f"arrays {present}" if archive is not None else f"{path} (not an .npz with named arrays or a folder per input)"
                 raise InputError(
                     f"{where}: no data for input '{other.name}': give an array named '{other.name}' in the .npz, a folder per"
                     f" input, or mark it as recurrent state (inputs[].state: the output fed back into it); found {found}"
