@@ -37,3 +37,18 @@ def shared_fleet() -> Iterator[Fleet]:
     fleet = start_fleet(2)
     yield fleet
     fleet.close()
+
+
+@pytest.fixture(params=["exact", "saturating"])
+def int8_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each INT8 arithmetic path, forced with EDGEQ_INT8_ARITH (edgeq.device.int8_arith).
+
+    The saturating-safe formulations run on every CPU. The exact path runs where this CPU's u8 x s8 kernels
+    are exact: forced on a CPU that saturates, its numbers clip, as the override says they will.
+    """
+    from edgeq.device.int8_arith import ENV, measure
+
+    if request.param == "exact" and measure().measured != "exact":
+        pytest.skip("this CPU's u8 x s8 kernels saturate (probe): the exact path cannot be exact here")
+    monkeypatch.setenv(ENV, request.param)
+    return request.param

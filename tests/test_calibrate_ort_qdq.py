@@ -7,7 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from edgeq.calibrate.host import ort_model
 from edgeq.calibrate.ort_qdq import build_ort_qdq
+from edgeq.calibrate import predict
 from edgeq.calibrate.ranges import TensorRange
 from edgeq.device.compare import cosine, top1_agreement
 from tests.calibrate_nets import fire_net, images, scores
@@ -30,13 +32,17 @@ def _zero_points(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {n.input[0]: inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"}
 
 
-def test_ort_placement_runs_close_to_fp32_with_uint8_activations() -> None:
+def _built(quantized: onnx.ModelProto, arithmetic: str) -> ort.InferenceSession:
+    """The placed model as the onnxruntime backend builds it on a CPU of ``arithmetic``."""
+    return predict.session(ort_model(quantized, arithmetic))
+
+
+def test_ort_placement_runs_close_to_fp32_with_uint8_activations(int8_path: str) -> None:
     model = fire_net()
     x = images(np.random.default_rng(1), 32, 32)
     quantized = build_ort_qdq(model, _ranges(model, x), excluded=[])
     onnx.checker.check_model(quantized)
-    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = session.run(None, {"data": x})[0]
+    out = _built(quantized, int8_path).run(None, {"data": x})[0]
     reference = scores(model, x)
     assert cosine(reference, out) > 0.999 and top1_agreement(reference, out) >= 0.9
     zero_points = _zero_points(quantized)
@@ -47,7 +53,7 @@ def test_ort_placement_runs_close_to_fp32_with_uint8_activations() -> None:
     assert all(n.input[0].endswith("DequantizeLinear_Output") for n in convs)
 
 
-def test_excluded_tensors_and_kept_nodes_stay_float() -> None:
+def test_excluded_tensors_and_kept_nodes_stay_float(int8_path: str) -> None:
     model = fire_net()
     x = images(np.random.default_rng(1), 16, 32)
     concat = next(n for n in model.graph.node if n.op_type == "Concat")
@@ -56,5 +62,4 @@ def test_excluded_tensors_and_kept_nodes_stay_float() -> None:
     quantized_tensors = set(_zero_points(quantized))
     assert concat.output[0] not in quantized_tensors
     assert first_conv.input[1] not in quantized_tensors  # its weight stays float
-    session = ort.InferenceSession(quantized.SerializeToString(), providers=["CPUExecutionProvider"])
-    assert cosine(scores(model, x), session.run(None, {"data": x})[0]) > 0.999
+    assert cosine(scores(model, x), _built(quantized, int8_path).run(None, {"data": x})[0]) > 0.999

@@ -73,6 +73,27 @@ def test_unchanged_rerun_reuses_and_a_change_recomputes(tmp_path: Path) -> None:
     assert not fourth.reused and fourth.report.key != third.report.key
 
 
+def test_the_int8_arithmetic_picks_the_prediction_kernels_and_is_part_of_the_cache_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    runs = {}
+    for arithmetic in ("exact", "saturating"):
+        monkeypatch.setenv("EDGEQ_INT8_ARITH", arithmetic)
+        runs[arithmetic] = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+        assert not runs[arithmetic].reused
+        report = runs[arithmetic].report
+        assert report.int8_arithmetic.verdict == report.int8_arithmetic.forced == arithmetic
+        saved = json.loads(runs[arithmetic].artifacts.report.read_text())
+        assert saved["int8_arithmetic"]["verdict"] == arithmetic and saved["prediction_kernels"] == report.prediction_kernels
+    assert "fused u8 x s8" in runs["exact"].report.prediction_kernels
+    assert "float kernels" in runs["saturating"].report.prediction_kernels
+    assert calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False).reused
+    monkeypatch.setenv("EDGEQ_INT8_ARITH", "sometimes")
+    with pytest.raises(InputError, match="EDGEQ_INT8_ARITH: expected 'exact' or 'saturating'"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+
+
 def test_layers_are_ranked_only_when_asked_or_when_the_budget_fails(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
     target = targets.resolve(ORIN)
@@ -179,8 +200,31 @@ def test_target_without_int8_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (EXAMPLE / "model.onnx").is_file() or not (EXAMPLE / "images").is_dir(),
                     reason="the example model is trained by recipes/squeezenet-digits/train.py")
-def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path) -> None:
-    result = calibrate(recipe_module.load(EXAMPLE / "recipe.yaml"), targets.resolve(ORIN), out=tmp_path / "out", progress=False)
+def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path, int8_path: str) -> None:
+    """On either arithmetic the prediction is the reference Q/DQ arithmetic (every graph optimization off)."""
+    import onnxruntime as ort
+
+    from edgeq import metrics
+    from edgeq.calibrate import predict
+    from edgeq.calibrate.host import host_model
+    from edgeq.device.compare import cosine, top1_agreement
+
+    recipe = recipe_module.load(EXAMPLE / "recipe.yaml")
+    result = calibrate(recipe, targets.resolve(ORIN), out=tmp_path / "out", progress=False)
     acc = result.report.accuracy
     assert acc.fp32 > 50.0  # a trained model
     assert abs(acc.drop) <= 0.5, acc
+    assert result.report.int8_arithmetic.verdict == int8_path
+    assert ("float kernels" in result.report.prediction_kernels) == (int8_path == "saturating")
+
+    data = np.load(result.artifacts.validation)
+    x, labels = data[recipe.inputs[0].name], data["labels"]
+    qdq = onnx.load(result.artifacts.qdq_model)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    plain = ort.InferenceSession(qdq.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    reference = np.concatenate([plain.run(None, {plain.get_inputs()[0].name: b})[0] for b in predict.slices(x, 32)])
+    predicted = next(iter(predict.outputs([host_model(qdq, int8_path)], predict.slices(x, 32))[0].values()))
+    assert cosine(reference, predicted) >= 0.9999
+    assert top1_agreement(reference, predicted) >= 0.995
+    assert abs(acc.int8 - metrics.load(recipe)(reference, labels)) <= 0.5  # the predicted INT8 score is the reference's

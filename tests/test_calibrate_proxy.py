@@ -52,7 +52,10 @@ def test_ranking_measures_only_the_layers_the_proxy_puts_first() -> None:
     layers = plan_layers(model, tensors, {})
     proxies = layer_proxies(model, layers, stats, amax)
     assert len(proxies) == len(layers) >= 4 and all(value > 0 for value in proxies.values())
-    ranking = rank_layers(model, layers, amax, x, {model.graph.output[0].name: scores(model, x)}, 16, proxies=proxies, confirm=2)
+    from edgeq.calibrate.host import host_arithmetic
+
+    reference = {model.graph.output[0].name: scores(model, x)}
+    ranking = rank_layers(model, layers, amax, x, reference, 16, host_arithmetic().verdict, proxies=proxies, confirm=2)
     assert [entry.measured for entry in ranking] == [True, True] + [False] * (len(layers) - 2)
     top_two = sorted(proxies, key=proxies.get, reverse=True)[:2]
     assert {entry.layer for entry in ranking[:2]} == set(top_two)

@@ -152,6 +152,14 @@ def _quantize(model: onnx.ModelProto, batches: list[np.ndarray]) -> tuple[onnx.M
     return build_qdq(model, plan_layers(model, tensors, excluded), amax), excluded
 
 
+def _predicted(qdq: onnx.ModelProto, arithmetic: str) -> ort.InferenceSession:
+    """The Q/DQ model as `edgeq calibrate` runs it to predict INT8 accuracy on a CPU of ``arithmetic``."""
+    from edgeq.calibrate.host import host_model
+    from edgeq.calibrate.predict import session
+
+    return session(host_model(qdq, arithmetic))
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     from edgeq.device.compare import cosine
 
@@ -166,7 +174,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
         ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", (2, 3, 96, 128)),
     ],
 )
-def test_qdq_of_field_models_loads_and_tracks_fp32(package, relative, shape):
+def test_qdq_of_field_models_loads_and_tracks_fp32(package, relative, shape, int8_path):
     path = _package_file(package, relative)
     prepared = prepare(load(path), source=str(path)).model
     qdq, _ = _quantize(prepared, [_images(shape, seed) for seed in range(2)])
@@ -175,20 +183,20 @@ def test_qdq_of_field_models_loads_and_tracks_fp32(package, relative, shape):
     dequantize = [n for n in qdq.graph.node if n.op_type == "DequantizeLinear"]
     assert any(a.name == "axis" for n in dequantize for a in n.attribute)  # per-channel weights survived
     feeds = {"x": _images(shape, seed=9)}
-    (want,), (got,) = _session(prepared).run(None, feeds), _session(qdq).run(None, feeds)
+    (want,), (got,) = _session(prepared).run(None, feeds), _predicted(qdq, int8_path).run(None, feeds)
     assert got.shape == want.shape
     assert _cosine(want, got) > 0.95
 
 
 @pytest.mark.slow
-def test_qdq_of_yolov8_keeps_scores_usable():
+def test_qdq_of_yolov8_keeps_scores_usable(int8_path):
     path = _package_file("nudenet", "320n.onnx")
     prepared = prepare(load(path), source=str(path)).model
     qdq, excluded = _quantize(prepared, [_images((2, 3, 160, 160), seed) for seed in range(2)])
     assert "output0" in excluded
     onnx.checker.check_model(qdq)
     feeds = {"images": _images((1, 3, 160, 160), seed=5)}
-    (want,), (got,) = _session(prepared).run(None, feeds), _session(qdq).run(None, feeds)
+    (want,), (got,) = _session(prepared).run(None, feeds), _predicted(qdq, int8_path).run(None, feeds)
     quantized_outputs = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
     assert "output0" not in quantized_outputs
     assert _cosine(want[:, :4], got[:, :4]) > 0.95  # boxes

@@ -22,6 +22,8 @@ PAIRS = [
     (wire.BuildOptions, device_report.BuildOptions),
     (wire.Artifact, device_report.Artifact),
     (wire.LayerPlacement, device_report.LayerPlacement),
+    (wire.KernelCheck, device_report.KernelCheck),
+    (wire.Int8Arithmetic, device_report.Int8Arithmetic),
     (wire.BuiltModel, device_report.BuiltModel),
     (wire.BuildReport, device_report.BuildReport),
     (wire.Comparison, device_report.Comparison),

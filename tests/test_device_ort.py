@@ -17,9 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from edgeq.device.compare import cosine
 from edgeq.device.latency import latency_stats, time_calls
 from edgeq.device.ort_backend import OnnxRuntimeBackend, layers_from_profile
-from edgeq.device.qdq_uint8 import activations_to_uint8
+from edgeq.device.qdq_rewrite import SEVEN_BIT, activations_to_uint8, rewrite_for_kernels
 from edgeq.device.report import BuildOptions
 
 
@@ -105,8 +106,10 @@ def _zero_point_types(path: Path) -> List[int]:
 
 def test_uint8_rewrite_moves_activations_and_keeps_the_numbers(models: List[Path], tmp_path: Path) -> None:
     _, qdq = models
+    model = onnx.load(str(qdq))
+    changed = activations_to_uint8(model)
     converted = tmp_path / "u8.onnx"
-    changed = activations_to_uint8(str(qdq), str(converted))
+    onnx.save(model, str(converted))
     assert changed == len(_zero_point_types(qdq)) > 10
     assert set(_zero_point_types(qdq)) == {TensorProto.INT8}
     assert set(_zero_point_types(converted)) == {TensorProto.UINT8}
@@ -119,20 +122,56 @@ def test_uint8_rewrite_moves_activations_and_keeps_the_numbers(models: List[Path
     np.testing.assert_allclose(rewritten, original, rtol=1e-5, atol=1e-5 * np.abs(original).max())
 
 
-def test_built_engine_matches_qdq_model_and_reports_int8_layers(models: List[Path], tmp_path: Path) -> None:
+def _weight_levels(path: Path) -> List[np.ndarray]:
+    """The int8 initializers read by a DequantizeLinear that feeds a Conv."""
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    return [inits[producer[n.input[1]].input[0]] for n in model.graph.node if n.op_type == "Conv"]
+
+
+def test_reduced_range_fits_7_bits_keeps_biases_and_the_fused_kernels(models: List[Path], tmp_path: Path) -> None:
+    """ONNX Runtime's reduce_range, applied to a pushed Q/DQ model: 7-bit weights, int32 biases rescaled with them."""
+    _, qdq = models
+    out = tmp_path / "reduced.onnx"
+    done = rewrite_for_kernels(str(qdq), str(out), reduced_range=True)
+    assert done is not None and done.reduced_range and done.weights_7bit == 11 and done.weights_8bit == 0
+    assert max(np.abs(w.astype(np.int32)).max() for w in _weight_levels(qdq)) == 127
+    reduced = _weight_levels(out)
+    assert all(w.dtype == np.int8 for w in reduced) and max(np.abs(w.astype(np.int32)).max() for w in reduced) == SEVEN_BIT
+    x = images(4, seed=5)
+    original, rewritten = run_reference(qdq, x), run_reference(out, x)
+    assert cosine(original.ravel(), rewritten.ravel()) > 0.999  # a wrong bias scale would be far off
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert fused.count("QLinearConv") == 11 and "Conv" not in fused  # ONNX Runtime still fuses every layer
+    again = rewrite_for_kernels(str(out), str(tmp_path / "again.onnx"), reduced_range=True)
+    assert again is not None and again.weights_7bit == 0  # already 7-bit: left alone
+
+
+def test_built_engine_matches_qdq_model_and_reports_int8_layers(models: List[Path], tmp_path: Path, int8_path: str) -> None:
     fp32, qdq = models
     backend = OnnxRuntimeBackend(threads=1)
     result = backend.build(BuildOptions(model=str(fp32), qdq=str(qdq), quantization="explicit", precision="int8"),
                            str(tmp_path), str(tmp_path))
+    assert result.engine.int8_arithmetic is not None and result.engine.int8_arithmetic.verdict == int8_path
+    assert ("requantized to 7 bits" in (result.engine.int8_kernels or "")) == (int8_path == "saturating")
     assert os.path.getsize(tmp_path / result.engine.artifact.path) == result.engine.artifact.size_bytes
     conv_layers = [layer for layer in result.engine.layers if layer.layer_type == "QLinearConv"]
     assert len(conv_layers) == 11 and {layer.precision for layer in conv_layers} == {"uint8"}
     session = backend.load(str(tmp_path), result.engine)
     x = images(3, seed=7)
     engine_out = np.concatenate([session.run({"input": x[i:i + 1]})[0] for i in range(3)])
-    expected = run_reference(qdq, x)
+    built_from = qdq  # on a saturating CPU: the Q/DQ model with 7-bit weights
+    if int8_path == "saturating":
+        built_from = tmp_path / "seven_bit.onnx"
+        rewrite_for_kernels(str(qdq), str(built_from), reduced_range=True)
+    expected = run_reference(built_from, x)
     # Fused integer kernels requantize with their own rounding: allow one quantization step.
     assert np.abs(engine_out - expected).max() < 0.05 * np.abs(expected).max()
+    assert cosine(engine_out.ravel(), run_reference(qdq, x).ravel()) > 0.995
 
 
 def test_profile_parser_reads_node_events() -> None:
@@ -151,7 +190,7 @@ def test_profile_parser_reads_node_events() -> None:
         ("conv1", "QLinearConv", "uint8", "CPU"), ("relu", "Relu", "float", "CPU")]
 
 
-def test_int8_batch1_latency_below_fp32(models: List[Path], tmp_path: Path) -> None:
+def test_int8_batch1_latency_below_fp32(models: List[Path], tmp_path: Path, int8_path: str) -> None:
     fp32, qdq = models
     backend = OnnxRuntimeBackend(threads=1)
     result = backend.build(BuildOptions(model=str(fp32), qdq=str(qdq), quantization="explicit", precision="int8"),

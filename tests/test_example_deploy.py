@@ -14,7 +14,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "recipes" / "squeezenet-digits"
 
 
 @pytest.mark.slow
-def test_example_deploys_locally_within_its_budget(tmp_path: Path) -> None:
+def test_example_deploys_locally_within_its_budget(tmp_path: Path, int8_path: str) -> None:
+    """On either INT8 arithmetic (forced with EDGEQ_INT8_ARITH: the agent inherits it), within the 1-point budget."""
     recipe = tmp_path / "squeezenet-digits"
     shutil.copytree(EXAMPLE, recipe, ignore=shutil.ignore_patterns("edgeq-out"))  # artifacts go to tmp, not the repo
     result = run_edgeq("deploy", recipe / "recipe.yaml", "--target", "local", "--workdir", tmp_path / "device", "--json")
@@ -25,6 +26,9 @@ def test_example_deploys_locally_within_its_budget(tmp_path: Path) -> None:
     assert evaluation["fp32"] >= 95.0
     assert evaluation["drop"] <= 1.0  # the recipe's budget
     assert report["activated"] and report["build"]["backend"] == "onnxruntime"
+    engine = report["build"]["engine"]
+    assert engine["int8_arithmetic"]["verdict"] == int8_path
+    assert ("26 weight tensors requantized to 7 bits" in engine["int8_kernels"]) == (int8_path == "saturating")
     for precision in ("fp32", "int8"):
         assert report["bench"][precision]["iterations"] == 200
     assert (recipe / "edgeq-out" / "local" / "deploy" / "local" / "report.html").is_file()

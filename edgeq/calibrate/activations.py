@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -71,15 +73,17 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
-def session(model: onnx.ModelProto | bytes, *, exposed: bool = False) -> ort.InferenceSession:
+def session(model: onnx.ModelProto | bytes, *, exposed: bool = False, config: Mapping[str, str] | None = None) -> ort.InferenceSession:
     """A CPU session; one clear InputError if ONNX Runtime cannot load the model.
 
     ``exposed``: the model has its activations as outputs. Then the NCHWc layout optimizations
     (level ALL) are left out: they would convert every exposed tensor back to NCHW, which made the
-    run about 5x slower than with level EXTENDED on a SqueezeNet.
+    run about 5x slower than with level EXTENDED on a SqueezeNet. ``config``: session config entries.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     if exposed:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     data = model if isinstance(model, bytes) else model.SerializeToString()

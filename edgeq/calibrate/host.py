@@ -1,66 +1,66 @@
-"""The Q/DQ model rewritten for a fast, numerically equivalent ONNX Runtime run on the host (x86).
+"""The Q/DQ model as the host runs it to predict INT8 accuracy, with the same numbers on every CPU.
 
-TensorRT's placement puts Q/DQ pairs on layer inputs only, a pattern ONNX Runtime runs as float
-kernels wrapped in (de)quantize ops: about 2x slower than FP32. :func:`host_model` rewrites it, keeping
-the quantization grid of every tensor:
+The reference arithmetic (TensorRT's, and the Q/DQ model's meaning) multiplies int8 by int8 and sums
+without overflow. How ONNX Runtime can reproduce it fast depends on the CPU, measured by
+:mod:`edgeq.device.int8_arith` (or forced with ``EDGEQ_INT8_ARITH``):
 
-1. each weight's Q/DQ pair is folded into the weight it yields (round half to even, clamp, rescale);
-2. each activation pair is also put, with the same scale, on the inputs of the Relu, MaxPool and
-   Concat ops that lead to it (when nothing else reads those inputs), back to the producing Conv.
-   With zero point 0 these ops commute with quantization (q(relu(x)) = relu(q(x)), q(max) = max(q),
-   q(concat) = concat(q)), so every tensor that reached a layer input before reaches it unchanged;
-3. the activation pairs go to uint8 with zero point 128, the same grid
-   (:func:`edgeq.device.qdq_uint8.activations_to_uint8`).
+- ``exact`` (AVX-512 VNNI, AVX-VNNI, ...): TensorRT's placement puts Q/DQ pairs on layer inputs only, a
+  pattern ONNX Runtime runs as float kernels wrapped in (de)quantize ops, about 2x slower than FP32.
+  :func:`host_model` rewrites it, keeping the quantization grid of every tensor:
 
-ONNX Runtime then fuses DQ -> Conv -> Q into its u8s8 QLinearConv and Concat into QLinearConcat: the
-INT8 prediction runs about as fast as FP32 instead of 2x slower. Outputs differ from the Q/DQ model's
-only by float rounding inside the kernels.
+  1. each weight's QuantizeLinear is folded into its int8 levels (the DequantizeLinear stays, per channel);
+  2. each activation pair is also put, with the same scale, on the inputs of the Relu, MaxPool and
+     Concat ops that lead to it (when nothing else reads those inputs), back to the producing Conv.
+     With zero point 0 these ops commute with quantization (q(relu(x)) = relu(q(x)), q(max) = max(q),
+     q(concat) = concat(q)), so every tensor that reached a layer input before reaches it unchanged;
+  3. the activation pairs go to uint8 with zero point 128, the same grid.
+
+  ONNX Runtime then fuses DQ -> Conv -> Q into its u8 x s8 QLinearConv and Concat into QLinearConcat;
+  outputs differ from the Q/DQ model's only by float rounding inside the kernels.
+- ``saturating`` (AVX2 without VNNI, AVX-512 without VNNI): those fused kernels add pairs of u8 x s8
+  products in 16 bits with saturation and would clip. The Q/DQ model runs as it is with ONNX Runtime's
+  Q/DQ fusion off (session config ``session.disable_quant_qdq``): DequantizeLinear -> float Conv, the
+  reference arithmetic itself.
+
+For the onnxruntime backend (``local``) the prediction runs what that backend builds on this machine
+(:func:`edgeq.device.qdq_rewrite.rewrite_model`, with 7-bit weights where the arithmetic saturates).
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from edgeq.device.qdq_uint8 import activations_to_uint8
+from edgeq.device.errors import AgentError
+from edgeq.device.int8_arith import int8_arithmetic
+from edgeq.device.qdq_rewrite import activations_to_uint8, fold_weight_quantization, kernels_sentence, rewrite_model
+from edgeq.device.report import Int8Arithmetic
+from edgeq.errors import InputError
 
 COMMUTING_OPS = frozenset({"Relu", "MaxPool", "Concat"})
+FLOAT_KERNELS = {"session.disable_quant_qdq": "1"}
+FUSED = "ONNX Runtime's fused u8 x s8 integer kernels (this CPU sums the products exactly)"
+UNFUSED = ("the Q/DQ model on float kernels, Q/DQ fusion off (this CPU's u8 x s8 kernels add product pairs in "
+           "16 bits with saturation)")
 
 
-def _fake_quantized(weight: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int) -> np.ndarray:
-    """DequantizeLinear(QuantizeLinear(weight)) for int8 (per tensor or along ``axis``)."""
-    shape = [1] * weight.ndim
-    if scale.ndim == 1 and weight.ndim:
-        shape[axis] = scale.size
-    scale, zero = scale.reshape(shape).astype(np.float32), zero.reshape(shape).astype(np.float32)
-    levels = np.clip(np.rint(weight / scale) + zero, -128, 127)
-    return ((levels - zero) * scale).astype(np.float32)
+@dataclass
+class HostModel:
+    """A model as the host runs it: serialized, the ONNX Runtime session config it needs, what runs it."""
+
+    model: bytes
+    kernels: str
+    session_config: dict[str, str] = field(default_factory=dict)
 
 
-def fold_weights(graph: onnx.GraphProto) -> None:
-    """Replace every weight's Q/DQ pair by the dequantized weight (step 1), in place."""
-    values = {init.name: init for init in graph.initializer}
-    quantize = {node.output[0]: node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] in values}
-    folded: dict[str, np.ndarray] = {}
-    for node in graph.node:
-        pair = quantize.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if pair is not None:
-            axis = next((a.i for a in pair.attribute if a.name == "axis"), 1)
-            weight, scale, zero = (numpy_helper.to_array(values[name]) for name in pair.input[:3])
-            folded[node.output[0]] = _fake_quantized(weight, scale, zero, axis)
-    removed = set(folded) | set(quantize)
-    kept = [node for node in graph.node if not removed.intersection(node.output)]
-    del graph.node[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(array, name) for name, array in folded.items())
-    used = {name for node in graph.node for name in node.input}
-    remaining = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(remaining)
+def host_arithmetic() -> Int8Arithmetic:
+    """This machine's INT8 arithmetic (probe or override); a bad EDGEQ_INT8_ARITH is an InputError."""
+    try:
+        return int8_arithmetic()
+    except AgentError as exc:
+        raise InputError(exc.message) from None
 
 
 def propagate_activation_pairs(graph: onnx.GraphProto) -> int:
@@ -108,14 +108,26 @@ def propagate_activation_pairs(graph: onnx.GraphProto) -> int:
     return sum(len(pair) for pair in after.values()) // 2
 
 
-def host_model(qdq: onnx.ModelProto) -> bytes:
-    """``qdq`` rewritten by steps 1-3 of the module docstring, serialized for ONNX Runtime."""
+def host_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
+    """``qdq`` (TensorRT's placement) as the host runs it on a CPU whose arithmetic is ``arithmetic``."""
+    if arithmetic == "saturating":
+        return HostModel(qdq.SerializeToString(), UNFUSED, dict(FLOAT_KERNELS))
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
-    fold_weights(model.graph)
+    fold_weight_quantization(model.graph)
     propagate_activation_pairs(model.graph)
-    with tempfile.TemporaryDirectory(prefix="edgeq-host-") as folder:
-        src, dst = Path(folder) / "int8.onnx", Path(folder) / "uint8.onnx"
-        onnx.save(model, src)
-        activations_to_uint8(str(src), str(dst))
-        return dst.read_bytes()
+    activations_to_uint8(model)
+    return HostModel(model.SerializeToString(), FUSED)
+
+
+def ort_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
+    """``qdq`` (ONNX Runtime's placement) as the onnxruntime backend builds it on a CPU of ``arithmetic``."""
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq)
+    rewrite = rewrite_model(model, reduced_range=arithmetic == "saturating")
+    return HostModel(model.SerializeToString(), kernels_sentence(rewrite))
+
+
+def prediction_model(placed: onnx.ModelProto, backend: str, arithmetic: str) -> HostModel:
+    """The placed Q/DQ model as the host runs it to predict the INT8 accuracy of ``backend``."""
+    return ort_model(placed, arithmetic) if backend == "onnxruntime" else host_model(placed, arithmetic)

@@ -42,7 +42,7 @@ from edgeq.calibrate import activations, predict
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate import exposure
 from edgeq.calibrate.exposure import peak_rss_mb
-from edgeq.calibrate.host import host_model
+from edgeq.calibrate.host import HostModel, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.npz import Column, write_npz
 from edgeq.calibrate.policy import excluded_tensors
@@ -119,7 +119,10 @@ def calibrate(
     check_same_classes(calibration.dataset, validation.dataset)
     loaded = labels_module.load(recipe, validation.dataset)
     metric = metrics_module.load(recipe, loaded.labels)
-    key = cache_key(recipe, target, {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS})
+    arithmetic = host_arithmetic()  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
+    settings = {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS,
+                "int8_arithmetic": arithmetic.verdict}
+    key = cache_key(recipe, target, settings)
     seconds: dict[str, float] = {}
     if is_current(folder, key):
         report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
@@ -171,12 +174,13 @@ def calibrate(
                 return build_ort_qdq(fp32, ranges, excluded, keep_float=skipped)
             return build_qdq(fp32, chosen, amax)
 
-        def on_host(model: onnx.ModelProto) -> bytes:
+        def on_host(model: onnx.ModelProto) -> HostModel:
             """The placed model as the host runs it to predict accuracy (same numbers, faster kernels)."""
-            return model.SerializeToString() if target.backend == "onnxruntime" else host_model(model)
+            return prediction_model(model, target.backend, arithmetic.verdict)
 
         qdq_model = placed(layers)
-        runner = predict.Runner([fp32_bytes, on_host(qdq_model)])
+        predicted = on_host(qdq_model)
+        runner = predict.Runner([fp32_bytes, predicted])
         validation_npz = Path(scratch) / "validation.npz"
         with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
             write_npz(handle, _validation_columns(validation, loaded, map(runner.feed, val_batches()), batch_size))
@@ -199,8 +203,8 @@ def calibrate(
             subset = next(validation.batches(SENSITIVITY_SAMPLES))
             subset = subset if len(subset) > 1 else next(iter(subset.values()))
             proxies = layer_proxies(fp32, layers, stats, amax)
-            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, lambda: bar.advance(task),
-                                  proxies=proxies, confirm=CONFIRMED_LAYERS)
+            ranking = rank_layers(fp32, layers, amax, subset, reference, batch_size, arithmetic.verdict,
+                                  lambda: bar.advance(task), proxies=proxies, confirm=CONFIRMED_LAYERS)
             seconds["sensitivity"] = time.perf_counter() - tick
 
         kept: list[str] = []
@@ -242,6 +246,8 @@ def calibrate(
             memory={"peak_rss_mb": round(peak_rss_mb(), 1), "statistics_passes": passes.passes,
                     "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
                     "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
+            int8_arithmetic=arithmetic,
+            prediction_kernels=predicted.kernels,
         )
         _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz,
                constant_ranges(fp32, target.trt_version) if target.trt_version else {})

@@ -1,7 +1,7 @@
 """Predicted INT8 accuracy: the FP32 model and the Q/DQ model on the validation data, side by side.
 
-The Q/DQ model runs as :func:`edgeq.calibrate.host.host_model` (the same grids, on ONNX Runtime's
-fast int8 kernels).
+The Q/DQ model runs as :func:`edgeq.calibrate.host.prediction_model` makes it: the reference arithmetic
+on this CPU, on the fastest ONNX Runtime kernels that keep it.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from edgeq.calibrate import activations
+from edgeq.calibrate.host import HostModel
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
@@ -24,11 +26,21 @@ def slices(x: np.ndarray | dict[str, np.ndarray], rows: int) -> Iterator[np.ndar
     return (x[start : start + rows] for start in range(0, len(x), rows))
 
 
+Model = onnx.ModelProto | bytes | HostModel
+
+
+def session(model: Model) -> ort.InferenceSession:
+    """A CPU session for ``model``, with the session config a HostModel asks for."""
+    if isinstance(model, HostModel):
+        return activations.session(model.model, config=model.session_config)
+    return activations.session(model)
+
+
 class Runner:
     """Runs each input batch through every one of ``models`` and gathers their outputs."""
 
-    def __init__(self, models: list[onnx.ModelProto | bytes]) -> None:
-        self.sessions = [activations.session(model) for model in models]
+    def __init__(self, models: list[Model]) -> None:
+        self.sessions = [session(model) for model in models]
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
@@ -46,7 +58,7 @@ class Runner:
         ]
 
 
-def outputs(models: list[onnx.ModelProto | bytes], batches: Iterable[np.ndarray | dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def outputs(models: list[Model], batches: Iterable[np.ndarray | dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """All graph outputs of each of ``models`` over the input ``batches``."""
     runner = Runner(models)
     for x in batches:

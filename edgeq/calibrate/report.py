@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgeq.device.report import Int8Arithmetic
+
 
 @dataclass
 class PredictedAccuracy:
@@ -70,6 +72,8 @@ class CalibrationReport:
     notes: list[str] = field(default_factory=list)
     preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
     memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
+    int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
+    prediction_kernels: str = ""  # what ran the INT8 prediction, and why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +84,8 @@ class CalibrationReport:
         values["ranges"] = RangeSummary(**data["ranges"])
         values["accuracy"] = PredictedAccuracy(**data["accuracy"])
         values["sensitivity"] = [LayerSensitivity(**s) for s in data["sensitivity"]]
+        if data.get("int8_arithmetic"):
+            values["int8_arithmetic"] = Int8Arithmetic.from_dict(data["int8_arithmetic"])
         return cls(**values)
 
 

@@ -27,6 +27,7 @@ def rank_layers(
     x: np.ndarray | dict[str, np.ndarray],
     fp32: dict[str, np.ndarray],
     batch_size: int,
+    arithmetic: str,
     advance: Callable[[], None] = lambda: None,
     *,
     proxies: Mapping[str, float] | None = None,
@@ -34,8 +35,9 @@ def rank_layers(
 ) -> list[LayerSensitivity]:
     """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
 
-    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``. ``proxies`` and ``confirm``:
-    measure only the ``confirm`` layers of highest proxy (see the module docstring).
+    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``; ``arithmetic``: this CPU's
+    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`). ``proxies`` and ``confirm``: measure only the
+    ``confirm`` layers of highest proxy (see the module docstring).
     """
     first = next(iter(fp32))
     reference = fp32[first][: activations.rows(x)]
@@ -47,7 +49,7 @@ def rank_layers(
         measured, rest = layers, []
     ranked = []
     for layer in measured:
-        out = predict.outputs([host_model(build_qdq(model, [layer], amax))], predict.slices(x, batch_size))[0][first]
+        out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,

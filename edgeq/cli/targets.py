@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from edgeq import targets as target_profiles
+from edgeq.calibrate.host import host_arithmetic
 from edgeq.cli.app import JsonOption, app, console, print_json
 from edgeq.report.targets_view import target_detail, targets_table
 
@@ -28,9 +29,13 @@ def list_targets(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @targets_app.command("show")
 def show(name: Annotated[str, typer.Argument(help="Profile name or alias.")], as_json: JsonOption = False) -> None:
-    """Show one profile in full, with the source of each fact."""
+    """Show one profile in full, with the source of each fact (for `local`: how this CPU sums int8 products)."""
     target = target_profiles.resolve(name)
+    arithmetic = host_arithmetic() if target.backend == "onnxruntime" else None
     if as_json:
-        print_json(target.model_dump(mode="json"))
+        data = target.model_dump(mode="json")
+        if arithmetic is not None:
+            data["int8_arithmetic"] = arithmetic.to_dict()
+        print_json(data)
     else:
-        console.print(target_detail(target))
+        console.print(target_detail(target, arithmetic))

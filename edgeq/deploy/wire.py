@@ -99,6 +99,26 @@ class LayerPlacement(Wire):
     device: str
 
 
+class KernelCheck(Wire):
+    kernel: str
+    exact: bool
+    max_error: Annotated[int, Field(ge=0)]
+    matches_saturation: bool
+
+
+class Int8Arithmetic(Wire):
+    """How the device's ONNX Runtime sums u8 x s8 products (edgeq.device.int8_arith)."""
+
+    verdict: Literal["exact", "saturating"]
+    measured: Literal["exact", "saturating"]
+    forced: Literal["exact", "saturating"] | None
+    checks: list[KernelCheck]
+    reduced_range: KernelCheck
+    cpu_flags: list[str]
+    machine: str
+    onnxruntime: str
+
+
 class BuiltModel(Wire):
     artifact: Artifact
     seconds: Seconds
@@ -106,6 +126,8 @@ class BuiltModel(Wire):
     dla_core: Annotated[int, Field(ge=0)] | None = None
     layers: list[LayerPlacement] = []
     warnings: list[str] = []
+    int8_arithmetic: Int8Arithmetic | None = None
+    int8_kernels: str | None = None
 
 
 class BuildReport(Wire):

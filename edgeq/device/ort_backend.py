@@ -1,9 +1,10 @@
 """The onnxruntime backend: the Q/DQ model on ONNX Runtime's CPU INT8 kernels.
 
 Its "engine" is the model ONNX Runtime writes after graph optimization
-(SessionOptions.optimized_model_filepath), made from the Q/DQ model with activations moved to
-uint8 (qdq_uint8). Its FP32 reference is the FP32 model itself. Needs onnxruntime; the uint8
-rewrite also needs onnx (without it the int8-activation model is used, which is slower on x86).
+(SessionOptions.optimized_model_filepath), made from the Q/DQ model rewritten for this CPU
+(qdq_rewrite): activations moved to uint8 and, where the probe finds that the CPU's u8 x s8 kernels
+saturate (int8_arith), weights requantized to 7 bits. Its FP32 reference is the FP32 model itself.
+Needs onnxruntime; the rewrite also needs onnx (without it the Q/DQ model runs as pushed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 from .backend import Backend, BuildResult, Session, TensorSpec, artifact
 from .errors import AgentError
-from .qdq_uint8 import activations_to_uint8
+from .int8_arith import int8_arithmetic
+from .qdq_rewrite import kernels_sentence, rewrite_for_kernels
 from .report import BuildOptions, BuiltModel, LayerPlacement
 
 ENGINE_FILE = "engine.onnx"
@@ -115,16 +117,27 @@ class OnnxRuntimeBackend(Backend):
         if options.builder_optimization_level is not None:
             warnings.append("builder_optimization_level is a TensorRT setting: onnxruntime does not use it")
         source = options.model
+        arithmetic, kernels = None, None
         if options.precision == "int8":
             if not options.qdq:
                 raise AgentError(AgentError.INVALID_INPUT, "the onnxruntime backend runs the Q/DQ model: pass --qdq")
             if options.quantization == "implicit":
                 warnings.append("onnxruntime has no implicit INT8 (calibration cache): built from the Q/DQ model")
-            source = os.path.join(folder, ".qdq.uint8.onnx")
-            changed = activations_to_uint8(options.qdq, source)
-            if changed is None:
+            arithmetic = int8_arithmetic()
+            source = os.path.join(folder, ".qdq.rewritten.onnx")
+            rewrite = rewrite_for_kernels(options.qdq, source, reduced_range=arithmetic.verdict == "saturating")
+            if rewrite is None:
                 source = options.qdq
+                kernels = "the Q/DQ model as pushed (onnx is not installed to rewrite it for this CPU)"
                 warnings.append("onnx is not installed: the Q/DQ model runs as pushed (int8 activations, if any, stay int8: slower on x86)")
+                if arithmetic.verdict == "saturating":
+                    warnings.append("this CPU's u8 x s8 kernels add product pairs in 16 bits with saturation and onnx is not "
+                                    "installed to requantize the weights to 7 bits: INT8 results may clip")
+            else:
+                kernels = kernels_sentence(rewrite)
+                if rewrite.weights_8bit:
+                    warnings.append("{} asymmetric int8 weight tensors stay 8-bit on a CPU whose u8 x s8 kernels saturate: "
+                                    "they may clip".format(rewrite.weights_8bit))
         seconds = self._optimize(source, os.path.join(folder, ENGINE_FILE))
         if source != options.qdq and source != options.model:
             os.remove(source)
@@ -135,6 +148,8 @@ class OnnxRuntimeBackend(Backend):
             seconds=seconds,
             layers=self._profile(folder, ENGINE_FILE, options.shapes),
             warnings=warnings,
+            int8_arithmetic=arithmetic,
+            int8_kernels=kernels,
         )
         reference = BuiltModel(artifact=artifact(folder, REFERENCE_FILE), seconds=0.0)
         return BuildResult(self.version(), engine, reference, reference_session.inputs)

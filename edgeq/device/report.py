@@ -179,6 +179,30 @@ class LayerPlacement(Record):
 
 
 @dataclass
+class KernelCheck(Record):
+    """One ONNX Runtime integer kernel on the INT8 probe's inputs, against numpy's int32 arithmetic."""
+
+    kernel: str
+    exact: bool  # equal to the exact sums (requantized outputs: within one rounding step)
+    max_error: int  # largest |kernel - exact|, in the kernel's output units
+    matches_saturation: bool  # equal to adjacent products added in 16 bits with saturation (vpmaddubsw)
+
+
+@dataclass
+class Int8Arithmetic(Record):
+    """How ONNX Runtime on this machine sums u8 x s8 products (edgeq.device.int8_arith)."""
+
+    verdict: str  # "exact" or "saturating": what edgeq acts on
+    measured: str  # the probe's verdict
+    forced: Optional[str]  # EDGEQ_INT8_ARITH when set
+    checks: List[KernelCheck]  # full-range weights: these decide the verdict
+    reduced_range: KernelCheck  # 7-bit weights: the formulation used where the verdict is "saturating"
+    cpu_flags: List[str]  # for information only
+    machine: str
+    onnxruntime: str
+
+
+@dataclass
 class BuiltModel(Record):
     """One built model (the INT8 engine or the FP32 reference) as a backend produced it."""
 
@@ -188,6 +212,8 @@ class BuiltModel(Record):
     dla_core: Optional[int] = None
     layers: List[LayerPlacement] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    int8_arithmetic: Optional[Int8Arithmetic] = None  # onnxruntime backend: how this CPU sums u8 x s8
+    int8_kernels: Optional[str] = None  # onnxruntime backend: the INT8 formulation the engine runs, and why
 
 
 @dataclass

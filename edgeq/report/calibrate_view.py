@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
+from edgeq.device.int8_arith import describe
 from edgeq.report.safe_text import clean, plain
 
 SHOWN_LAYERS = 8
@@ -64,11 +65,14 @@ def calibration_view(result: CalibrationResult) -> Group:
     ]
     memory = report.memory
     if memory:
-        lines.append(
+        lines.append(plain(
             f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
             f" {memory['exposed_mb_per_sample']:.0f} MB of activations per sample exposed at most"
             f" {memory['budget_mb']:.0f} MB at a time"
-        )
+        ))
+    if report.int8_arithmetic is not None:
+        lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
+        lines.append(plain(f"the prediction ran on {report.prediction_kernels}"))
     if report.kept_high_precision:
         lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from edgeq.deploy.report import DeployReport
 from edgeq.deploy.wire import LatencyStats, SmokeReport
+from edgeq.device.int8_arith import describe
 from edgeq.report.safe_text import plain
 
 
@@ -63,6 +64,8 @@ def deploy_view(report: DeployReport) -> RenderableType:
         ("build time", f"{build.seconds:.1f} s"),
         ("engine", f"{_mb(build.engine.artifact.size_bytes)}  sha256 {build.engine.artifact.sha256[:16]}..."),
         ("layers by precision", ", ".join(f"{k} {v}" for k, v in sorted(precisions.items())) or "not reported by the backend"),
+        *([("INT8 arithmetic", describe(build.engine.int8_arithmetic))] if build.engine.int8_arithmetic else []),
+        *([("INT8 kernels", build.engine.int8_kernels)] if build.engine.int8_kernels else []),
         ("build warnings", str(len(build.engine.warnings))),
     ])
     accuracy = Table(title=f"Accuracy on the device ({ev.samples} validation samples, metric {ev.metric})", title_justify="left")

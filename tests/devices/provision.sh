@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this machine for the loopback SSH test fleet. Idempotent; run as root; fast when done.
 #   - openssh-server (sshd), nftables (for the network-drop tests), python3-venv
+#   - on x86_64, qemu-user: ONNX Runtime under an AVX2 CPU without VNNI (the saturating INT8 kernels)
 #   - the non-root test user that logs in to the fleet (EDGEQ_TEST_USER, default edgeq-dev)
 #   - the "device Python": a world-readable venv with numpy and onnxruntime (EDGEQ_DEVICE_PYTHON,
 #     default /opt/edgeq-device-python) playing the Jetson's own Python with a backend.
@@ -18,6 +19,7 @@ missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ "$(uname -m)" != x86_64 ] || command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "provision.sh: installing ${missing[*]}"
     apt-get update -qq
