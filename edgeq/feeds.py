@@ -19,6 +19,7 @@ constant. In validation.npz every input is stored with samples on axis 0 (consta
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,14 +135,17 @@ class Feeds:
         axis = self.axes[name]
         return rows if axis in (None, 0) else np.moveaxis(rows, 0, axis)
 
-    def batches(self, batch_size: int, *, samples_first: bool = False) -> Iterator[Feed]:
+    def batches(
+        self, batch_size: int, decoders: Executor | None = None, ahead: int = 2, *, samples_first: bool = False
+    ) -> Iterator[Feed]:
         """Every input for the selected samples, ``batch_size`` at a time, in order.
 
+        ``decoders``, ``ahead``: as :meth:`edgeq.data.Dataset.batches` (images decoded ahead on a pool).
         ``samples_first``: every batched input with samples on axis 0 (as validation.npz stores them).
         """
         order = self.dataset.order
         start = 0
-        for batch in self.dataset.batches(batch_size):
+        for batch in self.dataset.batches(batch_size, decoders, ahead):
             picked = order[start : start + len(batch.x)]
             feed = {self.inputs[0].name: batch.x}
             for name, source in self.sources.items():

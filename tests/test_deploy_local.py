@@ -105,3 +105,28 @@ def test_bad_recipe_touches_no_device(tmp_path: Path) -> None:
     assert "model.onnx" in result.stderr
     assert not (tmp_path / "device").exists()
     assert recipes.load(recipe).name == "tiny"
+
+
+@pytest.mark.slow
+def test_a_crash_right_after_the_switch_is_reported_with_the_engine_the_device_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeq.device.workdir import CRASH_ENV
+
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    device = tmp_path / "device"
+    first = _deploy(recipe, device)
+    assert first.code == 0, first.stderr
+    old = json.loads(first.stdout)[0]["engine_id"]
+    data = yaml.safe_load(recipe.read_text())
+    data["build"] = {"workspace_mb": 1001}  # another engine id
+    second = recipe.with_name("recipe-v2.yaml")
+    second.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv(CRASH_ENV, "switched")  # the agent dies right after each switch (activate, then rollback)
+    result = _deploy(second, device)
+    monkeypatch.delenv(CRASH_ENV)
+    assert result.code == 3, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert not report["activated"] and report["engine_id"] != old
+    assert report["engine_now"] == _current(device) == old  # the rollback's switch happened before its crash
+    assert f"(the device runs engine {old})" in result.stderr

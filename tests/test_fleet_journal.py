@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,55 @@ def test_one_builder_per_class_others_wait_and_take_over_on_failure() -> None:
     assert sorted(results, key=lambda r: r is not None) == [None, built]
     assert engines.claim("k") == built
     assert engines.claim("other") is None
+
+
+def test_a_builder_silent_past_its_lease_is_taken_over_by_the_next_device() -> None:
+    engines = ClassEngines(lease=0.3)
+    last_answer = time.monotonic()  # the builder's device never answers again
+    assert engines.claim("k", "hung", lambda: last_answer) is None
+    assert engines.claim("k", "next") is None  # waits out the lease, then builds itself
+    assert time.monotonic() - last_answer >= 0.3
+    assert engines.holder("k") == "next"
+    engines.abandon("k", "hung")  # the hung builder's late failure frees nothing it no longer holds
+    assert engines.holder("k") == "next"
+    built = ClassEngine("k", Path("/e"), "next", 1.0)
+    engines.publish(built)
+    assert engines.claim("k", "third") == built
+
+
+def test_a_builder_whose_device_answers_keeps_its_lease() -> None:
+    engines = ClassEngines(lease=0.1)
+    assert engines.claim("k", "builder", time.monotonic) is None  # answers all the time
+    results: list[ClassEngine | None] = []
+    waiter = threading.Thread(target=lambda: results.append(engines.claim("k", "waiter")))
+    waiter.start()
+    waiter.join(0.5)  # five leases long: still waiting for the builder
+    assert waiter.is_alive() and engines.holder("k") == "builder"
+    built = ClassEngine("k", Path("/e"), "builder", 1.0)
+    engines.publish(built)
+    waiter.join(5)
+    assert results == [built]
+
+
+def test_a_rollback_that_could_not_run_is_pending_in_the_replayed_state_and_the_report(tmp_path: Path) -> None:
+    from edgeq.deploy.steps import Status
+    from edgeq.fleet.summary import summarize
+
+    rec = _recorder(tmp_path)
+    with rec.step("a", Step.STATUS) as out:
+        out.result = Status(current="e0", previous=None, engines=["e0"])
+    with pytest.raises(DeviceError), rec.step("a", Step.ACTIVATE):
+        raise DeviceError("a", "the connection was lost")
+    with rec.step("a", Step.STATUS) as out:  # asked after the failed activation: the switch had happened
+        out.result = Status(current="e1", previous="e0", engines=["e0", "e1"])
+    rec.device("a", Phase.FAILED, error="the connection was lost")
+    with pytest.raises(DeviceError), rec.step("a", Step.CONNECT):
+        raise DeviceError("a", "timed out")
+    rec.rollback("a", False, error="a: timed out")
+    header, entries = journal.read(rec.journal.path)
+    replayed = state.replay(header, entries).devices["a"]
+    assert replayed.phase == Phase.ROLLBACK_PENDING and replayed.needs_rollback
+    (device, *_) = summarize(rec.state).devices
+    assert (device.phase, device.engine_now, device.rollback) == ("rollback_pending", "e1", "failed: a: timed out")
+    rec.rollback("a", True, current="e0")
+    assert rec.state.devices["a"].phase == Phase.ROLLED_BACK and not rec.state.devices["a"].needs_rollback

@@ -111,3 +111,32 @@ def test_class_folders_must_match(tmp_path: Path) -> None:
     val = Dataset.from_spec(recipe, recipe.validation, "validation")
     with pytest.raises(InputError, match=r"only in calibration: \['b'\]; only in validation: \['c'\]"):
         check_same_classes(cal, val)
+
+
+def test_images_decoded_ahead_on_a_pool_give_the_same_batches(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _images(tmp_path / "cal", {"a": 5, "b": 4}, size=8)
+    recipe = _recipe(tmp_path)
+    data = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    serial = list(data.batches(4))
+    with ThreadPoolExecutor(3) as pool:
+        ahead = list(data.batches(4, pool, ahead=1))
+        assert next(data.batches(2, pool)).x.shape == (2, 3, 8, 8)  # a consumer may stop early
+    assert [len(b.x) for b in ahead] == [4, 4, 1]
+    for one, other in zip(serial, ahead):
+        assert np.array_equal(one.x, other.x) and np.array_equal(one.labels, other.labels)
+
+
+def test_a_bad_image_decoded_ahead_fails_where_it_is_read(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _images(tmp_path / "cal", {"a": 6}, size=8)
+    (tmp_path / "cal" / "a" / "4.png").write_bytes(b"not a png")
+    recipe = _recipe(tmp_path)
+    data = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    with ThreadPoolExecutor(2) as pool:
+        batches = data.batches(2, pool, ahead=2)
+        assert len(next(batches).x) == 2 and len(next(batches).x) == 2  # images 0-3 are fine
+        with pytest.raises(InputError, match="4.png"):
+            next(batches)

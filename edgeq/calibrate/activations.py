@@ -73,15 +73,21 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
-def session(model: onnx.ModelProto | bytes, *, exposed: bool = False, config: Mapping[str, str] | None = None) -> ort.InferenceSession:
-    """A CPU session; one clear InputError if ONNX Runtime cannot load the model.
+def session(
+    model: onnx.ModelProto | bytes, *, threads: int = 0, exposed: bool = False, config: Mapping[str, str] | None = None
+) -> ort.InferenceSession:
+    """A CPU session whose threads never spin; one clear InputError if ONNX Runtime cannot load the model.
 
+    ``threads``: intra-op threads, the calling thread included (0: ONNX Runtime's default, one per core).
     ``exposed``: the model has its activations as outputs. Then the NCHWc layout optimizations
     (level ALL) are left out: they would convert every exposed tensor back to NCHW, which made the
-    run about 5x slower than with level EXTENDED on a SqueezeNet. ``config``: session config entries.
+    run about 5x slower than with level EXTENDED on a SqueezeNet.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # operators run one after the other (the default sequential mode)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     if exposed:

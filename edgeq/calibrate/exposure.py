@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -93,11 +94,11 @@ def collect_in_passes(
     model: onnx.ModelProto,
     exposure: ExposurePlan,
     batches: Callable[[int], Iterable[np.ndarray | dict[str, np.ndarray]]],
-    *,
-    advance: Callable[[int], None] = lambda n: None,
+    **options: Any,
 ) -> dict[str, TensorStats]:
-    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group."""
+    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group
+    (``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
     stats: dict[str, TensorStats] = {}
     for group, rows in zip(exposure.groups, exposure.rows):
-        stats.update(collect(model, group, batches(rows), advance=advance))
+        stats.update(collect(model, group, batches(rows), **options))
     return stats

@@ -6,7 +6,10 @@ on this CPU, on the fastest ONNX Runtime kernels that keep it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Union
 
 import numpy as np
 import onnx
@@ -18,8 +21,10 @@ from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
 
+Batch = Union[np.ndarray, dict[str, np.ndarray]]  # the first input's array, or every input by name
 
-def slices(x: np.ndarray | dict[str, np.ndarray], rows: int) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
+
+def slices(x: Batch, rows: int) -> Iterator[Batch]:
     """``x`` in consecutive blocks of ``rows`` samples (a feed of every input by name stays whole)."""
     if isinstance(x, dict):
         return iter([x])
@@ -29,26 +34,57 @@ def slices(x: np.ndarray | dict[str, np.ndarray], rows: int) -> Iterator[np.ndar
 Model = onnx.ModelProto | bytes | HostModel
 
 
-def session(model: Model) -> ort.InferenceSession:
+def session(model: Model, threads: int = 0) -> ort.InferenceSession:
     """A CPU session for ``model``, with the session config a HostModel asks for."""
     if isinstance(model, HostModel):
-        return activations.session(model.model, config=model.session_config)
-    return activations.session(model)
+        return activations.session(model.model, threads=threads, config=model.session_config)
+    return activations.session(model, threads=threads)
 
 
 class Runner:
-    """Runs each input batch through every one of ``models`` and gathers their outputs."""
+    """Runs each input batch through every one of ``models`` and gathers their outputs.
 
-    def __init__(self, models: list[Model]) -> None:
-        self.sessions = [session(model) for model in models]
+    ``threads``: intra-op threads of each session (0: ONNX Runtime's default).
+    """
+
+    def __init__(self, models: list[Model], threads: int = 0) -> None:
+        self.sessions = [session(model, threads) for model in models]
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
-    def feed(self, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    def _run(self, x: Batch) -> list[list[np.ndarray]]:
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names)]
+
+    def _keep(self, outputs: list[list[np.ndarray]]) -> None:
+        for collected, out in zip(self.parts, outputs):
+            collected.append(out)
+
+    def feed(self, x: Batch) -> Batch:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
-        for sess, wanted, collected in zip(self.sessions, self.names, self.parts):
-            collected.append(activations.run(sess, x, wanted))
+        self._keep(self._run(x))
         return x
+
+    def feed_all(self, batches: Iterable[Batch], lanes: int = 1) -> Iterator[Batch]:
+        """:meth:`feed` each batch, ``lanes`` batches at a time on as many threads; yields the batches in order."""
+        if lanes <= 1:
+            yield from map(self.feed, batches)
+            return
+        running: deque[tuple[Batch, Future[list[list[np.ndarray]]]]] = deque()
+        with ThreadPoolExecutor(lanes, thread_name_prefix="edgeq-lane") as pool:
+            try:
+                for x in batches:
+                    running.append((x, pool.submit(self._run, x)))
+                    if len(running) > lanes:
+                        x, done = running.popleft()
+                        self._keep(done.result())
+                        yield x
+                while running:
+                    x, done = running.popleft()
+                    self._keep(done.result())
+                    yield x
+            finally:
+                for _, future in running:
+                    future.cancel()
 
     def results(self) -> list[dict[str, np.ndarray]]:
         """Per model, each output over all batches fed so far."""
@@ -58,7 +94,7 @@ class Runner:
         ]
 
 
-def outputs(models: list[Model], batches: Iterable[np.ndarray | dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def outputs(models: list[Model], batches: Iterable[Batch]) -> list[dict[str, np.ndarray]]:
     """All graph outputs of each of ``models`` over the input ``batches``."""
     runner = Runner(models)
     for x in batches:

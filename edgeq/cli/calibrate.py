@@ -27,6 +27,9 @@ def calibrate(
     sensitivity: Annotated[
         bool, typer.Option("--sensitivity", help="Rank every layer's sensitivity even when the accuracy budget holds.")
     ] = False,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Calibrate INT8 on this machine: calibration cache, Q/DQ model, ranges and the predicted INT8 accuracy.
@@ -37,7 +40,7 @@ def calibrate(
     from edgeq.report.calibrate_view import calibration_view
 
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
-                 fit_budget=fit_budget, sensitivity=sensitivity, progress=not json)
+                 fit_budget=fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
     if json:
         print_json(result.to_dict())
     else:

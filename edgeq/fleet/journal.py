@@ -62,6 +62,7 @@ class RolloutHeader(BaseModel):
     max_failures: str
     build_each: bool
     switching: Switching = Switching.WAVE
+    keep: int | None = 1  # engines gc keeps after a verified switch besides current and previous (None: no gc)
 
 
 class Entry(BaseModel):
