@@ -179,7 +179,7 @@ def test_wrong_image_size_fails_during_statistics_and_writes_nothing(tmp_path: P
 
 
 def test_user_metric_file_and_its_errors(tmp_path: Path) -> None:
-    (tmp_path / "m.py").write_text("import numpy as np\ndef half(scores, labels):\n    return 50.0\n")
+    (tmp_path / "m.py").write_text("import numpy as np\ndef half(outputs, labels):\n    assert isinstance(outputs, dict)\n    return 50.0\n")
     path = write_recipe(tmp_path, fire_net(), validation={"path": "val.npz", "metric": "m.py:half"})
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     assert result.report.accuracy.metric == "m.py:half" and result.report.accuracy.fp32 == 50.0

@@ -44,8 +44,8 @@ def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> Non
     folder = Path(report["files"]["folder"])
     assert json.loads((folder / "report.json").read_text())["engine_id"] == report["engine_id"]
     assert "data:image/png;base64," in (folder / "report.html").read_text()
-    scores = np.load(folder / "scores.int8.npy")
-    assert scores.shape == (48, 4)
+    with np.load(folder / "outputs.int8.npz") as outputs:
+        assert [outputs[name].shape for name in outputs.files] == [(48, 4)]
 
 
 @pytest.mark.slow

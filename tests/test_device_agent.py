@@ -81,7 +81,9 @@ def test_lifecycle(files: dict[str, Path]) -> None:
 
     evaluated = EvaluateReport.from_dict(ok("evaluate", "--workdir", work, "--engine-id", "a1",
                                             "--data", str(files["eval"]), "--batch", "5"))
-    int8, fp32 = np.load(folder / evaluated.scores_int8), np.load(folder / evaluated.scores_fp32)
+    with np.load(folder / evaluated.scores_int8) as a, np.load(folder / evaluated.scores_fp32) as b:
+        assert a.files == b.files == ["logits"]
+        int8, fp32 = a["logits"], b["logits"]
     assert evaluated.samples == 12 and int8.shape == fp32.shape == (12, 10)
     x = np.load(files["eval"])["input"]
     np.testing.assert_allclose(fp32, run_reference(files["fp32"], x), rtol=1e-4, atol=1e-4)

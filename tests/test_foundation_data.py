@@ -64,7 +64,7 @@ def test_sample_count_selects_a_subset(tmp_path: Path) -> None:
 def test_empty_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cal").mkdir()
     recipe = _recipe(tmp_path)
-    with pytest.raises(InputError, match="no class sub-folders"):
+    with pytest.raises(InputError, match="neither class sub-folders nor images"):
         Dataset.from_spec(recipe, recipe.calibration, "calibration")
 
 

@@ -108,12 +108,25 @@ def fixed_batch(sess: ort.InferenceSession) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def run(sess: ort.InferenceSession, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+def rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Samples in one batch: of the array, or of the first input of a feed ``{input name: array}``."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
     """Run one batch through a session: the named outputs (all when None), in that order.
 
-    A model with a fixed batch size is fed in slices of that size; a short last slice is padded and
-    the padding dropped from the outputs.
+    ``x``: the first input's array, or every input by name (each at its batch axis, as the model takes it).
+    A single-input model with a fixed batch size is fed in slices of that size; a short last slice is
+    padded and the padding dropped from the outputs.
     """
+    if isinstance(x, dict):
+        wanted = {i.name for i in sess.get_inputs()}
+        try:
+            return sess.run(names, {k: v for k, v in x.items() if k in wanted})
+        except Exception as exc:
+            shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in x.items())
+            raise InputError(f"ONNX Runtime failed on inputs {shapes}: {exc}") from None
     feed_name = sess.get_inputs()[0].name
     batch = fixed_batch(sess)
     if batch is None or batch == len(x):

@@ -118,14 +118,14 @@ def _pool(workers: Executor | None, plan: ThreadPlan) -> Iterator[Executor]:
 def collect(
     model: onnx.ModelProto,
     tensors: list[str],
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray | dict[str, np.ndarray]],
     *,
     bins: int = DEFAULT_BINS,
     plan: ThreadPlan | None = None,
     workers: Executor | None = None,
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, TensorStats]:
-    """Statistics of each of ``tensors`` over all ``batches`` (input arrays of the model's first input).
+    """Statistics of each of ``tensors`` over all ``batches`` (the first input's arrays, or every input by name).
 
     ``plan``: thread counts (default: for this machine); ``workers``: the pool that folds (default: one
     of ``plan.workers`` threads, for this call).
@@ -143,7 +143,7 @@ def collect(
                 fold.wait()
                 fold.submit(values)
                 del values
-                advance(len(x))
+                advance(activations.rows(x))
             fold.wait()
         except BaseException:
             fold.cancel()

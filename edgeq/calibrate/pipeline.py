@@ -12,9 +12,11 @@ The work runs as named stages, each returning one result:
    optionally keep the most sensitive in float until it fits.
 6. :func:`_report` and :func:`_write`: every artifact at once, through a staging folder.
 
-Memory stays flat in the number of samples: ONNX Runtime batches of the statistics session are sized
-by the bytes of the activations they expose (:data:`ACTIVATION_BUDGET`), validation batches by their
-input (:data:`VALIDATION_BUDGET`), and nothing holds more than a few batches. How the stages use the
+Memory stays flat in the number of samples and bounded whatever the resolution: a statistics run exposes
+at most :data:`ACTIVATION_BUDGET` bytes of activations, in several passes over the data when one sample
+has more (:mod:`edgeq.calibrate.exposure`); validation batches are sized by their input
+(:data:`VALIDATION_BUDGET`), and nothing holds more than a few batches. Every model input is fed
+(:class:`edgeq.feeds.Feeds`); the metric sees every output by name (:mod:`edgeq.metrics`). How the stages use the
 cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do not depend on it.
 """
 
@@ -28,10 +30,11 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +49,17 @@ from rich.progress import (
 )
 
 from edgeq import atomic
+from edgeq import labels as labels_module
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
-from edgeq.calibrate import activations, predict
+from edgeq.calibrate import activations, exposure, predict
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
-from edgeq.calibrate.collect import collect, exposed_tensors
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.policy import excluded_tensors
-from edgeq.calibrate.prepare import PreparedModel, prepare
+from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
+from edgeq.calibrate.proxy import layer_proxies
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
 from edgeq.calibrate.report import (
@@ -70,7 +74,8 @@ from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
 from edgeq.calibrate.threads import ThreadPlan
-from edgeq.data import Dataset, check_same_classes
+from edgeq.data import check_same_classes
+from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.errors import InputError
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
@@ -79,7 +84,8 @@ from edgeq.targets import Target
 
 SWITCH_INTERVAL = 1e-4  # s: numpy threads take the GIL back after every call; hand it over sooner than 5 ms
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
-ACTIVATION_BUDGET = 24 << 20  # bytes of the activations one statistics batch exposes (two batches are alive)
+CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
+ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations one statistics run exposes (two runs are alive)
 VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane holds one batch, 10-20x that in activations)
 
 
@@ -119,8 +125,10 @@ def _pools(plan: ThreadPlan) -> Iterator[_Pools]:
 
 def _give_back_freed_memory() -> None:
     """Return freed heap memory to the system between stages (glibc keeps it, one arena per thread)."""
-    with suppress(OSError, AttributeError):  # not glibc
+    try:
         ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @dataclass
@@ -133,8 +141,9 @@ class _Inputs:
     folder: Path
     artifacts: Artifacts
     model: onnx.ModelProto
-    calibration: Dataset
-    validation: Dataset
+    calibration: Feeds
+    validation: Feeds
+    labels: labels_module.LoadedLabels
     metric: Metric
     key: str
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
@@ -147,17 +156,16 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
     if not target.int8:
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
-    model = model_module.load(recipe.model_path)
-    calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
-    validation = Dataset.from_spec(recipe, recipe.validation, "validation")
-    check_same_classes(calibration, validation)
-    if validation.labels is None:
-        raise InputError(f"{validation.source}: validation data needs labels ('labels' array in the .npz) for the metric")
-    metric = metrics_module.load(recipe)
+    model = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    calibration = Feeds(recipe, recipe.calibration, "calibration")
+    validation = Feeds(recipe, recipe.validation, "validation")
+    check_same_classes(calibration.dataset, validation.dataset)
+    labels = labels_module.load(recipe, validation.dataset)
+    metric = metrics_module.load(recipe, labels.labels)
     arithmetic = host_arithmetic()
     key = cache_key(recipe, target, {"method": method, **settings, "bins": DEFAULT_BINS, "int8_arithmetic": arithmetic.verdict})
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
-    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, metric, key, arithmetic)
+    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, arithmetic)
 
 
 @dataclass
@@ -166,7 +174,10 @@ class _Statistics:
 
     prepared: PreparedModel
     tensors: list[str]
+    stats: dict[str, TensorStats]
     ranges: dict[str, TensorRange]
+    passes: exposure.ExposurePlan
+    prepare_seconds: float
     seconds: float
 
     @property
@@ -174,17 +185,36 @@ class _Statistics:
         return {name: r.amax for name, r in self.ranges.items()}
 
 
+def _prepare(inputs: _Inputs) -> PreparedModel:
+    """The prepared model, each step checked on calibration samples; recurrent state then carried by FP32."""
+    calibration, validation = inputs.calibration, inputs.validation
+    prepared = prepare(inputs.model, source=str(inputs.recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
+                       state=calibration.state)
+    if calibration.state:
+        session = activations.session(prepared.model)
+        names = [o.name for o in session.get_outputs()]
+
+        def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return dict(zip(names, activations.run(session, feed, names)))
+
+        calibration.carry_state(fp32_outputs, inputs.recipe.calibration.sequence_length)
+        validation.carry_state(fp32_outputs, inputs.recipe.validation.sequence_length)
+    return prepared
+
+
 def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
     tick = time.perf_counter()
-    prepared = prepare(inputs.model, source=str(inputs.recipe.model_path))
+    prepared = _prepare(inputs)
+    prepared_at = time.perf_counter()
     fp32 = prepared.model
     tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
-    rows = activations.batch_rows(fp32, exposed_tensors(fp32, tensors), ACTIVATION_BUDGET)
-    task = bar.add_task("calibration statistics", total=len(inputs.calibration))
-    batches = (b.x for b in inputs.calibration.batches(rows, pools.decoders))
-    stats = collect(fp32, tensors, batches, plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
+    shapes = {name: array.shape for name, array in next(inputs.calibration.batches(1)).items()}
+    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET)
+    task = bar.add_task("calibration statistics", total=len(inputs.calibration) * passes.passes)
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: inputs.calibration.batches(rows, pools.decoders),
+                                       plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
     ranges = _ranges(stats, inputs.method, inputs.recipe.calibration.percentile, pools.workers)
-    return _Statistics(prepared, tensors, ranges, time.perf_counter() - tick)
+    return _Statistics(prepared, tensors, stats, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
 
 
 def _ranges(stats: dict[str, TensorStats], method: str, percentile: float, workers: Executor) -> dict[str, TensorRange]:
@@ -253,35 +283,38 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     task = bar.add_task("FP32 and INT8 on validation data", total=len(validation))
     predicted = placement.on_host(qdq)
     runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
-    sample = next(validation.batches(1)).x[0]
-    rows = _validation_rows(sample)
-    batches = (b.x for b in validation.batches(rows, pools.decoders, ahead=plan.lanes + 1))
+    sample = next(validation.batches(1, samples_first=True))
+    rows = _validation_rows(next(iter(sample.values()))[0])
+    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
 
-    def advanced(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         for x in blocks:
-            bar.advance(task, len(x))
+            bar.advance(task, activations.rows(x))
             yield x
 
     npz = scratch / "validation.npz"
     with npz.open("wb") as handle:
         fed = advanced(runner.feed_all(batches, plan.lanes))
-        write_npz(handle, _validation_columns(validation, inputs.recipe.inputs[0].name, sample, fed), pools.workers)
+        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows), pools.workers)
     reference, int8 = runner.results()
     return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick)
 
 
 def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
-    labels = inputs.validation.labels
-    assert labels is not None  # checked by _open
-    return predict.compare(reference, out, labels, inputs.metric, inputs.recipe.budget.accuracy_drop)
+    return predict.compare(reference, out, inputs.labels.labels, inputs.metric, inputs.recipe.budget.accuracy_drop)
 
 
-def _sensitivity(inputs: _Inputs, placement: _Placement, validation: _Validation, bar: Progress) -> list[LayerSensitivity]:
-    task = bar.add_task("layer sensitivity", total=len(placement.layers))
-    subset = next(inputs.validation.batches(SENSITIVITY_SAMPLES)).x
+def _sensitivity(
+    inputs: _Inputs, statistics: _Statistics, placement: _Placement, validation: _Validation, bar: Progress
+) -> list[LayerSensitivity]:
+    """Layers ranked first by the free proxy; the :data:`CONFIRMED_LAYERS` it puts first are measured."""
+    task = bar.add_task("layer sensitivity", total=min(len(placement.layers), CONFIRMED_LAYERS))
+    feed = next(inputs.validation.batches(SENSITIVITY_SAMPLES))
+    subset = feed if len(feed) > 1 else next(iter(feed.values()))
+    proxies = layer_proxies(placement.fp32, placement.layers, statistics.stats, placement.amax)
     return rank_layers(
         placement.fp32, placement.layers, placement.amax, subset, validation.reference, validation.rows, placement.arithmetic,
-        lambda: bar.advance(task),
+        lambda: bar.advance(task), proxies=proxies, confirm=CONFIRMED_LAYERS,
     )
 
 
@@ -302,7 +335,7 @@ def _fit(
     task = bar.add_task("fitting the accuracy budget", total=len(ranking))
 
     def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-        batches = (b.x for b in inputs.validation.batches(validation.rows, pools.decoders))
+        batches = inputs.validation.batches(validation.rows, pools.decoders)
         out = predict.outputs([placement.on_host(placement.model(chosen))], batches)[0]
         return _judge(inputs, validation.reference, out)
 
@@ -340,6 +373,7 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
     if kept:
         notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
     unquantizable = outcome.statistics.prepared.unquantizable
+    passes = outcome.statistics.passes
     return CalibrationReport(
         recipe=str(recipe.source),
         model=str(recipe.model_path),
@@ -358,6 +392,10 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         accuracy=outcome.fit.accuracy,
         sensitivity=outcome.ranking,
         notes=notes,
+        preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
+        memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
+                "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
+                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
         int8_arithmetic=inputs.arithmetic,
         prediction_kernels=outcome.validation.kernels,
     )
@@ -392,12 +430,12 @@ def calibrate(
         placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict)
         qdq = placement.model(placement.layers)
         validation = _validate(inputs, placement, qdq, pools, Path(scratch), bar)
-        seconds = {"statistics": statistics.seconds, "validation": validation.seconds}
+        seconds = {"prepare": statistics.prepare_seconds, "statistics": statistics.seconds, "validation": validation.seconds}
 
         ranking: list[LayerSensitivity] = []
         if sensitivity or not validation.accuracy.passed:
             tick = time.perf_counter()
-            ranking = _sensitivity(inputs, placement, validation, bar)
+            ranking = _sensitivity(inputs, statistics, placement, validation, bar)
             seconds["sensitivity"] = time.perf_counter() - tick
         fit = _Fit([], validation.accuracy)
         if fit_budget and not validation.accuracy.passed:
@@ -413,15 +451,24 @@ def calibrate(
     return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report)
 
 
-def _validation_columns(validation: Dataset, input_name: str, sample: np.ndarray, blocks: Iterable[np.ndarray]) -> dict[str, Column]:
-    """validation.npz's arrays: the input (``blocks``, in order, each sample like ``sample``), labels and class names."""
-    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
-    assert labels is not None  # checked by _open
-    return {
-        input_name: Column(sample.dtype, (len(validation), *sample.shape), blocks),
-        "labels": Column(labels.dtype, labels.shape, [labels]),
-        "classes": Column(classes.dtype, classes.shape, [classes]),
-    }
+def _validation_columns(
+    validation: Feeds, loaded: labels_module.LoadedLabels, sample: dict[str, np.ndarray], fed: Iterable[dict[str, np.ndarray]],
+    rows: int,
+) -> dict[str, Column]:
+    """validation.npz's arrays: every input with samples first (the first from ``fed``, the batches predicted as
+    they stream by; each like ``sample``), constant inputs whole, the labels and the class names."""
+    first, *others = sample
+    classes = np.array(validation.dataset.classes or loaded.class_names, dtype=np.str_)
+    constants = validation.constants()
+    extra = {**labels_module.columns(loaded.labels), "classes": classes, CONSTANTS: np.array(constants, dtype=np.str_)}
+    columns = {first: Column(sample[first].dtype, (len(validation), *sample[first].shape[1:]), map(itemgetter(first), fed))}
+    for name in others:
+        if name in constants:
+            columns[name] = Column(sample[name].dtype, sample[name].shape, [sample[name]])
+        else:
+            blocks = map(itemgetter(name), validation.batches(rows, samples_first=True))
+            columns[name] = Column(sample[name].dtype, (len(validation), *sample[name].shape[1:]), blocks)
+    return {**columns, **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()}}
 
 
 def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: onnx.ModelProto, validation_npz: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Union
 
 import numpy as np
 import onnx
@@ -18,11 +19,15 @@ from edgeq.calibrate import activations
 from edgeq.calibrate.host import HostModel
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
-from edgeq.metrics import Metric
+from edgeq.metrics import Labels, Metric
+
+Batch = Union[np.ndarray, dict[str, np.ndarray]]  # the first input's array, or every input by name
 
 
-def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-    """``x`` in consecutive blocks of ``rows`` samples."""
+def slices(x: Batch, rows: int) -> Iterator[Batch]:
+    """``x`` in consecutive blocks of ``rows`` samples (a feed of every input by name stays whole)."""
+    if isinstance(x, dict):
+        return iter([x])
     return (x[start : start + rows] for start in range(0, len(x), rows))
 
 
@@ -47,24 +52,24 @@ class Runner:
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
-    def _run(self, x: np.ndarray) -> list[list[np.ndarray]]:
-        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names, strict=True)]
+    def _run(self, x: Batch) -> list[list[np.ndarray]]:
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names)]
 
     def _keep(self, outputs: list[list[np.ndarray]]) -> None:
-        for collected, out in zip(self.parts, outputs, strict=True):
+        for collected, out in zip(self.parts, outputs):
             collected.append(out)
 
-    def feed(self, x: np.ndarray) -> np.ndarray:
+    def feed(self, x: Batch) -> Batch:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
         self._keep(self._run(x))
         return x
 
-    def feed_all(self, batches: Iterable[np.ndarray], lanes: int = 1) -> Iterator[np.ndarray]:
+    def feed_all(self, batches: Iterable[Batch], lanes: int = 1) -> Iterator[Batch]:
         """:meth:`feed` each batch, ``lanes`` batches at a time on as many threads; yields the batches in order."""
         if lanes <= 1:
             yield from map(self.feed, batches)
             return
-        running: deque[tuple[np.ndarray, Future[list[list[np.ndarray]]]]] = deque()
+        running: deque[tuple[Batch, Future[list[list[np.ndarray]]]]] = deque()
         with ThreadPoolExecutor(lanes, thread_name_prefix="edgeq-lane") as pool:
             try:
                 for x in batches:
@@ -85,11 +90,11 @@ class Runner:
         """Per model, each output over all batches fed so far."""
         return [
             {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
-            for wanted, collected in zip(self.names, self.parts, strict=True)
+            for wanted, collected in zip(self.names, self.parts)
         ]
 
 
-def outputs(models: list[Model], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def outputs(models: list[Model], batches: Iterable[Batch]) -> list[dict[str, np.ndarray]]:
     """All graph outputs of each of ``models`` over the input ``batches``."""
     runner = Runner(models)
     for x in batches:
@@ -98,20 +103,20 @@ def outputs(models: list[Model], batches: Iterable[np.ndarray]) -> list[dict[str
 
 
 def compare(
-    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: np.ndarray, metric: Metric, budget: float
+    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: Labels, metric: Metric, budget: float
 ) -> PredictedAccuracy:
-    """The metric on both, the drop in points, top-1 agreement and per-output cosine similarity."""
+    """The metric on both (all named outputs), the points lost, top-1 agreement and per-output cosine similarity."""
     first = next(iter(fp32))
-    fp32_value, int8_value = metric(fp32[first], labels), metric(int8[first], labels)
-    drop = fp32_value - int8_value
+    scores = metric.compare(fp32, int8, labels)
     return PredictedAccuracy(
         metric=metric.name,
-        samples=len(labels),
-        fp32=fp32_value,
-        int8=int8_value,
-        drop=drop,
+        samples=len(fp32[first]),
+        fp32=scores.fp32,
+        int8=scores.int8,
+        drop=scores.drop,
         top1_agreement=top1_agreement(fp32[first], int8[first]),
         cosine={name: cosine(fp32[name], int8[name]) for name in fp32},
         budget=budget,
-        passed=drop <= budget,
+        passed=scores.drop <= budget,
+        details=scores.details,
     )

@@ -22,6 +22,7 @@ class PredictedAccuracy:
     cosine: dict[str, float]  # per output
     budget: float  # max allowed drop, in points
     passed: bool
+    details: dict[str, dict[str, float]] = field(default_factory=dict)  # secondary numbers per model (mAP@0.5, SNR)
 
 
 @dataclass
@@ -33,6 +34,8 @@ class LayerSensitivity:
     tensors: list[str]
     score: float
     top1_agreement: float
+    proxy: float = 0.0  # noise-to-signal INT8 adds to its inputs (edgeq.calibrate.proxy): the first, cheap ranking
+    measured: bool = True  # False: ranked by the proxy alone (score and agreement not measured)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class CalibrationReport:
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
+    preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
+    memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
 

@@ -1,7 +1,9 @@
 """Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float.
 
-Ranking costs one Q/DQ model and one ONNX Runtime session per layer, so the pipeline only ranks when
-asked, or when the predicted drop fails the budget; it runs on a small validation subset.
+Measuring a layer costs one Q/DQ model and one ONNX Runtime session, so the pipeline only ranks when
+asked, or when the predicted drop fails the budget; it runs on a small validation subset. Given proxies
+(:mod:`edgeq.calibrate.proxy`, free from the statistics), only the ``confirm`` layers they rank highest are
+measured; the others follow in proxy order, marked unmeasured.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnx
 
-from edgeq.calibrate import predict
+from edgeq.calibrate import activations, predict
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
@@ -22,21 +24,31 @@ def rank_layers(
     model: onnx.ModelProto,
     layers: list[QuantizedLayer],
     amax: Mapping[str, float],
-    x: np.ndarray,
+    x: np.ndarray | dict[str, np.ndarray],
     fp32: dict[str, np.ndarray],
     batch_size: int,
     arithmetic: str,
     advance: Callable[[], None] = lambda: None,
+    *,
+    proxies: Mapping[str, float] | None = None,
+    confirm: int | None = None,
 ) -> list[LayerSensitivity]:
     """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
 
     ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``; ``arithmetic``: this CPU's
-    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`).
+    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`). ``proxies`` and ``confirm``: measure only the
+    ``confirm`` layers of highest proxy (see the module docstring).
     """
     first = next(iter(fp32))
-    reference = fp32[first][: len(x)]
+    reference = fp32[first][: activations.rows(x)]
+    proxies = proxies or {}
+    if proxies and confirm is not None:
+        by_proxy = sorted(layers, key=lambda layer: proxies.get(layer.name, 0.0), reverse=True)
+        measured, rest = by_proxy[:confirm], by_proxy[confirm:]
+    else:
+        measured, rest = layers, []
     ranked = []
-    for layer in layers:
+    for layer in measured:
         out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
@@ -45,10 +57,13 @@ def rank_layers(
                 tensors=list(layer.activations),
                 score=max(0.0, 1.0 - cosine(reference, out)),
                 top1_agreement=top1_agreement(reference, out),
+                proxy=proxies.get(layer.name, 0.0),
             )
         )
         advance()
-    return sorted(ranked, key=lambda s: s.score, reverse=True)
+    unmeasured = [LayerSensitivity(layer.name, layer.op_type, list(layer.activations), 0.0, 1.0,
+                                   proxies.get(layer.name, 0.0), measured=False) for layer in rest]
+    return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
 
 
 def fit_budget(

@@ -82,8 +82,8 @@ def deploy(
         report = deploy_report(plan, label, device)
         if report is not None:
             if html:
-                write_deploy_html(report, plan.calibration.artifacts.validation, Path(report.files["folder"]),
-                                  plan.recipe.inputs, Path(report.files["html"]))
+                write_deploy_html(report, plan.recipe, plan.calibration.artifacts.validation, Path(report.files["folder"]),
+                                  Path(report.files["html"]))
             reports.append(report)
             if not output.as_json:
                 console.print(deploy_view(report))

@@ -48,6 +48,7 @@ class Session(abc.ABC):
     """A loaded engine (or reference) that runs batches."""
 
     inputs: List[TensorSpec]
+    outputs: List[str]  # output names, in the order run() returns them
 
     @abc.abstractmethod
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:

@@ -50,6 +50,7 @@ class OrtSession(Session):
             TensorSpec(i.name, [d if isinstance(d, int) else None for d in i.shape], _ORT_TYPES.get(i.type, "float32"))
             for i in self.session.get_inputs()
         ]
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self.session.run(None, feeds)

@@ -46,6 +46,7 @@ class ApiBuildPlan:
     device_type: str
     dla_core: Optional[int]
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None
     detailed_profiling: bool = True
     calls: List[str] = field(default_factory=list)
@@ -114,6 +115,7 @@ def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion,
         device_type="DLA" if spec.dla_core is not None else "GPU",
         dla_core=spec.dla_core,
         shapes=dict(spec.shapes),
+        profiles=dict(spec.profiles),
         timing_cache=spec.timing_cache,
         calls=calls,
         builder_optimization_level=spec.builder_optimization_level,
@@ -195,11 +197,20 @@ def build_with_api(onnx_path: str, engine_path: str, layer_info_path: Optional[s
         config.builder_optimization_level = plan.builder_optimization_level
     if plan.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if plan.shapes:
+    if plan.shapes or plan.profiles:
+        # IOptimizationProfile.set_shape(input, min, opt, max) (TensorRT Python API; developer guide,
+        # "Optimization Profiles"); an input without a range is fixed at its shape
         profile = builder.create_optimization_profile()
         for name, dims in plan.shapes.items():
-            profile.set_shape(name, dims, dims, dims)
+            if name not in plan.profiles:
+                profile.set_shape(name, dims, dims, dims)
+        for name, (low, opt, high) in plan.profiles.items():
+            profile.set_shape(name, low, opt, high)
         config.add_optimization_profile(profile)
+        if plan.calibration_cache and plan.profiles:
+            # implicit INT8 on a dynamic-shape network needs a calibration profile (TensorRT developer guide,
+            # "INT8 Calibration with Dynamic Shapes"); the cache holds the scales, measured at opt
+            config.set_calibration_profile(profile)
     timing = b""
     if plan.timing_cache:
         try:

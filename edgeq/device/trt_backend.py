@@ -74,12 +74,12 @@ class TensorRTBackend(Backend):
             engine=os.path.join(folder, ENGINE_FILE), precision=options.precision,
             quantization=options.quantization, cache=options.cache, fp16_fallback=options.fp16_fallback,
             dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, workspace_mb=options.workspace_mb,
-            builder_optimization_level=level, shapes=options.shapes, timing_cache=timing,
+            builder_optimization_level=level, shapes=options.shapes, profiles=options.profiles, timing_cache=timing,
             layer_info=os.path.join(folder, "layers.engine.json"))
         reference = TrtBuildSpec(
             onnx=options.model, engine=os.path.join(folder, REFERENCE_FILE), precision="fp32",
             workspace_mb=options.workspace_mb, builder_optimization_level=level, shapes=options.shapes,
-            timing_cache=timing, layer_info=os.path.join(folder, "layers.reference.json"))
+            profiles=options.profiles, timing_cache=timing, layer_info=os.path.join(folder, "layers.reference.json"))
         return [engine, reference]
 
     def build(self, options: BuildOptions, folder: str, timing_cache_dir: str) -> BuildResult:

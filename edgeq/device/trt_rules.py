@@ -33,6 +33,7 @@ class TrtBuildSpec:
     workspace_mb: Optional[int] = None
     builder_optimization_level: Optional[int] = None  # 0..5, TensorRT 8.6+
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None
     layer_info: Optional[str] = None
 

@@ -35,8 +35,8 @@ def sensitivity_table(result: CalibrationResult) -> Table:
         table.add_column(column)
     kept = set(result.report.kept_high_precision)
     for entry in result.report.sensitivity[:SHOWN_LAYERS]:
-        table.add_row(entry.layer, entry.op_type, f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%",
-                      "yes" if entry.layer in kept else "")
+        measured = (f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%") if entry.measured else ("-", "-")
+        table.add_row(entry.layer, entry.op_type, *measured, "yes" if entry.layer in kept else "")
     return table
 
 
@@ -63,6 +63,13 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
         f" {len(report.quantized_layers)} layers quantized"),
     ]
+    memory = report.memory
+    if memory:
+        lines.append(plain(
+            f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
+            f" {memory['exposed_mb_per_sample']:.0f} MB of activations per sample exposed at most"
+            f" {memory['budget_mb']:.0f} MB at a time"
+        ))
     if report.int8_arithmetic is not None:
         lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
         lines.append(plain(f"the prediction ran on {report.prediction_kernels}"))
