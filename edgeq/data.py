@@ -158,7 +158,7 @@ class Dataset:
         array = archive[key]
         expected = _expected(self.input)
         if array.ndim != len(self.input.shape) or any(
-            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:])
+            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:], strict=True)
         ):
             raise InputError(
                 f"{self.source}: array '{key}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, expected))}]"
@@ -228,7 +228,7 @@ class Dataset:
         else:
             sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
         expected = _expected(self.input)
-        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
+        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape, strict=False)):
             raise InputError(
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
                 f" expects {expected}; set preprocess.resize / channel_order in the recipe"

@@ -48,7 +48,7 @@ def _check_shape(where: str, name: str, array: np.ndarray, spec: InputSpec, axis
     dims = list(spec.static_shape) if axis is None else [d for i, d in enumerate(spec.shape) if i != axis]
     got = list(array.shape) if axis is None else list(array.shape[1:])
     fixed = [isinstance(d, int) and d > 0 for d in (spec.shape if axis is None else dims)]
-    if len(got) != len(dims) or any(f and g != d for f, g, d in zip(fixed, got, dims)):
+    if len(got) != len(dims) or any(f and g != d for f, g, d in zip(fixed, got, dims, strict=True)):
         expected = dims if axis is None else ["N", *dims]
         what = "the input's shape (a constant input)" if axis is None else "samples first"
         raise InputError(f"{where}: array '{name}' has shape {list(array.shape)}, expected {expected} ({what}) for input '{spec.name}'")

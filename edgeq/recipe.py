@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -42,7 +42,7 @@ class DimRange(_Strict):
         return self
 
 
-Dim = Union[int, str, DimRange]
+Dim = int | str | DimRange
 
 
 class InputSpec(_Strict):

@@ -108,7 +108,7 @@ FIELD_MODELS = [
 
 
 @pytest.mark.parametrize(("package", "relative", "make_feeds", "expected_steps"), FIELD_MODELS)
-def test_field_models_keep_their_outputs(package: str, relative: str, make_feeds, expected_steps: list[str]) -> None:  # noqa: ANN001
+def test_field_models_keep_their_outputs(package: str, relative: str, make_feeds, expected_steps: list[str]) -> None:
     path = _package_file(package, relative)
     original = load(path, infer_shapes=False)
     feeds = [make_feeds()]

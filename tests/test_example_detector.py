@@ -33,7 +33,7 @@ def test_labels_name_every_validation_image_and_the_models_classes() -> None:
     assert len(names) == 18 and {names[a["category_id"]] for a in labels["annotations"]} == {"FACE_FEMALE", "FACE_MALE"}
     for annotation in labels["annotations"]:
         x, y, w, h = annotation["bbox"]
-        assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 320 and w > 10 and h > 10
+        assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 320 and w > 10 and h > 10
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from edgeq.metrics import classification, segmentation, text
 from edgeq.recipe import SegmentationOptions, parse
 
 
-def _recipe(folder: Path, **validation):  # noqa: ANN202
+def _recipe(folder: Path, **validation):
     data = {"name": "t", "model": "m.onnx", "inputs": [{"name": "x", "shape": ["N", 3, 8, 8]}],
             "preprocess": {"resize": [8, 8]}, "calibration": {"path": "cal"}, "validation": {"path": "val", **validation}}
     return parse(data, folder / "recipe.yaml")
@@ -66,7 +66,7 @@ def test_recipe_picks_the_metric_by_name_and_labels(tmp_path: Path) -> None:
     assert scores.details["int8"]["b cosine"] == pytest.approx(0.0) and "a snr_db" in scores.details["int8"]
     assert metrics.load(_recipe(tmp_path, metric="detection"), None).name == "box_f1"
     assert metrics.load(_recipe(tmp_path, metric="detection"), {"boxes": np.zeros((1, 0, 4))}).name == "map50_95"
-    with pytest.raises(InputError, match="map50 needs labels.*box_f1"):
+    with pytest.raises(InputError, match=r"map50 needs labels.*box_f1"):
         metrics.load(_recipe(tmp_path, metric="map50"), None)
     with pytest.raises(InputError, match="no output named 'c'"):
         metrics.load(_recipe(tmp_path, metric="top1", output="c"), np.zeros(3, np.int64))(out, np.zeros(3, np.int64))

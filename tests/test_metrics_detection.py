@@ -77,13 +77,13 @@ def _pycocotools(found: list[Boxes], truth: list[Boxes], classes: int) -> tuple[
 
     annotations = []
     for i, image in enumerate(truth):
-        for b, c in zip(image.xyxy, image.classes):
+        for b, c in zip(image.xyxy, image.classes, strict=True):
             annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": int(c), "bbox": xywh(b),
                                 "iscrowd": 0, "area": float((b[2] - b[0]) * (b[3] - b[1]))})
     dataset = {"images": [{"id": i} for i in range(len(truth))], "annotations": annotations,
                "categories": [{"id": c} for c in range(classes)]}
     results = [{"image_id": i, "category_id": int(c), "bbox": xywh(b), "score": float(s)}
-               for i, image in enumerate(found) for b, c, s in zip(image.xyxy, image.classes, image.scores)]
+               for i, image in enumerate(found) for b, c, s in zip(image.xyxy, image.classes, image.scores, strict=True)]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = dataset

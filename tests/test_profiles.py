@@ -27,7 +27,7 @@ RANGE = {"min": 48, "opt": 96, "max": 192}
 PROFILE = {"x": [[1, 3, 48, 48], [1, 3, 96, 96], [1, 3, 192, 192]]}
 
 
-def _recipe_data(**input_fields) -> dict:  # noqa: ANN003
+def _recipe_data(**input_fields) -> dict:
     return {"name": "p", "model": "m.onnx", "calibration": {"path": "c"}, "validation": {"path": "v"},
             "inputs": [{"name": "x", "shape": ["N", 3, RANGE, RANGE], **input_fields}]}
 

@@ -14,7 +14,7 @@ from edgeq.report.deploy_html import prediction_section
 PNG = b"\x89PNG"
 
 
-def _recipe(folder: Path, shape: list, **validation):  # noqa: ANN202
+def _recipe(folder: Path, shape: list, **validation):
     data = {"name": "t", "model": "m.onnx", "inputs": [{"name": "images", "shape": shape}],
             "calibration": {"path": "cal"}, "validation": {"path": "val", **validation}}
     return parse(data, folder / "recipe.yaml")

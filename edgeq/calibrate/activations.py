@@ -124,7 +124,7 @@ def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names
         wanted = {i.name for i in sess.get_inputs()}
         try:
             return sess.run(names, {k: v for k, v in x.items() if k in wanted})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
             shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in x.items())
             raise InputError(f"ONNX Runtime failed on inputs {shapes}: {exc}") from None
     feed_name = sess.get_inputs()[0].name

@@ -99,6 +99,6 @@ def collect_in_passes(
     """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group
     (``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
     stats: dict[str, TensorStats] = {}
-    for group, rows in zip(exposure.groups, exposure.rows):
+    for group, rows in zip(exposure.groups, exposure.rows, strict=True):
         stats.update(collect(model, group, batches(rows), **options))
     return stats

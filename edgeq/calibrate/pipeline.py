@@ -22,6 +22,7 @@ cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import shutil
@@ -75,8 +76,8 @@ from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
-from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.errors import InputError
+from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
 from edgeq.recipe import Recipe
@@ -125,10 +126,8 @@ def _pools(plan: ThreadPlan) -> Iterator[_Pools]:
 
 def _give_back_freed_memory() -> None:
     """Return freed heap memory to the system between stages (glibc keeps it, one arena per thread)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 @dataclass
@@ -195,7 +194,7 @@ def _prepare(inputs: _Inputs) -> PreparedModel:
         names = [o.name for o in session.get_outputs()]
 
         def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return dict(zip(names, activations.run(session, feed, names)))
+            return dict(zip(names, activations.run(session, feed, names), strict=True))
 
         calibration.carry_state(fp32_outputs, inputs.recipe.calibration.sequence_length)
         validation.carry_state(fp32_outputs, inputs.recipe.validation.sequence_length)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Union
 
 import numpy as np
 import onnx
@@ -21,7 +20,7 @@ from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
 
-Batch = Union[np.ndarray, dict[str, np.ndarray]]  # the first input's array, or every input by name
+Batch = np.ndarray | dict[str, np.ndarray]  # the first input's array, or every input by name
 
 
 def slices(x: Batch, rows: int) -> Iterator[Batch]:
@@ -53,10 +52,10 @@ class Runner:
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
     def _run(self, x: Batch) -> list[list[np.ndarray]]:
-        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names)]
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names, strict=True)]
 
     def _keep(self, outputs: list[list[np.ndarray]]) -> None:
-        for collected, out in zip(self.parts, outputs):
+        for collected, out in zip(self.parts, outputs, strict=True):
             collected.append(out)
 
     def feed(self, x: Batch) -> Batch:
@@ -90,7 +89,7 @@ class Runner:
         """Per model, each output over all batches fed so far."""
         return [
             {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
-            for wanted, collected in zip(self.names, self.parts)
+            for wanted, collected in zip(self.names, self.parts, strict=True)
         ]
 
 

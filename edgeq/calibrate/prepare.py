@@ -77,15 +77,16 @@ def _run(model: onnx.ModelProto, feeds: list[Feeds]) -> list[dict[str, np.ndarra
     names = [o.name for o in sess.get_outputs()]
     wanted = {i.name for i in sess.get_inputs()}
     try:
-        return [dict(zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted}))) for feed in feeds]
-    except Exception as exc:  # ORT raises its own types
+        return [dict(zip(names, sess.run(names, {k: v for k, v in feed.items() if k in wanted}), strict=True))
+                for feed in feeds]
+    except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
         raise InputError(f"ONNX Runtime failed to run the model: {str(exc).splitlines()[0]}") from None
 
 
 def _difference(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]]) -> tuple[float, str]:
     """The largest |difference| over every output, and a reason when one is beyond tolerance ('' when none is)."""
     worst = 0.0
-    for want, got in zip(reference, candidate):
+    for want, got in zip(reference, candidate, strict=True):
         for name, expected in want.items():
             actual = got.get(name)
             if actual is None or actual.shape != expected.shape:
@@ -199,7 +200,7 @@ def _upgrade_opset(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, 
     try:
         upgraded = version_converter.convert_version(model, MIN_OPSET)
         onnx.checker.check_model(upgraded)
-    except Exception as exc:  # the converter raises several unrelated types
+    except Exception as exc:  # noqa: BLE001 (the converter raises several unrelated types)
         raise InputError(
             f"{name}: default opset {version} could not be upgraded to {MIN_OPSET} with onnx.version_converter"
             f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'});"
@@ -257,7 +258,7 @@ def _infer_step(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, lis
     del inferred.graph.value_info[:]  # stale after folding; inferred anew
     try:
         return onnx.shape_inference.infer_shapes(inferred, strict_mode=False, data_prop=True), []
-    except Exception as exc:  # onnx raises several unrelated types here
+    except Exception as exc:  # noqa: BLE001 (onnx raises several unrelated types here)
         raise _Skip(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
 
 

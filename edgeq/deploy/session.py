@@ -14,7 +14,6 @@ import numpy as np
 from edgeq import labels as labels_module
 from edgeq.deploy.evaluation import Evaluation, score
 from edgeq.deploy.plan import DeployPlan
-from edgeq.metrics.classification import is_class_scores
 from edgeq.deploy.wire import (
     ActivationReport,
     BenchReport,
@@ -31,6 +30,7 @@ from edgeq.deploy.wire import (
 )
 from edgeq.errors import DeviceError
 from edgeq.hosts import Host
+from edgeq.metrics.classification import is_class_scores
 from edgeq.remote.agent import (
     AgentInvocation,
     AgentMissing,

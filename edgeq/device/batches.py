@@ -16,19 +16,18 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError) as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "cannot read {} as .npz: {}".format(path, exc))
+        raise AgentError(AgentError.INVALID_INPUT, f"cannot read {path} as .npz: {exc}") from exc
 
 
 def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[str, np.ndarray]:
     """Each input's array under its name, or under ``x`` for a single-input model, samples on axis 0, all
     equally long; inputs named in ``constants`` (no batch dim) are taken whole."""
-    constants = set(str(c) for c in arrays.get("constants", ()))
+    constants = {str(c) for c in arrays.get("constants", ())}
     picked = {}
     for spec in specs:
         key = spec.name if spec.name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
         if key is None:
-            raise AgentError(AgentError.INVALID_INPUT, "the .npz has no array {!r} (nor 'x'); it has {}".format(
-                spec.name, sorted(arrays)))
+            raise AgentError(AgentError.INVALID_INPUT, f"the .npz has no array {spec.name!r} (nor 'x'); it has {sorted(arrays)}")
         picked[spec.name] = np.asarray(arrays[key]).astype(spec.dtype, copy=False)
     lengths = {len(a) for name, a in picked.items() if name not in constants}
     if len(lengths) != 1 or 0 in lengths:
@@ -39,7 +38,7 @@ def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[
 class _Constant(np.ndarray):
     """An input fed whole to every batch (it has no batch dim)."""
 
-    def __new__(cls, array: np.ndarray) -> "_Constant":
+    def __new__(cls, array: np.ndarray) -> _Constant:
         return np.asarray(array).view(cls)
 
 
@@ -54,7 +53,7 @@ def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
     if requested is not None and requested < 1:
         raise AgentError(AgentError.INVALID_INPUT, "--batch must be >= 1")
     if fixed and requested is not None and fixed != {requested}:
-        raise AgentError(AgentError.INVALID_INPUT, "the model's batch dimension is fixed at {}".format(sorted(fixed)))
+        raise AgentError(AgentError.INVALID_INPUT, f"the model's batch dimension is fixed at {sorted(fixed)}")
     return requested or (fixed.pop() if len(fixed) == 1 else 32)
 
 
@@ -77,7 +76,7 @@ def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tupl
         try:
             result = session.run(feeds)
         except Exception as exc:
-            raise AgentError(AgentError.RUN_FAILED, "inference failed: {}".format(exc))
+            raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
         outputs.append([np.asarray(r)[: min(batch, total - begin)] for r in result])
     seconds = time.perf_counter() - start
     return {name: np.concatenate([o[i] for o in outputs]) for i, name in enumerate(session.outputs)}, seconds

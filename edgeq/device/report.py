@@ -100,7 +100,7 @@ class BuildOptions(Record):
     threads: int = 0
 
     @classmethod
-    def parse(cls, data: Any) -> "BuildOptions":
+    def parse(cls, data: Any) -> BuildOptions:
         """The host's options object, every field checked: a field this agent does not know is refused,
         never dropped (ValueError with the field's name)."""
         if not isinstance(data, dict):
@@ -126,27 +126,27 @@ class BuildOptions(Record):
         if self.precision not in PRECISIONS:
             found.append("precision: expected one of {}, found {!r}".format(", ".join(PRECISIONS), self.precision))
         if self.quantization not in QUANTIZATIONS:
-            found.append("quantization: expected implicit or explicit, found {!r}".format(self.quantization))
+            found.append(f"quantization: expected implicit or explicit, found {self.quantization!r}")
         for name in ("model", "qdq", "cache"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value) and not (value is None and name != "model"):
-                found.append("{}: expected a file path, found {!r}".format(name, value))
+                found.append(f"{name}: expected a file path, found {value!r}")
         for name in ("fp16_fallback", "gpu_fallback"):
             if not isinstance(getattr(self, name), bool):
-                found.append("{}: expected true or false".format(name))
+                found.append(f"{name}: expected true or false")
         for name, low in (("dla_core", 0), ("workspace_mb", 1), ("builder_optimization_level", 0)):
             value = getattr(self, name)
             if value is not None and not whole(value, low):
-                found.append("{}: expected a whole number >= {}, found {!r}".format(name, low, value))
+                found.append(f"{name}: expected a whole number >= {low}, found {value!r}")
         if self.builder_optimization_level is not None and self.builder_optimization_level > 5:
-            found.append("builder_optimization_level: expected 0..5, found {}".format(self.builder_optimization_level))
+            found.append(f"builder_optimization_level: expected 0..5, found {self.builder_optimization_level}")
         if not whole(self.threads, 0):
-            found.append("threads: expected a whole number >= 0, found {!r}".format(self.threads))
+            found.append(f"threads: expected a whole number >= 0, found {self.threads!r}")
         shapes_ok = isinstance(self.shapes, dict) and all(
             isinstance(name, str) and isinstance(dims, list) and dims and all(whole(d, 1) for d in dims)
             for name, dims in self.shapes.items())
         if not shapes_ok:
-            found.append("shapes: expected {{input name: [positive dims]}}, found {!r}".format(self.shapes))
+            found.append(f"shapes: expected {{input name: [positive dims]}}, found {self.shapes!r}")
         profiles_ok = isinstance(self.profiles, dict) and all(
             isinstance(name, str) and isinstance(bounds, list) and len(bounds) == 3
             and all(isinstance(dims, list) and dims and len(dims) == len(bounds[0]) and all(whole(d, 1) for d in dims)
@@ -154,8 +154,8 @@ class BuildOptions(Record):
             and all(low <= opt <= high for low, opt, high in zip(*bounds))
             for name, bounds in self.profiles.items())
         if not profiles_ok:
-            found.append("profiles: expected {{input name: [min dims, opt dims, max dims]}} with min <= opt <= max,"
-                         " found {!r}".format(self.profiles))
+            found.append("profiles: expected {input name: [min dims, opt dims, max dims]} with min <= opt <= max,"
+                         f" found {self.profiles!r}")
         return found
 
 

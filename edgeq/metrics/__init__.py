@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from edgeq.metrics import classification, detection, fidelity, segmentation, tex
 from edgeq.recipe import Recipe, ValidationSpec, metric_file
 
 Outputs = dict[str, np.ndarray]
-Labels = Union[np.ndarray, dict[str, np.ndarray], None]
+Labels = np.ndarray | dict[str, np.ndarray] | None
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Metric:
             return call()
         except InputError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a recipe's metric may raise anything: reported with its name)
             raise InputError(f"validation.metric {self.name} {what} raised {exc.__class__.__name__}: {exc}") from None
 
     def __call__(self, outputs: Outputs, labels: Any) -> float:
@@ -212,7 +212,7 @@ def _custom(path: Path, spec: str, where: str) -> Metric:
     try:
         sys.modules[module_name] = module
         module_spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (a recipe's metric module may raise anything while it loads)
         sys.modules.pop(module_name, None)
         raise InputError(f"{where}: importing {path} failed with {exc.__class__.__name__}: {exc}") from None
     function = getattr(module, function_name, None)

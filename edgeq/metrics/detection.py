@@ -121,7 +121,7 @@ def decode(outputs: dict[str, np.ndarray], options: DetectionOptions) -> list[Bo
     """Per image, the boxes above ``score_threshold`` after per-class NMS, at most ``max_detections``."""
     boxes, scores, box_format = _raw_boxes_and_scores(outputs, options)
     images = []
-    for image_boxes, image_scores in zip(boxes, scores.astype(np.float64)):
+    for image_boxes, image_scores in zip(boxes, scores.astype(np.float64), strict=True):
         classes = image_scores.argmax(axis=1)
         best = image_scores[np.arange(len(classes)), classes]
         picked = np.flatnonzero(best > options.score_threshold)
@@ -148,7 +148,7 @@ def truth_boxes(labels: dict[str, np.ndarray]) -> list[Boxes]:
     if boxes.ndim != 3 or boxes.shape[-1] != 4 or classes.shape != boxes.shape[:2]:
         raise ValueError(f"detection labels: 'boxes' {list(boxes.shape)} and 'labels' {list(classes.shape)} must be [N, K, 4] and [N, K]")
     images = []
-    for image_boxes, image_classes in zip(boxes, classes):
+    for image_boxes, image_classes in zip(boxes, classes, strict=True):
         real = image_classes >= 0
         images.append(Boxes(image_boxes[real], image_classes[real], np.ones(int(real.sum()))))
     return images
@@ -188,7 +188,7 @@ def coco_map(detections: list[Boxes], truth: list[Boxes]) -> tuple[float, float]
     precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_POINTS), len(classes)))
     for k, cls in enumerate(classes):
         scores, matches, positives = [], [], 0
-        for det, gt in zip(detections, truth):
+        for det, gt in zip(detections, truth, strict=False):
             mine = det.classes == cls
             order = np.argsort(-det.scores[mine], kind="mergesort")[:MAX_PER_CLASS]
             boxes, image_scores = det.xyxy[mine][order], det.scores[mine][order]
@@ -219,7 +219,7 @@ def coco_map(detections: list[Boxes], truth: list[Boxes]) -> tuple[float, float]
 def f1(detections: list[Boxes], truth: list[Boxes], iou: float = 0.5) -> float:
     """F1 (0..1) of detections matched one-to-one, same class and IoU >= ``iou``, to the reference boxes."""
     hits = found = expected = 0
-    for det, gt in zip(detections, truth):
+    for det, gt in zip(detections, truth, strict=False):
         found += len(det)
         expected += len(gt)
         for cls in np.unique(det.classes):

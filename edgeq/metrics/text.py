@@ -57,5 +57,5 @@ def cer(hypotheses: list[list], references: list[list]) -> float:
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} decoded texts for {len(references)} references")
     total = sum(len(r) for r in references)
-    errors = sum(edit_distance(h, r) for h, r in zip(hypotheses, references))
+    errors = sum(edit_distance(h, r) for h, r in zip(hypotheses, references, strict=True))
     return errors / total if total else float(errors > 0)

@@ -94,7 +94,7 @@ def prediction_chart(
 def _draw_boxes(axis, boxes: Boxes, names: Sequence[str], color: str, style: str = "-") -> None:  # type: ignore[no-untyped-def]
     from matplotlib.patches import Rectangle
 
-    for (x1, y1, x2, y2), cls, score in zip(boxes.xyxy, boxes.classes, boxes.scores):
+    for (x1, y1, x2, y2), cls, score in zip(boxes.xyxy, boxes.classes, boxes.scores, strict=True):
         axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5, linestyle=style))
         name = names[int(cls)] if 0 <= int(cls) < len(names) else str(int(cls))
         text = name if style != "-" else f"{name} {score:.2f}"
@@ -128,7 +128,7 @@ def error_chart(fp32: Mapping[str, np.ndarray], int8: Mapping[str, np.ndarray], 
     plt = _pyplot()
     names = [n for n in fp32 if n in int8]
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.4 * len(names)), squeeze=False)
-    for axis, name in zip(axes[:, 0], names):
+    for axis, name in zip(axes[:, 0], names, strict=True):
         diff = (int8[name].astype(np.float64) - fp32[name].astype(np.float64)).ravel()
         if diff.size > HISTOGRAM_VALUES:
             diff = diff[:: -(-diff.size // HISTOGRAM_VALUES)]

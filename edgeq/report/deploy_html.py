@@ -82,7 +82,7 @@ def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Pa
         png = charts.error_chart(fp32, int8, fidelity.per_output(fp32, int8))
         return HtmlSection("INT8 - FP32, output by output", png=png,
                            note=f"{len(first(fp32))} validation samples; every value of every output")
-    except Exception as exc:  # a chart is never worth a failed deploy: say why it is missing
+    except Exception as exc:  # noqa: BLE001 (a chart is never worth a failed deploy: say why it is missing)
         return HtmlSection("FP32 vs INT8", note=f"no chart could be drawn: {exc.__class__.__name__}: {exc}")
 
 
