@@ -67,10 +67,9 @@ class _Source:
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Samples ``indices`` with samples on axis 0 (the constant itself for a constant input)."""
-        if self.axis is None:
-            return self.array
         if self.array is not None:
-            return self.array[indices]
+            return self.array if self.axis is None else self.array[indices]
+        assert self.files is not None, "a sample input holds its array or its files"
         return np.stack([np.load(self.files[int(i)], allow_pickle=False) for i in indices]).astype(self.spec.dtype, copy=False)
 
 
@@ -183,7 +182,8 @@ class Feeds:
                     if output not in outputs:
                         raise InputError(f"inputs[].state: input '{name}' names output '{output}', which the model does not have")
                     back = outputs[output]
-                    carried[name][index + 1] = back if self.axes[name] is None else np.moveaxis(back, self.axes[name], 0)[0]
+                    axis = self.axes[name]
+                    carried[name][index + 1] = back if axis is None else np.moveaxis(back, axis, 0)[0]
         self._carried = carried
 
     def constants(self) -> list[str]:

@@ -80,14 +80,14 @@ def _coco(recipe: Recipe, path: Path, dataset: Dataset) -> LoadedLabels:
     if dataset.files:
         root = dataset.source
         keys = [_image_key(str(f.relative_to(root))) for f in dataset.files]
-        ids = {}
+        ids: dict[str, int] = {}
         for image in images:
             ids.setdefault(_image_key(str(image.get("file_name", ""))), image["id"])
             ids.setdefault(Path(str(image.get("file_name", ""))).name, image["id"])
         missing = [k for k in keys if k not in ids and Path(k).name not in ids]
         if missing:
             raise InputError(f"{where}: no entry in 'images' for {len(missing)} validation image(s), e.g. {missing[0]}")
-        chosen = [ids.get(k, ids.get(Path(k).name)) for k in keys]
+        chosen = [ids[k] if k in ids else ids[Path(k).name] for k in keys]
     else:
         if len(images) != dataset.total:
             raise InputError(f"{where}: {len(images)} images for {dataset.total} samples of .npz validation data (matched by order)")

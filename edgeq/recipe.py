@@ -45,6 +45,11 @@ class DimRange(_Strict):
 Dim = int | str | DimRange
 
 
+def _span(dim: Dim) -> str:
+    """A dim as text: a range as ``min..max``."""
+    return f"{dim.min}..{dim.max}" if isinstance(dim, DimRange) else str(dim)
+
+
 class InputSpec(_Strict):
     """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim, or {min, opt, max}
     for a dim TensorRT should take in a range), layout, dtype."""
@@ -84,7 +89,7 @@ class InputSpec(_Strict):
         """The shape an engine is built for, as `check` should see it: static at opt, except that for the DLA
         (static shapes only) a range that is not a single size stays dynamic, named ``min..max``."""
         static = self.static_shape
-        return [f"{self.shape[i].min}..{self.shape[i].max}" if dla and i in self.varying else dim for i, dim in enumerate(static)]
+        return [_span(self.shape[i]) if dla and i in self.varying else dim for i, dim in enumerate(static)]
 
     @property
     def varying(self) -> dict[int, DimRange]:

@@ -41,7 +41,7 @@ class ExposurePlan:
 def tensor_bytes(model: onnx.ModelProto, names: list[str], input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, int]:
     """Bytes of each of ``names`` for one sample, from shape inference with the inputs at ``input_shapes``
     (batch dim set to 1). A tensor whose size stays unknown counts as large as the largest known one."""
-    fixed = {name: [1, *shape[1:]] if shape else [] for name, shape in input_shapes.items()}
+    fixed: dict[str, list[int | str]] = {name: [1, *shape[1:]] if shape else [] for name, shape in input_shapes.items()}
     present = {i.name for i in model.graph.input}
     inferred = model_module.with_input_shapes(model, {k: v for k, v in fixed.items() if k in present})
     infos = {i.name: i for i in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}
@@ -49,9 +49,11 @@ def tensor_bytes(model: onnx.ModelProto, names: list[str], input_shapes: Mapping
     for name in names:
         info = infos.get(name)
         dims = list(info.type.tensor_type.shape.dim) if info is not None and info.type.tensor_type.HasField("shape") else None
-        known = dims is not None and all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims)
         itemsize = _itemsize(info) if info is not None else 4
-        sizes[name] = int(np.prod([d.dim_value for d in dims], dtype=np.int64)) * itemsize if known else None
+        if dims is not None and all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
+            sizes[name] = int(np.prod([d.dim_value for d in dims], dtype=np.int64)) * itemsize
+        else:
+            sizes[name] = None
     largest = max((size for size in sizes.values() if size is not None), default=4)
     return {name: largest if size is None else size for name, size in sizes.items()}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -21,6 +22,7 @@ from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
 
 Batch = np.ndarray | dict[str, np.ndarray]  # the first input's array, or every input by name
+B = TypeVar("B", bound=Batch)  # feed() and feed_all() hand back what they are given
 
 
 def slices(x: Batch, rows: int) -> Iterator[Batch]:
@@ -58,17 +60,17 @@ class Runner:
         for collected, out in zip(self.parts, outputs, strict=True):
             collected.append(out)
 
-    def feed(self, x: Batch) -> Batch:
+    def feed(self, x: B) -> B:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
         self._keep(self._run(x))
         return x
 
-    def feed_all(self, batches: Iterable[Batch], lanes: int = 1) -> Iterator[Batch]:
+    def feed_all(self, batches: Iterable[B], lanes: int = 1) -> Iterator[B]:
         """:meth:`feed` each batch, ``lanes`` batches at a time on as many threads; yields the batches in order."""
         if lanes <= 1:
             yield from map(self.feed, batches)
             return
-        running: deque[tuple[Batch, Future[list[list[np.ndarray]]]]] = deque()
+        running: deque[tuple[B, Future[list[list[np.ndarray]]]]] = deque()
         with ThreadPoolExecutor(lanes, thread_name_prefix="edgeq-lane") as pool:
             try:
                 for x in batches:

@@ -144,7 +144,7 @@ def prepare(
             notes += step_notes
             continue
         diff, why = 0.0, ""
-        if reference is not None:
+        if reference is not None and feeds:
             try:
                 diff, why = _difference(reference, _run(candidate, feeds))
             except InputError as exc:

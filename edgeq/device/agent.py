@@ -79,7 +79,7 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     int8_out, int8_s = run_all(int8, inputs, size)
     fp32_out, fp32_s = run_all(fp32, inputs, size)
     for kind, outputs in (("int8", int8_out), ("fp32", fp32_out)):
-        np.savez(os.path.join(folder, f"outputs.{kind}.npz"), **outputs)
+        np.savez(os.path.join(folder, f"outputs.{kind}.npz"), **outputs)  # type: ignore[arg-type]  # numpy's stub: a ** dict may fill allow_pickle
     samples = len(first(int8_out))
     report = EvaluateReport(
         engine_id=engine_id,

@@ -44,7 +44,7 @@ class Record:
     def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
         hints = typing.get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in known})  # type: ignore[call-arg]
+        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in known})
 
 
 @dataclass

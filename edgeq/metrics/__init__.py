@@ -82,8 +82,9 @@ class Metric:
 
     def compare(self, fp32: Outputs, int8: Outputs, labels: Labels) -> Scores:
         """The metric on both; the drop is in the metric's points, positive when INT8 is worse."""
-        if self.reference is not None:
-            labels = self._guarded("(reading FP32's outputs)", lambda: self.reference(fp32))
+        reference = self.reference
+        if reference is not None:
+            labels = self._guarded("(reading FP32's outputs)", lambda: reference(fp32))
         before, after = self(fp32, labels), self(int8, labels)
         details = {}
         if self.details is not None:

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeq.metrics.detection import Boxes
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 MAX_BARS = 10  # class-score bars per sample: the classes FP32 and INT8 score highest
 HISTOGRAM_VALUES = 1 << 20  # differences drawn per output (an even subsample beyond this)
 
 
-def _figure_png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _figure_png(fig: Figure) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -23,7 +29,7 @@ def _figure_png(fig) -> bytes:  # type: ignore[no-untyped-def]
     return buffer.getvalue()
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +97,7 @@ def prediction_chart(
     return _figure_png(fig)
 
 
-def _draw_boxes(axis, boxes: Boxes, names: Sequence[str], color: str, style: str = "-") -> None:  # type: ignore[no-untyped-def]
+def _draw_boxes(axis: Axes, boxes: Boxes, names: Sequence[str], color: str, style: str = "-") -> None:
     from matplotlib.patches import Rectangle
 
     for (x1, y1, x2, y2), cls, score in zip(boxes.xyxy, boxes.classes, boxes.scores, strict=True):
