@@ -330,12 +330,14 @@ class LocalTransport(Transport):
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             return 127, "", f"{argv[0]}: command not found\n"
+        stdout, stderr = process.stdout, process.stderr
+        assert stdout is not None and stderr is not None  # both are pipes (PIPE above)
         output = _Output(self.output_limit)
         deadline = time.monotonic() + timeout
         try:
             with selectors.DefaultSelector() as selector:
-                selector.register(process.stdout, selectors.EVENT_READ, output.out)  # type: ignore[arg-type]
-                selector.register(process.stderr, selectors.EVENT_READ, output.err)  # type: ignore[arg-type]
+                selector.register(stdout, selectors.EVENT_READ, output.out)
+                selector.register(stderr, selectors.EVENT_READ, output.err)
                 while selector.get_map():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -359,8 +361,8 @@ class LocalTransport(Transport):
             process.kill()
             raise
         finally:
-            process.stdout.close()  # type: ignore[union-attr]
-            process.stderr.close()  # type: ignore[union-attr]
+            stdout.close()
+            stderr.close()
             process.wait()
         return (exit_code, *output.decoded())
 
