@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeq.cli.app import app, console, print_json
+from edgeq.cli.app import FleetTargetOption, app, console, print_json
 from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import InputError
 
@@ -20,9 +20,7 @@ def rollback(
     devices: DeviceOptions,
     timing: TimeoutOptions,
     output: OutputOptions,
-    target_name: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
-    ] = None,
+    target_name: FleetTargetOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Devices worked on at once.")] = 4,
 ) -> None:
     """Move each device that runs RECIPE's engine back to its previous engine and smoke-test that one; a device on

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from edgeq.cli.app import app, console, print_json
+from edgeq.cli.app import FleetTargetOption, app, console, print_json
 from edgeq.cli.options import DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode, InputError
 from edgeq.fleet.waves import DEFAULT_WAVES
@@ -26,9 +26,7 @@ def rollout(
     timing: TimeoutOptions,
     output: OutputOptions,
     keeping: KeepOptions,
-    target_name: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
-    ] = None,
+    target_name: FleetTargetOption = None,
     waves: Annotated[str, typer.Option(help="Cumulative stages: counts or percentages of the fleet.")] = DEFAULT_WAVES,
     concurrency: Annotated[int, typer.Option(help="Devices worked on at once.")] = 4,
     max_failures: Annotated[str, typer.Option(help="Device failures each wave may have: N or P% of the wave.")] = "0",
