@@ -13,16 +13,27 @@ in its own subprocess, one at a time:
   ort-minmax    onnxruntime.quantization.quantize_static, MinMax calibrator   } activations, per-channel
   modelopt-*    python -m modelopt.onnx.quantization (entropy / max) on CPU   } int8 weights
 
+Thread settings (--threads, default "2 all"): with a number T, every ONNX Runtime session of every
+contender gets T intra-op threads (the FP32 pass and edgeq set it themselves; the anchors' sessions
+are made by their libraries, so the worker patches onnxruntime.InferenceSession to set it); edgeq's
+own numpy and image-decoding threads are sized by the cores, as the FP32 pass's preprocessing runs
+outside ONNX Runtime's threads too. "all" leaves every contender its defaults. --pin also restricts
+each contender process to T cores (os.sched_setaffinity): a T-core machine.
+
 Each worker resets its peak RSS after its imports (/proc/self/clear_refs) and reports the peak above
 that post-import baseline, plus the peak RSS of any child process it waited for (RUSAGE_CHILDREN: a
 contender that calibrates in a subprocess is counted in full, imports included). The parent kills a
-worker whose process tree's RSS passes --mem-cap-gb (reported as "over cap"). Every Q/DQ model is then scored on the example's validation set: top-1 accuracy (the
+worker whose process tree's RSS passes --mem-cap-gb (reported as "over cap"); --max-samples skips a
+contender above a sample count (default: ORT entropy above 256, which keeps every activation of
+every sample in memory: ~9 GB at 256). fp32, edgeq and ort-minmax run --repeat times (median wall,
+largest peak). Every Q/DQ model is then scored on the example's validation set: top-1 accuracy (the
 example model only; the heavy variant has random weights), agreement with FP32, output cosine.
 
 Usage:
   python bench/calibrate_vs_ort.py --quick          # example model, 64 samples, no ModelOpt (~1 min)
   nice -n 10 python bench/calibrate_vs_ort.py       # both models, 64/256/1024 samples, all contenders
   --example-model PATH                              # another model in the example's place (same input and classes)
+  --modelopt-python python3                         # ModelOpt importable from this interpreter (no venv)
 ModelOpt runs from its own venv (it needs torch); create it once with
   python -m venv /tmp/modelopt-venv && /tmp/modelopt-venv/bin/pip install torch==2.13.0 nvidia-modelopt==0.47.0 \
       "onnx~=1.21.0" onnx-graphsurgeon "onnxconverter-common~=1.16.0" "onnxruntime~=1.24.2" onnxslim polygraphy \
@@ -32,10 +43,13 @@ ModelOpt runs from its own venv (it needs torch); create it once with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
+import platform
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,11 +58,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # this checkout's edgeq, also for the workers' imports
 RECIPE = HERE.parent / "recipes" / "squeezenet-digits" / "recipe.yaml"
 TARGET = "orin-nano-jp6.2"  # TensorRT 10.3: explicit (Q/DQ) and implicit (cache) INT8
 MODELOPT_PYTHON = Path("/tmp/modelopt-venv/bin/python")
 BATCH = 16
 ANCHORS = ("ort-entropy", "ort-minmax", "modelopt-entropy", "modelopt-max")
+CONTENDERS = ("fp32", "edgeq", "ort-minmax", "ort-entropy", "modelopt-entropy")  # the default matrix
+REPEATED = ("fp32", "edgeq", "ort-minmax")  # cheap enough to run --repeat times
 
 
 # ---------------------------------------------------------------- worker side (one contender per process)
@@ -62,13 +79,40 @@ def _status(field_name: str) -> int:
     raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
+def _children_peak() -> int:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+
+
 def _reset_peak() -> int:
     """Reset the peak-RSS counter (Linux clear_refs 5) and return the post-import baseline RSS."""
-    try:
+    with contextlib.suppress(OSError):  # without a reset, the peak still includes the imports: reported as is
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # without a reset, the peak still includes the imports: reported as is
+    global _CHILDREN_AT_BASELINE
+    _CHILDREN_AT_BASELINE = _children_peak()
     return _status("VmRSS")
+
+
+_CHILDREN_AT_BASELINE = 0  # children waited for during the imports (ctypes' ldconfig, say) are not the contender's
+
+
+def _pin_threads(threads: int | None, pin: bool, patch: bool) -> None:
+    """``patch``: every ONNX Runtime session made in this process gets ``threads`` intra-op threads (None:
+    the defaults); ``pin``: the process runs on ``threads`` cores."""
+    if threads is None:
+        return
+    if pin:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    if not patch:
+        return
+    import onnxruntime as ort
+
+    class Pinned(ort.InferenceSession):
+        def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs) -> None:
+            options = sess_options if sess_options is not None else ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            super().__init__(path_or_bytes, options, *args, **kwargs)
+
+    ort.InferenceSession = Pinned
 
 
 def _calibration_batches(recipe, samples: int):
@@ -86,13 +130,13 @@ def _bench_recipe(model: Path, samples: int):
     return base.model_copy(update={"model": model, "calibration": base.calibration.model_copy(update={"samples": samples})})
 
 
-def work_fp32(model: Path, samples: int, out: Path) -> dict:
+def work_fp32(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     import onnxruntime as ort
 
     recipe = _bench_recipe(model, samples)
     baseline = _reset_peak()
     start = time.perf_counter()
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # pinned by _pin_threads
     name = session.get_inputs()[0].name
     _, batches = _calibration_batches(recipe, samples)
     for x in batches:
@@ -100,7 +144,7 @@ def work_fp32(model: Path, samples: int, out: Path) -> dict:
     return {"wall": time.perf_counter() - start, "baseline": baseline}
 
 
-def work_edgeq(model: Path, samples: int, out: Path) -> dict:
+def work_edgeq(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     from edgeq import targets
     from edgeq.calibrate.pipeline import calibrate
 
@@ -108,8 +152,10 @@ def work_edgeq(model: Path, samples: int, out: Path) -> dict:
     target = targets.resolve(TARGET)
     baseline = _reset_peak()
     start = time.perf_counter()
-    result = calibrate(recipe, target, out=out / "edgeq", progress=False)
+    result = calibrate(recipe, target, out=out / "edgeq", threads=threads, progress=False)
     wall = time.perf_counter() - start
+    for name in ("ranges.json", "calibration.cache"):  # kept for the comparison across thread settings
+        shutil.copyfile(result.folder / name, out / name)
     os.replace(result.artifacts.qdq_model, out / "qdq.onnx")
     seconds = result.report.seconds
     extra = seconds.get("validation", 0.0) + seconds.get("sensitivity", 0.0)
@@ -150,11 +196,11 @@ def _work_ort(model: Path, samples: int, out: Path, method: str) -> dict:
     return {"wall": time.perf_counter() - start, "baseline": baseline}
 
 
-def work_ort_entropy(model: Path, samples: int, out: Path) -> dict:
+def work_ort_entropy(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     return _work_ort(model, samples, out, "Entropy")
 
 
-def work_ort_minmax(model: Path, samples: int, out: Path) -> dict:
+def work_ort_minmax(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     return _work_ort(model, samples, out, "MinMax")
 
 
@@ -178,17 +224,19 @@ def _work_modelopt(model: Path, samples: int, out: Path, method: str) -> dict:
     return {"wall": time.perf_counter() - start, "baseline": baseline}
 
 
-def work_modelopt_entropy(model: Path, samples: int, out: Path) -> dict:
+def work_modelopt_entropy(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     return _work_modelopt(model, samples, out, "entropy")
 
 
-def work_modelopt_max(model: Path, samples: int, out: Path) -> dict:
+def work_modelopt_max(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     return _work_modelopt(model, samples, out, "max")
 
 
-def worker_main(contender: str, model: Path, samples: int, out: Path) -> None:
-    result = globals()["work_" + contender.replace("-", "_")](model, samples, out)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+def worker_main(contender: str, model: Path, samples: int, out: Path, threads: int | None, pin: bool) -> None:
+    _pin_threads(threads, pin, patch=contender != "edgeq")  # edgeq sizes its sessions from ``threads`` itself
+    result = globals()["work_" + contender.replace("-", "_")](model, samples, out, threads)
+    children = _children_peak()
+    children = children if children > _CHILDREN_AT_BASELINE else 0  # no larger child since the baseline
     result["children_peak"] = children
     result["peak_above_baseline"] = _status("VmHWM") - result.pop("baseline") + children
     (out / "result.json").write_text(json.dumps(result))
@@ -202,9 +250,11 @@ class Run:
     model: str
     samples: int
     contender: str
+    threads: str = "all"
     wall: float | None = None
     peak_mb: float | None = None
     error: str = ""
+    walls: list[float] = field(default_factory=list)
     top1: float | None = None
     agreement: float | None = None
     cosine: float | None = None
@@ -294,12 +344,12 @@ def _rss(pid: int) -> int:
     return total
 
 
-def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes: int, python: str) -> Run:
+def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes: int, python: str, threads: str, pin: bool) -> Run:
     """Run one contender in its own process; kill it if it passes the memory cap."""
-    label = model.stem
-    run = Run(label, samples, contender)
-    command = [python, str(Path(__file__).resolve()), "--worker", contender, "--model", str(model), "--samples", str(samples), "--out", str(work)]
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    run = Run(model.stem, samples, contender, threads)
+    command = [python, str(Path(__file__).resolve()), "--worker", contender, "--model", str(model), "--samples", str(samples),
+               "--out", str(work), "--threads", threads, *(["--pin"] if pin else [])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p))
     with open(work / "log.txt", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         over_cap = False
@@ -307,10 +357,8 @@ def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes:
             if _rss(process.pid) > cap_bytes:
                 process.kill()
                 over_cap = True
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
     if over_cap:
         run.error = f"over {cap_bytes / 2**30:.0f} GB cap"
     elif process.returncode != 0 or not (work / "result.json").exists():
@@ -319,9 +367,25 @@ def run_worker(contender: str, model: Path, samples: int, work: Path, cap_bytes:
     else:
         result = json.loads((work / "result.json").read_text())
         run.wall = result.pop("wall")
+        run.walls = [run.wall]
         run.peak_mb = result.pop("peak_above_baseline") / 2**20
         run.extra = result
     return run
+
+
+def repeated(runs: list[Run]) -> Run:
+    """One run standing for repeats: the median wall, the largest peak, the first run's details."""
+    ok = [r for r in runs if r.wall is not None]
+    if not ok:
+        return runs[0]
+    first = ok[0]
+    first.walls = [r.wall for r in ok]
+    first.wall = statistics.median(first.walls)
+    first.peak_mb = max(r.peak_mb for r in ok)
+    first.extra["seconds_median"] = {
+        key: statistics.median(r.extra["seconds"][key] for r in ok) for key in first.extra.get("seconds", {})
+    }
+    return first
 
 
 def score(run: Run, qdq: Path, val_x, val_labels, reference, with_labels: bool) -> None:
@@ -346,68 +410,142 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def machine() -> str:
+    """The CPU, its core count and the ONNX Runtime version, in words."""
+    import onnxruntime as ort
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), ONNX Runtime {ort.__version__}"
+
+
 def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="edgeq calibrate vs ONNX Runtime / ModelOpt (CPU, 2 cores)")
-    for column in ("model", "samples", "contender", "wall s", "peak MB", "top-1 %", "agree %", "cosine", "note"):
+    console = Console(width=180)
+    console.print(f"Machine: {machine()}")
+    table = Table(title="edgeq calibrate vs ONNX Runtime / ModelOpt (CPU)")
+    for column in ("model", "threads", "samples", "contender", "wall s", "peak MB", "top-1 %", "agree %", "cosine", "note"):
         table.add_column(column, justify="left" if column in ("model", "contender", "note") else "right")
     for run in runs:
-        notes = [f"calib only {run.extra['wall_calibration_only']:.1f}s"] if "wall_calibration_only" in run.extra else []
+        notes = [f"calib only {run.extra['wall_calibration_only']:.2f}s"] if "wall_calibration_only" in run.extra else []
+        if len(run.walls) > 1:
+            notes.append("walls " + " ".join(f"{w:.2f}" for w in run.walls))
+        if "seconds_median" in run.extra:
+            notes.append(" ".join(f"{k} {v:.2f}" for k, v in run.extra["seconds_median"].items() if k != "total"))
         if run.extra.get("children_peak"):
             notes.append(f"incl. child {run.extra['children_peak'] / 2**20:.0f} MB")
         note = run.error or ", ".join(notes)
-        table.add_row(run.model, str(run.samples), run.contender, _fmt(run.wall, ".1f"), _fmt(run.peak_mb, ".0f"), _fmt(run.top1, ".1f"), _fmt(run.agreement, ".1f"), _fmt(run.cosine, ".4f"), note)
-    console = Console(width=160)
+        table.add_row(run.model, run.threads, str(run.samples), run.contender, _fmt(run.wall, ".2f"), _fmt(run.peak_mb, ".0f"),
+                      _fmt(run.top1, ".1f"), _fmt(run.agreement, ".1f"), _fmt(run.cosine, ".5f"), note)
     console.print(table)
+    console.print(matrix(runs))
     for model, top1 in fp32_top1.items():
         console.print(f"FP32 top-1 of {model} on the validation set: {top1:.1f} %")
     console.print(ratios(runs))
 
 
-def ratios(runs: list[Run]) -> str:
-    """edgeq against each anchor and against the FP32 floor, per model and sample count, with the targets."""
+def matrix(runs: list[Run]) -> str:
+    """The issue's layout: per model, one row per contender, 'wall s / peak MB' per thread setting and sample count."""
     lines = []
-    keyed = {(r.model, r.samples, r.contender): r for r in runs}
-    for model, samples in dict.fromkeys((r.model, r.samples) for r in runs):
-        edgeq, fp32 = keyed.get((model, samples, "edgeq")), keyed.get((model, samples, "fp32"))
-        if edgeq is None or edgeq.wall is None:
-            continue
-        calib = edgeq.extra.get("wall_calibration_only", edgeq.wall)
-        parts = [f"{model} n={samples}:"]
-        if fp32 and fp32.wall:
-            parts.append(f"edgeq/FP32 floor time {edgeq.wall / fp32.wall:.2f}x (calib only {calib / fp32.wall:.2f}x; target <= 3x)")
-        for anchor in ANCHORS:
-            other = keyed.get((model, samples, anchor))
-            if other and other.wall:
-                parts.append(f"vs {anchor}: time {edgeq.wall / other.wall:.2f}x (calib only {calib / other.wall:.2f}x), peak RSS {edgeq.peak_mb / max(other.peak_mb, 1):.2f}x")
-            elif other:
-                parts.append(f"vs {anchor}: {other.error}")
-        entropy = [keyed[k].wall for k in ((model, samples, a) for a in ANCHORS if "entropy" in a) if k in keyed and keyed[k].wall]
-        if entropy:
-            parts.append(f"vs fastest anchor entropy run: time {edgeq.wall / min(entropy):.2f}x (target <= 0.5x)")
-        cosines = [keyed[(model, samples, a)].cosine for a in ANCHORS if (model, samples, a) in keyed]
-        cosines = [c for c in cosines if c is not None]
-        if cosines and edgeq.cosine is not None:
-            parts.append(f"cosine: edgeq {edgeq.cosine:.5f}, anchors' best {max(cosines):.5f} (target: edgeq >= best)")
-        lines.append("\n  ".join(parts))
     for model in dict.fromkeys(r.model for r in runs):
-        peaks = {r.samples: r.peak_mb for r in runs if r.model == model and r.contender == "edgeq" and r.peak_mb}
+        mine = [r for r in runs if r.model == model]
+        columns = list(dict.fromkeys((r.threads, r.samples) for r in mine))
+        lines.append(f"| {model}: median wall s / peak MB | " + " | ".join(f"{t} thr N={n}" for t, n in columns) + " |")
+        lines.append("|---" * (len(columns) + 1) + "|")
+        keyed = {(r.contender, r.threads, r.samples): r for r in mine}
+        for contender in dict.fromkeys(r.contender for r in mine):
+            cells = []
+            for threads, samples in columns:
+                run = keyed.get((contender, threads, samples))
+                if run is None:
+                    cells.append("")
+                elif run.wall is None:
+                    cells.append(run.error)
+                else:
+                    cells.append(f"{run.wall:.2f} / {run.peak_mb:.0f}")
+            lines.append(f"| {contender} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ratios(runs: list[Run]) -> str:
+    """edgeq against the FP32 floor and ORT MinMax, across thread settings and sample counts, with the targets."""
+    lines = []
+    keyed = {(r.model, r.threads, r.samples, r.contender): r for r in runs}
+
+    def wall(model: str, threads: str, samples: int, contender: str) -> float | None:
+        run = keyed.get((model, threads, samples, contender))
+        return run.wall if run else None
+
+    for model, threads, samples in dict.fromkeys((r.model, r.threads, r.samples) for r in runs):
+        edgeq, fp32, minmax = (wall(model, threads, samples, c) for c in ("edgeq", "fp32", "ort-minmax"))
+        if edgeq is None:
+            continue
+        parts = [f"{model} {threads} threads n={samples}:"]
+        if fp32:
+            target = 3.0 if samples <= 64 else 2.0
+            parts.append(f"edgeq / FP32 pass {edgeq / fp32:.2f}x (target <= {target:.0f}x: {'met' if edgeq / fp32 <= target else 'MISSED'})")
+        if minmax:
+            verdict = "" if samples < 256 else f" (target <= 1x: {'met' if edgeq <= minmax else 'MISSED'})"
+            parts.append(f"edgeq / ORT MinMax {edgeq / minmax:.2f}x{verdict}")
+        for anchor in ("ort-entropy", "modelopt-entropy", "modelopt-max"):
+            other = keyed.get((model, threads, samples, anchor))
+            if other and other.wall:
+                parts.append(f"edgeq / {anchor} {edgeq / other.wall:.2f}x")
+        lines.append(" ".join(parts))
+    settings = list(dict.fromkeys(r.threads for r in runs))
+    for model, samples in dict.fromkeys((r.model, r.samples) for r in runs):
+        walls = {t: wall(model, t, samples, "edgeq") for t in settings}
+        if "all" in walls and walls["all"] and len([w for w in walls.values() if w]) > 1:
+            for t, w in walls.items():
+                if t != "all" and w:
+                    verdict = "met" if walls["all"] <= w else "MISSED"
+                    lines.append(f"{model} n={samples}: edgeq all cores / {t} threads {walls['all'] / w:.2f}x (target <= 1x: {verdict})")
+    for model, threads in dict.fromkeys((r.model, r.threads) for r in runs):
+        peaks = {r.samples: r.peak_mb for r in runs if (r.model, r.threads, r.contender) == (model, threads, "edgeq") and r.peak_mb}
         if len(peaks) > 1:
             low, high = min(peaks), max(peaks)
-            lines.append(f"{model}: edgeq peak RSS n={high} / n={low}: {peaks[high] / peaks[low]:.2f}x (target: flat)")
+            flat = peaks[high] / peaks[low]
+            verdict = "met" if flat <= 1.1 and max(peaks.values()) < 256 else "MISSED"
+            lines.append(f"{model} {threads} threads: edgeq peak RSS n={high} / n={low} {flat:.2f}x, largest {max(peaks.values()):.0f} MB"
+                         f" (target <= 1.1x and < 256 MB: {verdict})")
+    return "\n".join(lines)
+
+
+def identical_outputs(root: Path) -> str:
+    """Whether edgeq's ranges.json and calibration.cache are byte-identical across thread settings and repeats."""
+    lines = []
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for folder in sorted(root.glob("*-edgeq-*")):
+        model, samples = folder.name.split("-")[:2]
+        groups.setdefault((model, samples), []).append(folder)
+    for (model, samples), folders in groups.items():
+        for name in ("ranges.json", "calibration.cache"):
+            contents = {(f / name).read_bytes() for f in folders if (f / name).exists()}
+            lines.append(f"{model} n={samples} {name}: {'identical' if len(contents) == 1 else f'{len(contents)} different'} over {len(folders)} runs")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="example model, 64 samples, no ModelOpt")
+    parser.add_argument("--quick", action="store_true", help="example model, 64 samples, no ModelOpt, all cores")
     parser.add_argument("--samples", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--models", nargs="+", default=["example", "heavy"], choices=["example", "heavy"])
-    parser.add_argument("--contenders", nargs="+", default=["fp32", "edgeq", *ANCHORS])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=["fp32", "edgeq", *ANCHORS])
+    parser.add_argument("--threads", nargs="+", default=["2", "all"], help="ONNX Runtime intra-op threads per setting: a number or 'all'")
+    parser.add_argument("--pin", action="store_true", help="also restrict each contender to as many cores as threads")
+    parser.add_argument("--repeat", type=int, default=3, help=f"runs of {', '.join(REPEATED)} per cell (median wall)")
+    parser.add_argument("--max-samples", nargs="*", default=["ort-entropy=256"], metavar="CONTENDER=N",
+                        help="skip a contender above N samples (default: ort-entropy=256)")
     parser.add_argument("--example-model", type=Path, help="the example's model (default: the recipe's trained model.onnx)")
-    parser.add_argument("--mem-cap-gb", type=float, default=6.0, help="kill a contender whose RSS passes this")
+    parser.add_argument("--mem-cap-gb", type=float, default=16.0, help="kill a contender whose RSS passes this")
     parser.add_argument("--modelopt-python", default=str(MODELOPT_PYTHON))
     parser.add_argument("--json", type=Path, help="also write every run as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -415,16 +553,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker_main(args.worker, args.model, args.samples[0], args.out)
+        threads = None if args.threads[0] == "all" else int(args.threads[0])
+        worker_main(args.worker, args.model, args.samples[0], args.out, threads, args.pin)
         return
     if args.quick:
-        args.samples, args.models = [64], ["example"]
+        args.samples, args.models, args.threads, args.repeat = [64], ["example"], ["all"], 1
         args.contenders = [c for c in args.contenders if not c.startswith("modelopt")]
-    if not Path(args.modelopt_python).exists():
+    modelopt_python = shutil.which(args.modelopt_python)
+    if modelopt_python is None:
         skipped = [c for c in args.contenders if c.startswith("modelopt")]
         if skipped:
-            print(f"ModelOpt venv not found at {args.modelopt_python}: skipping {', '.join(skipped)} (see the module docstring)")
+            print(f"ModelOpt's Python not found at {args.modelopt_python}: skipping {', '.join(skipped)} (see the module docstring)")
         args.contenders = [c for c in args.contenders if not c.startswith("modelopt")]
+    limits = {name: int(n) for name, n in (item.split("=") for item in args.max_samples)}
 
     import numpy as np
     import onnxruntime as ort
@@ -439,6 +580,7 @@ def main() -> None:
     validation = Dataset.from_spec(base, base.validation, "validation").load()
     runs: list[Run] = []
     fp32_top1: dict[str, float] = {}
+    print(f"Machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgeq-bench-") as scratch:
         root = Path(scratch)
         # contenders get a copy: some tools write shape-inferred models next to (or over) their input
@@ -451,29 +593,37 @@ def main() -> None:
             reference = np.concatenate([session.run(None, {"data": validation.x[i : i + 64]})[0] for i in range(0, len(validation.x), 64)])
             if key == "example":
                 fp32_top1[model.stem] = float(100.0 * np.mean(np.argmax(reference, axis=1) == validation.labels))
-            for samples in args.samples:
-                npy = None
-                for contender in args.contenders:
-                    work = root / f"{key}-{samples}-{contender}"
-                    work.mkdir()
-                    python = args.modelopt_python if contender.startswith("modelopt") else sys.executable
-                    if contender.startswith("modelopt"):
-                        if npy is None:
-                            npy = root / f"{key}-{samples}.npy"
-                            _calibration_npy(model, samples, npy)
-                        os.link(npy, work / "calibration.npy")
-                    print(f"{key} n={samples} {contender} ...", flush=True)
-                    run = run_worker(contender, model, samples, work, int(args.mem_cap_gb * 2**30), python)
-                    run.model = key
-                    if run.error == "" and (work / "qdq.onnx").exists():
-                        score(run, work / "qdq.onnx", validation.x, validation.labels, reference, key == "example")
-                    runs.append(run)
-                    print(f"  {_fmt(run.wall, '.1f')} s, peak {_fmt(run.peak_mb, '.0f')} MB {run.error}", flush=True)
-                if npy is not None:
-                    npy.unlink()
-    render(runs, fp32_top1)
-    if args.json:
-        args.json.write_text(json.dumps({"runs": [asdict(r) for r in runs], "fp32_top1": fp32_top1}, indent=2))
+            for threads in args.threads:
+                for samples in args.samples:
+                    npy = None
+                    for contender in args.contenders:
+                        if samples > limits.get(contender, samples):
+                            runs.append(Run(key, samples, contender, threads, error=f"skipped above {limits[contender]} samples"))
+                            continue
+                        python = modelopt_python if contender.startswith("modelopt") else sys.executable
+                        attempts = []
+                        for attempt in range(args.repeat if contender in REPEATED else 1):
+                            work = root / f"{key}-{samples}-{contender}-{threads}-{attempt}"
+                            work.mkdir()
+                            if contender.startswith("modelopt"):
+                                if npy is None:
+                                    npy = root / f"{key}-{samples}.npy"
+                                    _calibration_npy(model, samples, npy)
+                                os.link(npy, work / "calibration.npy")
+                            print(f"{key} {threads} threads n={samples} {contender} ...", flush=True)
+                            attempts.append(run_worker(contender, model, samples, work, int(args.mem_cap_gb * 2**30), python, threads, args.pin))
+                            print(f"  {_fmt(attempts[-1].wall, '.2f')} s, peak {_fmt(attempts[-1].peak_mb, '.0f')} MB {attempts[-1].error}", flush=True)
+                        run = repeated(attempts)
+                        run.model = key
+                        if run.error == "" and (work / "qdq.onnx").exists():
+                            score(run, work / "qdq.onnx", validation.x, validation.labels, reference, key == "example")
+                        runs.append(run)
+                    if npy is not None:
+                        npy.unlink()
+        if args.json:
+            args.json.write_text(json.dumps({"machine": machine(), "runs": [asdict(r) for r in runs], "fp32_top1": fp32_top1}, indent=2))
+        render(runs, fp32_top1)
+        print(identical_outputs(root))
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeq import recipe as recipes  # noqa: E402
-from edgeq import targets  # noqa: E402
-from edgeq.deploy.plan import make_plan  # noqa: E402
-from edgeq.deploy.report import deploy_report  # noqa: E402
-from edgeq.fleet import rollout as rollouts  # noqa: E402
-from tests.devices.fleet import missing_prerequisites, running_fleet  # noqa: E402
+from edgeq import recipe as recipes
+from edgeq import targets
+from edgeq.deploy.plan import make_plan
+from edgeq.deploy.report import deploy_report
+from edgeq.fleet import rollout as rollouts
+from tests.devices.fleet import missing_prerequisites, running_fleet
 
 EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
 

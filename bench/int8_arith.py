@@ -32,15 +32,15 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgeq import recipe as recipes  # noqa: E402
-from edgeq import targets  # noqa: E402
-from edgeq.calibrate import calibrate  # noqa: E402
-from edgeq.calibrate.host import HostModel, host_model  # noqa: E402
-from edgeq.calibrate.predict import slices  # noqa: E402
-from edgeq.device.compare import cosine, top1_agreement  # noqa: E402
-from edgeq.device.int8_arith import ENV, describe, measure  # noqa: E402
-from edgeq.device.ort_backend import OnnxRuntimeBackend  # noqa: E402
-from edgeq.device.report import BuildOptions  # noqa: E402
+from edgeq import recipe as recipes
+from edgeq import targets
+from edgeq.calibrate import calibrate
+from edgeq.calibrate.host import HostModel, host_model
+from edgeq.calibrate.predict import slices
+from edgeq.device.compare import cosine, top1_agreement
+from edgeq.device.int8_arith import ENV, describe, measure
+from edgeq.device.ort_backend import OnnxRuntimeBackend
+from edgeq.device.report import BuildOptions
 
 EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
 BATCH = 32
@@ -101,7 +101,7 @@ def main() -> int:
         took = best({name: (lambda s=sess: run_all(s, x)) for name, sess in sessions.items()}, args.rounds, args.threads)
         print(f"\n1. INT8 prediction for jetson-orin: {len(x)} validation images, batches of {BATCH}, {args.threads} thread(s)")
         print(f"{'':12}{'seconds':>9}{'x FP32':>8}{'top-1':>8}{'cos vs reference':>18}{'same top-1':>12}  kernels")
-        for name, sess in sessions.items():
+        for name in sessions:
             y = outputs[name]
             kernels = made[name].kernels if name in made else "FP32"
             print(f"{name:12}{took[name]:>9.3f}{took[name] / took['fp32']:>8.2f}{100 * np.mean(y.argmax(1) == labels):>8.2f}"

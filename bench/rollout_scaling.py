@@ -28,13 +28,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.calibrate_nets import fire_net, write_recipe  # noqa: E402
-from tests.devices.fleet import missing_prerequisites, running_fleet  # noqa: E402
+from tests.calibrate_nets import fire_net, write_recipe
+from tests.devices.fleet import Fleet, missing_prerequisites, running_fleet
 
 EDGEQ_TARGET_RATIO = 1.5
 
 
-def _inventory(fleet, folder: Path, target: str) -> Path:  # noqa: ANN001 (tests.devices.fleet.Fleet)
+def _inventory(fleet: Fleet, folder: Path, target: str) -> Path:
     hosts = {
         f"dev{i + 1}": {"address": h.address, "user": h.user, "key": str(h.key), "known_hosts": str(h.known_hosts),
                         "python": h.python, "target": target}

@@ -1,6 +1,8 @@
 """Data sets for calibration and validation: image folders (one sub-folder per class) or .npz files.
 
-Samples are read lazily, batch by batch, so that memory never grows with the sample count.
+Samples are read lazily, batch by batch, so that memory never grows with the sample count. Given a
+pool of threads, images are decoded a few batches ahead of the consumer (PIL and numpy release the
+GIL for most of the work); the batches and their values are the same either way.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import re
 import stat
 import struct
 import warnings
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -18,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from edgeq.errors import InputError
-from edgeq.recipe import DataSpec, InputSpec, Preprocess, Recipe
+from edgeq.recipe import DataSpec, DimRange, InputSpec, Preprocess, Recipe
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 MAX_PIXELS = 64_000_000  # per image: 8000 x 8000; larger ones are refused before they are decoded
@@ -103,6 +107,20 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
     return np.ascontiguousarray(sample.transpose(2, 0, 1) if layout == "NCHW" else sample)
 
 
+def _expected(spec: InputSpec) -> list[int | str]:
+    """One sample's dims as data must give them: a ranged dim at its opt."""
+    return [dim.opt if isinstance(dim, DimRange) else dim for dim in spec.shape[1:]]
+
+
+def _at_opt(preprocess: Preprocess, spec: InputSpec) -> Preprocess:
+    """Without a resize, images are resized to the opt height and width of a ranged image input."""
+    if preprocess.resize is not None or spec.profile is None or spec.layout not in ("NCHW", "NHWC") or len(spec.shape) != 4:
+        return preprocess
+    height, width = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    opt = spec.static_shape
+    return preprocess.model_copy(update={"resize": (opt[height], opt[width])})
+
+
 class Dataset:
     """A labelled (or unlabelled) set of samples for one network input, read lazily in batches."""
 
@@ -115,12 +133,13 @@ class Dataset:
         self._files: list[Path] = []
         self._array: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._samples: int | None = None
 
     @classmethod
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
         """Open the data set a recipe's ``field`` (``calibration`` or ``validation``) names."""
         path = recipe.resolve(spec.path)
-        dataset = cls(path, recipe.inputs[0], recipe.preprocess, recipe.classes)
+        dataset = cls(path, recipe.inputs[0], _at_opt(recipe.preprocess, recipe.inputs[0]), recipe.classes)
         if path.is_dir():
             dataset._scan_folder(field)
         elif path.suffix == ".npz" and path.is_file():
@@ -129,13 +148,19 @@ class Dataset:
             raise InputError(f"{recipe.source}: {field}.path: {path} does not exist")
         else:
             raise InputError(f"{recipe.source}: {field}.path: expected a folder of class folders or an .npz file, found {path}")
-        dataset._select(spec.samples, spec.seed)
+        dataset._select(spec.samples, spec.seed, spec.sequence_length)
+        dataset._samples = spec.samples
         return dataset
 
     def _scan_folder(self, field: str) -> None:
         found = sorted((p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
-        if not found:
-            raise InputError(f"{self.source}: {field} folder has no class sub-folders (expected one folder of images per class)")
+        if not found:  # a flat folder of images or .npy samples: unlabelled (labels may come from validation.labels)
+            self._files = sorted(p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
+            if not self._files:
+                raise InputError(
+                    f"{self.source}: {field} folder has neither class sub-folders nor images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            return
         classes = found
         if self.declared_classes is not None:
             missing = [c for c in self.declared_classes if c not in found]
@@ -166,9 +191,9 @@ class Dataset:
         if key not in archive:
             raise InputError(f"{self.source}: {field} .npz needs an array named 'x' or '{self.input.name}', found {sorted(archive)}")
         array = archive[key]
-        expected = [d for d in self.input.shape[1:]]
+        expected = _expected(self.input)
         if array.ndim != len(self.input.shape) or any(
-            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:])
+            isinstance(want, int) and want > 0 and got != want for want, got in zip(expected, array.shape[1:], strict=True)
         ):
             raise InputError(
                 f"{self.source}: array '{key}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, expected))}]"
@@ -181,21 +206,46 @@ class Dataset:
         self._array = array
         for label_key in ("labels", "y"):
             if label_key in archive:
-                self._labels = archive[label_key].astype(np.int64)
+                stored = archive[label_key]
+                self._labels = stored.astype(np.int64) if stored.dtype.kind in "iub" else stored
                 if len(self._labels) != len(array):
                     raise InputError(f"{self.source}: '{label_key}' has {len(self._labels)} entries for {len(array)} samples")
         if "classes" in archive:
             self.classes = [str(c) for c in archive["classes"]]
 
-    def _select(self, samples: int | None, seed: int) -> None:
-        total = len(self._files) if self._array is None else len(self._array)
+    def _select(self, samples: int | None, seed: int, sequence_length: int | None = None) -> None:
+        total = self.total
         if samples is None or samples >= total:
             self._order = np.arange(total)
+        elif sequence_length:  # whole sequences, in order
+            count = total // sequence_length
+            wanted = min(count, -(-samples // sequence_length))
+            starts = np.sort(np.random.default_rng(seed).permutation(count)[:wanted]) * sequence_length
+            self._order = (starts[:, None] + np.arange(sequence_length)).ravel()
         else:
             self._order = np.sort(np.random.default_rng(seed).permutation(total)[:samples])
 
+    def in_order(self) -> None:
+        """Select the first samples in order instead of a random subset (one sequence must stay whole)."""
+        self._order = np.arange(min(self.total, self._samples or self.total))
+
     def __len__(self) -> int:
         return len(self._order)
+
+    @property
+    def total(self) -> int:
+        """Samples in the source, before the selection."""
+        return len(self._files) if self._array is None else len(self._array)
+
+    @property
+    def order(self) -> np.ndarray:
+        """Indices of the selected samples among all samples of the source."""
+        return self._order
+
+    @property
+    def files(self) -> list[Path]:
+        """The selected image files, in order (empty for .npz data)."""
+        return [self._files[int(i)] for i in self._order] if self._array is None else []
 
     @property
     def labels(self) -> np.ndarray | None:
@@ -205,22 +255,51 @@ class Dataset:
     def _sample(self, index: int) -> np.ndarray:
         if self._array is not None:
             return self._array[index]
-        sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
-        expected = self.input.shape[1:]
-        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape)):
+        if self._files[index].suffix == ".npy":
+            try:
+                sample = np.load(self._files[index], allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{self._files[index]}: not a readable .npy file ({exc})") from None
+        else:
+            sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
+        expected = _expected(self.input)
+        if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape, strict=False)):
             raise InputError(
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
                 f" expects {expected}; set preprocess.resize / channel_order in the recipe"
             )
         return sample
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
-        """Yield the selected samples in order, ``batch_size`` at a time (the last batch may be smaller)."""
+    def batches(self, batch_size: int, decoders: Executor | None = None, ahead: int = 2) -> Iterator[Batch]:
+        """Yield the selected samples in order, ``batch_size`` at a time (the last batch may be smaller).
+
+        ``decoders``: a pool that decodes the images of the next ``ahead`` batches while this one is used.
+        """
+        starts = range(0, len(self._order), batch_size)
+        if decoders is None or self._array is not None:
+            for start in starts:
+                yield self._batch(start, [self._sample(int(i)) for i in self._order[start : start + batch_size]])
+            return
+        queued: deque[tuple[int, list[Future[np.ndarray]]]] = deque()
+        upcoming = iter(starts)
+        try:
+            while True:
+                while len(queued) <= ahead and (following := next(upcoming, None)) is not None:
+                    picked = self._order[following : following + batch_size]
+                    queued.append((following, [decoders.submit(self._sample, int(i)) for i in picked]))
+                if not queued:
+                    return
+                first, samples = queued.popleft()
+                yield self._batch(first, [sample.result() for sample in samples])
+        finally:
+            for _, samples in queued:
+                for sample in samples:
+                    sample.cancel()
+
+    def _batch(self, start: int, samples: list[np.ndarray]) -> Batch:
         labels = self.labels
-        for start in range(0, len(self._order), batch_size):
-            picked = self._order[start : start + batch_size]
-            x = np.stack([self._sample(int(i)) for i in picked]).astype(self.input.dtype, copy=False)
-            yield Batch(x=x, labels=None if labels is None else labels[start : start + len(picked)])
+        x = np.stack(samples).astype(self.input.dtype, copy=False)
+        return Batch(x=x, labels=None if labels is None else labels[start : start + len(samples)])
 
     def load(self) -> Batch:
         """All selected samples as one batch (for validation sets, which are small)."""

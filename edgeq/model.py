@@ -76,7 +76,7 @@ def _check_tensor(tensor: onnx.TensorProto, path: Path) -> None:
 def _infer(model: onnx.ModelProto, source: Path | str) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as exc:  # onnx raises several unrelated types here
+    except Exception as exc:  # noqa: BLE001 (onnx raises several unrelated types here)
         raise InputError(f"{source}: ONNX shape inference failed: {exc}") from None
 
 
@@ -91,7 +91,7 @@ def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int | str]]
         shape = by_name[name].type.tensor_type.shape
         if len(shape.dim) != len(dims):
             raise InputError(f"{source}: input '{name}' has {len(shape.dim)} dimensions in the model, {len(dims)} given")
-        for dim, value in zip(shape.dim, dims):
+        for dim, value in zip(shape.dim, dims, strict=True):
             if isinstance(value, str):
                 dim.dim_param = value
             elif value >= 0:

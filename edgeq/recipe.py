@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from edgeq.errors import InputError
 from edgeq.hosts.host import Host
@@ -26,25 +27,74 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an `inf` budget is no budget
 
 
+class DimRange(_Strict):
+    """A dynamic dim's optimization profile: TensorRT builds the engine for min..max, tuned for opt; edgeq
+    calibrates and validates at opt."""
+
+    min: int = Field(gt=0)
+    opt: int = Field(gt=0)
+    max: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DimRange:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"expected min <= opt <= max, found {self.min}, {self.opt}, {self.max}")
+        return self
+
+
+Dim = int | str | DimRange
+
+
+def _span(dim: Dim) -> str:
+    """A dim as text: a range as ``min..max``."""
+    return f"{dim.min}..{dim.max}" if isinstance(dim, DimRange) else str(dim)
+
+
 class InputSpec(_Strict):
-    """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim), layout, dtype."""
+    """One network input: its name, its shape (batch first; -1 or a name for a dynamic dim, or {min, opt, max}
+    for a dim TensorRT should take in a range), layout, dtype."""
 
     name: str
-    shape: list[int | str] = Field(min_length=1)
+    shape: list[Dim] = Field(description="[] for a scalar input (not the first)")
     layout: Literal["NCHW", "NHWC", "NC", "other"] = "NCHW"
     dtype: Literal["float32", "float16", "uint8", "int8", "int32", "int64"] = "float32"
+    state: str | None = Field(
+        default=None, description="recurrent state: the output fed back into this input at the next sample of a sequence"
+    )
 
     @field_validator("shape")
     @classmethod
-    def _dims(cls, value: list[int | str]) -> list[int | str]:
+    def _dims(cls, value: list[Dim]) -> list[Dim]:
         if any(isinstance(dim, int) and dim <= 0 and dim != -1 for dim in value):
             raise ValueError("every dimension must be > 0, -1 (dynamic) or a name")
         return value
 
     @property
     def static_shape(self) -> list[int]:
-        """The shape engines are built for: a symbolic dim (the batch, usually) becomes 1."""
-        return [dim if isinstance(dim, int) and dim > 0 else 1 for dim in self.shape]
+        """The shape edgeq runs and engines are tuned for: a range's opt; a symbolic dim (the batch, usually) 1."""
+        return [dim.opt if isinstance(dim, DimRange) else dim if isinstance(dim, int) and dim > 0 else 1 for dim in self.shape]
+
+    @property
+    def profile(self) -> tuple[list[int], list[int], list[int]] | None:
+        """(min, opt, max) shapes of the optimization profile, when a dim is given as a range."""
+        if not any(isinstance(dim, DimRange) for dim in self.shape):
+            return None
+        static = self.static_shape
+        return tuple(  # type: ignore[return-value]
+            [getattr(dim, bound) if isinstance(dim, DimRange) else static[i] for i, dim in enumerate(self.shape)]
+            for bound in ("min", "opt", "max")
+        )
+
+    def built_shape(self, dla: bool) -> list[int | str]:
+        """The shape an engine is built for, as `check` should see it: static at opt, except that for the DLA
+        (static shapes only) a range that is not a single size stays dynamic, named ``min..max``."""
+        static = self.static_shape
+        return [_span(self.shape[i]) if dla and i in self.varying else dim for i, dim in enumerate(static)]
+
+    @property
+    def varying(self) -> dict[int, DimRange]:
+        """The dims whose range is not a single size (what keeps an engine off the DLA)."""
+        return {i: dim for i, dim in enumerate(self.shape) if isinstance(dim, DimRange) and dim.min != dim.max}
 
 
 class Preprocess(_Strict):
@@ -80,6 +130,9 @@ class DataSpec(_Strict):
     path: Path
     samples: int | None = Field(default=None, gt=0, description="use at most this many (all if unset)")
     seed: int = 0
+    sequence_length: int | None = Field(
+        default=None, gt=0, description="samples come in sequences of this length, in order (state models); whole sequences are picked"
+    )
 
 
 class CalibrationSpec(DataSpec):
@@ -93,17 +146,61 @@ class CalibrationSpec(DataSpec):
     percentile: float = Field(default=99.99, gt=0, le=100)
 
 
-class ValidationSpec(DataSpec):
-    """Validation data and the metric: `top1`, or `file.py:function` receiving (scores, labels)."""
+# Built-in metrics (edgeq.metrics); `auto` is top1 for class labels, fidelity otherwise.
+METRIC_NAMES = ("auto", "top1", "top5", "detection", "map50", "map50_95", "box_f1", "miou", "cer", "fidelity")
 
-    metric: str = "top1"
+
+class DetectionOptions(_Strict):
+    """How detector outputs become boxes (detection metrics and the report's box overlay)."""
+
+    format: Literal["auto", "yolo", "boxes_scores"] = Field(
+        default="auto", description="yolo: one output [N, 4+C, A] (or [N, A, 4+C]); boxes_scores: [N, A, 4] and [N, A, C]"
+    )
+    output: str | None = Field(default=None, description="yolo: the output to decode (default: the first)")
+    boxes: str | None = Field(default=None, description="boxes_scores: the boxes output")
+    scores: str | None = Field(default=None, description="boxes_scores: the scores output")
+    box_format: Literal["cxcywh", "xyxy", "xywh"] | None = Field(default=None, description="default: cxcywh for yolo, xyxy otherwise")
+    score_threshold: float = Field(default=0.001, ge=0, description="boxes kept for mAP")
+    nms_iou: float = Field(default=0.7, gt=0, le=1)
+    max_detections: int = Field(default=300, gt=0, description="per image, after NMS")
+    confidence: float = Field(default=0.25, ge=0, description="boxes counted by box_f1 and drawn in the report")
+
+
+class TextOptions(_Strict):
+    """CTC text outputs [N, T, C]: greedy decoding for the `cer` metric."""
+
+    alphabet: Path | None = Field(default=None, description="one character per line for classes 1.. (needed for string labels)")
+    blank: int = Field(default=0, ge=0)
+
+
+class SegmentationOptions(_Strict):
+    """Mask outputs [N, C, H, W] (arg-max over C) or [N, 1, H, W] (probability, cut at threshold)."""
+
+    threshold: float = 0.5
+    ignore_index: int = 255
+
+
+class ValidationSpec(DataSpec):
+    """Validation data and the metric: a built-in name, or `file.py:function` receiving (outputs, labels)."""
+
+    metric: str = "auto"
+    labels: Path | None = Field(default=None, description=".npz (arrays indexed by sample) or COCO .json; default: the data's own")
+    output: str | None = Field(default=None, description="the output the classification/segmentation/text metric reads")
+    detection: DetectionOptions = Field(default_factory=DetectionOptions)
+    text: TextOptions = Field(default_factory=TextOptions)
+    segmentation: SegmentationOptions = Field(default_factory=SegmentationOptions)
 
     @field_validator("metric")
     @classmethod
     def _metric_form(cls, value: str) -> str:
-        if value != "top1" and (":" not in value or not value.split(":", 1)[0].endswith(".py")):
-            raise ValueError("expected 'top1' or 'file.py:function'")
+        if value not in METRIC_NAMES and (":" not in value or not value.split(":", 1)[0].endswith(".py")):
+            raise ValueError(f"expected one of {', '.join(METRIC_NAMES)} or 'file.py:function'")
         return value
+
+    @property
+    def custom_metric(self) -> Path | None:
+        """The metric's Python file, when the metric is not built in."""
+        return None if self.metric in METRIC_NAMES else Path(self.metric.rsplit(":", 1)[0])
 
 
 class Budget(_Strict):
@@ -158,6 +255,13 @@ class Recipe(_Strict):
     folder: Annotated[Path, Field(exclude=True)] = Path(".")
     source: Annotated[Path | None, Field(exclude=True)] = None
 
+    @field_validator("inputs")
+    @classmethod
+    def _first_input_batched(cls, value: list[InputSpec]) -> list[InputSpec]:
+        if not value[0].shape:
+            raise ValueError("the first input needs at least its batch dim")
+        return value
+
     def resolve(self, path: Path | str) -> Path:
         """A path from the recipe, made absolute against the recipe's folder."""
         path = Path(path).expanduser()
@@ -177,12 +281,13 @@ class Recipe(_Strict):
 def _field_names() -> set[str]:
     """Every field name used anywhere in the recipe schema, for spelling suggestions."""
     names: set[str] = set()
-    for cls in (InputSpec, Preprocess, CalibrationSpec, ValidationSpec, Budget, BuildOptions, Host, Devices, Recipe):
+    for cls in (InputSpec, DimRange, Preprocess, CalibrationSpec, ValidationSpec, DetectionOptions, TextOptions, SegmentationOptions,
+                Budget, BuildOptions, Host, Devices, Recipe):
         names.update(name for name, info in cls.model_fields.items() if not info.exclude)
     return names
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
     found = error.get("input")
     kind = error["type"]
@@ -226,11 +331,11 @@ def json_schema() -> dict[str, Any]:
 
 
 def metric_file(recipe: Recipe) -> Path | None:
-    """The Python file of a ``file.py:function`` metric (None for ``top1``): its code runs inside edgeq, so it
+    """The Python file of a ``file.py:function`` metric (None for a built-in): its code runs inside edgeq, so it
     must lie in the recipe's folder (symlinks followed). Data paths may point anywhere; code may not."""
-    if recipe.validation.metric == "top1":
+    written = recipe.validation.custom_metric
+    if written is None:
         return None
-    written = recipe.validation.metric.rsplit(":", 1)[0]
     path = recipe.resolve(written).resolve()
     if not path.is_relative_to(recipe.folder.resolve()):
         raise InputError(
@@ -246,6 +351,10 @@ def check_paths(recipe: Recipe) -> None:
     metric = metric_file(recipe)
     if metric is not None:
         named["validation.metric"] = metric
+    if recipe.validation.labels is not None:
+        named["validation.labels"] = recipe.validation.labels
+    if recipe.validation.text.alphabet is not None:
+        named["validation.text.alphabet"] = recipe.validation.text.alphabet
     if recipe.devices.inventory is not None:
         named["devices.inventory"] = recipe.devices.inventory
     missing = [f"  - {field}: {recipe.resolve(path)} does not exist" for field, path in named.items() if not recipe.resolve(path).exists()]

@@ -15,6 +15,7 @@ from edgeq.device.trt_rules import DlaSupport, dla_support
 from edgeq.device.trt_version import TrtVersion
 from edgeq.errors import InputError
 
+
 class Target(BaseModel):
     """One deployable platform: what its TensorRT, GPU and DLA can do, and where each fact comes from."""
 
@@ -48,7 +49,8 @@ class Target(BaseModel):
         if self.tensorrt is None:
             return None
         parts = [int(p) for p in self.tensorrt.split(".")[:3]]
-        return (parts + [0, 0, 0])[0], (parts + [0, 0])[1], (parts + [0, 0, 0])[2]
+        major, minor, patch = (parts + [0, 0, 0])[:3]
+        return major, minor, patch
 
     @model_validator(mode="after")
     def _usable_dla_matches_tensorrt(self) -> Target:

@@ -18,11 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-WORDS = (
-    "invoice total amount date order number customer street city north south station river bridge market"
-    " garden window coffee paper music engine signal delta orbit copper silver forest harbor island lemon"
-    " yellow purple seven eleven twenty ninety metric kernel tensor device fleet robot camera sensor"
-).split()
+WORDS = ["invoice", "total", "amount", "date", "order", "number", "customer", "street", "city", "north", "south", "station", "river", "bridge", "market", "garden", "window", "coffee", "paper", "music", "engine", "signal", "delta", "orbit", "copper", "silver", "forest", "harbor", "island", "lemon", "yellow", "purple", "seven", "eleven", "twenty", "ninety", "metric", "kernel", "tensor", "device", "fleet", "robot", "camera", "sensor"]
 
 
 def package_file(package: str, relative: str) -> Path:

@@ -27,7 +27,7 @@ def kept_text_boxes(scores, fp32):
 
 def text_agreement(scores, fp32):
     """100 minus the CER of INT8's text against FP32's text."""
-    characters = ft.ppocr_characters(ft.REC_MODEL())
+    characters = ft.ppocr_characters(ft.rec_model())
     return 100.0 - ft.cer(ft.ctc_decode(scores, characters), ft.ctc_decode(fp32, characters))
 '''
 

@@ -33,7 +33,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
         keep.append(best)
         if order:
             overlaps = iou(boxes[best : best + 1], boxes[order])[0]
-            order = [i for i, o in zip(order, overlaps) if o < threshold]
+            order = [i for i, o in zip(order, overlaps, strict=True) if o < threshold]
     return keep
 
 
@@ -70,7 +70,7 @@ def db_boxes(probability: np.ndarray, threshold: float = 0.3) -> list[tuple[np.n
 def kept_share(fp32: list[tuple[np.ndarray, np.ndarray]], int8: list[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> tuple[int, int]:
     """(FP32 boxes matched one-to-one by an INT8 box of the same class with IoU >= ``threshold``, FP32 boxes)."""
     matched = total = 0
-    for (want, want_cls), (got, got_cls) in zip(fp32, int8):
+    for (want, want_cls), (got, got_cls) in zip(fp32, int8, strict=True):
         total += len(want)
         if not len(want) or not len(got):
             continue
@@ -104,7 +104,7 @@ def _edit_distance(a: str, b: str) -> int:
 
 def cer(predicted: list[str], truth: list[str]) -> float:
     """Character error rate in percent: edit distance over the number of true characters."""
-    return 100.0 * sum(_edit_distance(p, t) for p, t in zip(predicted, truth)) / max(sum(len(t) for t in truth), 1)
+    return 100.0 * sum(_edit_distance(p, t) for p, t in zip(predicted, truth, strict=True)) / max(sum(len(t) for t in truth), 1)
 
 
 def ppocr_characters(model_path) -> list[str]:
@@ -116,7 +116,7 @@ def ppocr_characters(model_path) -> list[str]:
     return listed.splitlines() + [" "]
 
 
-def REC_MODEL():  # noqa: N802 - a path getter used by generated metric files
+def rec_model():
     from tests.field_data import package_file
 
     return package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx")

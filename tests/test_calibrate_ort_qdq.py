@@ -7,9 +7,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from edgeq.calibrate import predict
 from edgeq.calibrate.host import ort_model
 from edgeq.calibrate.ort_qdq import build_ort_qdq
-from edgeq.calibrate import predict
 from edgeq.calibrate.ranges import TensorRange
 from edgeq.device.compare import cosine, top1_agreement
 from tests.calibrate_nets import fire_net, images, scores
@@ -22,7 +22,7 @@ def _ranges(model: onnx.ModelProto, x: np.ndarray) -> dict[str, TensorRange]:
     exposed.CopyFrom(model)
     exposed.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
     session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"data": x})))
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"data": x}), strict=True))
     values["data"] = x
     return {n: TensorRange(n, float(np.abs(v).max()), float(v.min()), float(v.max())) for n, v in values.items()}
 

@@ -183,7 +183,7 @@ def test_wrong_image_size_fails_during_statistics_and_writes_nothing(tmp_path: P
 
 
 def test_user_metric_file_and_its_errors(tmp_path: Path) -> None:
-    (tmp_path / "m.py").write_text("import numpy as np\ndef half(scores, labels):\n    return 50.0\n")
+    (tmp_path / "m.py").write_text("import numpy as np\ndef half(outputs, labels):\n    assert isinstance(outputs, dict)\n    return 50.0\n")
     path = write_recipe(tmp_path, fire_net(), validation={"path": "val.npz", "metric": "m.py:half"})
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     assert result.report.accuracy.metric == "m.py:half" and result.report.accuracy.fp32 == 50.0
@@ -231,7 +231,9 @@ def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path, int8_p
     predicted = next(iter(predict.outputs([host_model(qdq, int8_path)], predict.slices(x, 32))[0].values()))
     assert cosine(reference, predicted) >= 0.9999
     assert top1_agreement(reference, predicted) >= 0.995
-    assert abs(acc.int8 - metrics.load(recipe)(reference, labels)) <= 0.5  # the predicted INT8 score is the reference's
+    score = metrics.load(recipe, labels)({plain.get_outputs()[0].name: reference}, labels)
+    assert abs(acc.int8 - score) <= 0.5  # the predicted INT8 score is the reference's
+
 
 
 def test_numeric_class_folders_are_read_in_natural_order_printed_and_reported(tmp_path: Path) -> None:

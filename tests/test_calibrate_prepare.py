@@ -45,7 +45,7 @@ def _assert_same_outputs(original, prepared, feeds, atol=1e-5):
     assert [i.name for i in prepared.graph.input] == [i.name for i in original.graph.input]
     assert [o.name for o in prepared.graph.output] == [o.name for o in original.graph.output]
     onnx.checker.check_model(prepared)
-    for want, got in zip(_run(original, feeds), _run(prepared, feeds)):
+    for want, got in zip(_run(original, feeds), _run(prepared, feeds), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol)
 
 

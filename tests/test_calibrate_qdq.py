@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import pytest
 import onnxruntime as ort
+import pytest
 from onnx import numpy_helper
 
 from edgeq.calibrate.activations import activation_tensors
@@ -54,7 +54,7 @@ def _x(shape: tuple[int, ...], n: int = 32, seed: int = 0) -> np.ndarray:
 
 def test_conv_chain_with_concat_quantizes_conv_inputs_and_weights_only() -> None:
     model = fire_net()
-    qdq, layers = _quantize(model, _x((3, 32, 32)))
+    qdq, _ = _quantize(model, _x((3, 32, 32)))
     onnx.checker.check_model(qdq)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     placed = _qdq_inputs(qdq)
@@ -132,11 +132,11 @@ def test_host_model_keeps_the_numbers_and_runs_on_int8_kernels(tmp_path, int8_pa
     host = onnx.ModelProto.FromString(made.model)
     onnx.checker.check_model(host)
 
-    def run(m: onnx.ModelProto, level: ort.GraphOptimizationLevel, saved: str = "", config: dict[str, str] = {}) -> np.ndarray:
+    def run(m: onnx.ModelProto, level: ort.GraphOptimizationLevel, saved: str = "", config: dict[str, str] | None = None) -> np.ndarray:
         options = ort.SessionOptions()
         options.graph_optimization_level = level
         options.optimized_model_filepath = saved
-        for key, value in config.items():
+        for key, value in (config or {}).items():
             options.add_session_config_entry(key, value)
         return ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"data": x})[0]
 

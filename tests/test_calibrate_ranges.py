@@ -36,7 +36,7 @@ def reference_entropy_bin(hist: np.ndarray, start_bin: int = 128, levels: int = 
                 q[j] = level_sum[level] / level_nonzero[level]
         p_total, q_total = sum(p), sum(q)
         kl = 0.0
-        for pj, qj in zip(p, q):
+        for pj, qj in zip(p, q, strict=True):
             if pj == 0:
                 continue
             if qj == 0:
@@ -105,7 +105,7 @@ def test_mse_matches_brute_force_search() -> None:
     for i in range(128, 513):
         amax = i * stats.bin_width
         scale = amax / 127
-        err = sum(c * (x - min(round(x / scale), 127) * scale) ** 2 for c, x in zip(stats.hist, centres) if c)
+        err = sum(c * (x - min(round(x / scale), 127) * scale) ** 2 for c, x in zip(stats.hist, centres, strict=True) if c)
         if err < best_err:
             best, best_err = amax, err
     assert amax_of(stats, "mse") == pytest.approx(best)

@@ -42,7 +42,7 @@ def _same_outputs(original: onnx.ModelProto, prepared: onnx.ModelProto, feeds: d
     assert [i.name for i in prepared.graph.input] == [i.name for i in original.graph.input]
     assert [o.name for o in prepared.graph.output] == [o.name for o in original.graph.output]
     onnx.checker.check_model(prepared)
-    for want, got in zip(_session(original).run(None, feeds), _session(prepared).run(None, feeds)):
+    for want, got in zip(_session(original).run(None, feeds), _session(prepared).run(None, feeds), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=atol)
 
 
@@ -53,7 +53,7 @@ def _amax(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, flo
     session = _session(model, names)
     wanted = [o.name for o in session.get_outputs()]
     values = session.run(wanted, feeds)
-    return {name: float(np.abs(v).max()) for name, v in zip(wanted, values) if v.dtype == np.float32 and v.size}
+    return {name: float(np.abs(v).max()) for name, v in zip(wanted, values, strict=True) if v.dtype == np.float32 and v.size}
 
 
 def _images(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -202,5 +202,8 @@ def test_qdq_of_yolov8_keeps_scores_usable(int8_path):
     assert _cosine(want[:, :4], got[:, :4]) > 0.95  # boxes
     scores = got[:, 4:]  # ~1e-4 on noise: one shared scale (amax ~160/127) would round them all to 0
     assert np.unique(scores).size > 1000
-    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p / (1 - p))
+
     assert _cosine(logit(want[:, 4:]), logit(scores)) > 0.95

@@ -82,7 +82,7 @@ def test_a_new_tensorrt_version_is_supported_by_adding_a_file(tmp_path):
     folder = tmp_path / "rules"
     shutil.copytree(rules.rules_dir(), folder)
     trt12 = target("jetson-orin", tensorrt="12.0.1")
-    with pytest.raises(InputError, match="no check rules cover TensorRT 12.0.1"):
+    with pytest.raises(InputError, match=r"no check rules cover TensorRT 12\.0\.1"):
         rules.select(trt12, "main", folder)
     (folder / "gpu-trt12.yaml").write_text(
         "id: gpu-trt12\nextends: gpu-trt11\ntitle: TensorRT 12 GPU\nfamily: '12'\nversions: {min: '12.0', below: '13.0'}\n")

@@ -17,7 +17,7 @@ from tests.cli import run_edgeq
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every command, as typed, with the help and usage-error checks below.
-COMMANDS = [["check"], ["calibrate"], ["deploy"], ["smoke"], ["rollout"], ["status"], ["gc"], ["targets"],
+COMMANDS = [["check"], ["calibrate"], ["deploy"], ["smoke"], ["rollout"], ["rollback"], ["status"], ["gc"], ["targets"],
             ["targets", "show"], ["recipe", "validate"], ["recipe", "schema"]]
 
 
@@ -93,3 +93,13 @@ def test_the_wheel_in_an_empty_venv_answers_help_and_usage_errors(tmp_path: Path
         _one_line_error(wrong.returncode, wrong.stderr)
     targets = run("targets", "--json")
     assert targets.returncode == 0 and "jetson-orin" in targets.stdout  # the profiles travel in the wheel
+
+
+def test_rollback_without_a_target_for_a_host_exits_2_before_any_work(tmp_path: Path) -> None:
+    from tests.calibrate_nets import fire_net, write_recipe
+
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    result = run_edgeq("rollback", recipe, "--host", "nvidia@127.0.0.9")
+    line = _one_line_error(result.code, result.stderr)
+    assert "no target profile" in line and "--target" in line
+    assert not (recipe.parent / "edgeq-out").exists()  # nothing calibrated, nothing contacted

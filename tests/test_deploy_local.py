@@ -15,7 +15,7 @@ from tests.calibrate_nets import fire_net, write_recipe
 from tests.cli import run_edgeq
 
 
-def _deploy(recipe: Path, workdir: Path, *extra: str):  # noqa: ANN202
+def _deploy(recipe: Path, workdir: Path, *extra: str):
     return run_edgeq("deploy", recipe, "--target", "local", "--workdir", workdir, "--json", *extra)
 
 
@@ -44,8 +44,8 @@ def test_deploy_local_builds_measures_gates_and_activates(tmp_path: Path) -> Non
     folder = Path(report["files"]["folder"])
     assert json.loads((folder / "report.json").read_text())["engine_id"] == report["engine_id"]
     assert "data:image/png;base64," in (folder / "report.html").read_text()
-    scores = np.load(folder / "scores.int8.npy")
-    assert scores.shape == (48, 4)
+    with np.load(folder / "outputs.int8.npz") as outputs:
+        assert [outputs[name].shape for name in outputs.files] == [(48, 4)]
 
 
 @pytest.mark.slow
@@ -116,23 +116,33 @@ def test_a_batch_1_model_deploys_and_smokes_locally(tmp_path: Path) -> None:
     (report,) = json.loads(result.stdout)
     assert report["passed"] and report["evaluation"]["samples"] == 48 and report["evaluation"]["fp32"] == 100.0
     folder = Path(report["files"]["folder"])
-    assert np.load(folder / "scores.int8.npy").shape == (48, 4)  # 48 runs of one sample each
+    with np.load(folder / "outputs.int8.npz") as outputs:
+        assert [a.shape for a in outputs.values()] == [(48, 4)]  # 48 runs of one sample each
     smoke = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
     assert smoke.code == 0, smoke.stderr
     assert json.loads(smoke.stdout)[0]["passed"]
 
 
-def test_validation_without_labels_deploys_with_a_metric_against_fp32(tmp_path: Path) -> None:
-    folder = tmp_path / "r"
-    folder.mkdir()
-    (folder / "agree.py").write_text(
-        "import numpy as np\n"
-        "def agree(scores, fp32):\n"
-        "    return 100.0 * float(np.mean(scores.argmax(1) == fp32.argmax(1)))\n"
-    )
-    recipe = write_recipe(folder, fire_net(), validation={"path": "val.npz", "metric": "agree.py:agree"})
-    np.savez(folder / "val.npz", x=np.load(folder / "val.npz")["x"])  # no labels
-    result = _deploy(recipe, tmp_path / "device")
-    assert result.code == 0, result.stderr
+@pytest.mark.slow
+def test_a_crash_right_after_the_switch_is_reported_with_the_engine_the_device_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeq.device.workdir import CRASH_ENV
+
+    recipe = write_recipe(tmp_path / "r", fire_net())
+    device = tmp_path / "device"
+    first = _deploy(recipe, device)
+    assert first.code == 0, first.stderr
+    old = json.loads(first.stdout)[0]["engine_id"]
+    data = yaml.safe_load(recipe.read_text())
+    data["build"] = {"workspace_mb": 1001}  # another engine id
+    second = recipe.with_name("recipe-v2.yaml")
+    second.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv(CRASH_ENV, "switched")  # the agent dies right after each switch (activate, then rollback)
+    result = _deploy(second, device)
+    monkeypatch.delenv(CRASH_ENV)
+    assert result.code == 3, result.stderr
     (report,) = json.loads(result.stdout)
-    assert report["evaluation"]["fp32"] == 100.0 and report["evaluation"]["int8"] >= 95.0
+    assert not report["activated"] and report["engine_id"] != old
+    assert report["engine_now"] == _current(device) == old  # the rollback's switch happened before its crash
+    assert f"(the device runs engine {old})" in result.stderr

@@ -16,7 +16,7 @@ import yaml
 from edgeq.deploy.session import DeviceSession
 from edgeq.remote.sync import DEVICE_SCRIPT
 from tests.calibrate_nets import fire_net, write_recipe
-from tests.cli import run_edgeq
+from tests.cli import CliResult, run_edgeq
 from tests.devices.fleet import Device
 
 pytestmark = pytest.mark.ssh
@@ -28,7 +28,7 @@ def _host_args(device: Device) -> list[str]:
             "--python", host.python]
 
 
-def _deploy(recipe: Path, device: Device, *extra: str):  # noqa: ANN202
+def _deploy(recipe: Path, device: Device, *extra: str) -> CliResult:
     return run_edgeq("deploy", recipe, "--target", "local", *_host_args(device), "--json", *extra)
 
 

@@ -10,19 +10,19 @@ import pytest
 from edgeq import recipe as recipes
 from edgeq import targets
 from edgeq.deploy.pipeline import deploy_meta
-from edgeq.deploy.plan import make_plan
+from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.session import DeviceSession
 from edgeq.errors import DeviceError
 from tests.calibrate_nets import fire_net, write_recipe
 
 
 @pytest.fixture
-def plan(tmp_path: Path):  # noqa: ANN201
+def plan(tmp_path: Path) -> DeployPlan:
     recipe = recipes.load(write_recipe(tmp_path / "r", fire_net()))
     return make_plan(recipe, targets.resolve("local"), progress=False)
 
 
-def test_engine_moves_to_a_second_device_and_runs_there(plan, tmp_path: Path) -> None:  # noqa: ANN001
+def test_engine_moves_to_a_second_device_and_runs_there(plan: DeployPlan, tmp_path: Path) -> None:
     with DeviceSession.local(str(tmp_path / "builder")) as builder:
         builder.push(plan)
         build, _ = builder.build(plan, deploy_meta(plan))
@@ -39,7 +39,7 @@ def test_engine_moves_to_a_second_device_and_runs_there(plan, tmp_path: Path) ->
         assert other.existing_build(plan.engine_id).built_at == build.built_at
 
 
-def test_damaged_engine_archive_is_refused(plan, tmp_path: Path) -> None:  # noqa: ANN001
+def test_damaged_engine_archive_is_refused(plan: DeployPlan, tmp_path: Path) -> None:
     with DeviceSession.local(str(tmp_path / "builder")) as builder:
         builder.push(plan)
         build, _ = builder.build(plan, deploy_meta(plan))

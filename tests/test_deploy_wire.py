@@ -109,7 +109,7 @@ def test_every_recipe_build_field_reaches_the_device(tmp_path: Path) -> None:
 
 def test_builder_optimization_level_is_refused_before_tensorrt_8_6(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path, builder_optimization_level=2)
-    with pytest.raises(InputError, match="build.builder_optimization_level: TensorRT 8.5.2 has no builder optimization level"):
+    with pytest.raises(InputError, match=r"build\.builder_optimization_level: TensorRT 8\.5\.2 has no builder optimization level"):
         check_build(recipe, resolve("jetson-xavier"))
     assert check_build(recipe, resolve("jetson-orin")) == "explicit"
 
@@ -134,7 +134,7 @@ def test_each_backend_maps_the_builder_optimization_level(tmp_path: Path) -> Non
     plan = plan_precision(specs[0], version, "8.7")
     assert "--builderOptimizationLevel=1" in build_command("trtexec", specs[0], plan, version)
     assert plan_api_build(specs[0], plan, version).builder_optimization_level == 1
-    with pytest.raises(AgentError, match="builder_optimization_level needs TensorRT 8.6 or later, this device has 8.5.2"):
+    with pytest.raises(AgentError, match=r"builder_optimization_level needs TensorRT 8\.6 or later, this device has 8\.5\.2"):
         backend("8.5.2").specs(options, str(tmp_path), str(tmp_path))
 
 

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,15 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 
 
-def agent(*args: str) -> Tuple[int, Dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "edgeq.device", *args], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+def agent(*args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "edgeq.device", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
     lines = done.stdout.splitlines()
     assert len(lines) == 1, (done.stdout, done.stderr)
     return done.returncode, json.loads(lines[0])
 
 
-def ok(*args: str) -> Dict[str, Any]:
+def ok(*args: str) -> dict[str, Any]:
     code, payload = agent(*args)
     assert code == 0, payload
     return payload
@@ -42,7 +42,7 @@ def failed(kind: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     fp32 = squeezenet_like(folder / "fp32.onnx", size=SIZE, batch="N")
     x = images(12, size=SIZE, seed=3)
@@ -54,19 +54,19 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
             "workdir": folder / "work"}
 
 
-def build(workdir: Path | str, engine_id: str, *extra: str, backend: str = "onnxruntime", **options: Any) -> List[str]:
+def build(workdir: Path | str, engine_id: str, *extra: str, backend: str = "onnxruntime", **options: Any) -> list[str]:
     """The agent's `build` command line: ``options`` become the --options JSON object."""
     return ["build", "--workdir", str(workdir), "--engine-id", engine_id, "--backend", backend,
             "--options", json.dumps({"quantization": "explicit", **options}), *extra]
 
 
-def build_args(files: Dict[str, Path], engine_id: str, *extra: str, workdir: str = "", **options: Any) -> List[str]:
+def build_args(files: dict[str, Path], engine_id: str, *extra: str, workdir: str = "", **options: Any) -> list[str]:
     return build(workdir or files["workdir"], engine_id, *extra, model=str(files["fp32"]), qdq=str(files["qdq"]), threads=1,
                  **options)
 
 
 @pytest.mark.slow
-def test_lifecycle(files: Dict[str, Path]) -> None:
+def test_lifecycle(files: dict[str, Path]) -> None:
     work = str(files["workdir"])
     meta = {"recipe": "squeezenet-like", "requested_by": "test"}
     built = BuildReport.from_dict(ok(*build_args(files, "a1", "--meta", json.dumps(meta), precision="int8")))
@@ -81,7 +81,9 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
 
     evaluated = EvaluateReport.from_dict(ok("evaluate", "--workdir", work, "--engine-id", "a1",
                                             "--data", str(files["eval"]), "--batch", "5"))
-    int8, fp32 = np.load(folder / evaluated.scores_int8), np.load(folder / evaluated.scores_fp32)
+    with np.load(folder / evaluated.scores_int8) as a, np.load(folder / evaluated.scores_fp32) as b:
+        assert a.files == b.files == ["logits"]
+        int8, fp32 = a["logits"], b["logits"]
     assert evaluated.samples == 12 and int8.shape == fp32.shape == (12, 10)
     x = np.load(files["eval"])["input"]
     np.testing.assert_allclose(fp32, run_reference(files["fp32"], x), rtol=1e-4, atol=1e-4)
@@ -136,7 +138,7 @@ def test_lifecycle(files: Dict[str, Path]) -> None:
 
 
 @pytest.mark.slow
-def test_bad_inputs_give_json_errors(files: Dict[str, Path], tmp_path: Path) -> None:
+def test_bad_inputs_give_json_errors(files: dict[str, Path], tmp_path: Path) -> None:
     work = str(tmp_path / "w")
     missing = str(tmp_path / "missing.onnx")
     failed("usage", "build", "--workdir", work)

@@ -102,8 +102,8 @@ def test_probe_finds_saturation_on_an_avx2_cpu_without_vnni() -> None:
     """
     code = "import json; from edgeq.device.int8_arith import measure; print(json.dumps(measure().to_dict()))"
     done = subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, "-c", code],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=600)
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["verdict"] == "saturating"

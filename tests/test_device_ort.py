@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import onnx
@@ -91,20 +90,20 @@ def run_reference(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> List[Path]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("ort")
     fp32 = squeezenet_like(folder / "fp32.onnx", width=2)
     return [fp32, quantize_qdq(fp32, folder / "qdq.onnx", images(8))]
 
 
-def _zero_point_types(path: Path) -> List[int]:
+def _zero_point_types(path: Path) -> list[int]:
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
     return [inits[n.input[2]].data_type for n in model.graph.node
             if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
 
 
-def test_uint8_rewrite_moves_activations_and_keeps_the_numbers(models: List[Path], tmp_path: Path) -> None:
+def test_uint8_rewrite_moves_activations_and_keeps_the_numbers(models: list[Path], tmp_path: Path) -> None:
     _, qdq = models
     model = onnx.load(str(qdq))
     changed = activations_to_uint8(model)
@@ -122,7 +121,7 @@ def test_uint8_rewrite_moves_activations_and_keeps_the_numbers(models: List[Path
     np.testing.assert_allclose(rewritten, original, rtol=1e-5, atol=1e-5 * np.abs(original).max())
 
 
-def _weight_levels(path: Path) -> List[np.ndarray]:
+def _weight_levels(path: Path) -> list[np.ndarray]:
     """The int8 initializers read by a DequantizeLinear that feeds a Conv."""
     model = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -130,7 +129,7 @@ def _weight_levels(path: Path) -> List[np.ndarray]:
     return [inits[producer[n.input[1]].input[0]] for n in model.graph.node if n.op_type == "Conv"]
 
 
-def test_reduced_range_fits_7_bits_keeps_biases_and_the_fused_kernels(models: List[Path], tmp_path: Path) -> None:
+def test_reduced_range_fits_7_bits_keeps_biases_and_the_fused_kernels(models: list[Path], tmp_path: Path) -> None:
     """ONNX Runtime's reduce_range, applied to a pushed Q/DQ model: 7-bit weights, int32 biases rescaled with them."""
     _, qdq = models
     out = tmp_path / "reduced.onnx"
@@ -151,7 +150,7 @@ def test_reduced_range_fits_7_bits_keeps_biases_and_the_fused_kernels(models: Li
     assert again is not None and again.weights_7bit == 0  # already 7-bit: left alone
 
 
-def test_built_engine_matches_qdq_model_and_reports_int8_layers(models: List[Path], tmp_path: Path, int8_path: str) -> None:
+def test_built_engine_matches_qdq_model_and_reports_int8_layers(models: list[Path], tmp_path: Path, int8_path: str) -> None:
     fp32, qdq = models
     backend = OnnxRuntimeBackend(threads=1)
     result = backend.build(BuildOptions(model=str(fp32), qdq=str(qdq), quantization="explicit", precision="int8"),
@@ -190,7 +189,7 @@ def test_profile_parser_reads_node_events() -> None:
         ("conv1", "QLinearConv", "uint8", "CPU"), ("relu", "Relu", "float", "CPU")]
 
 
-def test_int8_batch1_latency_below_fp32(models: List[Path], tmp_path: Path, int8_path: str) -> None:
+def test_int8_batch1_latency_below_fp32(models: list[Path], tmp_path: Path, int8_path: str) -> None:
     fp32, qdq = models
     backend = OnnxRuntimeBackend(threads=1)
     result = backend.build(BuildOptions(model=str(fp32), qdq=str(qdq), quantization="explicit", precision="int8"),
@@ -199,5 +198,5 @@ def test_int8_batch1_latency_below_fp32(models: List[Path], tmp_path: Path, int8
     int8, ref = backend.load(str(tmp_path), result.engine), backend.load(str(tmp_path), result.reference)
     int8_ms = latency_stats(time_calls(lambda: int8.run(x), 20, 300), 1, "wallclock")
     fp32_ms = latency_stats(time_calls(lambda: ref.run(x), 20, 300), 1, "wallclock")
-    print("batch-1 median: int8 {:.3f} ms, fp32 {:.3f} ms".format(int8_ms.median_ms, fp32_ms.median_ms))
+    print(f"batch-1 median: int8 {int8_ms.median_ms:.3f} ms, fp32 {fp32_ms.median_ms:.3f} ms")
     assert int8_ms.median_ms < fp32_ms.median_ms

@@ -44,7 +44,7 @@ def test_python38_syntax_and_imports(path: Path) -> None:
 
 def test_import_pulls_no_host_only_module() -> None:
     code = ("import json, sys, edgeq.device.cli, edgeq.device.agent, edgeq.device.trt_backend, edgeq.device.report; "
-            "print(json.dumps(sorted(m for m in sys.modules if m in {!r})))".format(set(HOST_ONLY)))
+            f"print(json.dumps(sorted(m for m in sys.modules if m in {set(HOST_ONLY)!r})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parents[1], stdout=subprocess.PIPE, text=True,
                           check=True)
     assert json.loads(done.stdout) == []

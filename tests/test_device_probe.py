@@ -7,19 +7,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from edgeq.device.probe import probe, soc_from_compatible
 from edgeq.device.report import ProbeReport
 
 ORIN_RELEASE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8\n"
-ARM_CPUINFO = "".join("processor\t: {}\nBogoMIPS\t: 62.50\nCPU implementer\t: 0x41\nCPU part\t: 0xd42\n\n".format(i)
+ARM_CPUINFO = "".join(f"processor\t: {i}\nBogoMIPS\t: 62.50\nCPU implementer\t: 0x41\nCPU part\t: 0xd42\n\n"
                       for i in range(12))
 
 
-def device_tree(root: Path, model: str, compatible: List[str], release: Optional[str] = ORIN_RELEASE,
+def device_tree(root: Path, model: str, compatible: list[str], release: str | None = ORIN_RELEASE,
                 trtexec: bool = False) -> Path:
-    files: Dict[str, str] = {
+    files: dict[str, str] = {
         "proc/device-tree/model": model + "\0",
         "proc/device-tree/compatible": "\0".join(compatible) + "\0",
         "proc/cpuinfo": ARM_CPUINFO,
@@ -38,11 +37,11 @@ def device_tree(root: Path, model: str, compatible: List[str], release: Optional
     return root
 
 
-def runner(outputs: Dict[str, str]):  # type: ignore[no-untyped-def]
+def runner(outputs: dict[str, str]):  # type: ignore[no-untyped-def]
     """Stands in for dpkg-query / trtexec --help, answering with their documented output for each command."""
-    calls: List[List[str]] = []
+    calls: list[list[str]] = []
 
-    def run(argv: List[str]) -> Optional[str]:
+    def run(argv: list[str]) -> str | None:
         calls.append(argv)
         key = next((k for k in outputs if k in " ".join(argv)), None)
         return outputs[key] if key else None

@@ -8,7 +8,6 @@ release/8.5, 8.6, 10.3, 10.13, 11.1) and §3 (INT8 modes by version); output for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -38,7 +37,7 @@ def cache(tmp_path: Path) -> str:
     return str(path)
 
 
-def command(version: TrtVersion, cc: Optional[str] = "8.7", **fields: object) -> str:
+def command(version: TrtVersion, cc: str | None = "8.7", **fields: object) -> str:
     spec = TrtBuildSpec(onnx="m.onnx", engine="e.plan", **fields)  # type: ignore[arg-type]
     return " ".join(build_command("trtexec", spec, plan_precision(spec, version, cc), version))
 
@@ -228,7 +227,7 @@ def test_performance_summary() -> None:
 def test_export_times_and_profile() -> None:
     keys = ["startEnqMs", "endEnqMs", "startH2dMs", "endH2dMs", "startComputeMs", "endComputeMs", "startD2hMs",
             "endD2hMs", "h2dMs", "computeMs", "d2hMs"]
-    times = [dict({k: 0.0 for k in keys}, latencyMs=float(i)) for i in range(1, 6)]
+    times = [dict(dict.fromkeys(keys, 0.0), latencyMs=float(i)) for i in range(1, 6)]
     assert latencies_from_times(times, skip=2) == [3.0, 4.0, 5.0]
     profile = [{"count": 100},
                {"name": "conv1 + relu1", "timeMs": 50.0, "averageMs": 0.5, "medianMs": 0.49, "percentage": 62.5},
@@ -259,7 +258,7 @@ def test_layer_info_both_io_schemas() -> None:
     assert [(x.name, x.precision) for x in names_only.layers] == [("conv1", None), ("fc", None)]
 
 
-def _probe(version: str, cc: str, trtexec: Optional[str]) -> ProbeReport:
+def _probe(version: str, cc: str, trtexec: str | None) -> ProbeReport:
     return ProbeReport(l4t="36.4.3", module="NVIDIA Jetson AGX Orin Developer Kit", soc="tegra234",
                        compute_capability=cc, gpu_int8=cc not in ("5.3", "6.2"), dla_cores=2,
                        tensorrt_version=version, tensorrt_source="dpkg", tensorrt_python=False, trtexec=trtexec,

@@ -13,7 +13,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 OLD = time.time() - 2 * max(LEFTOVER_AGE, BLOB_GRACE)  # an mtime long enough ago: abandoned, out of grace
 
 
-def agent(workdir: Path, *args: str, crash: str | None = None) -> Tuple[int, Dict[str, Any]]:
+def agent(workdir: Path, *args: str, crash: str | None = None) -> tuple[int, dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash:
         env[CRASH_ENV] = crash
@@ -35,7 +35,7 @@ def agent(workdir: Path, *args: str, crash: str | None = None) -> Tuple[int, Dic
     return done.returncode, (json.loads(done.stdout.splitlines()[-1]) if done.stdout.strip() else {})
 
 
-def ok(workdir: Path, *args: str) -> Dict[str, Any]:
+def ok(workdir: Path, *args: str) -> dict[str, Any]:
     code, payload = agent(workdir, *args)
     assert code == 0, payload
     return payload
@@ -66,7 +66,7 @@ def work(built: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def state(work: Path) -> Tuple[str, str, List[Tuple[str, str]]]:
+def state(work: Path) -> tuple[str, str, list[tuple[str, str]]]:
     status = ok(work, "status")
     return status["current"], status["previous"], [(h["action"], h["engine_id"]) for h in status["history"]]
 
@@ -145,7 +145,7 @@ def test_current_that_is_not_a_link_is_refused_not_replaced(work: Path) -> None:
     assert (work / "current" / "keep.txt").read_text() == "user data"
 
 
-def _leave_leftovers(work: Path) -> Dict[str, Path]:
+def _leave_leftovers(work: Path) -> dict[str, Path]:
     """What crashed runs leave: a partial upload, a staging folder, temp files; all old enough to be abandoned."""
     found = {
         "upload": work / "blobs" / f".upload-{'0' * 64}-abcd",

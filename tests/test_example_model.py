@@ -38,7 +38,7 @@ def _readme_top1() -> float:
     return float(found.group(1))
 
 
-def _metric() -> Callable[[np.ndarray, np.ndarray], float]:
+def _metric() -> Callable[[dict[str, np.ndarray], np.ndarray], float]:
     spec = importlib.util.spec_from_file_location("squeezenet_digits_metric", EXAMPLE / "metric.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -48,7 +48,7 @@ def _metric() -> Callable[[np.ndarray, np.ndarray], float]:
 def test_model_interface(recipe: Recipe) -> None:
     model = onnx.load(recipe.model_path)
     onnx.checker.check_model(model)
-    assert {o.domain: o.version for o in model.opset_import}.get("", None) == 13
+    assert {o.domain: o.version for o in model.opset_import}.get("") == 13
     initializers = {i.name for i in model.graph.initializer}
     (data,) = [i for i in model.graph.input if i.name not in initializers]
     (prob,) = model.graph.output
@@ -62,7 +62,7 @@ def test_model_interface(recipe: Recipe) -> None:
 
 def test_metric_is_top1_in_percent() -> None:
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-    assert _metric()(scores, np.array([0, 1, 1, 1])) == pytest.approx(75.0)
+    assert _metric()({"prob": scores}, np.array([0, 1, 1, 1])) == pytest.approx(75.0)
 
 
 @pytest.mark.slow
@@ -74,6 +74,6 @@ def test_fp32_top1_matches_readme(recipe: Recipe) -> None:
     probabilities = np.concatenate(scores)
     assert probabilities.shape == (len(dataset), 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
-    top1 = _metric()(probabilities, dataset.labels)
+    top1 = _metric()({"prob": probabilities}, dataset.labels)
     assert top1 >= 95.0
     assert top1 == pytest.approx(_readme_top1(), abs=0.1)

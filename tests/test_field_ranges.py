@@ -24,8 +24,8 @@ from edgeq.calibrate.host import host_arithmetic, prediction_model
 from edgeq.calibrate.predict import outputs, slices
 from tests import field_data as fd
 from tests import field_tasks as ft
-from tests.field_recipes import samples, write_recipe
 from tests.cli import run_edgeq
+from tests.field_recipes import samples, write_recipe
 
 pytestmark = pytest.mark.slow
 ORIN = "agx-orin-jp6.2"  # TensorRT 10.3: explicit Q/DQ, TensorRT's placement
@@ -81,7 +81,7 @@ def test_ppocr_rec_keeps_the_character_error_rate_by_default(tmp_path: Path, tar
     folder, report = _calibrated(tmp_path, "ppocr-rec", target, 16, 16, budget=2.0)
     x, truth = fd.text_lines(48, HELD_OUT)
     fp32, int8 = _fp32_and_int8(folder, target, x)
-    characters = ft.ppocr_characters(ft.REC_MODEL())
+    characters = ft.ppocr_characters(ft.rec_model())
     fp32_cer, int8_cer = ft.cer(ft.ctc_decode(fp32, characters), truth), ft.cer(ft.ctc_decode(int8, characters), truth)
     print(f"\nppocr-rec {target}: CER FP32 {fp32_cer:.2f} %, INT8 {int8_cer:.2f} %; {report['range_choice']['why']}")
     assert fp32_cer < 5.0  # FP32 reads the rendered text

@@ -125,7 +125,7 @@ def test_select_by_name_group_and_glob_keeps_inventory_order(tmp_path: Path) -> 
     assert [host_name(h) for h in select_hosts(hosts, ["d", "g1"])] == ["a", "c", "d"]
     assert [host_name(h) for h in select_hosts(hosts, ["[bd]"])] == ["b", "d"]
     assert len(select_hosts(hosts, [])) == 4
-    with pytest.raises(InputError, match="no host or group matches 'g3'.*groups: g1, g2"):
+    with pytest.raises(InputError, match=r"no host or group matches 'g3'.*groups: g1, g2"):
         select_hosts(hosts, ["g3"])
 
 

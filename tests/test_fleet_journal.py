@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from edgeq.errors import DeviceError, InputError
-from edgeq.deploy.steps import DeviceState, Phase, Pushed, Step, StepStatus
-from edgeq.fleet import journal, state
-from edgeq.fleet.journal import Event
-from edgeq.fleet.state import WaveStatus
 from edgeq.deploy.class_engines import ClassEngine, ClassEngines, class_key
-from edgeq.fleet.journal import Journal, RolloutHeader
+from edgeq.deploy.steps import DeviceState, Phase, Pushed, Step, StepStatus
+from edgeq.errors import DeviceError, InputError
+from edgeq.fleet import journal, state
+from edgeq.fleet.journal import Event, Journal, RolloutHeader
 from edgeq.fleet.recorder import Recorder
+from edgeq.fleet.state import WaveStatus
 from edgeq.fleet.verdict import Outcome, judge
 from edgeq.hosts import Host
 
@@ -29,7 +29,7 @@ def _header(rollout_id: str = "r1") -> RolloutHeader:
         recipe_name="demo",
         inventory=None,
         hosts=[Host(address=f"127.0.0.{i + 2}", name=n) for i, n in enumerate(names)],
-        targets={n: "local" for n in names},
+        targets=dict.fromkeys(names, "local"),
         engine_ids={"local": "e1"},
         waves=[["a"], ["b", "c"]],
         concurrency=2,
@@ -49,9 +49,8 @@ def test_journal_round_trip_and_replay(tmp_path: Path) -> None:
     with rec.step("a", Step.PUSH) as out:
         out.result = Pushed(files_sent=2, files_skipped=1, bytes_sent=300)
         out.remote_seconds = 1.5
-    with pytest.raises(DeviceError):
-        with rec.step("a", Step.ACTIVATE):
-            raise DeviceError("a", "the device stopped answering")
+    with pytest.raises(DeviceError), rec.step("a", Step.ACTIVATE):
+        raise DeviceError("a", "the device stopped answering")
     rec.device("a", Phase.FAILED, error="a: the device stopped answering")
     rec.wave(0, WaveStatus.FAILED, reason="budget")
     rec.end(Outcome.DEVICES_FAILED, 3)
@@ -79,7 +78,7 @@ def test_torn_last_line_is_ignored_other_damage_is_not(tmp_path: Path) -> None:
     rec.wave(0, WaveStatus.START)
     with rec.journal.path.open("a") as handle:
         handle.write('{"event": "step", "sta')  # the host died mid-write
-    header, entries = journal.read(rec.journal.path)
+    _, entries = journal.read(rec.journal.path)
     assert [e.event for e in entries] == [Event.WAVE]
     with rec.journal.path.open("a") as handle:
         handle.write('\n{"event": "wave", "status": "passed", "wave": 0}\n')
@@ -165,3 +164,55 @@ def test_one_builder_per_class_others_wait_and_take_over_on_failure() -> None:
     assert sorted(results, key=lambda r: r is not None) == [None, built]
     assert engines.claim("k") == built
     assert engines.claim("other") is None
+
+
+def test_a_builder_silent_past_its_lease_is_taken_over_by_the_next_device() -> None:
+    engines = ClassEngines(lease=0.3)
+    last_answer = time.monotonic()  # the builder's device never answers again
+    assert engines.claim("k", "hung", lambda: last_answer) is None
+    assert engines.claim("k", "next") is None  # waits out the lease, then builds itself
+    assert time.monotonic() - last_answer >= 0.3
+    assert engines.holder("k") == "next"
+    engines.abandon("k", "hung")  # the hung builder's late failure frees nothing it no longer holds
+    assert engines.holder("k") == "next"
+    built = ClassEngine("k", Path("/e"), "next", 1.0)
+    engines.publish(built)
+    assert engines.claim("k", "third") == built
+
+
+def test_a_builder_whose_device_answers_keeps_its_lease() -> None:
+    engines = ClassEngines(lease=0.1)
+    assert engines.claim("k", "builder", time.monotonic) is None  # answers all the time
+    results: list[ClassEngine | None] = []
+    waiter = threading.Thread(target=lambda: results.append(engines.claim("k", "waiter")))
+    waiter.start()
+    waiter.join(0.5)  # five leases long: still waiting for the builder
+    assert waiter.is_alive() and engines.holder("k") == "builder"
+    built = ClassEngine("k", Path("/e"), "builder", 1.0)
+    engines.publish(built)
+    waiter.join(5)
+    assert results == [built]
+
+
+def test_a_rollback_that_could_not_run_is_pending_in_the_replayed_state_and_the_report(tmp_path: Path) -> None:
+    from edgeq.deploy.steps import Status
+    from edgeq.fleet.summary import summarize
+
+    rec = _recorder(tmp_path)
+    with rec.step("a", Step.STATUS) as out:
+        out.result = Status(current="e0", previous=None, engines=["e0"])
+    with pytest.raises(DeviceError), rec.step("a", Step.ACTIVATE):
+        raise DeviceError("a", "the connection was lost")
+    with rec.step("a", Step.STATUS) as out:  # asked after the failed activation: the switch had happened
+        out.result = Status(current="e1", previous="e0", engines=["e0", "e1"])
+    rec.device("a", Phase.FAILED, error="the connection was lost")
+    with pytest.raises(DeviceError), rec.step("a", Step.CONNECT):
+        raise DeviceError("a", "timed out")
+    rec.rollback("a", False, error="a: timed out")
+    header, entries = journal.read(rec.journal.path)
+    replayed = state.replay(header, entries).devices["a"]
+    assert replayed.phase == Phase.ROLLBACK_PENDING and replayed.needs_rollback
+    (device, *_) = summarize(rec.state).devices
+    assert (device.phase, device.engine_now, device.rollback) == ("rollback_pending", "e1", "failed: a: timed out")
+    rec.rollback("a", True, current="e0")
+    assert rec.state.devices["a"].phase == Phase.ROLLED_BACK and not rec.state.devices["a"].needs_rollback

@@ -13,14 +13,14 @@ from edgeq.deploy.steps import Built, Phase, Probed, Status, Step
 from edgeq.deploy.wire import BuildReport, ProbeReport
 from edgeq.errors import InputError
 from edgeq.fleet import state
-from edgeq.fleet.state import WaveStatus
-from edgeq.fleet.verdict import Outcome
-from edgeq.hosts import load_inventory
 from edgeq.fleet.journal import Journal
 from edgeq.fleet.plan import RolloutOptions, plan_rollout
 from edgeq.fleet.recorder import Recorder
+from edgeq.fleet.state import WaveStatus
 from edgeq.fleet.status import DeviceStatus
 from edgeq.fleet.summary import summarize
+from edgeq.fleet.verdict import Outcome
+from edgeq.hosts import load_inventory
 from edgeq.recipe import load as load_recipe
 from edgeq.report.rollout_view import live_view, plan_view, status_view, summary_view
 from tests.calibrate_nets import fire_net, write_recipe

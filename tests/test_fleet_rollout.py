@@ -28,9 +28,10 @@ from edgeq.fleet.journal import Event
 from edgeq.hosts import host_name, load_inventory
 from edgeq.recipe import load as load_recipe
 from edgeq.remote.group import on_hosts
+from edgeq.remote.transport import Transport
 from tests.calibrate_nets import fire_net, write_recipe
-from tests.cli import run_edgeq
-from tests.devices.fleet import Fleet, missing_prerequisites, start_fleet
+from tests.cli import CliResult, run_edgeq
+from tests.devices.fleet import Device, Fleet, missing_prerequisites, start_fleet
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -73,13 +74,13 @@ class Site:
     def plan(self, recipe: Path) -> DeployPlan:
         return make_plan(load_recipe(recipe), targets.resolve("local"), progress=False)
 
-    def device(self, name: str):  # noqa: ANN201 (tests.devices.fleet.Device)
+    def device(self, name: str) -> Device:
         return self.fleet[self.names.index(name)]
 
     def engines(self, plan: DeployPlan, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, tuple[str | None, bool]]:
         """Each device's active engine and whether a smoke test of it passes, asked over SSH."""
 
-        def ask(transport) -> tuple[str | None, bool]:  # noqa: ANN001
+        def ask(transport: Transport) -> tuple[str | None, bool]:
             session = DeviceSession(transport)
             current = session.status().current
             return current, current is not None and session.smoke(plan, "current").passed
@@ -91,7 +92,7 @@ class Site:
             assert o.ok, o.error
         return {by_label[o.host.label]: o.value for o in outcomes}
 
-    def rollout(self, recipe: Path, *args: str):  # noqa: ANN201
+    def rollout(self, recipe: Path, *args: str) -> CliResult:
         return run_edgeq("rollout", recipe, "--inventory", self.inventory, "--timeout", TIMEOUT, "--json", *args)
 
 
@@ -151,7 +152,7 @@ def test_clean_rollout_builds_once_per_class_and_every_device_switches(site: Sit
     assert report["builds"] == 1 and report["installs"] == DEVICES - 1  # one device class on this fleet
     assert devices["dev1"]["engine_source"] == "build"
     assert report["build_seconds_saved"] > 0
-    assert site.engines(plan) == {name: (plan.engine_id, True) for name in site.names}
+    assert site.engines(plan) == dict.fromkeys(site.names, (plan.engine_id, True))
     _assert_journal_accounts(report)
 
     status = run_edgeq("status", "--inventory", site.inventory, "--json")
@@ -203,7 +204,7 @@ def test_a_device_down_before_the_start_costs_only_itself(tmp_path: Path) -> Non
         assert current.resolve().name == old and (current / "build.json").is_file()
         plan = site.plan(recipe)
         engines = site.engines(plan, skip={"dev3"})
-        assert engines == {name: (plan.engine_id, True) for name in ("dev1", "dev2", "dev4")}
+        assert engines == dict.fromkeys(("dev1", "dev2", "dev4"), (plan.engine_id, True))
         _assert_journal_accounts(report)
     finally:
         fleet.close()
@@ -315,7 +316,7 @@ def test_killed_host_tool_resumes_without_redoing_finished_devices(site: Site) -
     assert not [e for e in resumed if e.device in done_before], "a finished device was worked on again"
     plan = site.plan(recipe)
     assert {d["phase"] for d in report["devices"]} == {"done"}
-    assert site.engines(plan) == {name: (plan.engine_id, True) for name in site.names}
+    assert site.engines(plan) == dict.fromkeys(site.names, (plan.engine_id, True))
     _assert_journal_accounts(report)
 
     finished = run_edgeq("rollout", recipe, "--resume", path.stem, "--json")  # nothing left to do

@@ -64,13 +64,13 @@ def test_sample_count_selects_a_subset(tmp_path: Path) -> None:
 def test_empty_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cal").mkdir()
     recipe = _recipe(tmp_path)
-    with pytest.raises(InputError, match="no class sub-folders"):
+    with pytest.raises(InputError, match="neither class sub-folders nor images"):
         Dataset.from_spec(recipe, recipe.calibration, "calibration")
 
 
 def test_missing_path_names_the_field(tmp_path: Path) -> None:
     recipe = _recipe(tmp_path)
-    with pytest.raises(InputError, match="calibration.path"):
+    with pytest.raises(InputError, match=r"calibration\.path"):
         Dataset.from_spec(recipe, recipe.calibration, "calibration")
 
 
@@ -157,3 +157,32 @@ def test_center_crop_fills_and_keeps_the_middle(tmp_path: Path) -> None:
     recipe = recipes.parse(base, tmp_path / "recipe.yaml")
     x = Dataset.from_spec(recipe, recipe.calibration, "calibration").load().x[0]
     assert x.shape == (3, 8, 8) and np.all(x == 255)
+
+
+def test_images_decoded_ahead_on_a_pool_give_the_same_batches(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _images(tmp_path / "cal", {"a": 5, "b": 4}, size=8)
+    recipe = _recipe(tmp_path)
+    data = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    serial = list(data.batches(4))
+    with ThreadPoolExecutor(3) as pool:
+        ahead = list(data.batches(4, pool, ahead=1))
+        assert next(data.batches(2, pool)).x.shape == (2, 3, 8, 8)  # a consumer may stop early
+    assert [len(b.x) for b in ahead] == [4, 4, 1]
+    for one, other in zip(serial, ahead, strict=True):
+        assert np.array_equal(one.x, other.x) and np.array_equal(one.labels, other.labels)
+
+
+def test_a_bad_image_decoded_ahead_fails_where_it_is_read(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _images(tmp_path / "cal", {"a": 6}, size=8)
+    (tmp_path / "cal" / "a" / "4.png").write_bytes(b"not a png")
+    recipe = _recipe(tmp_path)
+    data = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    with ThreadPoolExecutor(2) as pool:
+        batches = data.batches(2, pool, ahead=2)
+        assert len(next(batches).x) == 2 and len(next(batches).x) == 2  # images 0-3 are fine
+        with pytest.raises(InputError, match=r"4\.png"):
+            next(batches)

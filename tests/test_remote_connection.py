@@ -110,7 +110,7 @@ def test_frozen_sshd_fails_a_new_connection_within_the_connect_timeout(ssh_fleet
     device = ssh_fleet(1)[0]
     device.pause()
     started = time.monotonic()
-    with pytest.raises(DeviceError, match="SSH server is hung|no SSH banner"):
+    with pytest.raises(DeviceError, match=r"SSH server is hung|no SSH banner"):
         SSHTransport.open(device.host, FAST)
     assert time.monotonic() - started < FAST.connect * 2 + SLACK
 

@@ -28,7 +28,7 @@ def test_dead_and_hung_hosts_fail_alone_while_the_others_succeed(ssh_fleet):
     elapsed = time.monotonic() - started
 
     assert [o.host for o in outcomes] == fleet.hosts  # host order kept
-    for device, outcome in zip(fleet, outcomes):
+    for device, outcome in zip(fleet, outcomes, strict=True):
         if device in (dead, hung):
             assert isinstance(outcome.error, DeviceError) and outcome.value is None
             assert outcome.error.host == device.host.label

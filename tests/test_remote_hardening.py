@@ -28,7 +28,7 @@ FAST = Timeouts(connect=5.0, channel=5.0, command=60.0)
 
 
 @pytest.fixture
-def device(ssh_fleet) -> Device:  # noqa: ANN001
+def device(ssh_fleet) -> Device:
     fleet: Fleet = ssh_fleet(1)
     return fleet[0]
 
@@ -156,7 +156,7 @@ def test_the_work_folder_and_pushed_blobs_are_private(device: Device, transport:
     _engines(transport, tmp_path, ("a",))
     work = device.home / ".edgeq"
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
-    blobs = [p for p in (work / "blobs").iterdir()]
+    blobs = list((work / "blobs").iterdir())
     assert blobs and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in blobs)
 
 

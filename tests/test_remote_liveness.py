@@ -10,9 +10,9 @@ import pytest
 
 from edgeq.errors import DeviceError
 from edgeq.remote.liveness import Liveness
-from edgeq.remote.transport import SSHTransport
 from edgeq.remote.timeouts import Timeouts
-from tests.devices.fleet import Fleet
+from edgeq.remote.transport import SSHTransport
+from tests.devices.fleet import Device, Fleet
 
 pytestmark = pytest.mark.ssh
 
@@ -65,7 +65,7 @@ def test_a_busy_device_that_answers_is_left_alone(ssh_fleet: Callable[[int], Fle
     assert transport.remote_seconds >= 3
 
 
-def _sleeping(device) -> bool:  # noqa: ANN001 (tests.devices.fleet.Device)
+def _sleeping(device: Device) -> bool:
     """Whether the device's `sleep 60` process exists yet."""
     from tests.devices.fleet import _descendants
 

@@ -82,7 +82,7 @@ def test_put_get_round_trip_with_a_hostile_file_name(transport, tmp_path):
 def test_failed_get_leaves_the_local_file_untouched(transport, tmp_path):
     local = tmp_path / "keep.json"
     local.write_text("old")
-    with pytest.raises(DeviceError, match="absent.json"):
+    with pytest.raises(DeviceError, match=r"absent\.json"):
         transport.get(transport.path("absent.json"), local)
     assert local.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")] == []

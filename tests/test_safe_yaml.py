@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ BOMB_LEVELS = 9  # 9 aliases per level, 9 levels: 9**9 (387 million) strings onc
 def _levels(indent: str) -> list[str]:
     names = "abcdefghi"[:BOMB_LEVELS]
     lines = [f"{indent}a: &a [" + ",".join(["lol"] * 9) + "]"]
-    return lines + [f"{indent}{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in zip(names, names[1:])]
+    return lines + [f"{indent}{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in pairwise(names)]
 
 
 def _bomb(kind: str) -> str:

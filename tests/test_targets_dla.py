@@ -31,7 +31,7 @@ def test_jetpack_72_orin_profiles_say_no_usable_dla_with_the_release_notes(name)
 def test_a_profile_cannot_claim_dla_its_tensorrt_lacks(tmp_path):
     data = yaml.safe_load((TARGETS / "agx-orin-jp7.2.yaml").read_text())
     data["dla_usable_cores"] = 2
-    with pytest.raises(ValueError, match="TensorRT 10.16.2 has no DLA"):
+    with pytest.raises(ValueError, match=r"TensorRT 10\.16\.2 has no DLA"):
         targets.Target.model_validate(data)
 
 
@@ -67,6 +67,6 @@ def test_deploy_to_a_jetpack_72_orin_never_asks_for_a_dla_core(tmp_path):
 
 def test_explicit_qdq_with_dla_on_tensorrt_10_3_is_refused_with_a_clear_message(tmp_path):
     recipe = _recipe(tmp_path, dla_core=0, quantization="explicit")
-    with pytest.raises(InputError, match="no NVIDIA source says TensorRT 10.3.0 DLA takes Q/DQ networks; use 'implicit'"):
+    with pytest.raises(InputError, match=r"no NVIDIA source says TensorRT 10\.3\.0 DLA takes Q/DQ networks; use 'implicit'"):
         choose_quantization(recipe, targets.resolve("agx-orin-jp6.2"))
     assert choose_quantization(recipe, targets.resolve("agx-orin-jp7.2.2-trt11")) == "explicit"

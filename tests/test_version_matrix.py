@@ -29,7 +29,7 @@ def test_every_row_holds_its_profile_and_every_cell_has_a_source():
         assert target.name in rows and f"### `{target.name}`" in page
         if target.backend != "tensorrt":
             continue
-        _, jetpack, l4t, tensorrt, cuda, cc, dla, int8, flags, api = rows[target.name]
+        _, jetpack, l4t, tensorrt, cuda, cc, dla, *_ = rows[target.name]
         assert (jetpack, tensorrt, cuda, cc) == (target.jetpack, target.tensorrt, target.cuda, target.compute_capability)
         assert l4t == (target.l4t or "not verified")
         assert dla == f"{target.dla_cores} / {target.usable_dla_cores}"

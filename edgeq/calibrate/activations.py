@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,8 +51,10 @@ def sample_bytes(model: onnx.ModelProto, names: list[str]) -> int:
     for name in names:
         shape = shapes.get(name)
         dims = list(shape.dim)[1:] if shape is not None and shape.dim else None
-        known = dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims)
-        sizes.append(int(np.prod([d.dim_value for d in dims])) * 4 if known else None)
+        if dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            sizes.append(math.prod(d.dim_value for d in dims) * 4)
+        else:
+            sizes.append(None)
     largest = max((size for size in sizes if size is not None), default=4)
     return sum(largest if size is None else size for size in sizes)
 
@@ -73,15 +76,21 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
-def session(model: onnx.ModelProto | bytes, *, exposed: bool = False, config: Mapping[str, str] | None = None) -> ort.InferenceSession:
-    """A CPU session; one clear InputError if ONNX Runtime cannot load the model.
+def session(
+    model: onnx.ModelProto | bytes, *, threads: int = 0, exposed: bool = False, config: Mapping[str, str] | None = None
+) -> ort.InferenceSession:
+    """A CPU session whose threads never spin; one clear InputError if ONNX Runtime cannot load the model.
 
+    ``threads``: intra-op threads, the calling thread included (0: ONNX Runtime's default, one per core).
     ``exposed``: the model has its activations as outputs. Then the NCHWc layout optimizations
     (level ALL) are left out: they would convert every exposed tensor back to NCHW, which made the
-    run about 5x slower than with level EXTENDED on a SqueezeNet. ``config``: session config entries.
+    run about 5x slower than with level EXTENDED on a SqueezeNet.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1  # operators run one after the other (the default sequential mode)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     if exposed:
@@ -89,7 +98,7 @@ def session(model: onnx.ModelProto | bytes, *, exposed: bool = False, config: Ma
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types
+    except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
         raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None
 
 
@@ -99,25 +108,37 @@ def fixed_batch(sess: ort.InferenceSession) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def run(sess: ort.InferenceSession, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+def rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Samples in one batch: of the array, or of the first input of a feed ``{input name: array}``."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
     """Run one batch through a session: the named outputs (all when None), in that order.
 
-    A model with a fixed batch size is fed in slices of that size; a short last slice is padded and
-    the padding dropped from the outputs.
+    ``x``: the first input's array, or every input by name (each at its batch axis, as the model takes it).
+    A model whose first input has a fixed batch size is fed in slices of that size (inputs with as many
+    rows as the first are sliced on axis 0, others such as constants passed whole); a short last slice is
+    padded and the padding dropped from the outputs.
     """
-    feed_name = sess.get_inputs()[0].name
-    batch = fixed_batch(sess)
-    if batch is None or batch == len(x):
+    wanted = {i.name for i in sess.get_inputs()}
+    feed = {k: v for k, v in x.items() if k in wanted} if isinstance(x, dict) else {sess.get_inputs()[0].name: x}
+    batch, total = fixed_batch(sess), rows(feed) if feed else 0
+    if batch is None or batch == total:
         try:
-            return sess.run(names, {feed_name: x})
-        except Exception as exc:
-            raise InputError(f"ONNX Runtime failed on input '{feed_name}' of shape {list(x.shape)}: {exc}") from None
+            return sess.run(names, feed)
+        except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
+            shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in feed.items())
+            raise InputError(f"ONNX Runtime failed on inputs {shapes}: {exc}") from None
     pieces = []
-    for start in range(0, len(x), batch):
-        part = x[start : start + batch]
-        short = batch - len(part)
-        if short:
-            part = np.concatenate([part, np.zeros((short, *part.shape[1:]), part.dtype)])
-        outs = run(sess, part, names)
-        pieces.append([o[: batch - short] for o in outs])
-    return [np.concatenate(column) for column in zip(*pieces)]
+    for start in range(0, total, batch):
+        part = {}
+        for name, array in feed.items():
+            if array.ndim and len(array) == total:
+                array = array[start : start + batch]
+                if len(array) < batch:
+                    array = np.concatenate([array, np.zeros((batch - len(array), *array.shape[1:]), array.dtype)])
+            part[name] = array
+        kept = min(batch, total - start)
+        pieces.append([o[:kept] for o in run(sess, part, names)])
+    return [np.concatenate(column) for column in zip(*pieces, strict=True)]

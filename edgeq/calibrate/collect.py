@@ -1,8 +1,10 @@
 """Run the FP32 model over the calibration batches and stream every activation into its statistics.
 
 ONNX Runtime releases the GIL, and so do the numpy kernels of the histogram step: while ONNX Runtime
-runs batch t+1 on the main thread, a worker thread folds batch t into the statistics. At most two
-batches of activations are alive at any time, whatever the number of samples.
+runs batch t+1 on the main thread, a pool of worker threads folds batch t into the statistics, in
+pieces of at most :data:`PIECE` values (:func:`edgeq.calibrate.stats.piece_of`) that add up exactly
+in any order. At most two batches of activations are alive at any time, whatever the number
+of samples.
 
 Outputs of Relu, Concat and ops that only move values are not run through a histogram of their
 own: their statistics follow exactly from their inputs' (:func:`derivations`), which skips about
@@ -11,16 +13,28 @@ half of the work on a SqueezeNet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
 
 from edgeq.calibrate import activations
-from edgeq.calibrate.stats import DEFAULT_BINS, StreamingHistogram, TensorStats, concat_of, copy_of, relu_of
+from edgeq.calibrate.stats import (
+    DEFAULT_BINS,
+    StreamingHistogram,
+    TensorStats,
+    concat_of,
+    copy_of,
+    piece_of,
+    relu_of,
+)
+from edgeq.calibrate.threads import ThreadPlan
 
 MOVE_OPS = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Dropout"})
+PIECE = 1 << 20  # values per fold task: enough work to amortise a task, small enough to spread a batch
 
 
 def derivations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, tuple[str, list[str]]]:
@@ -37,35 +51,103 @@ def derivations(model: onnx.ModelProto, tensors: list[str]) -> dict[str, tuple[s
     return derived
 
 
-def _fold(histograms: list[StreamingHistogram], values: list[np.ndarray]) -> None:
-    for histogram, array in zip(histograms, values):
-        histogram.update(array)
+def exposed_tensors(model: onnx.ModelProto, tensors: list[str]) -> list[str]:
+    """The tensors :func:`collect` exposes as outputs: those of ``tensors`` not derived from others."""
+    derived = derivations(model, tensors)
+    return [name for name in tensors if name not in derived]
+
+
+class _Fold:
+    """Folds one batch of activations into the histograms on a pool while the caller runs the next one.
+
+    A task takes about :data:`PIECE` values: a slice of a large tensor or several small tensors. Tasks
+    merge their pieces into the histograms themselves (one lock per histogram), so the calling
+    thread, which runs ONNX Runtime, only submits a few tasks per batch and waits for them.
+    """
+
+    def __init__(self, histograms: list[StreamingHistogram], pool: Executor) -> None:
+        self.histograms, self.pool = histograms, pool
+        self.locks = {id(h): threading.Lock() for h in histograms}
+        self.pending: list[Future[None]] = []
+
+    def _fold(self, pieces: list[tuple[StreamingHistogram, np.ndarray]]) -> None:
+        for histogram, values in pieces:
+            piece = piece_of(histogram.name, values, histogram.bins)
+            with self.locks[id(histogram)]:
+                histogram.merge(piece)
+
+    def submit(self, values: list[np.ndarray]) -> None:
+        task: list[tuple[StreamingHistogram, np.ndarray]] = []
+        size = 0
+        for histogram, array in zip(self.histograms, values, strict=True):
+            flat = array.reshape(-1)
+            for start in range(0, max(flat.size, 1), PIECE):
+                piece = flat[start : start + PIECE]
+                task.append((histogram, piece))
+                size += piece.size
+                if size >= PIECE:
+                    self.pending.append(self.pool.submit(self._fold, task))
+                    task, size = [], 0
+        if task:
+            self.pending.append(self.pool.submit(self._fold, task))
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
+        try:
+            for future in pending:
+                future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def cancel(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending = []
+
+
+@contextmanager
+def _pool(workers: Executor | None, plan: ThreadPlan) -> Iterator[Executor]:
+    if workers is not None:
+        yield workers
+        return
+    with ThreadPoolExecutor(plan.workers, thread_name_prefix="edgeq-fold") as pool:
+        yield pool
 
 
 def collect(
     model: onnx.ModelProto,
     tensors: list[str],
-    batches: Iterable[np.ndarray],
+    batches: Iterable[np.ndarray | dict[str, np.ndarray]],
     *,
     bins: int = DEFAULT_BINS,
+    plan: ThreadPlan | None = None,
+    workers: Executor | None = None,
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, TensorStats]:
-    """Statistics of each of ``tensors`` over all ``batches`` (input arrays of the model's first input)."""
+    """Statistics of each of ``tensors`` over all ``batches`` (the first input's arrays, or every input by name).
+
+    ``plan``: thread counts (default: for this machine); ``workers``: the pool that folds (default: one
+    of ``plan.workers`` threads, for this call).
+    """
+    plan = plan or ThreadPlan.for_machine()
     derived = derivations(model, tensors)
-    direct = [name for name in tensors if name not in derived]
-    sess = activations.session(activations.with_outputs(model, direct), exposed=True)
+    direct = exposed_tensors(model, tensors)
+    sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, exposed=True)
     histograms = [StreamingHistogram(name, bins) for name in direct]
-    pending: Future | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeq-stats") as worker:
-        for x in batches:
-            values = activations.run(sess, x, direct)
-            if pending is not None:
-                pending.result()
-            pending = worker.submit(_fold, histograms, values)
-            del values
-            advance(len(x))
-        if pending is not None:
-            pending.result()
+    with _pool(workers, plan) as pool:
+        fold = _Fold(histograms, pool)
+        try:
+            for x in batches:
+                values = activations.run(sess, x, direct)
+                fold.wait()
+                fold.submit(values)
+                del values
+                advance(activations.rows(x))
+            fold.wait()
+        except BaseException:
+            fold.cancel()
+            raise
     by_name = {h.name: h for h in histograms}
     for name, (op, inputs) in derived.items():  # graph order: inputs come first
         sources = [by_name[i] for i in inputs]

@@ -28,14 +28,14 @@ def _tree_sha256(path: Path) -> str:
 
 def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any]) -> str:
     """sha256 over model bytes, calibration and validation data, the metric file, settings and target."""
-    metric_file = recipe.validation.metric.rsplit(":", 1)[0] if recipe.validation.metric != "top1" else None
+    files = [recipe.validation.custom_metric, recipe.validation.labels, recipe.validation.text.alphabet]
     parts = {
         "schema": KEY_SCHEMA,
         "edgeq": edgeq.__version__,
         "model": sha256_file(recipe.model_path),
         "calibration_data": _tree_sha256(recipe.resolve(recipe.calibration.path)),
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
-        "metric_file": sha256_file(recipe.resolve(metric_file)) if metric_file else None,
+        "metric_files": [sha256_file(recipe.resolve(f)) if f else None for f in files],  # metric, labels, alphabet
         "recipe": recipe.model_dump(mode="json", include={"inputs", "preprocess", "calibration", "validation", "budget"}),
         "settings": settings,
         "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},

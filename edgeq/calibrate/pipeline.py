@@ -1,24 +1,44 @@
 """`calibrate`: from a recipe and a target to validated INT8 artifacts, reused when nothing changed.
 
-Order of work: load and prepare the model, open the data and the metric (every input error is raised
-here, before anything is written), stream activation statistics, compute ranges (protected tensors at
-min-max, :mod:`edgeq.calibrate.selection`), apply the policy, build the Q/DQ model, predict its accuracy
-against FP32 (for ``auto``, other methods too when entropy loses accuracy), rank layer sensitivity only
-when asked (``sensitivity`` or ``fit_budget``), fit the budget when asked, then write every artifact at
-once through a staging folder. ONNX Runtime batches are sized by bytes (:data:`ACTIVATION_BUDGET`), not by the recipe's batch
-size, and the validation set is streamed (read once: predicted by both models and deflated into
-validation.npz as it goes), so memory stays flat in the number of samples.
+The work runs as named stages, each returning one result:
+
+1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
+   here, before anything is written (unless the artifacts are current: then they are reused).
+2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges
+   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`).
+3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
+4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
+   deflated into validation.npz as it goes.
+5. :func:`_choose_method` (method ``auto``): when entropy loses accuracy, the other methods are
+   predicted too and the one the metric prefers wins.
+6. :func:`_sensitivity` and :func:`_fit`: rank layers only when asked (``sensitivity``, or ``fit_budget``
+   when the drop fails the budget); the fit widens clipped ranges, then keeps layers in float.
+7. :func:`_report` and :func:`_write`: every artifact at once, through a staging folder.
+
+Memory stays flat in the number of samples and bounded whatever the resolution: a statistics run exposes
+at most :data:`ACTIVATION_BUDGET` bytes of activations, in several passes over the data when one sample
+has more (:mod:`edgeq.calibrate.exposure`); validation batches are sized by their input
+(:data:`VALIDATION_BUDGET`), and nothing holds more than a few batches. Every model input is fed
+(:class:`edgeq.feeds.Feeds`); the metric sees every output by name (:mod:`edgeq.metrics`). How the stages use the
+cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do not depend on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +53,17 @@ from rich.progress import (
 )
 
 from edgeq import atomic
+from edgeq import labels as labels_module
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
-from edgeq.calibrate import activations, predict, selection
+from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
-from edgeq.calibrate.collect import collect
-from edgeq.calibrate.host import HostModel, host_arithmetic, prediction_model
+from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
-from edgeq.npz import Column, write_npz
-from edgeq.calibrate.policy import excluded_tensors
-from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.ort_qdq import build_ort_qdq
+from edgeq.calibrate.policy import excluded_tensors
+from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
+from edgeq.calibrate.proxy import layer_proxies
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
 from edgeq.calibrate.ranges import METHODS, TensorRange
 from edgeq.calibrate.report import (
@@ -54,16 +74,23 @@ from edgeq.calibrate.report import (
     PredictedAccuracy,
     RangeSummary,
 )
-from edgeq.calibrate.sensitivity import FIT_SECONDS, RANK_SECONDS, FitResult, rank_layers
+from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
-from edgeq.calibrate.stats import DEFAULT_BINS
-from edgeq.data import Dataset, check_same_classes
+from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
+from edgeq.calibrate.threads import ThreadPlan
+from edgeq.data import check_same_classes
 from edgeq.errors import InputError
+from edgeq.feeds import CONSTANTS, Feeds
+from edgeq.metrics import Metric
+from edgeq.npz import Column, write_npz
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
-SENSITIVITY_SAMPLES = 8  # validation samples the simulation ranks layers on (ranking only; the metric uses all)
-ACTIVATION_BUDGET = 64 << 20  # bytes of one ONNX Runtime batch's activations (all of them, as if exposed)
+SWITCH_INTERVAL = 1e-4  # s: numpy threads take the GIL back after every call; hand it over sooner than 5 ms
+SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
+CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
+ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations one statistics run exposes (two runs are alive)
+VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane holds one batch, 10-20x that in activations)
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -77,10 +104,385 @@ def _progress(enabled: bool) -> Iterator[Progress]:
         yield bar
 
 
+@dataclass
+class _Pools:
+    """Threads shared by the stages: numpy work (fold, ranges, compression) and image decoding."""
+
+    plan: ThreadPlan
+    workers: Executor
+    decoders: Executor
+
+
+@contextmanager
+def _pools(plan: ThreadPlan) -> Iterator[_Pools]:
+    """The pools, with a short GIL switch interval while they run (restored after)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    try:
+        with ThreadPoolExecutor(plan.workers, thread_name_prefix="edgeq-worker") as workers, ThreadPoolExecutor(
+            plan.decoders, thread_name_prefix="edgeq-decode"
+        ) as decoders:
+            yield _Pools(plan, workers, decoders)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _give_back_freed_memory() -> None:
+    """Return freed heap memory to the system between stages (glibc keeps it, one arena per thread)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+@dataclass
+class _Inputs:
+    """Stage 1: what the run reads, checked."""
+
+    recipe: Recipe
+    target: Target
+    method: str
+    folder: Path
+    artifacts: Artifacts
+    model: onnx.ModelProto
+    calibration: Feeds
+    validation: Feeds
+    labels: labels_module.LoadedLabels
+    metric: Metric
+    key: str
+    arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
+
+
+def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, settings: dict[str, bool]) -> _Inputs:
+    method = method or recipe.calibration.method
+    if method not in (selection.AUTO, *METHODS):
+        raise InputError(f"--method: expected one of {selection.AUTO}, {', '.join(METHODS)}, found {method!r}")
+    if not target.int8:
+        raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
+    folder = Path(out) if out is not None else default_folder(recipe, target)
+    model = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    calibration = Feeds(recipe, recipe.calibration, "calibration")
+    validation = Feeds(recipe, recipe.validation, "validation")
+    check_same_classes(calibration.dataset, validation.dataset)
+    labels = labels_module.load(recipe, validation.dataset)
+    metric = metrics_module.load(recipe, labels.labels)
+    arithmetic = host_arithmetic()
+    key = cache_key(recipe, target, {"method": method, **settings, "bins": DEFAULT_BINS, "int8_arithmetic": arithmetic.verdict})
+    artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
+    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, arithmetic)
+
+
+@dataclass
+class _Statistics:
+    """Stage 2: the prepared model, the tensors that get a range, and their ranges."""
+
+    prepared: PreparedModel
+    tensors: list[str]
+    stats: dict[str, TensorStats]
+    protected: dict[str, str]  # tensor -> why it keeps its full range
+    ranges: dict[str, TensorRange]  # by the first method (``auto``: entropy)
+    passes: exposure.ExposurePlan
+    prepare_seconds: float
+    seconds: float
+
+    @property
+    def amax(self) -> dict[str, float]:
+        return {name: r.amax for name, r in self.ranges.items()}
+
+
+def _prepare(inputs: _Inputs) -> PreparedModel:
+    """The prepared model, each step checked on calibration samples; recurrent state then carried by FP32."""
+    calibration, validation = inputs.calibration, inputs.validation
+    prepared = prepare(inputs.model, source=str(inputs.recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
+                       state=calibration.state)
+    if calibration.state:
+        session = activations.session(prepared.model)
+        names = [o.name for o in session.get_outputs()]
+
+        def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return dict(zip(names, activations.run(session, feed, names), strict=True))
+
+        calibration.carry_state(fp32_outputs, inputs.recipe.calibration.sequence_length)
+        validation.carry_state(fp32_outputs, inputs.recipe.validation.sequence_length)
+    return prepared
+
+
+def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
+    tick = time.perf_counter()
+    prepared = _prepare(inputs)
+    prepared_at = time.perf_counter()
+    fp32 = prepared.model
+    tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
+    shapes = {name: array.shape for name, array in next(inputs.calibration.batches(1)).items()}
+    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET)
+    task = bar.add_task("calibration statistics", total=len(inputs.calibration) * passes.passes)
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: inputs.calibration.batches(rows, pools.decoders),
+                                       plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
+    protected = selection.protected_tensors(fp32, tensors)
+    auto = inputs.method == selection.AUTO
+    why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
+    ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, inputs.recipe.calibration.percentile,
+                     protected, why, pools.workers)
+    return _Statistics(prepared, tensors, stats, protected, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
+
+
+def _ranges(
+    stats: dict[str, TensorStats], method: str, percentile: float, protected: dict[str, str], why: str, workers: Executor
+) -> dict[str, TensorRange]:
+    """:func:`edgeq.calibrate.selection.base_ranges`, one tensor per task."""
+    parts = workers.map(lambda item: selection.base_ranges(dict([item]), method, percentile, protected, why), stats.items())
+    return {name: r for part in parts for name, r in part.items()}
+
+
+@dataclass
+class _Placement:
+    """Stage 3: the tensors kept out of INT8 and the layers that can go to it, placed for the target."""
+
+    fp32: onnx.ModelProto
+    target: Target
+    ranges: dict[str, TensorRange]
+    excluded: dict[str, str]  # tensor -> why it stays in float
+    layers: list[QuantizedLayer]
+    arithmetic: str  # this CPU's INT8 arithmetic verdict
+
+    @cached_property
+    def fp32_bytes(self) -> bytes:
+        return self.fp32.SerializeToString()
+
+    @property
+    def amax(self) -> dict[str, float]:
+        return {name: r.amax for name, r in self.ranges.items()}
+
+    @classmethod
+    def plan(cls, statistics: _Statistics, target: Target, arithmetic: str, ranges: dict[str, TensorRange]) -> _Placement:
+        fp32 = statistics.prepared.model
+        excluded = {**statistics.prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in ranges.items()})}
+        return cls(fp32, target, ranges, excluded, plan_layers(fp32, statistics.tensors, excluded), arithmetic)
+
+    def model(self, chosen: list[QuantizedLayer]) -> onnx.ModelProto:
+        """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
+        if self.target.backend == "onnxruntime":
+            skipped = [layer.name for layer in self.layers if layer not in chosen]
+            return build_ort_qdq(self.fp32, self.ranges, self.excluded, keep_float=skipped)
+        return build_qdq(self.fp32, chosen, self.amax)
+
+    def on_host(self, model: onnx.ModelProto) -> HostModel:
+        """``model`` as the host runs it to predict accuracy (the reference numbers, the fastest kernels that keep them)."""
+        return prediction_model(model, self.target.backend, self.arithmetic)
+
+
+@dataclass
+class _Validation:
+    """Stage 4: FP32 reference outputs, the predicted accuracy of all layers in INT8, validation.npz."""
+
+    reference: dict[str, np.ndarray]
+    accuracy: PredictedAccuracy
+    npz: Path
+    rows: int  # samples per batch
+    kernels: str  # which ONNX Runtime kernels ran the INT8 prediction
+    seconds: float
+
+
+def _validation_rows(sample: np.ndarray) -> int:
+    """Samples per validation batch for samples like ``sample``."""
+    return max(1, VALIDATION_BUDGET // max(sample.nbytes, 1))
+
+
+def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
+    tick = time.perf_counter()
+    validation, plan = inputs.validation, pools.plan
+    task = bar.add_task("FP32 and INT8 on validation data", total=len(validation))
+    predicted = placement.on_host(qdq)
+    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
+    sample = next(validation.batches(1, samples_first=True))
+    rows = _validation_rows(next(iter(sample.values()))[0])
+    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
+
+    def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        for x in blocks:
+            bar.advance(task, activations.rows(x))
+            yield x
+
+    npz = scratch / "validation.npz"
+    with npz.open("wb") as handle:
+        fed = advanced(runner.feed_all(batches, plan.lanes))
+        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows), pools.workers)
+    reference, int8 = runner.results()
+    return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick)
+
+
+def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
+    return predict.compare(reference, out, inputs.labels.labels, inputs.metric, inputs.recipe.budget.accuracy_drop)
+
+
+def _evaluate(
+    inputs: _Inputs, placement: _Placement, validation: _Validation, pools: _Pools, chosen: list[QuantizedLayer]
+) -> PredictedAccuracy:
+    """The predicted accuracy of ``placement`` with ``chosen`` layers in INT8, on the whole validation data."""
+    batches = inputs.validation.batches(validation.rows, pools.decoders)
+    out = predict.outputs([placement.on_host(placement.model(chosen))], batches)[0]
+    return _judge(inputs, validation.reference, out)
+
+
+@dataclass
+class _Choice:
+    """Stage 5 (method ``auto``): the method the tensors that are not protected got, its placement and accuracy."""
+
+    method: selection.MethodChoice
+    placement: _Placement
+    accuracy: PredictedAccuracy
+
+
+def _choose_method(
+    inputs: _Inputs, statistics: _Statistics, placement: _Placement, validation: _Validation, pools: _Pools, bar: Progress
+) -> _Choice:
+    """``auto``: keep entropy when it loses nothing, else predict every other method and keep the best."""
+    if inputs.method != selection.AUTO:
+        return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
+    percentile = inputs.recipe.calibration.percentile
+    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
+    placements = {selection.BASE_METHOD: placement}
+
+    def trial(candidate: str) -> PredictedAccuracy:
+        ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
+        placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
+        result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
+        bar.advance(task)
+        return result
+
+    choice, accuracy = selection.choose_method(validation.accuracy, trial)
+    ranges = _ranges(statistics.stats, choice.method, percentile, statistics.protected, f"auto: {choice.why}", pools.workers)
+    return _Choice(choice, replace(placements[choice.method], ranges=ranges), accuracy)
+
+
+def _sensitivity(
+    inputs: _Inputs, statistics: _Statistics, placement: _Placement, validation: _Validation, bar: Progress
+) -> list[LayerSensitivity]:
+    """Layers ranked first by the free proxy; the :data:`CONFIRMED_LAYERS` it puts first are measured."""
+    task = bar.add_task("layer sensitivity", total=min(len(placement.layers), CONFIRMED_LAYERS))
+    feed = next(inputs.validation.batches(SENSITIVITY_SAMPLES))
+    subset = feed if len(feed) > 1 else next(iter(feed.values()))
+    proxies = layer_proxies(placement.fp32, placement.layers, statistics.stats, placement.amax)
+    return rank_layers(
+        placement.fp32, placement.layers, placement.amax, subset, validation.reference, validation.rows, placement.arithmetic,
+        lambda: bar.advance(task), proxies=proxies, confirm=CONFIRMED_LAYERS,
+    )
+
+
+@dataclass
+class _Fit:
+    """Stage 6b: the placement after the fit (ranges widened, layers kept in float), and how the fit went."""
+
+    placement: _Placement
+    result: FitResult | None  # None: no fit was asked for, or none was needed
+
+    @property
+    def kept(self) -> list[str]:
+        return self.result.kept if self.result else []
+
+    def layers(self) -> list[QuantizedLayer]:
+        return [layer for layer in self.placement.layers if layer.name not in self.kept]
+
+
+def _fit(
+    inputs: _Inputs, statistics: _Statistics, choice: _Choice, validation: _Validation, ranking: list[LayerSensitivity],
+    pools: _Pools, bar: Progress,
+) -> _Fit:
+    """Widen the fewest clipped ranges (the ranked layers' first, then by how much they clip), then keep the
+    fewest ranked layers in float, until the budget holds or :data:`edgeq.calibrate.sensitivity.FIT_SECONDS` pass."""
+    task = bar.add_task("fitting the accuracy budget", total=None)
+    placement, stats = choice.placement, statistics.stats
+    amax = placement.amax
+    order = [t for entry in ranking for t in entry.tensors] + sorted(
+        amax, key=lambda n: stats[n].absmax / max(amax[n], 1e-30), reverse=True
+    )
+    clipped = [t for t in dict.fromkeys(order) if t not in placement.excluded and amax[t] < stats[t].absmax]
+
+    def widened(names: list[str]) -> _Placement:
+        return replace(placement, ranges=selection.widened(placement.ranges, stats, names))
+
+    def evaluate(widen: list[str], keep: list[str]) -> PredictedAccuracy:
+        trial = widened(widen)
+        return _evaluate(inputs, trial, validation, pools, [layer for layer in trial.layers if layer.name not in keep])
+
+    result = fit_budget_layers(clipped, [entry.layer for entry in ranking], evaluate, choice.accuracy,
+                               advance=lambda: bar.advance(task))
+    return _Fit(widened(result.widened), result)
+
+
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
     return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
+
+
+@dataclass
+class _Outcome:
+    """Everything the report and the writer need besides the inputs."""
+
+    statistics: _Statistics
+    choice: _Choice
+    validation: _Validation
+    fit: _Fit
+    ranking: list[LayerSensitivity]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def placement(self) -> _Placement:
+        """The final placement: the chosen method's ranges, widened by the fit."""
+        return self.fit.placement
+
+    @property
+    def accuracy(self) -> PredictedAccuracy:
+        return self.fit.result.accuracy if self.fit.result else self.choice.accuracy
+
+    @property
+    def cached(self) -> list[str]:
+        """The tensors written to the calibration cache: every activation in INT8."""
+        kept = {t for layer in self.placement.layers if layer.name in self.fit.kept for t in layer.activations}
+        return [t for t in self.statistics.tensors if t not in self.placement.excluded and t not in kept]
+
+
+def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
+    recipe, placement, fit = inputs.recipe, outcome.placement, outcome.fit.result
+    notes = list(outcome.statistics.prepared.notes)
+    if fit:
+        notes.append(f"--fit-budget: {fit.why}")
+    if not outcome.accuracy.passed and fit is None:
+        notes.append(
+            f"the budget fails: --fit-budget widens clipped ranges, then keeps the most sensitive of {len(placement.layers)}"
+            f" layer(s) in float (bounded to {FIT_SECONDS / 60:.0f} min); --sensitivity only ranks the layers"
+        )
+    unquantizable = outcome.statistics.prepared.unquantizable
+    passes = outcome.statistics.passes
+    return CalibrationReport(
+        recipe=str(recipe.source),
+        model=str(recipe.model_path),
+        target=inputs.target.name,
+        tensorrt=inputs.target.tensorrt,
+        method=inputs.method,
+        percentile=recipe.calibration.percentile,
+        calibration_samples=len(inputs.calibration),
+        key=inputs.key,
+        created=datetime.now(timezone.utc).isoformat(),
+        seconds={k: round(v, 3) for k, v in outcome.seconds.items()},
+        ranges=_summary(placement.ranges, outcome.cached),
+        quantized_layers=[layer.name for layer in outcome.fit.layers()],
+        excluded={t: r for t, r in placement.excluded.items() if t in placement.ranges or t in unquantizable},
+        kept_high_precision=outcome.fit.kept,
+        widened=fit.widened if fit else [],
+        fit=None if fit is None else {"met": fit.met, "why": fit.why, "trials": fit.trials},
+        accuracy=outcome.accuracy,
+        sensitivity=outcome.ranking,
+        notes=notes,
+        range_choice=outcome.choice.method.to_dict(),
+        range_methods=selection.method_counts(placement.ranges, outcome.cached),
+        classes=list(inputs.validation.dataset.classes or inputs.labels.class_names),
+        preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
+        memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
+                "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
+                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
+        int8_arithmetic=inputs.arithmetic,
+        prediction_kernels=outcome.validation.kernels,
+    )
 
 
 def calibrate(
@@ -91,225 +493,73 @@ def calibrate(
     out: Path | None = None,
     fit_budget: bool = False,
     sensitivity: bool = False,
+    threads: int | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
     """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input.
 
-    ``sensitivity``: rank the layers even when the predicted drop fits the budget.
+    ``sensitivity``: rank the layers even when the predicted drop fits the budget. ``threads``: ONNX
+    Runtime threads to keep busy (default: one per core); the results are the same for any count.
     """
     started = time.perf_counter()
-    method = method or recipe.calibration.method
-    if method not in (selection.AUTO, *METHODS):
-        raise InputError(f"--method: expected one of {selection.AUTO}, {', '.join(METHODS)}, found {method!r}")
-    if not target.int8:
-        raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
-    folder = Path(out) if out is not None else default_folder(recipe, target)
-    artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
+    inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
+    if is_current(inputs.folder, inputs.key):
+        report = CalibrationReport.from_dict(json.loads(inputs.artifacts.report.read_text()))
+        return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report, reused=True)
 
-    original = model_module.load(recipe.model_path)
-    calibration = Dataset.from_spec(recipe, recipe.calibration, "calibration")
-    validation = Dataset.from_spec(recipe, recipe.validation, "validation")
-    check_same_classes(calibration, validation)
-    metric = metrics_module.load(recipe)
-    arithmetic = host_arithmetic()  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
-    settings = {"method": method, "fit_budget": fit_budget, "sensitivity": sensitivity, "bins": DEFAULT_BINS,
-                "int8_arithmetic": arithmetic.verdict}
-    key = cache_key(recipe, target, settings)
-    if is_current(folder, key):
-        report = CalibrationReport.from_dict(json.loads(artifacts.report.read_text()))
-        return CalibrationResult(folder=folder, artifacts=artifacts, report=report, reused=True)
-
-    seconds: dict[str, float] = {}
-    prepared = prepare(original, source=str(recipe.model_path))
-    fp32 = prepared.model
-    every = activations.activation_tensors(fp32)
-    tensors = [t for t in every if t not in prepared.unquantizable]
-    batch_size = activations.batch_rows(fp32, every, ACTIVATION_BUDGET)
-    with _progress(progress) as bar, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
+    plan = ThreadPlan.for_machine(threads)
+    with _progress(progress) as bar, _pools(plan) as pools, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
+        statistics = _statistics(inputs, pools, bar)
+        _give_back_freed_memory()
+        placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict, statistics.ranges)
+        validation = _validate(inputs, placement, placement.model(placement.layers), pools, Path(scratch), bar)
+        seconds = {"prepare": statistics.prepare_seconds, "statistics": statistics.seconds, "validation": validation.seconds}
         tick = time.perf_counter()
-        task = bar.add_task("calibration statistics", total=len(calibration))
-        stats = collect(fp32, tensors, (b.x for b in calibration.batches(batch_size)), advance=lambda n: bar.advance(task, n))
-        protected = selection.protected_tensors(fp32, tensors)
-        seconds["statistics"] = time.perf_counter() - tick
-
-        def plan(chosen_method: str, why: str) -> tuple[dict[str, TensorRange], dict[str, str], list[QuantizedLayer]]:
-            """Ranges by ``chosen_method`` (protected tensors min-max), what stays in float, the INT8 layers."""
-            chosen_ranges = selection.base_ranges(stats, chosen_method, recipe.calibration.percentile, protected, why)
-            chosen_excluded = {**prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in chosen_ranges.items()})}
-            return chosen_ranges, chosen_excluded, plan_layers(fp32, tensors, chosen_excluded)
-
-        first_why = f"auto starts from {selection.BASE_METHOD}" if method == selection.AUTO else f"method {method} (as asked)"
-        ranges, excluded, layers = plan(selection.BASE_METHOD if method == selection.AUTO else method, first_why)
-        amax = {name: r.amax for name, r in ranges.items()}
-
-        tick = time.perf_counter()
-        task = bar.add_task("FP32 and INT8 on validation data", total=1)
-        labels = validation.labels
-
-        def val_batches() -> Iterator[np.ndarray]:
-            return (b.x for b in validation.batches(batch_size))
-
-        fp32_bytes = fp32.SerializeToString()
-
-        def placed(chosen: list[QuantizedLayer]) -> onnx.ModelProto:
-            """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
-            if target.backend == "onnxruntime":
-                skipped = [layer.name for layer in layers if layer not in chosen]
-                return build_ort_qdq(fp32, ranges, excluded, keep_float=skipped)
-            return build_qdq(fp32, chosen, amax)
-
-        def on_host(model: onnx.ModelProto) -> HostModel:
-            """The placed model as the host runs it to predict accuracy (same numbers, faster kernels)."""
-            return prediction_model(model, target.backend, arithmetic.verdict)
-
-        qdq_model = placed(layers)
-        predicted = on_host(qdq_model)
-        runner = predict.Runner([fp32_bytes, predicted])
-        validation_npz = Path(scratch) / "validation.npz"
-        with validation_npz.open("wb") as handle:  # one read of the validation set: predicted and stored
-            write_npz(handle, _validation_columns(validation, recipe.inputs[0].name, map(runner.feed, val_batches())))
-        reference, int8 = runner.results()
-        if labels is None:  # a metric that compares with FP32: FP32's outputs stand in for the labels
-            labels = reference[next(iter(reference))]
-
-        def judge(out: dict[str, np.ndarray]) -> PredictedAccuracy:
-            return predict.compare(reference, out, labels, metric, recipe.budget.accuracy_drop)
-
-        def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-            return judge(predict.outputs([on_host(placed(chosen))], val_batches())[0])
-
-        accuracy = judge(int8)
-        bar.advance(task)
-        seconds["validation"] = time.perf_counter() - tick
-
-        choice = selection.MethodChoice(selection.BASE_METHOD if method == selection.AUTO else method, {})
-        if method == selection.AUTO:
-            tick = time.perf_counter()
-            task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
-
-            def trial(candidate: str) -> PredictedAccuracy:
-                nonlocal ranges, excluded, layers, amax
-                ranges, excluded, layers = plan(candidate, "candidate")
-                amax = {name: r.amax for name, r in ranges.items()}
-                result = evaluate(layers)
-                bar.advance(task)
-                return result
-
-            choice, accuracy = selection.choose_method(accuracy, trial)
-            ranges, excluded, layers = plan(choice.method, f"auto: {choice.why}")
-            amax = {name: r.amax for name, r in ranges.items()}
-            qdq_model = placed(layers)
+        choice = _choose_method(inputs, statistics, placement, validation, pools, bar)
+        if len(choice.method.trials) > 1:
             seconds["range_choice"] = time.perf_counter() - tick
 
         ranking: list[LayerSensitivity] = []
-        unranked = 0
-        if sensitivity or (fit_budget and not accuracy.passed):
+        failed = not choice.accuracy.passed
+        if sensitivity or (fit_budget and failed):
             tick = time.perf_counter()
-            task = bar.add_task("layer sensitivity", total=len(layers))
-            subset = next(validation.batches(SENSITIVITY_SAMPLES)).x
-            simulation = selection.OutputError(fp32, sorted({t for layer in layers for t in layer.activations}), subset)
-            ranking, unranked = rank_layers(simulation, layers, amax, advance=lambda: bar.advance(task))
+            ranking = _sensitivity(inputs, statistics, choice.placement, validation, bar)
             seconds["sensitivity"] = time.perf_counter() - tick
-
-        fit: FitResult | None = None
-        if fit_budget and not accuracy.passed:
+        fit = _Fit(choice.placement, None)
+        if fit_budget and failed:
             tick = time.perf_counter()
-            task = bar.add_task("fitting the accuracy budget", total=None)
-            order = [t for entry in ranking for t in entry.tensors] + sorted(
-                amax, key=lambda n: stats[n].absmax / max(amax[n], 1e-30), reverse=True
-            )
-            clipped = [t for t in dict.fromkeys(order) if t not in excluded and ranges[t].amax < stats[t].absmax]
-            base_ranges_, base_amax = dict(ranges), dict(amax)
-
-            def widened_trial(widen: list[str], keep: list[str]) -> PredictedAccuracy:
-                nonlocal ranges, amax
-                ranges = selection.widened(base_ranges_, stats, widen)
-                amax = {name: r.amax for name, r in ranges.items()}
-                result = evaluate([layer for layer in layers if layer.name not in keep])
-                ranges, amax = base_ranges_, base_amax
-                return result
-
-            fit = fit_budget_layers(clipped, [entry.layer for entry in ranking], widened_trial, accuracy,
-                                    seconds=FIT_SECONDS - seconds.get("sensitivity", 0.0), advance=lambda: bar.advance(task))
-            accuracy = fit.accuracy
-            ranges = selection.widened(base_ranges_, stats, fit.widened)
-            amax = {name: r.amax for name, r in ranges.items()}
+            fit = _fit(inputs, statistics, choice, validation, ranking, pools, bar)
             seconds["fit_budget"] = time.perf_counter() - tick
-
-        kept = fit.kept if fit else []
-        final_layers = [layer for layer in layers if layer.name not in kept]
-        kept_tensors = {t for layer in layers if layer.name in kept for t in layer.activations}
-        if fit:
-            qdq_model = placed(final_layers)
-        cached = [t for t in tensors if t not in excluded and t not in kept_tensors]
         seconds["total"] = time.perf_counter() - started
-
-        notes = list(prepared.notes)
-        if fit:
-            notes.append(f"--fit-budget: {fit.why}")
-        if unranked:
-            notes.append(f"sensitivity: {unranked} of {len(layers)} layer(s) not ranked within {RANK_SECONDS:.0f} s")
-        if not accuracy.passed and not fit_budget:
-            notes.append(
-                f"the budget fails: --fit-budget widens clipped ranges, then keeps the most sensitive of {len(layers)}"
-                f" layer(s) in float (bounded to {FIT_SECONDS / 60:.0f} min); --sensitivity only ranks the layers"
-            )
-        report = CalibrationReport(
-            recipe=str(recipe.source),
-            model=str(recipe.model_path),
-            target=target.name,
-            tensorrt=target.tensorrt,
-            method=method,
-            percentile=recipe.calibration.percentile,
-            calibration_samples=len(calibration),
-            key=key,
-            created=datetime.now(timezone.utc).isoformat(),
-            seconds={k: round(v, 3) for k, v in seconds.items()},
-            ranges=_summary(ranges, cached),
-            quantized_layers=[layer.name for layer in final_layers],
-            excluded={t: r for t, r in excluded.items() if t in ranges or t in prepared.unquantizable},
-            kept_high_precision=kept,
-            widened=fit.widened if fit else [],
-            fit=None if fit is None else {"met": fit.met, "why": fit.why, "trials": fit.trials},
-            accuracy=accuracy,
-            sensitivity=ranking,
-            notes=notes,
-            range_choice=choice.to_dict(),
-            classes=list(validation.classes or calibration.classes),
-            range_methods=selection.method_counts(ranges, cached),
-            int8_arithmetic=arithmetic,
-            prediction_kernels=predicted.kernels,
-        )
-        _write(artifacts, target, key, report, fp32_bytes, qdq_model, ranges, cached, excluded, validation_npz,
-               constant_ranges(fp32, target.trt_version) if target.trt_version else {})
-    return CalibrationResult(folder=folder, artifacts=artifacts, report=report)
+        outcome = _Outcome(statistics, choice, validation, fit, ranking, seconds)
+        report = _report(inputs, outcome)
+        _write(inputs, outcome, report, fit.placement.model(fit.layers()), validation.npz)
+    return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report)
 
 
-def _validation_columns(validation: Dataset, input_name: str, blocks: Iterable[np.ndarray]) -> dict[str, Column]:
-    """validation.npz's arrays: the input (``blocks``, in order), labels and class names."""
-    sample = next(validation.batches(1)).x
-    labels, classes = validation.labels, np.array(validation.classes, dtype=np.str_)
-    columns = {input_name: Column(sample.dtype, (len(validation), *sample.shape[1:]), blocks)}
-    if labels is not None:  # without labels the metric compares with FP32's outputs
-        columns["labels"] = Column(labels.dtype, labels.shape, [labels])
-    columns["classes"] = Column(classes.dtype, classes.shape, [classes])
-    return columns
+def _validation_columns(
+    validation: Feeds, loaded: labels_module.LoadedLabels, sample: dict[str, np.ndarray], fed: Iterable[dict[str, np.ndarray]],
+    rows: int,
+) -> dict[str, Column]:
+    """validation.npz's arrays: every input with samples first (the first from ``fed``, the batches predicted as
+    they stream by; each like ``sample``), constant inputs whole, the labels and the class names."""
+    first, *others = sample
+    classes = np.array(validation.dataset.classes or loaded.class_names, dtype=np.str_)
+    constants = validation.constants()
+    extra = {**labels_module.columns(loaded.labels), "classes": classes, CONSTANTS: np.array(constants, dtype=np.str_)}
+    columns = {first: Column(sample[first].dtype, (len(validation), *sample[first].shape[1:]), map(itemgetter(first), fed))}
+    for name in others:
+        if name in constants:
+            columns[name] = Column(sample[name].dtype, sample[name].shape, [sample[name]])
+        else:
+            blocks = map(itemgetter(name), validation.batches(rows, samples_first=True))
+            columns[name] = Column(sample[name].dtype, (len(validation), *sample[name].shape[1:]), blocks)
+    return {**columns, **{name: Column(array.dtype, array.shape, [array]) for name, array in extra.items()}}
 
 
-def _write(
-    artifacts: Artifacts,
-    target: Target,
-    key: str,
-    report: CalibrationReport,
-    fp32_bytes: bytes,
-    qdq_model: onnx.ModelProto,
-    ranges: dict[str, TensorRange],
-    cached: list[str],
-    excluded: dict[str, str],
-    validation_npz: Path,
-    constants: dict[str, float],
-) -> None:
-    """Write every artifact into a staging folder, then move them all into place (constants: cache-only entries)."""
+def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: onnx.ModelProto, validation_npz: Path) -> None:
+    """Write every artifact into a staging folder, then move them all into place."""
+    target, ranges, excluded = inputs.target, outcome.placement.ranges, outcome.placement.excluded
     header = header_version(target.trt_version) if target.trt_version else None
     ranges_json = {
         "method": report.method,
@@ -320,14 +570,15 @@ def _write(
             for name, r in ranges.items()
         },
     }
-    with atomic.staged_dir(artifacts.folder) as stage:
-        staged = Artifacts.in_folder(stage, with_cache=artifacts.cache is not None)
-        atomic.write_bytes(staged.fp32_model, fp32_bytes)
-        atomic.write_bytes(staged.qdq_model, qdq_model.SerializeToString())
+    with atomic.staged_dir(inputs.artifacts.folder) as stage:
+        staged = Artifacts.in_folder(stage, with_cache=inputs.artifacts.cache is not None)
+        atomic.write_bytes(staged.fp32_model, outcome.placement.fp32_bytes)
+        atomic.write_bytes(staged.qdq_model, qdq.SerializeToString())
         if staged.cache is not None and target.trt_version is not None:
-            amax = {**constants, **{name: ranges[name].amax for name in cached}}
+            constants = constant_ranges(outcome.placement.fp32, target.trt_version)  # cache-only entries
+            amax = {**constants, **{name: ranges[name].amax for name in outcome.cached}}
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
-        shutil.copyfile(validation_npz, staged.validation)
+        shutil.move(validation_npz, staged.validation)
         atomic.write_json(staged.report, report.to_dict())
-        atomic.write_json(staged.manifest, manifest(key, target, staged.files(), header))
+        atomic.write_json(staged.manifest, manifest(inputs.key, target, staged.files(), header))

@@ -6,7 +6,10 @@ on this CPU, on the fastest ONNX Runtime kernels that keep it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -16,47 +19,83 @@ from edgeq.calibrate import activations
 from edgeq.calibrate.host import HostModel
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
-from edgeq.metrics import Metric
+from edgeq.metrics import Labels, Metric
+
+Batch = np.ndarray | dict[str, np.ndarray]  # the first input's array, or every input by name
+B = TypeVar("B", bound=Batch)  # feed() and feed_all() hand back what they are given
 
 
-def slices(x: np.ndarray, rows: int) -> Iterator[np.ndarray]:
-    """``x`` in consecutive blocks of ``rows`` samples."""
+def slices(x: Batch, rows: int) -> Iterator[Batch]:
+    """``x`` in consecutive blocks of ``rows`` samples (a feed of every input by name stays whole)."""
+    if isinstance(x, dict):
+        return iter([x])
     return (x[start : start + rows] for start in range(0, len(x), rows))
 
 
 Model = onnx.ModelProto | bytes | HostModel
 
 
-def session(model: Model) -> ort.InferenceSession:
+def session(model: Model, threads: int = 0) -> ort.InferenceSession:
     """A CPU session for ``model``, with the session config a HostModel asks for."""
     if isinstance(model, HostModel):
-        return activations.session(model.model, config=model.session_config)
-    return activations.session(model)
+        return activations.session(model.model, threads=threads, config=model.session_config)
+    return activations.session(model, threads=threads)
 
 
 class Runner:
-    """Runs each input batch through every one of ``models`` and gathers their outputs."""
+    """Runs each input batch through every one of ``models`` and gathers their outputs.
 
-    def __init__(self, models: list[Model]) -> None:
-        self.sessions = [session(model) for model in models]
+    ``threads``: intra-op threads of each session (0: ONNX Runtime's default).
+    """
+
+    def __init__(self, models: list[Model], threads: int = 0) -> None:
+        self.sessions = [session(model, threads) for model in models]
         self.names = [[o.name for o in sess.get_outputs()] for sess in self.sessions]
         self.parts: list[list[list[np.ndarray]]] = [[] for _ in self.sessions]
 
-    def feed(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: Batch) -> list[list[np.ndarray]]:
+        return [activations.run(sess, x, wanted) for sess, wanted in zip(self.sessions, self.names, strict=True)]
+
+    def _keep(self, outputs: list[list[np.ndarray]]) -> None:
+        for collected, out in zip(self.parts, outputs, strict=True):
+            collected.append(out)
+
+    def feed(self, x: B) -> B:
         """Run ``x`` through every model; returns ``x`` (so a stream of batches can pass through)."""
-        for sess, wanted, collected in zip(self.sessions, self.names, self.parts):
-            collected.append(activations.run(sess, x, wanted))
+        self._keep(self._run(x))
         return x
+
+    def feed_all(self, batches: Iterable[B], lanes: int = 1) -> Iterator[B]:
+        """:meth:`feed` each batch, ``lanes`` batches at a time on as many threads; yields the batches in order."""
+        if lanes <= 1:
+            yield from map(self.feed, batches)
+            return
+        running: deque[tuple[B, Future[list[list[np.ndarray]]]]] = deque()
+        with ThreadPoolExecutor(lanes, thread_name_prefix="edgeq-lane") as pool:
+            try:
+                for x in batches:
+                    running.append((x, pool.submit(self._run, x)))
+                    if len(running) > lanes:
+                        x, done = running.popleft()
+                        self._keep(done.result())
+                        yield x
+                while running:
+                    x, done = running.popleft()
+                    self._keep(done.result())
+                    yield x
+            finally:
+                for _, future in running:
+                    future.cancel()
 
     def results(self) -> list[dict[str, np.ndarray]]:
         """Per model, each output over all batches fed so far."""
         return [
             {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
-            for wanted, collected in zip(self.names, self.parts)
+            for wanted, collected in zip(self.names, self.parts, strict=True)
         ]
 
 
-def outputs(models: list[Model], batches: Iterable[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def outputs(models: list[Model], batches: Iterable[Batch]) -> list[dict[str, np.ndarray]]:
     """All graph outputs of each of ``models`` over the input ``batches``."""
     runner = Runner(models)
     for x in batches:
@@ -65,20 +104,20 @@ def outputs(models: list[Model], batches: Iterable[np.ndarray]) -> list[dict[str
 
 
 def compare(
-    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: np.ndarray, metric: Metric, budget: float
+    fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: Labels, metric: Metric, budget: float
 ) -> PredictedAccuracy:
-    """The metric on both, the drop in points, top-1 agreement and per-output cosine similarity."""
+    """The metric on both (all named outputs), the points lost, top-1 agreement and per-output cosine similarity."""
     first = next(iter(fp32))
-    fp32_value, int8_value = metric(fp32[first], labels), metric(int8[first], labels)
-    drop = fp32_value - int8_value
+    scores = metric.compare(fp32, int8, labels)
     return PredictedAccuracy(
         metric=metric.name,
-        samples=len(labels),
-        fp32=fp32_value,
-        int8=int8_value,
-        drop=drop,
+        samples=len(fp32[first]),
+        fp32=scores.fp32,
+        int8=scores.int8,
+        drop=scores.drop,
         top1_agreement=top1_agreement(fp32[first], int8[first]),
         cosine={name: cosine(fp32[name], int8[name]) for name in fp32},
         budget=budget,
-        passed=drop <= budget,
+        passed=scores.drop <= budget,
+        details=scores.details,
     )

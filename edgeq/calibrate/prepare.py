@@ -1,14 +1,22 @@
-"""Make a model from the field ready for calibration, and say in words what was changed.
+"""Make a model from the field ready for calibration, prove each change kept its outputs, and say what changed.
 
 Models shipped by others often break quantizers: weights stored as ``Constant`` nodes, opset 11,
-unfolded ``BatchNormalization``, compute inside ``If`` subgraphs. :func:`prepare` folds constants
-(onnx-graphsurgeon, evaluated by ONNX Runtime), folds batch norms into the preceding
-Conv/ConvTranspose/Gemm, upgrades the default opset to 13 (per-channel DequantizeLinear needs it),
-and lists what must stay in float. Graph input and output names never change.
+unfolded ``BatchNormalization``, compute inside ``If`` subgraphs. :func:`prepare` runs a fixed list of
+steps (opset upgrade to 13, constant folding with onnx-graphsurgeon, batch-norm folding into the preceding
+Conv/ConvTranspose/Gemm, node naming, shape inference). After every step that changed the model, ONNX
+Runtime runs it and the original on a few calibration samples: a step after which the model does not load,
+or any output moves by more than float tolerance (:func:`tolerance`), is undone for this model and the
+report says which step and why. Graph input and output names never change.
+
+What must stay in float is listed with its reason: tensors inside If/Loop/Scan subgraphs, the outputs of
+recurrent layers (LSTM, GRU, RNN), and recurrent state (an input and an output of the same shape, fed back
+from one step to the next).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,12 +24,30 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import version_converter
 
+from edgeq.calibrate import activations
 from edgeq.calibrate.policy import CONTROL_FLOW_OPS, subgraph_tensors
 from edgeq.errors import InputError
 
 MIN_OPSET = 13  # per-channel (axis) QuantizeLinear/DequantizeLinear
 FOLD_SIZE_LIMIT = 64 << 20  # bytes: larger computed constants (Tile/Expand of constants) stay computed at run time
 BN_HOSTS = frozenset({"Conv", "ConvTranspose", "Gemm"})
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+CHECK_SAMPLES = 2  # calibration samples each prepared model is run on against the original
+RELATIVE_TOLERANCE = 1e-4  # of an output's largest |value|: float reassociation (folded batch norms) stays far below
+ABSOLUTE_TOLERANCE = 1e-6
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass
+class PreparationStep:
+    """One preparation step: applied or skipped (and why), with the largest output difference it was checked at."""
+
+    name: str
+    applied: bool
+    max_abs_diff: float | None = None  # against the original on the check samples; None when not run
+    reason: str = ""  # why it was skipped
+    seconds: float = 0.0
 
 
 @dataclass
@@ -31,50 +57,110 @@ class PreparedModel:
     model: onnx.ModelProto
     notes: list[str] = field(default_factory=list)
     unquantizable: dict[str, str] = field(default_factory=dict)
+    steps: list[PreparationStep] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)  # recurrent state: input name -> the output fed back into it
 
 
-def prepare(model: onnx.ModelProto, *, source: str = "") -> PreparedModel:
+class _Skip(Exception):
+    """A step that cannot be applied to this model (its message says why)."""
+
+
+def tolerance(reference: np.ndarray) -> float:
+    """How far an output may move and still count as unchanged: relative to its largest |value|."""
+    finite = np.abs(reference[np.isfinite(reference)]) if reference.dtype.kind == "f" else np.abs(reference)
+    scale = float(finite.max()) if finite.size else 0.0
+    return ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * scale
+
+
+def _run(model: onnx.ModelProto, feeds: list[Feeds]) -> list[dict[str, np.ndarray]]:
+    sess = activations.session(model)
+    names = [o.name for o in sess.get_outputs()]
+    wanted = {i.name for i in sess.get_inputs()}
+    return [dict(zip(names, activations.run(sess, {k: v for k, v in feed.items() if k in wanted}, names), strict=True))
+            for feed in feeds]
+
+
+def _difference(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]]) -> tuple[float, str]:
+    """The largest |difference| over every output, and a reason when one is beyond tolerance ('' when none is)."""
+    worst = 0.0
+    for want, got in zip(reference, candidate, strict=True):
+        for name, expected in want.items():
+            actual = got.get(name)
+            if actual is None or actual.shape != expected.shape:
+                found = "missing" if actual is None else f"shape {list(actual.shape)}"
+                return float("inf"), f"output '{name}' is {found}, the original gives {list(expected.shape)}"
+            same_nan = np.isnan(expected) == np.isnan(actual) if expected.dtype.kind == "f" else True
+            if not np.all(same_nan):
+                return float("inf"), f"output '{name}' has NaN where the original has none (or the reverse)"
+            diff = np.abs(np.nan_to_num(actual.astype(np.float64) - expected.astype(np.float64)))
+            largest = float(diff.max()) if diff.size else 0.0
+            worst = max(worst, largest)
+            if largest > tolerance(expected):
+                return worst, f"output '{name}' moved by up to {largest:.3g} (tolerance {tolerance(expected):.3g})"
+    return worst, ""
+
+
+def state_inputs(model: onnx.ModelProto, feeds: Feeds, outputs: dict[str, np.ndarray]) -> dict[str, str]:
+    """Recurrent state: each input (not the first) whose array has the shape and dtype of an output -> that output."""
+    pairs: dict[str, str] = {}
+    names = [i.name for i in model.graph.input if i.name in feeds]
+    for name in names[1:]:
+        fed = feeds[name]
+        match = next((o for o, v in outputs.items() if v.shape == fed.shape and v.dtype == fed.dtype and o not in pairs.values()), None)
+        if match is not None and fed.dtype.kind == "f":
+            pairs[name] = match
+    return pairs
+
+
+def prepare(
+    model: onnx.ModelProto, *, source: str = "", feeds: list[Feeds] | None = None, state: dict[str, str] | None = None
+) -> PreparedModel:
     """Return ``model`` as FP32 with default opset >= 13, constants and batch norms folded, shapes inferred.
 
-    ``source`` (a path) names the model in error messages. Raises :class:`InputError` when the opset
-    cannot be upgraded or the result would not pass ``onnx.checker``.
+    ``feeds``: a few batches of real inputs (every input by name); each step is checked on them against the
+    original and undone where it changes the outputs. Without them nothing is checked and the notes say so.
+    ``state``: recurrent state the recipe declares (input -> output fed back); else found by shape on ``feeds``.
+    ``source`` (a path) names the model in messages. Raises :class:`InputError` when the original does not
+    run, or when the opset cannot be upgraded to 13 without changing the outputs.
     """
     name = source or model.graph.name or "model"
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     notes: list[str] = []
-
-    model = _upgrade_opset(model, name, notes)
-    constant_nodes = _count_ops(model.graph, {"Constant"})
-    before = _count_ops(model.graph, None)
-    with gs.logger.G_LOGGER.suppress(gs.logger.G_LOGGER.ERROR):  # findings go to the notes
-        graph = gs.import_onnx(model)
-        graph.fold_constants(
-            flatten_subgraphs=False,  # graphsurgeon's If-flattening can break topological order
-            partitioning="recursive",
-            size_threshold=FOLD_SIZE_LIMIT,
-        ).cleanup().toposort()
-        folded_model = gs.export_onnx(graph)
-    left = _count_ops(folded_model.graph, {"Constant"})
-    if constant_nodes - left:
-        notes.append(f"turned {constant_nodes - left} Constant node(s) into initializers")
-    computed = before - constant_nodes - (_count_ops(folded_model.graph, None) - left)
-    if computed > 0:
-        notes.append(f"folded {computed} node(s) that computed only from constants")
-
-    with gs.logger.G_LOGGER.suppress(gs.logger.G_LOGGER.ERROR):  # findings go to the notes
-        graph = gs.import_onnx(folded_model)
-        notes += _fold_batch_norms(graph)
-        graph.cleanup().toposort()
-        prepared = gs.export_onnx(graph)
-    prepared.ir_version = max(prepared.ir_version, folded_model.ir_version)
-    _copy_metadata(model, prepared)
-    unnamed = _name_unnamed_nodes(prepared.graph)
-    if unnamed:
-        notes.append(f"named {unnamed} unnamed node(s) after their op type")
-    prepared = _infer_shapes(prepared, name)
+    reference = _run(model, feeds) if feeds else None
+    steps: list[PreparationStep] = []
+    current = model
+    for step_name, step in _STEPS:
+        started = time.perf_counter()
+        try:
+            candidate, step_notes = step(current, name)
+        except _Skip as skip:
+            steps.append(PreparationStep(step_name, False, reason=str(skip), seconds=time.perf_counter() - started))
+            continue
+        if candidate is current:  # nothing to change for this model
+            notes += step_notes
+            continue
+        diff, why = 0.0, ""
+        if reference is not None and feeds:
+            try:
+                diff, why = _difference(reference, _run(candidate, feeds))
+            except InputError as exc:
+                diff, why = float("inf"), f"the result does not run: {exc}"
+        seconds = time.perf_counter() - started
+        if why:
+            if step_name == "opset upgrade":
+                raise InputError(f"{name}: upgrading the default opset to {MIN_OPSET} changes the model: {why};"
+                                 f" re-export the model at opset {MIN_OPSET} or newer")
+            steps.append(PreparationStep(step_name, False, diff if np.isfinite(diff) else None, why, seconds))
+            notes.append(f"skipped {step_name}: {why}")
+            continue
+        steps.append(PreparationStep(step_name, True, diff if reference is not None else None, seconds=seconds))
+        notes += step_notes
+        current = candidate
+    if reference is None:
+        notes.append("preparation was not checked against the original (no samples)")
+    prepared = current
     _check(model, prepared, name)
-
     if [i.name for i in prepared.graph.input] != inputs or [o.name for o in prepared.graph.output] != outputs:
         raise InputError(f"{name}: preparing the model changed its input/output names (edgeq bug; please report)")
     unquantizable = subgraph_tensors(prepared)
@@ -84,28 +170,103 @@ def prepare(model: onnx.ModelProto, *, source: str = "") -> PreparedModel:
             f"{len(unquantizable)} tensor(s) inside the subgraphs of {', '.join(holders)} stay in float:"
             " calibration only sees main-graph tensors"
         )
-    return PreparedModel(model=prepared, notes=notes, unquantizable=unquantizable)
+    recurrent = {out: f"output of {n.op_type} '{n.name}': recurrent layers stay in float" for n in prepared.graph.node
+                 if n.op_type in RECURRENT_OPS for out in n.output if out}
+    if recurrent:
+        notes.append(f"{len(recurrent)} output(s) of recurrent layers (LSTM/GRU/RNN) stay in float")
+    state = state or (state_inputs(prepared, feeds[0], reference[0]) if feeds and reference else {})
+    for fed, returned in state.items():
+        reason = f"recurrent state ('{fed}' is fed back from output '{returned}'): stays in float"
+        recurrent.setdefault(fed, reason)
+        recurrent.setdefault(returned, reason)
+    if state:
+        notes.append("recurrent state stays in float: " + ", ".join(f"{i} <- {o}" for i, o in state.items()))
+    for tensor, reason in recurrent.items():
+        unquantizable.setdefault(tensor, reason)
+    return PreparedModel(model=prepared, notes=notes, unquantizable=unquantizable, steps=steps, state=state)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
     return next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), 1)
 
 
-def _upgrade_opset(model: onnx.ModelProto, name: str, notes: list[str]) -> onnx.ModelProto:
+def _upgrade_opset(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
     version = _default_opset(model)
     if version >= MIN_OPSET:
-        return model
+        return model, []
     try:
         upgraded = version_converter.convert_version(model, MIN_OPSET)
         onnx.checker.check_model(upgraded)
-    except Exception as exc:  # the converter raises several unrelated types
+    except Exception as exc:  # noqa: BLE001 (the converter raises several unrelated types)
         raise InputError(
             f"{name}: default opset {version} could not be upgraded to {MIN_OPSET} with onnx.version_converter"
             f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'});"
             f" re-export the model at opset {MIN_OPSET} or newer"
         ) from None
-    notes.append(f"upgraded the default opset from {version} to {MIN_OPSET} (per-channel DequantizeLinear needs {MIN_OPSET})")
-    return upgraded
+    return upgraded, [f"upgraded the default opset from {version} to {MIN_OPSET} (per-channel DequantizeLinear needs {MIN_OPSET})"]
+
+
+def _graphsurgeon(model: onnx.ModelProto, change: Callable[[gs.Graph], None]) -> onnx.ModelProto:
+    """``model`` rewritten by ``change`` through onnx-graphsurgeon, cleaned up, with its metadata kept."""
+    with gs.logger.G_LOGGER.suppress(gs.logger.G_LOGGER.ERROR):  # findings go to the notes
+        graph = gs.import_onnx(model)
+        change(graph)
+        graph.cleanup().toposort()
+        result = gs.export_onnx(graph)
+    result.ir_version = max(result.ir_version, model.ir_version)
+    _copy_metadata(model, result)
+    return result
+
+
+def _fold_constants(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
+    constant_nodes = _count_ops(model.graph, {"Constant"})
+    before = _count_ops(model.graph, None)
+    folded = _graphsurgeon(model, lambda graph: graph.fold_constants(
+        flatten_subgraphs=False,  # graphsurgeon's If-flattening can break topological order
+        partitioning="recursive",
+        size_threshold=FOLD_SIZE_LIMIT,
+    ))
+    left = _count_ops(folded.graph, {"Constant"})
+    computed = before - constant_nodes - (_count_ops(folded.graph, None) - left)
+    notes = [f"turned {constant_nodes - left} Constant node(s) into initializers"] if constant_nodes - left else []
+    if computed > 0:
+        notes.append(f"folded {computed} node(s) that computed only from constants")
+    return (folded, notes) if notes else (model, [])
+
+
+def _fold_bn_step(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
+    if not _count_ops(model.graph, {"BatchNormalization"}):
+        return model, []
+    notes: list[str] = []
+    folded = _graphsurgeon(model, lambda graph: notes.extend(_fold_batch_norms(graph)))
+    return (folded, notes) if any(note.startswith("folded") for note in notes) else (model, notes)
+
+
+def _name_step(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    count = _name_unnamed_nodes(named.graph)
+    return (named, [f"named {count} unnamed node(s) after their op type"]) if count else (model, [])
+
+
+def _infer_step(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
+    inferred = onnx.ModelProto()
+    inferred.CopyFrom(model)
+    del inferred.graph.value_info[:]  # stale after folding; inferred anew
+    try:
+        return onnx.shape_inference.infer_shapes(inferred, strict_mode=False, data_prop=True), []
+    except Exception as exc:  # noqa: BLE001 (onnx raises several unrelated types here)
+        raise _Skip(f"ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
+
+
+Step = Callable[[onnx.ModelProto, str], tuple[onnx.ModelProto, list[str]]]
+_STEPS: list[tuple[str, Step]] = [
+    ("opset upgrade", _upgrade_opset),
+    ("constant folding", _fold_constants),
+    ("batch-norm folding", _fold_bn_step),
+    ("node naming", _name_step),
+    ("shape inference", _infer_step),
+]
 
 
 def _count_ops(graph: onnx.GraphProto, ops: set[str] | None) -> int:
@@ -209,14 +370,6 @@ def _name_unnamed_nodes(graph: onnx.GraphProto) -> int:
         taken.add(candidate)
         count += 1
     return count
-
-
-def _infer_shapes(model: onnx.ModelProto, name: str) -> onnx.ModelProto:
-    del model.graph.value_info[:]  # stale after folding; inferred anew
-    try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    except Exception as exc:  # onnx raises several unrelated types here
-        raise InputError(f"{name}: ONNX shape inference failed on the prepared model: {exc}") from None
 
 
 def _check(original: onnx.ModelProto, prepared: onnx.ModelProto, name: str) -> None:

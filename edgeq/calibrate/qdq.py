@@ -67,7 +67,7 @@ def _same_shape(a: gs.Tensor, b: gs.Tensor) -> bool:
     """Equal ranks and no two known dims that differ (symbolic dims of a dynamic model may be equal at run time)."""
     if a.shape is None or b.shape is None or len(a.shape) != len(b.shape):
         return False
-    return all(x == y or not (isinstance(x, int) and isinstance(y, int)) for x, y in zip(a.shape, b.shape))
+    return all(x == y or not (isinstance(x, int) and isinstance(y, int)) for x, y in zip(a.shape, b.shape, strict=True))
 
 
 def plan_layers(model: onnx.ModelProto, activations: Collection[str], excluded: Collection[str] = ()) -> list[QuantizedLayer]:
@@ -151,7 +151,7 @@ def _residual_skip(add: gs.Node) -> gs.Tensor | None:
     if pa is None or pb is None:
         return None
     ba, bb = _backbone(a), _backbone(b)
-    if ba is None and bb is None or ba is bb:
+    if (ba is None and bb is None) or ba is bb:
         return None
     da, db = _ancestors(pa), _ancestors(pb)
     common = set(da) & set(db)

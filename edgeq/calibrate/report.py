@@ -22,17 +22,20 @@ class PredictedAccuracy:
     cosine: dict[str, float]  # per output
     budget: float  # max allowed drop, in points
     passed: bool
+    details: dict[str, dict[str, float]] = field(default_factory=dict)  # secondary numbers per model (mAP@0.5, SNR)
 
 
 @dataclass
 class LayerSensitivity:
-    """How much this layer alone on the INT8 grid changes the outputs (relative squared error, :func:`edgeq.calibrate.selection.output_error`)."""
+    """How much quantizing this layer alone changes the outputs (1 - cosine of the first output)."""
 
     layer: str
     op_type: str
     tensors: list[str]
     score: float
     top1_agreement: float
+    proxy: float = 0.0  # noise-to-signal INT8 adds to its inputs (edgeq.calibrate.proxy): the first, cheap ranking
+    measured: bool = True  # False: ranked by the proxy alone (score and agreement not measured)
 
 
 @dataclass
@@ -72,6 +75,8 @@ class CalibrationReport:
     widened: list[str] = field(default_factory=list)  # tensors the budget fit widened to min-max
     fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
     classes: list[str] = field(default_factory=list)  # class names in label order
+    preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
+    memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
 

@@ -1,9 +1,11 @@
 """Per-layer sensitivity (on request only), and fitting the accuracy budget: widen ranges first, then keep layers in float.
 
-Ranking runs each layer alone on the INT8 grid in one simulation session
-(:class:`edgeq.calibrate.selection.OutputError`: no Q/DQ model and no session per layer), scored by the
-output error against FP32, within :data:`RANK_SECONDS`. The fit then tries, each trial one prediction
-of the recipe's metric on the validation data:
+Measuring a layer costs one Q/DQ model and one ONNX Runtime session, so the pipeline only ranks when
+asked (``--sensitivity``, or ``--fit-budget`` when the budget fails); it runs on a small validation subset.
+Given proxies (:mod:`edgeq.calibrate.proxy`, free from the statistics), only the ``confirm`` layers they rank
+highest are measured; the others follow in proxy order, marked unmeasured.
+
+The fit then tries, each trial one prediction of the recipe's metric on the validation data:
 
 1. widening clipped ranges to min-max (a clipped range that feeds a layer is not undone by keeping the
    layer in float): the clipped tensors of the most sensitive layers first, then the rest by how much
@@ -12,53 +14,72 @@ of the recipe's metric on the validation data:
 
 Each step first tries all of its tensors or layers (one trial tells whether the step can meet the
 budget at all), then doubles from one until the budget holds and bisects back to the fewest that hold
-it: O(log n) trials for n layers. Ranking and fit together stop at :data:`FIT_SECONDS`, and the result
-says which step got how far and why the budget was not met.
+it: O(log n) trials for n layers. The fit stops at :data:`FIT_SECONDS`, and the result says which step
+got how far and why the budget was not met.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edgeq.calibrate.qdq import QuantizedLayer
-from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
-from edgeq.calibrate.selection import OutputError, output_error
-from edgeq.device.compare import top1_agreement
+import numpy as np
+import onnx
 
-RANK_SECONDS = 150.0  # ranking alone
-FIT_SECONDS = 360.0  # ranking and fit together
+from edgeq.calibrate import activations, predict
+from edgeq.calibrate.host import host_model
+from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
+from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
+from edgeq.device.compare import cosine, top1_agreement
+
+FIT_SECONDS = 360.0  # the fit's trials together
 
 
 def rank_layers(
-    error: OutputError,
+    model: onnx.ModelProto,
     layers: list[QuantizedLayer],
-    amax: dict[str, float],
-    seconds: float = RANK_SECONDS,
+    amax: Mapping[str, float],
+    x: np.ndarray | dict[str, np.ndarray],
+    fp32: dict[str, np.ndarray],
+    batch_size: int,
+    arithmetic: str,
     advance: Callable[[], None] = lambda: None,
-) -> tuple[list[LayerSensitivity], int]:
-    """Each layer's activations alone on the INT8 grid; most sensitive first; and how many layers were not ranked in time.
+    *,
+    proxies: Mapping[str, float] | None = None,
+    confirm: int | None = None,
+) -> list[LayerSensitivity]:
+    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
 
-    Layers left when ``seconds`` run out are not in the ranking.
+    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``; ``arithmetic``: this CPU's
+    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`). ``proxies`` and ``confirm``: measure only the
+    ``confirm`` layers of highest proxy (see the module docstring).
     """
-    started = time.perf_counter()
+    first = next(iter(fp32))
+    reference = fp32[first][: activations.rows(x)]
+    proxies = proxies or {}
+    if proxies and confirm is not None:
+        by_proxy = sorted(layers, key=lambda layer: proxies.get(layer.name, 0.0), reverse=True)
+        measured, rest = by_proxy[:confirm], by_proxy[confirm:]
+    else:
+        measured, rest = layers, []
     ranked = []
-    for layer in layers:
-        if time.perf_counter() - started > seconds:
-            break
-        outputs = error.outputs_for(amax, layer.activations)
+    for layer in measured:
+        out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size))[0][first]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,
                 op_type=layer.op_type,
                 tensors=list(layer.activations),
-                score=output_error(error.reference, outputs),
-                top1_agreement=top1_agreement(error.reference[0], outputs[0]),
+                score=max(0.0, 1.0 - cosine(reference, out)),
+                top1_agreement=top1_agreement(reference, out),
+                proxy=proxies.get(layer.name, 0.0),
             )
         )
         advance()
-    return sorted(ranked, key=lambda s: s.score, reverse=True), len(layers) - len(ranked)
+    unmeasured = [LayerSensitivity(layer.name, layer.op_type, list(layer.activations), 0.0, 1.0,
+                                   proxies.get(layer.name, 0.0), measured=False) for layer in rest]
+    return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
 
 
 @dataclass

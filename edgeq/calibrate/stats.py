@@ -4,7 +4,9 @@ Memory is tensors x bins, never samples x tensor sizes: each batch is folded int
 statistics and dropped. The histogram always covers [0, R) with R a power of two strictly greater
 than every |x| seen; when a larger value arrives R doubles (as often as needed) and every 2^k old
 bins merge into one new bin. Because bins / R is a power of two, bin indices are computed exactly,
-so the streamed histogram equals ``np.histogram(|all data|, bins, range=(0, R))`` bin for bin.
+so the streamed histogram equals ``np.histogram(|all data|, bins, range=(0, R))`` bin for bin, and
+pieces of a batch binned separately (over their own ranges, on any thread) add up to the same
+histogram whatever their order.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ import numpy as np
 from edgeq.errors import InputError
 
 DEFAULT_BINS = 2048
-_CHUNK = 1 << 16  # elements per histogram step: keeps the scratch buffers in cache
-_LANES = 4  # interleaved sub-histograms: breaks the store chain when many values share a bin
+_CHUNK = 1 << 18  # elements per histogram step: few enough numpy calls per value (each takes the GIL)
 
 
 @dataclass
@@ -53,28 +54,79 @@ def range_above(value: float) -> float:
     return math.ldexp(1.0, exponent)
 
 
-class _Scratch:
-    """Reusable buffers for the histogram step, one set per thread and bin count."""
+_scratch = threading.local()  # one index buffer per thread
 
-    _local = threading.local()
 
-    def __init__(self, bins: int) -> None:
-        self.values = np.empty(_CHUNK, np.float32)
-        self.index = np.empty(_CHUNK, np.intp)
-        self.lane_offset = (np.arange(_CHUNK) % _LANES * (2 * bins - 1) + bins - 1).astype(np.intp)
+def _index_buffer() -> np.ndarray:
+    buffer = getattr(_scratch, "index", None)
+    if buffer is None:
+        buffer = _scratch.index = np.empty(_CHUNK, np.intp)
+    return buffer
 
-    @classmethod
-    def get(cls, bins: int) -> _Scratch:
-        cached = getattr(cls._local, "by_bins", None)
-        if cached is None:
-            cached = cls._local.by_bins = {}
-        if bins not in cached:
-            cached[bins] = cls(bins)
-        return cached[bins]
+
+@dataclass
+class Piece:
+    """The statistics of one piece of a tensor, binned over its own range (see :func:`piece_of`)."""
+
+    min: float
+    max: float
+    count: int
+    range: float  # 0.0 when the piece holds only zeros (all of them in the zero slot)
+    signed: np.ndarray
+
+
+def piece_of(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> Piece:
+    """Extremes, count and signed histogram of ``values`` (any shape) over [0, range_above(max |x|)).
+
+    Pieces of one tensor can be computed in any order, on any thread; :meth:`StreamingHistogram.merge`
+    adds them up exactly. ``name`` names the tensor in the error raised for NaN or infinite values.
+    """
+    flat = np.ravel(values)
+    if flat.dtype != np.float32:
+        flat = flat.astype(np.float32)
+    signed = np.zeros(2 * bins - 1, np.int64)
+    if flat.size == 0:
+        return Piece(math.inf, -math.inf, 0, 0.0, signed)
+    low, high = float(flat.min()), float(flat.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"tensor '{name}' holds NaN or infinite values on the calibration data")
+    absmax = max(-low, high)
+    if absmax == 0.0:
+        signed[bins - 1] = flat.size
+        return Piece(low, high, flat.size, 0.0, signed)
+    hist_range = range_above(absmax)
+    signed += _binned(flat, np.float32(bins / hist_range), bins)  # a power of two: x * scale is exact
+    return Piece(low, high, flat.size, hist_range, signed)
+
+
+def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
+    """Slot ``bins-1+v`` counts the values with trunc(x * scale) == v (|x| * scale < bins)."""
+    buffer = _index_buffer()
+    counts = np.zeros(2 * bins - 1, np.int64)
+    for start in range(0, flat.size, _CHUNK):
+        part = flat[start : start + _CHUNK]
+        index = buffer[: part.size]
+        # float32 product, then truncation toward zero: |trunc(v)| == floor(|v|)
+        np.multiply(part, scale, out=index, dtype=np.float32, casting="unsafe")
+        np.add(index, bins - 1, out=index)
+        counts += np.bincount(index, minlength=2 * bins - 1)
+    return counts
+
+
+def _rebinned(signed: np.ndarray, old_range: float, new_range: float) -> np.ndarray:
+    """A signed histogram over [0, old_range) re-binned over [0, new_range) (powers of two, new >= old > 0)."""
+    shift = round(math.log2(new_range / old_range))
+    if shift == 0:
+        return signed
+    offset = len(signed) // 2
+    level = np.arange(-offset, offset + 1)
+    merged = np.zeros_like(signed)
+    np.add.at(merged, np.sign(level) * (np.abs(level) >> shift) + offset, signed)
+    return merged
 
 
 class StreamingHistogram:
-    """Running statistics of one tensor; ``update`` with each batch, ``result`` at the end.
+    """Running statistics of one tensor; ``update`` (or ``merge``) with each batch, ``result`` at the end.
 
     Internally the histogram is signed: 2*bins-1 slots, slot ``bins-1+v`` counting the values with
     trunc(x * bins / R) == v. The |x| histogram folds the two sides; the histogram of Relu(x) keeps the
@@ -94,50 +146,20 @@ class StreamingHistogram:
 
     def update(self, values: np.ndarray) -> None:
         """Fold a batch of values (any shape) into the statistics."""
-        flat = np.ravel(values)
-        if flat.size == 0:
-            return
-        if flat.dtype != np.float32:
-            flat = flat.astype(np.float32)
-        low, high = float(flat.min()), float(flat.max())
-        if not (math.isfinite(low) and math.isfinite(high)):
-            raise InputError(f"tensor '{self.name}' holds NaN or infinite values on the calibration data")
-        self.min, self.max = min(self.min, low), max(self.max, high)
-        self.count += flat.size
-        absmax = max(-low, high)
-        if absmax >= self.range and absmax > 0.0:
-            self.widen(range_above(absmax))
-        if self.range == 0.0:
-            self.signed[self.bins - 1] += flat.size
-            return
-        self._accumulate(flat)
+        self.merge(piece_of(self.name, values, self.bins))
+
+    def merge(self, piece: Piece) -> None:
+        """Add a piece's statistics: both sides are re-binned over the wider of the two ranges."""
+        self.min, self.max = min(self.min, piece.min), max(self.max, piece.max)
+        self.count += piece.count
+        self.widen(max(self.range, piece.range))
+        self.signed += _rebinned(piece.signed, piece.range, self.range) if piece.range else piece.signed
 
     def widen(self, new_range: float) -> None:
         """Re-bin to cover [0, new_range) (a power of two, not below the current range)."""
-        if self.range == 0.0 or new_range == self.range:
-            self.range = new_range
-            return
-        shift = int(round(math.log2(new_range / self.range)))
-        offset = self.bins - 1
-        level = np.arange(-offset, offset + 1)
-        merged = np.zeros_like(self.signed)
-        np.add.at(merged, np.sign(level) * (np.abs(level) >> shift) + offset, self.signed)
-        self.signed, self.range = merged, new_range
-
-    def _accumulate(self, flat: np.ndarray) -> None:
-        scratch = _Scratch.get(self.bins)
-        scale = np.float32(self.bins / self.range)  # a power of two: x * scale is exact
-        slots = 2 * self.bins - 1
-        lanes = np.zeros(slots * _LANES, np.int64)
-        for start in range(0, flat.size, _CHUNK):
-            part = flat[start : start + _CHUNK]
-            n = part.size
-            values, index = scratch.values[:n], scratch.index[:n]
-            np.multiply(part, scale, out=values)
-            np.copyto(index, values, casting="unsafe")  # truncation toward zero: |trunc(v)| == floor(|v|)
-            np.add(index, scratch.lane_offset[:n], out=index)
-            lanes += np.bincount(index, minlength=slots * _LANES)
-        self.signed += lanes.reshape(_LANES, slots).sum(axis=0)
+        if self.range != 0.0:
+            self.signed = _rebinned(self.signed, self.range, new_range)
+        self.range = new_range
 
     @property
     def hist(self) -> np.ndarray:

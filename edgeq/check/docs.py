@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from edgeq.atomic import write_text
 from edgeq.check.rules import Rule, RuleFile, all_rule_files
@@ -55,9 +56,12 @@ def _versions(rule_file: RuleFile) -> str:
     return f"{rule_file.versions.min} ≤ v < {rule_file.versions.below}" if rule_file.versions else "any"
 
 
-def _grouped(files: Iterable[RuleFile], key: Callable[[RuleFile], object]) -> list[tuple[object, list[str]]]:
+T = TypeVar("T")
+
+
+def _grouped(files: Iterable[RuleFile], key: Callable[[RuleFile], T]) -> list[tuple[T, list[str]]]:
     """Distinct values of ``key`` over ``files``, each with the ids of the files that have it."""
-    groups: dict[str, tuple[object, list[str]]] = {}
+    groups: dict[str, tuple[T, list[str]]] = {}
     for rule_file in files:
         value = key(rule_file)
         if value:

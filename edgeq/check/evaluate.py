@@ -29,7 +29,7 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
+def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | object | None:
     """(value, limit) as shown in the reason when ``rule`` fails; None when it holds or does not apply; UNKNOWN."""
     value = FACTS[rule.fact](ctx)
     if value is NOT_APPLICABLE:
@@ -40,12 +40,12 @@ def _violation(rule: Rule, ctx: NodeContext) -> tuple[str, str] | None | object:
         other = FACTS[rule.below_fact](ctx)
         if other is None or other is NOT_APPLICABLE:
             return UNKNOWN
-        for mine, theirs in zip(value, other):
+        for mine, theirs in zip(value, other, strict=False):
             if not mine < theirs:
                 return _shown(mine), _shown(theirs)
         return None
     if rule.equals is not None or rule.one_of is not None:
-        allowed = (rule.equals,) if rule.equals is not None else rule.one_of
+        allowed = (rule.equals,) if rule.equals is not None else rule.one_of or ()
         holds = any(value is a if isinstance(a, bool) or isinstance(value, bool) else value == a for a in allowed)
         return None if holds else (_shown(value), ", ".join(_shown(a) for a in allowed))
     for item in value if isinstance(value, list) else [value]:
@@ -70,8 +70,8 @@ def _apply(rule_file: RuleFile, verdicts: tuple[str, ...], ctx: NodeContext, res
         outcome = _violation(rule, ctx)
         if outcome is UNKNOWN:
             result.notes.append(f"{rule.id} not checked: {rule.fact} is unknown offline")
-        elif outcome is not None:
-            value, limit = outcome  # type: ignore[misc]
+        elif isinstance(outcome, tuple):
+            value, limit = outcome
             found.append(Reason(rule.id, rule.reason.format(value=value, limit=limit, op=op), rule.source))
     return found
 
@@ -94,7 +94,9 @@ def _parser_reason(main: RuleFile, ctx: NodeContext) -> Reason | None:
 
 def _is_folded(main: RuleFile, ctx: NodeContext) -> bool:
     outputs = [o for o in ctx.node.output if o]
-    return ctx.node.op_type in main.ops_of("folded_ops") or bool(outputs) and all(ctx.graph.is_integer(o) for o in outputs)
+    if ctx.node.op_type in main.ops_of("folded_ops"):
+        return True
+    return bool(outputs) and all(ctx.graph.is_integer(o) for o in outputs)
 
 
 def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_blocked: str | None) -> None:

@@ -120,7 +120,7 @@ def pads(ctx: NodeContext) -> list[int] | None:
         shape, kern, step, dil = ctx.input_shape(), kernel(ctx), strides(ctx), dilations(ctx)
         if shape is None or kern is None or not all(isinstance(d, int) for d in shape[2:]):
             return None
-        total = [max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0) for n, k, s, d in zip(shape[2:], kern, step, dil)]
+        total = [max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0) for n, k, s, d in zip(shape[2:], kern, step, dil, strict=False)]
         return [math.ceil(t / 2) for t in total]
     values = list(ctx.attr("pads") or [0] * (2 * spatial))
     return [max(values[i], values[i + spatial]) for i in range(spatial)]
@@ -195,7 +195,7 @@ def _resize_scales_all(ctx: NodeContext) -> list[float] | None:
     inp, out = ctx.graph.static_shape(ctx.input(0)), ctx.graph.static_shape(ctx.node.output[0])
     if inp is None or out is None or 0 in inp:
         return None
-    return [o / i for o, i in zip(out, inp)]
+    return [o / i for o, i in zip(out, inp, strict=False)]
 
 
 @fact
@@ -254,16 +254,17 @@ def second_input_constant(ctx: NodeContext) -> bool:
     return ctx.graph.constant(ctx.input(1)) is not None
 
 
-def _slice_inputs(ctx: NodeContext) -> tuple[Any, Any, Any, Any] | None:
-    """(starts, ends, axes, steps) as int lists, None entries when computed; None for all when unknown."""
+def _slice_inputs(ctx: NodeContext) -> tuple[list[int] | None, list[int] | None, list[int] | None, list[int] | None]:
+    """(starts, ends, axes, steps) as int lists, None for one computed at run time (steps before opset 10)."""
     if ctx.opset < 10:
         return ctx.attr("starts"), ctx.attr("ends"), ctx.attr("axes"), None
-    values = []
+    values: list[list[int] | None] = []
     for index in range(1, 5):
         name = ctx.input(index)
         value = ctx.graph.constant(name) if name else np.array([])
         values.append(None if value is None else [int(v) for v in value.ravel()])
-    return tuple(values)  # type: ignore[return-value]
+    starts, ends, axes, steps = values
+    return starts, ends, axes, steps
 
 
 @fact

@@ -55,9 +55,10 @@ class Graph:
     def static_shape(self, name: str) -> tuple[int, ...] | None:
         """The shape as ints, or None when any dimension is unknown or symbolic."""
         dims = self.shapes.get(name)
-        if dims is None or not all(isinstance(d, int) and d >= 0 for d in dims):
+        if dims is None:
             return None
-        return tuple(dims)  # type: ignore[arg-type]
+        known = tuple(d for d in dims if isinstance(d, int) and d >= 0)
+        return known if len(known) == len(dims) else None
 
     def constant(self, name: str) -> np.ndarray | None:
         """The value of an initializer or Constant output (None for computed tensors and absent inputs)."""

@@ -127,7 +127,8 @@ class RuleFile(_Strict):
 
 def _parse(version: str) -> tuple[int, int, int]:
     parts = [int(p) for p in version.split(".")[:3]]
-    return tuple((parts + [0, 0, 0])[:3])  # type: ignore[return-value]
+    major, minor, patch = (parts + [0, 0, 0])[:3]
+    return major, minor, patch
 
 
 def rules_dir() -> Path:

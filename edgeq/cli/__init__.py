@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import typer
 
 import edgeq
+from edgeq.cli import calibrate, check, deploy, gc, recipe, rollback, rollout, targets  # noqa: F401  (register commands)
 from edgeq.cli.app import app, err_console
-from edgeq.cli import calibrate, check, deploy, gc, recipe, rollout, targets  # noqa: F401  (register commands)
 from edgeq.errors import EdgeqError, ExitCode
 from edgeq.report.safe_text import clean, error_line
 

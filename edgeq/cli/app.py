@@ -26,6 +26,9 @@ err_console = Console(stderr=True, markup=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")]
 TargetOption = Annotated[str, typer.Option("--target", "-t", help="Target profile or alias (`edgeq targets` lists them).")]
+FleetTargetOption = Annotated[
+    str | None, typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
+]
 
 
 def _version(value: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,15 +18,20 @@ def calibrate(
     recipe: Annotated[Path, typer.Argument(help="The recipe file.")],
     target: TargetOption,
     method: Annotated[
-        Optional[str], typer.Option("--method", help="auto | entropy | minmax | percentile | mse (default: the recipe's; auto unless set).")
+        str | None, typer.Option("--method", help="auto | entropy | minmax | percentile | mse (default: the recipe's; auto unless set).")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")
+    ] = None,
     fit_budget: Annotated[
         bool, typer.Option("--fit-budget", help="Meet the accuracy budget: widen clipped ranges, then keep the most sensitive layers in float (time-bounded).")
     ] = False,
     sensitivity: Annotated[
-        bool, typer.Option("--sensitivity", help="Rank every layer's sensitivity (only on request; time-bounded).")
+        bool, typer.Option("--sensitivity", help="Rank the layers' sensitivity (only on request).")
     ] = False,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Calibrate INT8 on this machine: calibration cache, Q/DQ model, ranges and the predicted INT8 accuracy.
@@ -37,7 +42,7 @@ def calibrate(
     from edgeq.report.calibrate_view import calibration_view
 
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
-                 fit_budget=fit_budget, sensitivity=sensitivity, progress=not json)
+                 fit_budget=fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
     if json:
         print_json(result.to_dict())
     else:

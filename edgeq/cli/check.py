@@ -32,7 +32,9 @@ def _parse_shapes(options: list[str]) -> dict[str, list[int | str]]:
     return shapes
 
 
-def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelProto, int | None, bool, recipes.Recipe | None]:
+def _load(
+    path: Path, shapes: dict[str, list[int | str]], dla: bool = False
+) -> tuple[onnx.ModelProto, int | None, bool, recipes.Recipe | None]:
     """The shape-inferred model, the recipe's DLA core, whether INT8 is asked for (a recipe says; a bare model: yes), the recipe.
 
     A recipe's input shapes, as deploy builds them (symbolic dims = 1), apply first, then ``shapes`` (from --shape).
@@ -44,7 +46,9 @@ def _load(path: Path, shapes: dict[str, list[int | str]]) -> tuple[onnx.ModelPro
         recipe = recipes.load(path)
         path = recipe.model_path
         # edgeq builds static engines (a symbolic dim such as the batch becomes 1, as `deploy` does)
-        shapes = {**{spec.name: list(spec.static_shape) for spec in recipe.inputs}, **shapes}
+        # (a ranged dim at its opt; for the DLA, a range that is not one size stays dynamic)
+        dla = dla or recipe.build.dla_core is not None
+        shapes = {**{spec.name: spec.built_shape(dla) for spec in recipe.inputs}, **shapes}
         dla_core, int8 = recipe.build.dla_core, recipe.build.precision == "int8"
     model = model_io.load(path)
     return (model_io.with_input_shapes(model, shapes, path) if shapes else model), dla_core, int8, recipe
@@ -66,7 +70,7 @@ def check(
     """
     profile = targets.resolve(target)
     with err_console.status(f"checking {path} for {profile.name}", spinner="dots") if not as_json else nullcontext():
-        model, recipe_dla_core, int8, recipe = _load(path, _parse_shapes(shape or []))
+        model, recipe_dla_core, int8, recipe = _load(path, _parse_shapes(shape or []), dla or dla_core is not None)
         core = dla_core if dla_core is not None else (0 if dla else recipe_dla_core)
         from edgeq.check import check_model
         from edgeq.deploy.plan import auto_quantization, choose_quantization

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from edgeq.cli.app import TargetOption, app, console, err_console, print_json
-from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
+from edgeq.cli.options import DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode
 from edgeq.report.safe_text import error_line
 
@@ -54,6 +54,7 @@ def deploy(
     devices: DeviceOptions,
     timing: TimeoutOptions,
     output: OutputOptions,
+    keeping: KeepOptions,
     target_name: TargetOption = "jetson-orin",
     html: Annotated[bool, typer.Option(help="Also write the HTML report with charts.")] = True,
 ) -> None:
@@ -67,7 +68,7 @@ def deploy(
     from edgeq.report.deploy_view import deploy_view
 
     plan, hosts = _plan_and_hosts(recipe_path, target_name, devices, progress=not output.as_json, preflight=True)
-    run = rollouts.deploy(plan, hosts, workdir=devices.workdir, timeout=timing.timeout)
+    run = rollouts.deploy(plan, hosts, workdir=devices.workdir, timeout=timing.timeout, keep=keeping.keep)
     labels = {h.name or h.label: h.label for h in run.header.hosts}
     if output.as_json:
         run.run()
@@ -81,15 +82,17 @@ def deploy(
         report = deploy_report(plan, label, device)
         if report is not None:
             if html:
-                write_deploy_html(report, plan.calibration.artifacts.validation, Path(report.files["folder"]),
-                                  plan.recipe.inputs, Path(report.files["html"]))
+                write_deploy_html(report, plan.recipe, plan.calibration.artifacts.validation, Path(report.files["folder"]),
+                                  Path(report.files["html"]))
             reports.append(report)
             if not output.as_json:
                 console.print(deploy_view(report))
         if device.phase != Phase.DONE:
             failed = device.failure or device.phase
             worst = max(worst, ExitCode.DEVICE if failed == Phase.FAILED else ExitCode.GATE_FAILED)
-            _error(label, device.error or f"ended {device.phase}")
+            runs = device.engine_now(plan.engine_id)
+            told = f" (the device runs engine {runs})" if runs else ""
+            _error(label, (device.error or f"ended {device.phase}") + told)
     if output.as_json:
         print_json([r.model_dump(mode="json") for r in reports])
     raise typer.Exit(int(worst))

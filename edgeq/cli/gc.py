@@ -31,13 +31,15 @@ def gc(
     from edgeq.remote.group import HostOutcome, on_hosts
     from edgeq.report.gc_view import gc_view
 
-    task = lambda session: session.gc(keep, blob_grace)  # noqa: E731
+    def task(session: DeviceSession) -> GcReport:
+        return session.gc(keep, blob_grace)
+
     outcomes: list[tuple[str, GcReport | None, str | None]]
     if local:
         with DeviceSession.local(devices.workdir or "~/.edgeq") as session:
             outcomes = [("local", task(session), None)]
     else:
-        done: list[HostOutcome] = on_hosts(chosen, lambda transport: task(DeviceSession(transport)))  # type: ignore[type-arg]
+        done: list[HostOutcome] = on_hosts(chosen, lambda transport: task(DeviceSession(transport)))
         outcomes = [(o.host.name or o.host.label, o.value, o.error.message if o.error else None) for o in done]
     if output.as_json:
         print_json([{"device": name, **(report.model_dump(mode="json") if report else {}), "error": error}

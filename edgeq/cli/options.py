@@ -68,6 +68,17 @@ class TimeoutOptions(OptionGroup):
 
 
 @dataclass(frozen=True)
+class KeepOptions(OptionGroup):
+    """keep-last-N: what a device keeps after a verified switch to a new engine."""
+
+    keep: Annotated[
+        int,
+        typer.Option("--keep", min=0, help="After a verified switch, engines kept on the device besides the current and "
+                                           "the previous one; older ones are removed (`edgeq gc`)."),
+    ] = 1
+
+
+@dataclass(frozen=True)
 class OutputOptions(OptionGroup):
     as_json: JsonOption = False
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -34,7 +34,7 @@ def validate(
 
 @recipe_app.command("schema")
 def schema(
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Print (or write) the recipe JSON Schema, e.g. for yaml-language-server."""
     text = json.dumps(recipes.json_schema(), indent=2) + "\n"

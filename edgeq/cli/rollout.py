@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text
 
-from edgeq.cli.app import app, console, print_json
-from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
+from edgeq.cli.app import FleetTargetOption, app, console, print_json
+from edgeq.cli.options import DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode, InputError
 from edgeq.fleet.waves import DEFAULT_WAVES
 
@@ -25,9 +25,8 @@ def rollout(
     devices: DeviceOptions,
     timing: TimeoutOptions,
     output: OutputOptions,
-    target_name: Annotated[
-        str | None, typer.Option("--target", "-t", help="Target profile for hosts whose inventory entry names none.")
-    ] = None,
+    keeping: KeepOptions,
+    target_name: FleetTargetOption = None,
     waves: Annotated[str, typer.Option(help="Cumulative stages: counts or percentages of the fleet.")] = DEFAULT_WAVES,
     concurrency: Annotated[int, typer.Option(help="Devices worked on at once.")] = 4,
     max_failures: Annotated[str, typer.Option(help="Device failures each wave may have: N or P% of the wave.")] = "0",
@@ -38,7 +37,8 @@ def rollout(
         typer.Option(
             "--resume",
             metavar="ID",
-            help="Continue rollout ID as planned (its journal is under the recipe's edgeq-out/rollouts; or give the .jsonl).",
+            help="Continue rollout ID as planned (its journal is under the recipe's edgeq-out/rollouts; or give the .jsonl); "
+                 "of an ended rollout, retry the rollbacks that could not run and the devices that failed in passed waves.",
         ),
     ] = None,
 ) -> None:
@@ -53,7 +53,7 @@ def rollout(
     if resume_id is not None:
         run = rollouts.resume(_journal_path(recipe_path, resume_id), timeout=timing.timeout, progress=not as_json)
     else:
-        options = RolloutOptions(waves, concurrency, max_failures, build_each, target_name, timing.timeout)
+        options = RolloutOptions(waves, concurrency, max_failures, build_each, target_name, timing.timeout, keeping.keep)
         plan = _plan(recipe_path, devices, options)
         if as_json and dry_run:
             print_json(plan.describe())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,33 +36,69 @@ class ClassEngine:
     build_seconds: float
 
 
-class ClassEngines:
-    """Who builds each class, and the engines already built; blocks waiters until their class is ready."""
+SignOfLife = Callable[[], float]  # time.monotonic() of the builder's device's last sign of life
 
-    def __init__(self, ready: dict[str, ClassEngine] | None = None) -> None:
+
+def always_alive() -> float:
+    """A builder that is never presumed hung (this machine as the device: nothing to watch)."""
+    return time.monotonic()
+
+
+@dataclass
+class _Lease:
+    """Who builds a class: held while the builder's device shows a sign of life within ``lease`` seconds."""
+
+    holder: str
+    alive: SignOfLife
+
+
+class ClassEngines:
+    """Who builds each class, and the engines already built; blocks waiters until their class is ready.
+
+    The builder holds a lease: when its device gives no sign of life (an answered SSH keepalive) for
+    ``lease`` seconds, the next waiter takes the build over, whatever the hung builder's thread is doing.
+    """
+
+    def __init__(self, ready: dict[str, ClassEngine] | None = None, lease: float = 60.0) -> None:
         self._ready = dict(ready or {})
-        self._building: set[str] = set()
+        self._building: dict[str, _Lease] = {}
+        self._lease = lease
         self._changed = threading.Condition()
 
-    def claim(self, key: str) -> ClassEngine | None:
-        """The class's engine once it is built; None means the caller is now its builder and must
-        :meth:`publish` or :meth:`abandon`."""
+    def _expires_in(self, key: str) -> float:
+        return self._building[key].alive() + self._lease - time.monotonic()
+
+    def claim(self, key: str, holder: str = "", alive: SignOfLife = always_alive) -> ClassEngine | None:
+        """The class's engine once it is built; None means the caller (``holder``, whose device's last sign of
+        life ``alive`` tells) is now its builder and must :meth:`publish` or :meth:`abandon`."""
         with self._changed:
             while key not in self._ready and key in self._building:
-                self._changed.wait()
+                left = self._expires_in(key)
+                if left <= 0:
+                    break  # the builder's lease expired: take the build over
+                self._changed.wait(left)
             if key in self._ready:
                 return self._ready[key]
-            self._building.add(key)
+            self._building[key] = _Lease(holder, alive)
             return None
+
+    def holder(self, key: str) -> str | None:
+        """Who builds ``key`` now (None: nobody)."""
+        with self._changed:
+            lease = self._building.get(key)
+            return lease.holder if lease else None
 
     def publish(self, engine: ClassEngine) -> None:
         with self._changed:
             self._ready[engine.key] = engine
-            self._building.discard(engine.key)
+            self._building.pop(engine.key, None)
             self._changed.notify_all()
 
-    def abandon(self, key: str) -> None:
-        """The builder failed: the next device of the class to claim it builds instead."""
+    def abandon(self, key: str, holder: str = "") -> None:
+        """The builder failed: the next device of the class to claim it builds instead (a builder whose lease
+        was taken over frees nothing)."""
         with self._changed:
-            self._building.discard(key)
+            lease = self._building.get(key)
+            if lease is not None and lease.holder == holder:
+                del self._building[key]
             self._changed.notify_all()

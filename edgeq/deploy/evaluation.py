@@ -1,4 +1,4 @@
-"""The device's own accuracy: the recipe's metric on the scores the device computed, FP32 vs INT8."""
+"""The device's own accuracy: the recipe's metric on the outputs the device computed, FP32 vs INT8."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edgeq import metrics
+from edgeq.device.batches import first
 from edgeq.device.compare import compare_outputs
 from edgeq.recipe import Recipe
 
@@ -24,21 +25,25 @@ class Evaluation(BaseModel):
     cosine: float
     fp32_ms_per_sample: float
     int8_ms_per_sample: float
+    details: dict[str, dict[str, float]] = {}  # secondary numbers per model (mAP@0.5, SNR)
 
 
-def score(recipe: Recipe, fp32: np.ndarray, int8: np.ndarray, labels: np.ndarray, timings: dict[str, float]) -> Evaluation:
-    """Apply the recipe's metric to both score arrays."""
-    metric = metrics.load(recipe)
-    fp32_value, int8_value = metric(fp32, labels), metric(int8, labels)
-    comparison = compare_outputs(fp32, int8)
+def score(
+    recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], labels: metrics.Labels, timings: dict[str, float]
+) -> Evaluation:
+    """Apply the recipe's metric to both models' outputs (every output, by name)."""
+    metric = metrics.load(recipe, labels)
+    scores = metric.compare(fp32, int8, labels)
+    comparison = compare_outputs(first(fp32), first(int8))
     return Evaluation(
         metric=metric.name,
-        samples=len(labels),
-        fp32=fp32_value,
-        int8=int8_value,
-        drop=fp32_value - int8_value,
+        samples=len(first(fp32)),
+        fp32=scores.fp32,
+        int8=scores.int8,
+        drop=scores.drop,
         top1_agreement=comparison["top1_agreement"],
         cosine=comparison["cosine"],
         fp32_ms_per_sample=timings["fp32"],
         int8_ms_per_sample=timings["int8"],
+        details=scores.details,
     )

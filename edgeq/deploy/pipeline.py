@@ -19,7 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeq.deploy.class_engines import ClassEngine, ClassEngines, class_key, folder_name
+from edgeq.deploy.class_engines import (
+    ClassEngine,
+    ClassEngines,
+    SignOfLife,
+    always_alive,
+    class_key,
+    folder_name,
+)
 from edgeq.deploy.gates import check_gates
 from edgeq.deploy.plan import DeployPlan
 from edgeq.deploy.session import DeviceSession
@@ -28,6 +35,7 @@ from edgeq.deploy.steps import (
     Benched,
     Built,
     ClassRole,
+    Collected,
     Evaluated,
     Fetched,
     Gated,
@@ -42,7 +50,10 @@ from edgeq.deploy.steps import (
     Step,
     StepResult,
 )
+from edgeq.device.workdir import BLOB_GRACE
 from edgeq.errors import DeviceError, EdgeqError, GateError
+
+DEFAULT_KEEP = 1  # engines kept after a switch besides the current and the previous one
 
 
 @dataclass
@@ -84,6 +95,7 @@ class DeviceRun:
     scores: Path  # where the scores pulled from the device go
     switched_before: bool = False  # an earlier run of this rollout started switching it (before a crash)
     explain: Callable[[BaseException], str] = describe_error  # a hung device says so, not "connection lost"
+    alive: SignOfLife = always_alive  # when the device last answered (an SSH keepalive): its class-build lease
 
 
 def deploy_meta(plan: DeployPlan) -> dict[str, str]:
@@ -109,6 +121,7 @@ class DevicePipeline:
     measure_current: bool = False
     engines: ClassEngines | None = None
     engines_dir: Path | None = None  # where engines fetched for the others of a class are kept
+    keep: int | None = DEFAULT_KEEP  # after a verified switch, gc keeps this many more engines (None: no gc)
 
     @contextmanager
     def _step(self, run: DeviceRun, step: Step) -> Iterator[StepSlot]:
@@ -184,7 +197,7 @@ class DevicePipeline:
         built: ClassEngine | None = None
         if self.engines is not None:
             with self._step(run, Step.CLASS) as out:  # waits while another device of the class builds
-                built = self.engines.claim(key)
+                built = self.engines.claim(key, run.name, run.alive)
                 out.result = ClassRole(device_class=key, role="install" if built else "build")
         if built is not None:
             with self._step(run, Step.INSTALL) as out:
@@ -203,7 +216,7 @@ class DevicePipeline:
                 self.engines.publish(ClassEngine(key, file, run.name, report.seconds))
         except BaseException:
             if self.engines is not None:
-                self.engines.abandon(key)
+                self.engines.abandon(key, run.name)
             raise
 
     def _verify(self, run: DeviceRun) -> None:
@@ -216,19 +229,44 @@ class DevicePipeline:
                                 f"cosine {smoke.comparison.cosine:.4f})")
 
     def switch(self, run: DeviceRun) -> None:
-        """Make the new engine the active one, then smoke-test it as the active engine."""
+        """Make the new engine the active one, smoke-test it as the active engine, then free old engines."""
         try:
-            with self._step(run, Step.ACTIVATE) as out:
-                activation = run.session.activate(self.plan, self.meta)
-                out.result = Activated(activation=activation)
-                if activation.current != self.plan.engine_id:
-                    raise DeviceError(run.name, f"after activation the device runs {activation.current}, "
-                                                f"expected {self.plan.engine_id}")
+            try:
+                with self._step(run, Step.ACTIVATE) as out:
+                    activation = run.session.activate(self.plan, self.meta)
+                    out.result = Activated(activation=activation)
+                    if activation.current != self.plan.engine_id:
+                        raise DeviceError(run.name, f"after activation the device runs {activation.current}, "
+                                                    f"expected {self.plan.engine_id}")
+            except Exception:
+                self._ask_current(run)  # the switch may have happened before the failure: say what runs
+                raise
             self._verify(run)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 (whatever failed is this device's outcome; the others go on)
             self._outcome(run, exc)
             return
+        self._collect(run)
         self.observer.device(run.name, Phase.DONE)
+
+    def _ask_current(self, run: DeviceRun) -> None:
+        """A status step after a failed activation: what the device runs now, if it still answers."""
+        try:
+            with self._step(run, Step.STATUS) as out:
+                status = run.session.status()
+                out.result = Status(current=status.current, previous=status.previous, engines=status.engines)
+        except Exception:  # noqa: BLE001 (unreachable: the step records why; the activation's error is the one told)
+            pass
+
+    def _collect(self, run: DeviceRun) -> None:
+        """keep-last-N: remove engines beyond the current, the previous and the ``keep`` newest others.
+        A failure is recorded on the step and changes nothing else: the device runs the verified engine."""
+        if self.keep is None:
+            return
+        try:
+            with self._step(run, Step.GC) as out:
+                out.result = Collected(gc=run.session.gc(self.keep, BLOB_GRACE))
+        except Exception:  # noqa: BLE001 (recorded on the step)
+            pass
 
     def roll_back(self, run: DeviceRun) -> None:
         """Return a device this run switched to the engine it ran before, and smoke-test that one."""
@@ -241,7 +279,8 @@ class DevicePipeline:
                 out.result = RolledBack(current=current)
             if current is not None:
                 self._verify(run)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 (a failed rollback is reported for this device, never raised)
+            self._ask_current(run)
             self.observer.rollback(run.name, False, error=run.explain(exc))
             return
         self.observer.rollback(run.name, True, current=current)

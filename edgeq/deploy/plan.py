@@ -73,6 +73,7 @@ def device_build_options(
         workspace_mb=build.workspace_mb,
         builder_optimization_level=build.builder_optimization_level,
         shapes={spec.name: spec.static_shape for spec in recipe.inputs},
+        profiles={spec.name: [list(dims) for dims in spec.profile] for spec in recipe.inputs if spec.profile is not None},
     )
 
 
@@ -108,7 +109,7 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
 def auto_quantization(target: Target, dla: bool = False) -> Quantization:
     """What build.quantization ``auto`` means on ``target``: implicit (the calibration cache) below TensorRT 10, and on 10.x with DLA."""
     version = target.trt_version
-    return "implicit" if version is not None and (version[0] < 10 or version[0] == 10 and dla) else "explicit"
+    return "implicit" if version is not None and (version[0] < 10 or (version[0] == 10 and dla)) else "explicit"
 
 
 def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
@@ -118,34 +119,23 @@ def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
     return f"{slug}-{digest}"
 
 
-def _first_output(session, inputs: dict[str, np.ndarray]) -> np.ndarray:  # an onnxruntime.InferenceSession
-    """The first output over all samples; a model with a fixed batch is fed that many at a time (the last padded)."""
-    count = len(next(iter(inputs.values())))
-    fixed = session.get_inputs()[0].shape[0]
-    step = fixed if isinstance(fixed, int) and fixed > 0 else count
-    parts = []
-    for start in range(0, count, step):
-        feed = {name: array[start : start + step] for name, array in inputs.items()}
-        short = step - len(next(iter(feed.values())))
-        if short:
-            feed = {name: np.concatenate([a, np.zeros((short, *a.shape[1:]), a.dtype)]) for name, a in feed.items()}
-        parts.append(session.run(None, feed)[0][: step - short])
-    return np.concatenate(parts)
-
-
 def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
-    """A few validation inputs (every model input) with the host's FP32 outputs, for the smoke gate and
-    `edgeq smoke` (written once, byte-stable)."""
-    import onnxruntime as ort
+    """A few validation inputs (every model input; constants whole) with the host's FP32 first output, for the
+    smoke gate and `edgeq smoke`, run the way the device runs them (written once, byte-stable)."""
+    from edgeq.device.batches import batch_size, first, pick_inputs, run_all
+    from edgeq.device.ort_backend import OrtSession
 
+    session = OrtSession(str(calibration.artifacts.fp32_model), 0)
     names = [spec.name for spec in recipe.inputs]
     with np.load(calibration.artifacts.validation) as data:
         single = len(names) == 1 and names[0] not in data and "x" in data
-        inputs = {name: data["x" if single else name][:SMOKE_SAMPLES] for name in names}
-    session = ort.InferenceSession(str(calibration.artifacts.fp32_model), providers=["CPUExecutionProvider"])
-    expected = _first_output(session, inputs)
+        constants = [str(c) for c in data["constants"]] if "constants" in data.files else []
+        arrays = {name: data[name] if name in constants else data["x" if single else name][:SMOKE_SAMPLES] for name in names}
+    if constants:
+        arrays["constants"] = np.array(constants, dtype=np.str_)
+    expected = first(run_all(session, pick_inputs(arrays, session.inputs), batch_size(session.inputs, None))[0])
     path = calibration.folder / "smoke.npz"
-    data = npz_bytes({**inputs, "expected": expected})
+    data = npz_bytes({**arrays, "expected": expected})
     if not path.is_file() or path.read_bytes() != data:
         atomic.write_bytes(path, data)
     return path
@@ -175,9 +165,10 @@ def _preflight(recipe: Recipe, target: Target) -> None:
     from edgeq import model as model_module
     from edgeq.check import check_model
 
-    report = check_model(
-        model_module.load(recipe.model_path), target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8"
-    )
+    dla = recipe.build.dla_core is not None
+    shapes = {spec.name: spec.built_shape(dla) for spec in recipe.inputs}
+    model = model_module.with_input_shapes(model_module.load(recipe.model_path), shapes, recipe.model_path)
+    report = check_model(model, target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8")
     if report.blockers:
         lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blockers)
         raise GateError(f"{recipe.model_path}: `edgeq check` found blockers for {target.name}:\n{lines}")

@@ -64,6 +64,7 @@ class DeployReport(BaseModel):
     gates: list[GateResult]
     activated: bool
     activation: ActivationReport | None
+    engine_now: str | None  # what the device runs after this deploy ("unknown": a switch cut off, the device silent)
     transfer: Transfer
     phases: dict[str, float]
     device_seconds: float
@@ -129,6 +130,7 @@ def deploy_report(plan: DeployPlan, label: str, device: DeviceState) -> DeployRe
         gates=gated.results,
         activated=device.phase == Phase.DONE,
         activation=activated.activation if activated else None,
+        engine_now=device.engine_now(plan.engine_id),
         transfer=Transfer(
             files_sent=pushed.files_sent if pushed else 0,
             files_skipped=pushed.files_skipped if pushed else 0,

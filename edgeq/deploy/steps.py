@@ -20,6 +20,7 @@ from edgeq.deploy.wire import (
     BenchReport,
     BuildReport,
     EvaluateReport,
+    GcReport,
     ImportReport,
     ProbeReport,
     SmokeReport,
@@ -46,6 +47,7 @@ class Step(StrEnum):
     ACTIVATE = "activate"
     VERIFY = "verify"  # smoke test of the active engine
     ROLLBACK = "rollback"
+    GC = "gc"  # old engines removed after a verified switch (keep-last-N)
 
 
 class StepStatus(StrEnum):
@@ -67,6 +69,7 @@ class Phase(StrEnum):
     GATE_FAILED = "gate_failed"  # the engine failed a gate on this device
     HELD = "held"  # passed its gates, not switched: its wave failed on other devices
     ROLLED_BACK = "rolled_back"
+    ROLLBACK_PENDING = "rollback_pending"  # may be on the new engine: its rollback could not run (resume retries it)
 
 
 FINISHED = (Phase.DONE, Phase.CURRENT)
@@ -175,6 +178,10 @@ class RolledBack(StepResult):
     current: str | None
 
 
+class Collected(StepResult):
+    gc: GcReport
+
+
 RESULTS: dict[Step, type[StepResult]] = {
     Step.PUSH: Pushed,
     Step.STATUS: Status,
@@ -191,6 +198,7 @@ RESULTS: dict[Step, type[StepResult]] = {
     Step.ACTIVATE: Activated,
     Step.VERIFY: Smoked,
     Step.ROLLBACK: RolledBack,
+    Step.GC: Collected,
 }
 
 R = TypeVar("R", bound=StepResult)
@@ -251,6 +259,28 @@ class DeviceState:
     def device_seconds(self) -> float:
         """The device's own work (build or install, evaluate, bench, smoke, verify), from its reports."""
         return sum(r.result.device_seconds for r in self.steps if r.status == StepStatus.OK and r.result is not None)
+
+    def engine_now(self, engine_id: str) -> str | None:
+        """What the device runs now by this record (``engine_id`` is the new engine; "unknown" when a switch
+        was cut off and the device did not say)."""
+        if self.phase in FINISHED:
+            return engine_id
+        rolled = self.last(Step.ROLLBACK, RolledBack)
+        if self.phase == Phase.ROLLED_BACK and rolled is not None:
+            return rolled.current
+        switches = [i for i, r in enumerate(self.steps) if r.step in (Step.ACTIVATE, Step.ROLLBACK)]
+        if not switches:
+            before = self.first(Step.STATUS, Status)  # a resumed rollout asks again; the first answer is what ran before
+            return before.current if before else None
+        last = self.steps[switches[-1]]
+        asked = [r.result for r in self.steps[switches[-1] + 1:] if r.step == Step.STATUS and isinstance(r.result, Status)]
+        if asked:  # the status asked after a failed switch
+            return asked[-1].current
+        if last.status == StepStatus.OK and last.step == Step.ACTIVATE:
+            return engine_id
+        if last.status == StepStatus.OK and rolled is not None:
+            return rolled.current
+        return "unknown"
 
     def engine_source(self) -> EngineSource | None:
         for source in EngineSource:

@@ -74,6 +74,7 @@ class BuildOptions(Wire):
     workspace_mb: Annotated[int, Field(gt=0)] | None = None
     builder_optimization_level: Annotated[int, Field(ge=0, le=5)] | None = None
     shapes: dict[str, list[Annotated[int, Field(gt=0)]]] = {}
+    profiles: dict[str, list[list[Annotated[int, Field(gt=0)]]]] = {}  # input -> [min, opt, max] shapes
     threads: Annotated[int, Field(ge=0)] = 0
 
     def on_device(self, remote: dict[str, str]) -> BuildOptions:

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .backend import Backend, TensorSpec, select_backend
-from .batches import batch_size, load_npz, pick_inputs, run_all
+from .batches import batch_size, first, load_npz, pick_inputs, run_all
 from .compare import compare_outputs
 from .errors import AgentError
 from .probe import probe
@@ -38,7 +38,7 @@ class _Engine:
 
 def _require_file(path: Optional[str], what: str) -> None:
     if path is not None and not os.path.isfile(path):
-        raise AgentError(AgentError.NOT_FOUND, "{} not found: {}".format(what, path))
+        raise AgentError(AgentError.NOT_FOUND, f"{what} not found: {path}")
 
 
 def build(workdir: str, engine_id: str, options: BuildOptions, backend_name: str, meta: Dict[str, Any]) -> BuildReport:
@@ -78,9 +78,9 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     size = batch_size(int8.inputs, batch)
     int8_out, int8_s = run_all(int8, inputs, size)
     fp32_out, fp32_s = run_all(fp32, inputs, size)
-    np.save(os.path.join(folder, "scores.int8.npy"), int8_out)
-    np.save(os.path.join(folder, "scores.fp32.npy"), fp32_out)
-    samples = len(int8_out)
+    for kind, outputs in (("int8", int8_out), ("fp32", fp32_out)):
+        np.savez(os.path.join(folder, f"outputs.{kind}.npz"), **outputs)  # type: ignore[arg-type]  # numpy's stub: a ** dict may fill allow_pickle
+    samples = len(first(int8_out))
     report = EvaluateReport(
         engine_id=engine_id,
         backend=backend.name,
@@ -88,9 +88,9 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
         batch=size,
         int8=RunTiming(int8_s, int8_s * 1000.0 / samples),
         fp32=RunTiming(fp32_s, fp32_s * 1000.0 / samples),
-        comparison=Comparison(**compare_outputs(fp32_out, int8_out)),
-        scores_int8="scores.int8.npy",
-        scores_fp32="scores.fp32.npy",
+        comparison=Comparison(**compare_outputs(first(fp32_out), first(int8_out))),
+        scores_int8="outputs.int8.npz",
+        scores_fp32="outputs.fp32.npz",
         seconds=time.perf_counter() - start,
     )
     write_json_atomic(os.path.join(folder, "evaluate.json"), report.to_dict())
@@ -123,12 +123,12 @@ def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cos
     if "expected" not in arrays:
         raise AgentError(AgentError.INVALID_INPUT, "the smoke .npz needs an 'expected' array (the host's FP32 outputs)")
     inputs = pick_inputs(arrays, session.inputs)
-    outputs, _ = run_all(session, inputs, batch_size(session.inputs, None))
+    outputs = first(run_all(session, inputs, batch_size(session.inputs, None))[0])
     expected = arrays["expected"]
     try:
         comparison = Comparison(**compare_outputs(expected, outputs.reshape(expected.shape)))
     except ValueError as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "'expected' does not match the engine's output: {}".format(exc))
+        raise AgentError(AgentError.INVALID_INPUT, f"'expected' does not match the engine's output: {exc}") from exc
     passed = comparison.top1_agreement >= min_agreement and comparison.cosine >= min_cosine
     return SmokeReport(engine_id, backend.name, len(outputs), comparison, min_agreement, min_cosine, passed,
                        seconds=time.perf_counter() - start)

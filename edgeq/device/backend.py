@@ -11,8 +11,8 @@ from typing import Callable, Dict, List, Optional, Union
 import numpy as np
 
 from .errors import AgentError
-from .latency import latency_stats, time_calls
 from .hashing import sha256_file
+from .latency import latency_stats, time_calls
 from .report import Artifact, BuildOptions, BuiltModel, LatencyStats, ProbeReport
 
 Dim = Union[int, str, None]
@@ -48,6 +48,7 @@ class Session(abc.ABC):
     """A loaded engine (or reference) that runs batches."""
 
     inputs: List[TensorSpec]
+    outputs: List[str]  # output names, in the order run() returns them
 
     @abc.abstractmethod
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -97,7 +98,7 @@ def select_backend(name: str, threads: int, probe_device: Callable[[], ProbeRepo
 
         return OnnxRuntimeBackend(threads)
     if name not in ("auto", "tensorrt"):
-        raise AgentError(AgentError.USAGE, "unknown backend {!r}".format(name))
+        raise AgentError(AgentError.USAGE, f"unknown backend {name!r}")
     probe = probe_device()
     if name == "auto":
         if not probe.backends:

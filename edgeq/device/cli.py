@@ -32,7 +32,7 @@ def parse_options(text: str) -> BuildOptions:
     try:
         return BuildOptions.parse(json.loads(text))
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
-        raise AgentError(AgentError.USAGE, "--options: {}".format(exc))
+        raise AgentError(AgentError.USAGE, f"--options: {exc}") from exc
 
 
 def parse_meta(text: Optional[str]) -> Dict[str, Any]:
@@ -41,7 +41,7 @@ def parse_meta(text: Optional[str]) -> Dict[str, Any]:
     try:
         meta = json.loads(text)
     except ValueError as exc:
-        raise AgentError(AgentError.INVALID_INPUT, "--meta is not JSON: {}".format(exc))
+        raise AgentError(AgentError.INVALID_INPUT, f"--meta is not JSON: {exc}") from exc
     if not isinstance(meta, dict):
         raise AgentError(AgentError.INVALID_INPUT, "--meta must be a JSON object")
     return meta
@@ -152,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except AgentError as exc:
         _emit(ErrorReport(exc.message, exc.kind).to_dict())
         return 2 if exc.kind == AgentError.USAGE else 1
-    except Exception as exc:  # report, never a bare traceback on stdout
+    except Exception as exc:  # noqa: BLE001 (report, never a bare traceback on stdout)
         traceback.print_exc(file=sys.stderr)
-        _emit(ErrorReport("{}: {}".format(type(exc).__name__, exc), "internal").to_dict())
+        _emit(ErrorReport(f"{type(exc).__name__}: {exc}", "internal").to_dict())
         return 1

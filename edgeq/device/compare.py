@@ -25,7 +25,7 @@ def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> Dict[str, float]:
     """Top-1 agreement, cosine similarity and max absolute difference of one output pair."""
     if reference.shape != candidate.shape:
-        raise ValueError("output shapes differ: {} vs {}".format(reference.shape, candidate.shape))
+        raise ValueError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
     return {
         "top1_agreement": top1_agreement(reference, candidate),
         "cosine": cosine(reference, candidate),

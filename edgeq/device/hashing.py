@@ -89,7 +89,7 @@ def main(argv: List[str]) -> int:
     elif command == "unpack":
         answer = unpack(args[0], args[1], args[2])
     else:
-        sys.stderr.write("unknown sub-command {!r}\n".format(command))
+        sys.stderr.write(f"unknown sub-command {command!r}\n")
         return 2
     print(json.dumps(answer))
     return 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -223,7 +223,7 @@ def forced() -> Optional[str]:
     if not value:
         return None
     if value not in VERDICTS:
-        raise AgentError(AgentError.USAGE, "{}: expected 'exact' or 'saturating', found {!r}".format(ENV, value))
+        raise AgentError(AgentError.USAGE, f"{ENV}: expected 'exact' or 'saturating', found {value!r}")
     return value
 
 
@@ -249,11 +249,25 @@ def int8_arithmetic() -> Int8Arithmetic:
                           machine=measured.machine, onnxruntime=measured.onnxruntime)
 
 
-def describe(arithmetic: Int8Arithmetic) -> str:
+class Verdict(Protocol):
+    """What describe() reads: the device's Int8Arithmetic and the host's wire model of it (edgeq.deploy.wire)."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def measured(self) -> str: ...
+    @property
+    def forced(self) -> Optional[str]: ...
+    @property
+    def machine(self) -> str: ...
+    @property
+    def onnxruntime(self) -> str: ...
+
+
+def describe(arithmetic: Verdict) -> str:
     """One line for people: the verdict, where it comes from, the evidence."""
-    how = ("forced by {}={} (the probe measured {})".format(ENV, arithmetic.forced, arithmetic.measured)
+    how = (f"forced by {ENV}={arithmetic.forced} (the probe measured {arithmetic.measured})"
            if arithmetic.forced else "measured by the probe")
     sums = ("every u8 x s8 product summed in 32 bits" if arithmetic.measured == "exact"
             else "adjacent u8 x s8 products added in 16 bits with saturation")
-    return "{}: {}; ONNX Runtime {} on {}: {}".format(arithmetic.verdict, how, arithmetic.onnxruntime,
-                                                    arithmetic.machine, sums)
+    return f"{arithmetic.verdict}: {how}; ONNX Runtime {arithmetic.onnxruntime} on {arithmetic.machine}: {sums}"

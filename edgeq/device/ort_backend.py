@@ -50,6 +50,7 @@ class OrtSession(Session):
             TensorSpec(i.name, [d if isinstance(d, int) else None for d in i.shape], _ORT_TYPES.get(i.type, "float32"))
             for i in self.session.get_inputs()
         ]
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self.session.run(None, feeds)
@@ -93,7 +94,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise AgentError(AgentError.BUILD_FAILED, "onnxruntime could not load {}: {}".format(src, exc))
+            raise AgentError(AgentError.BUILD_FAILED, f"onnxruntime could not load {src}: {exc}") from exc
         return time.perf_counter() - start
 
     def _profile(self, folder: str, name: str, shapes: Dict[str, List[int]]) -> List[LayerPlacement]:
@@ -135,8 +136,8 @@ class OnnxRuntimeBackend(Backend):
             else:
                 kernels = kernels_sentence(rewrite)
                 if rewrite.weights_8bit:
-                    warnings.append("{} asymmetric int8 weight tensors stay 8-bit on a CPU whose u8 x s8 kernels saturate: "
-                                    "they may clip".format(rewrite.weights_8bit))
+                    warnings.append(f"{rewrite.weights_8bit} asymmetric int8 weight tensors stay 8-bit on a CPU "
+                                    "whose u8 x s8 kernels saturate: they may clip")
         seconds = self._optimize(source, os.path.join(folder, ENGINE_FILE))
         if source != options.qdq and source != options.model:
             os.remove(source)

@@ -65,7 +65,7 @@ def _read(root: str, path: str) -> Optional[str]:
 def parse_l4t_release(text: str) -> Optional[str]:
     """``# R36 (release), REVISION: 4.3, ...`` -> ``36.4.3``."""
     match = _RELEASE.search(text)
-    return "{}.{}".format(match.group(1), match.group(2)) if match else None
+    return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
 def soc_from_compatible(text: str) -> Optional[str]:
@@ -87,7 +87,7 @@ def _module_version(name: str) -> Optional[str]:
         return None
     try:
         return str(importlib.import_module(name).__version__)
-    except Exception:  # a broken install counts as absent
+    except Exception:  # noqa: BLE001 (a broken install counts as absent)
         return None
 
 
@@ -111,10 +111,11 @@ def _cpu(cpuinfo: str) -> Tuple[Optional[str], int]:
     values: Dict[str, List[str]] = {}
     for key, value in fields:
         values.setdefault(key.strip().lower(), []).append(value.strip())
-    model = (values.get("model name") or [None])[0]
+    names = values.get("model name")
+    model = names[0] if names else None
     if model is None and values.get("cpu part"):
         part = values["cpu part"][0]
-        model = ARM_CPU_PARTS.get(part, "ARM CPU part {}".format(part))
+        model = ARM_CPU_PARTS.get(part, f"ARM CPU part {part}")
     return model, len(values.get("processor", [])) or (os.cpu_count() or 1)
 
 
@@ -142,7 +143,8 @@ def probe(root: str = "/", run: Runner = run_command) -> ProbeReport:
         missing.append("dla cores: module not in the DLA table")
 
     trt_python = _module_version("tensorrt")
-    trt_version, trt_source = (trt_python, "python") if trt_python else (_dpkg_tensorrt(run), "dpkg")
+    trt_version = trt_python or _dpkg_tensorrt(run)
+    trt_source: Optional[str] = "python" if trt_python else "dpkg"
     trtexec = find_trtexec(root)
     if trt_version is None and trtexec:
         found = TrtVersion.from_log(run([trtexec, "--help"]) or "")

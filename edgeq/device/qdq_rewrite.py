@@ -123,8 +123,8 @@ def activations_to_uint8(model: Any) -> int:
         zero_points = [node.input[2]] + [u.input[2] for u in users if len(u.input) >= 3]
         if not users or any(u.op_type != "DequantizeLinear" for u in users) or len(zero_points) != len(users) + 1:
             continue
-        arrays = [int8_zero(z) for z in zero_points]
-        if any(a is None for a in arrays):
+        arrays = [a for a in (int8_zero(z) for z in zero_points) if a is not None]
+        if len(arrays) != len(zero_points):
             continue
         for holder, zp, array in zip([node] + users, zero_points, arrays):
             if zp not in replaced:
@@ -221,9 +221,9 @@ def kernels_sentence(rewrite: Rewrite) -> str:
     """What the rewritten model runs on, and why, for reports."""
     if not rewrite.reduced_range:
         return "ONNX Runtime's u8 x s8 integer kernels, 8-bit weights (this CPU sums the products exactly)"
-    text = ("ONNX Runtime's u8 x s8 integer kernels, {} weight tensors requantized to 7 bits (reduced range, as ONNX "
-            "Runtime documents for x86 without VNNI: this CPU adds u8 x s8 product pairs in 16 bits with saturation, "
-            "and 7-bit weights cannot overflow)".format(rewrite.weights_7bit))
+    text = (f"ONNX Runtime's u8 x s8 integer kernels, {rewrite.weights_7bit} weight tensors requantized to 7 bits "
+            "(reduced range, as ONNX Runtime documents for x86 without VNNI: this CPU adds u8 x s8 product pairs "
+            "in 16 bits with saturation, and 7-bit weights cannot overflow)")
     if rewrite.weights_8bit:
-        text += "; {} asymmetric int8 weight tensors stay 8-bit and may clip".format(rewrite.weights_8bit)
+        text += f"; {rewrite.weights_8bit} asymmetric int8 weight tensors stay 8-bit and may clip"
     return text

@@ -44,7 +44,7 @@ class Record:
     def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
         hints = typing.get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in known})  # type: ignore[call-arg]
+        return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -96,10 +96,11 @@ class BuildOptions(Record):
     workspace_mb: Optional[int] = None
     builder_optimization_level: Optional[int] = None
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max] shapes
     threads: int = 0
 
     @classmethod
-    def parse(cls, data: Any) -> "BuildOptions":
+    def parse(cls, data: Any) -> BuildOptions:
         """The host's options object, every field checked: a field this agent does not know is refused,
         never dropped (ValueError with the field's name)."""
         if not isinstance(data, dict):
@@ -125,27 +126,36 @@ class BuildOptions(Record):
         if self.precision not in PRECISIONS:
             found.append("precision: expected one of {}, found {!r}".format(", ".join(PRECISIONS), self.precision))
         if self.quantization not in QUANTIZATIONS:
-            found.append("quantization: expected implicit or explicit, found {!r}".format(self.quantization))
+            found.append(f"quantization: expected implicit or explicit, found {self.quantization!r}")
         for name in ("model", "qdq", "cache"):
             value = getattr(self, name)
             if not (isinstance(value, str) and value) and not (value is None and name != "model"):
-                found.append("{}: expected a file path, found {!r}".format(name, value))
+                found.append(f"{name}: expected a file path, found {value!r}")
         for name in ("fp16_fallback", "gpu_fallback"):
             if not isinstance(getattr(self, name), bool):
-                found.append("{}: expected true or false".format(name))
+                found.append(f"{name}: expected true or false")
         for name, low in (("dla_core", 0), ("workspace_mb", 1), ("builder_optimization_level", 0)):
             value = getattr(self, name)
             if value is not None and not whole(value, low):
-                found.append("{}: expected a whole number >= {}, found {!r}".format(name, low, value))
+                found.append(f"{name}: expected a whole number >= {low}, found {value!r}")
         if self.builder_optimization_level is not None and self.builder_optimization_level > 5:
-            found.append("builder_optimization_level: expected 0..5, found {}".format(self.builder_optimization_level))
+            found.append(f"builder_optimization_level: expected 0..5, found {self.builder_optimization_level}")
         if not whole(self.threads, 0):
-            found.append("threads: expected a whole number >= 0, found {!r}".format(self.threads))
+            found.append(f"threads: expected a whole number >= 0, found {self.threads!r}")
         shapes_ok = isinstance(self.shapes, dict) and all(
             isinstance(name, str) and isinstance(dims, list) and dims and all(whole(d, 1) for d in dims)
             for name, dims in self.shapes.items())
         if not shapes_ok:
-            found.append("shapes: expected {{input name: [positive dims]}}, found {!r}".format(self.shapes))
+            found.append(f"shapes: expected {{input name: [positive dims]}}, found {self.shapes!r}")
+        profiles_ok = isinstance(self.profiles, dict) and all(
+            isinstance(name, str) and isinstance(bounds, list) and len(bounds) == 3
+            and all(isinstance(dims, list) and dims and len(dims) == len(bounds[0]) and all(whole(d, 1) for d in dims)
+                    for dims in bounds)
+            and all(low <= opt <= high for low, opt, high in zip(*bounds))
+            for name, bounds in self.profiles.items())
+        if not profiles_ok:
+            found.append("profiles: expected {input name: [min dims, opt dims, max dims]} with min <= opt <= max,"
+                         f" found {self.profiles!r}")
         return found
 
 
@@ -247,7 +257,7 @@ class EvaluateReport(Record):
     int8: RunTiming
     fp32: RunTiming
     comparison: Comparison
-    scores_int8: str
+    scores_int8: str  # .npz in the engine folder: every output by name
     scores_fp32: str
     seconds: float = 0.0  # the whole step on the device: loading the data and both models, both runs, saving
 

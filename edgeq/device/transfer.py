@@ -50,7 +50,7 @@ def import_engine(workdir: str, engine_id: str, archive_path: str) -> ImportRepo
     start = time.perf_counter()
     wd = Workdir.open(workdir)
     if not os.path.isfile(archive_path):
-        raise AgentError(AgentError.NOT_FOUND, "engine archive not found: {}".format(archive_path))
+        raise AgentError(AgentError.NOT_FOUND, f"engine archive not found: {archive_path}")
     with wd.staging(engine_id) as stage:
         try:
             with tarfile.open(archive_path) as archive:
@@ -66,16 +66,16 @@ def import_engine(workdir: str, engine_id: str, archive_path: str) -> ImportRepo
                         if data is not None:
                             shutil.copyfileobj(data, handle, 1 << 20)  # engines can be large: streamed, not read whole
         except tarfile.TarError as exc:
-            raise AgentError(AgentError.INVALID_INPUT, "not an engine archive: {}".format(exc))
+            raise AgentError(AgentError.INVALID_INPUT, f"not an engine archive: {exc}") from exc
         try:
             with open(os.path.join(stage, BUILD_JSON)) as handle:
                 build = BuildReport.from_dict(json.load(io.StringIO(handle.read())))
         except (OSError, ValueError, TypeError) as exc:
-            raise AgentError(AgentError.INVALID_INPUT, "engine archive has no readable build.json: {}".format(exc))
+            raise AgentError(AgentError.INVALID_INPUT, f"engine archive has no readable build.json: {exc}") from exc
         if build.engine_id != engine_id:
-            raise AgentError(AgentError.CONFLICT, "archive holds engine {!r}, expected {!r}".format(build.engine_id, engine_id))
+            raise AgentError(AgentError.CONFLICT, f"archive holds engine {build.engine_id!r}, expected {engine_id!r}")
         for artifact in (build.engine.artifact, build.reference.artifact):
             path = os.path.join(stage, artifact.path)
             if not os.path.isfile(path) or sha256_file(path) != artifact.sha256:
-                raise AgentError(AgentError.INVALID_INPUT, "engine archive: {} is missing or damaged".format(artifact.path))
+                raise AgentError(AgentError.INVALID_INPUT, f"engine archive: {artifact.path} is missing or damaged")
     return ImportReport(engine_id, time.perf_counter() - start, build)

@@ -46,6 +46,7 @@ class ApiBuildPlan:
     device_type: str
     dla_core: Optional[int]
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None
     detailed_profiling: bool = True
     calls: List[str] = field(default_factory=list)
@@ -114,6 +115,7 @@ def plan_api_build(spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion,
         device_type="DLA" if spec.dla_core is not None else "GPU",
         dla_core=spec.dla_core,
         shapes=dict(spec.shapes),
+        profiles=dict(spec.profiles),
         timing_cache=spec.timing_cache,
         calls=calls,
         builder_optimization_level=spec.builder_optimization_level,
@@ -124,19 +126,19 @@ def _trt() -> Any:
     try:
         import tensorrt
     except ImportError:
-        raise AgentError(AgentError.UNSUPPORTED, "the TensorRT Python bindings are not installed")
+        raise AgentError(AgentError.UNSUPPORTED, "the TensorRT Python bindings are not installed") from None
     return tensorrt
 
 
 def _logger(trt: Any, lines: List[str]) -> Any:
-    class Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
         def log(self, severity: Any, msg: str) -> None:
             if severity <= trt.ILogger.Severity.WARNING:
                 lines.append(msg)
-            sys.stderr.write("[TRT] {}\n".format(msg))
+            sys.stderr.write(f"[TRT] {msg}\n")
 
     return Logger()
 
@@ -144,7 +146,7 @@ def _logger(trt: Any, lines: List[str]) -> Any:
 def _cache_calibrator(trt: Any, path: str) -> Any:
     """An Entropy2 calibrator that only reads the cache (get_batch returns None: no calibration data)."""
 
-    class CacheCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
+    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             with open(path, "rb") as f:
@@ -195,11 +197,20 @@ def build_with_api(onnx_path: str, engine_path: str, layer_info_path: Optional[s
         config.builder_optimization_level = plan.builder_optimization_level
     if plan.detailed_profiling:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if plan.shapes:
+    if plan.shapes or plan.profiles:
+        # IOptimizationProfile.set_shape(input, min, opt, max) (TensorRT Python API; developer guide,
+        # "Optimization Profiles"); an input without a range is fixed at its shape
         profile = builder.create_optimization_profile()
         for name, dims in plan.shapes.items():
-            profile.set_shape(name, dims, dims, dims)
+            if name not in plan.profiles:
+                profile.set_shape(name, dims, dims, dims)
+        for name, (low, opt, high) in plan.profiles.items():
+            profile.set_shape(name, low, opt, high)
         config.add_optimization_profile(profile)
+        if plan.calibration_cache and plan.profiles:
+            # implicit INT8 on a dynamic-shape network needs a calibration profile (TensorRT developer guide,
+            # "INT8 Calibration with Dynamic Shapes"); the cache holds the scales, measured at opt
+            config.set_calibration_profile(profile)
     timing = b""
     if plan.timing_cache:
         try:
@@ -247,7 +258,7 @@ class _Cuda:
     @staticmethod
     def check(status: int, what: str) -> None:
         if status != 0:
-            raise AgentError(AgentError.RUN_FAILED, "{} failed with CUDA error {}".format(what, status))
+            raise AgentError(AgentError.RUN_FAILED, f"{what} failed with CUDA error {status}")
 
     def malloc(self, size: int) -> int:
         pointer = ctypes.c_void_p()
@@ -290,8 +301,8 @@ class TrtSession(Session):
             names = [engine.get_binding_name(i) for i in range(engine.num_bindings)]
             is_input = {n: engine.binding_is_input(i) for i, n in enumerate(names)}
             index = {n: i for i, n in enumerate(names)}
-            shape_of = lambda n: engine.get_binding_shape(index[n])  # noqa: E731
-            dtype_of = lambda n: engine.get_binding_dtype(index[n])  # noqa: E731
+            shape_of = lambda n: engine.get_binding_shape(index[n])  # noqa: E731 (as the methods bound above)
+            dtype_of = lambda n: engine.get_binding_dtype(index[n])  # noqa: E731 (as the methods bound above)
         self.names = names
         self.outputs = [n for n in names if not is_input[n]]
         self.output_dtypes = {n: np.dtype(trt.nptype(dtype_of(n))) for n in self.outputs}

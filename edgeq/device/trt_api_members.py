@@ -98,8 +98,8 @@ def check_available(calls: List[str], version: TrtVersion, what: str) -> None:
         member = API_MEMBERS[name]
         if not member.available(version):
             span = "{}.{}".format(*member.since) + ("" if member.until is None else " to before {}.{}".format(*member.until))
-            raise AgentError(AgentError.UNSUPPORTED, "{}: the TensorRT Python API of {} has no {} (it exists in {}; {})".format(
-                what, version, name, span, member.source))
+            raise AgentError(AgentError.UNSUPPORTED, f"{what}: the TensorRT Python API of {version} has no {name} "
+                                                     f"(it exists in {span}; {member.source})")
 
 
 def minimum_version(calls: List[str]) -> Tuple[int, int]:

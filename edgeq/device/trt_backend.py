@@ -41,7 +41,7 @@ def _run_logged(argv: List[str], log_path: str) -> int:
         try:
             return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
         except OSError as exc:
-            raise AgentError(AgentError.BUILD_FAILED, "cannot run {}: {}".format(argv[0], exc))
+            raise AgentError(AgentError.BUILD_FAILED, f"cannot run {argv[0]}: {exc}") from exc
 
 
 class TensorRTBackend(Backend):
@@ -67,19 +67,19 @@ class TensorRTBackend(Backend):
             # trtexec --builderOptimizationLevel and IBuilderConfig.builder_optimization_level arrived in 8.6:
             # NVIDIA/TensorRT release/8.6 samples/common/sampleOptions.cpp:1163, python/src/infer/pyCore.cpp:1227
             raise AgentError(AgentError.UNSUPPORTED, "builder_optimization_level needs TensorRT 8.6 or later, this "
-                                                     "device has {}".format(self.trt_version))
+                                                     f"device has {self.trt_version}")
         timing = os.path.join(timing_cache_dir, timing_cache_name(self.probe.module, self.trt_version))
         engine = TrtBuildSpec(
             onnx=options.qdq if explicit_int8 and options.qdq else options.model,
             engine=os.path.join(folder, ENGINE_FILE), precision=options.precision,
             quantization=options.quantization, cache=options.cache, fp16_fallback=options.fp16_fallback,
             dla_core=options.dla_core, gpu_fallback=options.gpu_fallback, workspace_mb=options.workspace_mb,
-            builder_optimization_level=level, shapes=options.shapes, timing_cache=timing,
+            builder_optimization_level=level, shapes=options.shapes, profiles=options.profiles, timing_cache=timing,
             layer_info=os.path.join(folder, "layers.engine.json"))
         reference = TrtBuildSpec(
             onnx=options.model, engine=os.path.join(folder, REFERENCE_FILE), precision="fp32",
             workspace_mb=options.workspace_mb, builder_optimization_level=level, shapes=options.shapes,
-            timing_cache=timing, layer_info=os.path.join(folder, "layers.reference.json"))
+            profiles=options.profiles, timing_cache=timing, layer_info=os.path.join(folder, "layers.reference.json"))
         return [engine, reference]
 
     def build(self, options: BuildOptions, folder: str, timing_cache_dir: str) -> BuildResult:

@@ -33,6 +33,7 @@ class TrtBuildSpec:
     workspace_mb: Optional[int] = None
     builder_optimization_level: Optional[int] = None  # 0..5, TensorRT 8.6+
     shapes: Dict[str, List[int]] = field(default_factory=dict)
+    profiles: Dict[str, List[List[int]]] = field(default_factory=dict)  # input -> [min, opt, max]
     timing_cache: Optional[str] = None
     layer_info: Optional[str] = None
 
@@ -75,18 +76,18 @@ def dla_support(version: TrtVersion, module: Optional[str]) -> DlaSupport:
     """DLA through TensorRT ``version`` on ``module`` (one with DLA hardware): 8.x to 10.7, and 11.4.1+ on AGX Orin."""
     at = (version.major, version.minor, version.patch)
     if at < (10, 8, 0):
-        return DlaSupport(True, "TensorRT {} drives the DLA".format(version), NVINFER_DLA + "; " + WORKING_WITH_DLA_11_4_1)
+        return DlaSupport(True, f"TensorRT {version} drives the DLA", NVINFER_DLA + "; " + WORKING_WITH_DLA_11_4_1)
     if at < (11, 0, 0):
-        return DlaSupport(False, "TensorRT {} has no DLA: TensorRT 10.7 was the last 10.x release with DLA, and 10.16 on "
-                                 "JetPack 7.2 says 'Orin DLA is not supported at this time'".format(version),
+        return DlaSupport(False, f"TensorRT {version} has no DLA: TensorRT 10.7 was the last 10.x release with DLA, "
+                                 "and 10.16 on JetPack 7.2 says 'Orin DLA is not supported at this time'",
                           WORKING_WITH_DLA_11_4_1 + "; " + RELEASE_NOTES_10_16_1)
     if at < (11, 4, 1):
-        return DlaSupport(False, "TensorRT {} has no DLA on Jetson (DLA returned in 11.4.1, AGX Orin only)".format(version),
+        return DlaSupport(False, f"TensorRT {version} has no DLA on Jetson (DLA returned in 11.4.1, AGX Orin only)",
                           WORKING_WITH_DLA_11_4_1)
     if module is not None and "AGX Orin" not in module:
-        return DlaSupport(False, "TensorRT {} drives the DLA on Jetson AGX Orin only, not on {}".format(version, module),
+        return DlaSupport(False, f"TensorRT {version} drives the DLA on Jetson AGX Orin only, not on {module}",
                           WORKING_WITH_DLA_11_4_1)
-    return DlaSupport(True, "TensorRT {} drives the DLA on Jetson AGX Orin (JetPack 7.2.2+)".format(version),
+    return DlaSupport(True, f"TensorRT {version} drives the DLA on Jetson AGX Orin (JetPack 7.2.2+)",
                       WORKING_WITH_DLA_11_4_1)
 
 
@@ -102,9 +103,9 @@ def plan_precision(spec: TrtBuildSpec, version: TrtVersion, compute_capability: 
             raise _refuse("DLA runs FP16 and INT8 only, not FP32")
         support = dla_support(version, module)
         if not support.available:
-            raise _refuse("{}: build for the GPU (no --dla-core) [{}]".format(support.reason, support.source))
+            raise _refuse(f"{support.reason}: build for the GPU (no --dla-core) [{support.source}]")
         if version.major <= 10 and spec.precision == "int8" and spec.quantization == "explicit":
-            raise _refuse("DLA with a Q/DQ model on TensorRT {}: {}".format(version, NO_QDQ_ON_DLA.format(version)))
+            raise _refuse(f"DLA with a Q/DQ model on TensorRT {version}: {NO_QDQ_ON_DLA.format(version)}")
     if spec.precision == "fp32":
         return PrecisionPlan()
     if spec.precision == "fp16":
@@ -112,7 +113,7 @@ def plan_precision(spec: TrtBuildSpec, version: TrtVersion, compute_capability: 
             raise _refuse("TensorRT 11 has no FP16 flag: bake FP16 into the ONNX model (ModelOpt AutoCast)")
         return PrecisionPlan(fp16=True)
     if compute_capability in NO_INT8_COMPUTE_CAPABILITIES:
-        raise _refuse("no INT8 on compute capability {} (Nano/TX1/TX2): use FP16".format(compute_capability))
+        raise _refuse(f"no INT8 on compute capability {compute_capability} (Nano/TX1/TX2): use FP16")
     if spec.fp16_fallback and version.major >= 11:
         raise _refuse("TensorRT 11 takes no precision flags: bake the FP16 fallback into the Q/DQ model")
     if spec.quantization == "implicit":
@@ -121,8 +122,8 @@ def plan_precision(spec: TrtBuildSpec, version: TrtVersion, compute_capability: 
         if spec.cache is None:
             raise _refuse("implicit INT8 needs --cache: without it trtexec uses dummy ranges (a perf-only engine)")
         if not os.path.isfile(spec.cache):
-            raise AgentError(AgentError.NOT_FOUND, "calibration cache not found: {} (trtexec would silently "
-                                                   "calibrate on random data)".format(spec.cache))
+            raise AgentError(AgentError.NOT_FOUND, f"calibration cache not found: {spec.cache} (trtexec would silently "
+                                                   "calibrate on random data)")
         return PrecisionPlan(int8=True, fp16=spec.fp16_fallback, calibration_cache=spec.cache)
     if version.major >= 11:
         return PrecisionPlan(strongly_typed=True)

@@ -19,22 +19,22 @@ class TrtVersion:
     patch: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "TrtVersion":
+    def parse(cls, text: str) -> TrtVersion:
         """From ``10.3.0.30``, ``8.5.2-1+cuda11.4`` (dpkg) or ``10.3``."""
         match = _DOTTED.search(text)
         if not match:
-            raise AgentError(AgentError.INVALID_INPUT, "not a TensorRT version: {!r}".format(text))
+            raise AgentError(AgentError.INVALID_INPUT, f"not a TensorRT version: {text!r}")
         return cls(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
     @classmethod
-    def from_nv_int(cls, value: int) -> "TrtVersion":
+    def from_nv_int(cls, value: int) -> TrtVersion:
         """From NV_TENSORRT_VERSION: major*1000+minor*100+patch up to 8.x, major*10000+minor*100+patch from 10.0."""
         if value >= 100000:
             return cls(value // 10000, value // 100 % 100, value % 100)
         return cls(value // 1000, value // 100 % 10, value % 100)
 
     @classmethod
-    def from_log(cls, text: str) -> Optional["TrtVersion"]:
+    def from_log(cls, text: str) -> Optional[TrtVersion]:
         """From trtexec's ``&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # ...`` line."""
         match = _LOG_TAG.search(text)
         return cls.from_nv_int(int(match.group(1))) if match else None
@@ -49,4 +49,4 @@ class TrtVersion:
         return (self.major, self.minor) >= (major, minor)
 
     def __str__(self) -> str:
-        return "{}.{}.{}".format(self.major, self.minor, self.patch)
+        return f"{self.major}.{self.minor}.{self.patch}"

@@ -14,6 +14,15 @@ def shapes_flag(shapes: Dict[str, List[int]]) -> List[str]:
     return ["--shapes=" + ",".join("{}:{}".format(n, "x".join(str(d) for d in dims)) for n, dims in shapes.items())]
 
 
+def profile_flags(profiles: Dict[str, List[List[int]]]) -> List[str]:
+    """--minShapes/--optShapes/--maxShapes for the optimization profile (NVIDIA/TensorRT samples/common/
+    sampleOptions.cpp, release/8.2 commit f5f4e6f2, lines 554-556: build options of trtexec)."""
+    if not profiles:
+        return []
+    return [f"--{bound}Shapes=" + ",".join("{}:{}".format(n, "x".join(str(d) for d in dims[i])) for n, dims in profiles.items())
+            for i, bound in enumerate(("min", "opt", "max"))]
+
+
 def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version: TrtVersion) -> List[str]:
     """Build-only trtexec call for ``spec`` under ``plan`` (already checked by trt_rules.plan_precision)."""
     argv = [trtexec, "--onnx=" + spec.onnx, "--saveEngine=" + spec.engine]
@@ -26,16 +35,15 @@ def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version
     if plan.calibration_cache:
         argv.append("--calib=" + plan.calibration_cache)
     if spec.dla_core is not None:
-        argv.append("--useDLACore={}".format(spec.dla_core))
+        argv.append(f"--useDLACore={spec.dla_core}")
         if spec.gpu_fallback:
             argv.append("--allowGPUFallback")
     if spec.workspace_mb is not None:
         old = version.major == 8 and version.minor < 4  # --memPoolSize arrived in 8.4; --workspace gone in 10
-        argv.append("--workspace={}".format(spec.workspace_mb) if old else "--memPoolSize=workspace:{}".format(
-            spec.workspace_mb))
+        argv.append(f"--workspace={spec.workspace_mb}" if old else f"--memPoolSize=workspace:{spec.workspace_mb}")
     if spec.builder_optimization_level is not None:  # 8.6+ (checked by TensorRTBackend.specs)
-        argv.append("--builderOptimizationLevel={}".format(spec.builder_optimization_level))
-    argv += shapes_flag(spec.shapes)
+        argv.append(f"--builderOptimizationLevel={spec.builder_optimization_level}")
+    argv += shapes_flag({n: d for n, d in spec.shapes.items() if n not in spec.profiles}) + profile_flags(spec.profiles)
     if spec.timing_cache:
         argv.append("--timingCacheFile=" + spec.timing_cache)
     if spec.layer_info:
@@ -47,8 +55,8 @@ def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version
 def bench_command(trtexec: str, engine: str, version: TrtVersion, runs: int, times_json: str,
                   dla_core: Optional[int], shapes: Dict[str, List[int]]) -> List[str]:
     """Run ``runs`` timed inferences of a saved engine (no time-based warm-up or duration) and export each one's times."""
-    argv = [trtexec, "--loadEngine=" + engine, "--iterations={}".format(runs), "--duration=0", "--warmUp=0",
+    argv = [trtexec, "--loadEngine=" + engine, f"--iterations={runs}", "--duration=0", "--warmUp=0",
             "--avgRuns=1", "--exportTimes=" + times_json]
     if dla_core is not None:
-        argv.append("--useDLACore={}".format(dla_core))
+        argv.append(f"--useDLACore={dla_core}")
     return argv + shapes_flag(shapes)

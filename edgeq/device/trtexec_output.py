@@ -77,7 +77,7 @@ def parse_performance_summary(text: str) -> Optional[PerformanceSummary]:
             continue
         stats = {}
         for name, percentile, value in _STAT.findall(rest):
-            stats["p{:g}".format(float(percentile)) if percentile else name] = float(value)
+            stats[f"p{float(percentile):g}" if percentile else name] = float(value)
         if stats:
             sections[title] = stats
     return PerformanceSummary(throughput, sections)

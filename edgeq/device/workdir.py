@@ -123,7 +123,7 @@ class Workdir:
     swept_bytes: int = 0
 
     @classmethod
-    def open(cls, path: str) -> "Workdir":
+    def open(cls, path: str) -> Workdir:
         """The work folder at ``path`` (created private if missing); leftovers of crashed runs are swept."""
         root = os.path.abspath(os.path.expanduser(path))
         _private(root)
@@ -161,7 +161,7 @@ class Workdir:
 
     def engine_dir(self, engine_id: str) -> str:
         if not _ENGINE_ID.match(engine_id) or engine_id == "current":
-            raise AgentError(AgentError.INVALID_INPUT, "invalid engine id: {!r}".format(engine_id))
+            raise AgentError(AgentError.INVALID_INPUT, f"invalid engine id: {engine_id!r}")
         return os.path.join(self.engines, engine_id)
 
     def resolve(self, engine_id: str) -> str:
@@ -185,7 +185,7 @@ class Workdir:
     def load_build(self, engine_id: str) -> BuildReport:
         path = os.path.join(self.engine_dir(engine_id), BUILD_JSON)
         if not os.path.isfile(path):
-            raise AgentError(AgentError.NOT_FOUND, "no built engine {!r} in {}".format(engine_id, self.engines))
+            raise AgentError(AgentError.NOT_FOUND, f"no built engine {engine_id!r} in {self.engines}")
         with open(path) as f:
             return BuildReport.from_dict(json.load(f))
 
@@ -197,7 +197,7 @@ class Workdir:
         """
         final = self.engine_dir(engine_id)
         if os.path.exists(final):
-            raise AgentError(AgentError.CONFLICT, "engine {!r} already exists".format(engine_id))
+            raise AgentError(AgentError.CONFLICT, f"engine {engine_id!r} already exists")
         tmp = tempfile.mkdtemp(dir=self.engines, prefix=_STAGING_PREFIX + engine_id + "-")
         lock_path = os.path.join(tmp, _STAGING_LOCK)
         try:
@@ -283,13 +283,13 @@ class Workdir:
         if not os.path.lexists(link):
             return None
         if not os.path.islink(link):
-            raise AgentError(AgentError.CONFLICT, "{} is not a symlink: move it away, then deploy or roll back".format(link))
+            raise AgentError(AgentError.CONFLICT, f"{link} is not a symlink: move it away, then deploy or roll back")
         real = os.path.realpath(link)
         name = os.path.basename(real)
         if os.path.dirname(real) != os.path.realpath(self.engines) or not self._is_engine(name):
             raise AgentError(
                 AgentError.CONFLICT,
-                "{} points at {}, which is not a built engine in {}".format(link, os.readlink(link), self.engines),
+                f"{link} points at {os.readlink(link)}, which is not a built engine in {self.engines}",
             )
         return name
 
@@ -323,7 +323,7 @@ class Workdir:
         return stack[-2] if len(stack) > 1 else None
 
     def _switch(self, engine_id: str) -> None:
-        tmp = os.path.join(self.root, ".current-{}".format(os.getpid()))
+        tmp = os.path.join(self.root, f".current-{os.getpid()}")
         if os.path.lexists(tmp):
             os.unlink(tmp)
         os.symlink(os.path.join("engines", engine_id), tmp)
@@ -343,7 +343,7 @@ class Workdir:
             if os.path.islink(self.current_link) and stack and self._is_engine(stack[-1]):
                 self._switch(stack[-1])  # current was damaged or moved: point it back at the recorded engine
                 linked = stack[-1]
-                self.notes.append("{}; re-pointed at engines/{} (the history's active engine)".format(exc.message, linked))
+                self.notes.append(f"{exc.message}; re-pointed at engines/{linked} (the history's active engine)")
         if os.path.exists(self.pending_path):
             with open(self.pending_path) as f:
                 pending = Activation.from_dict(json.load(f))
@@ -354,7 +354,7 @@ class Workdir:
         stack = self._stack_of(history)
         top = stack[-1] if stack else None
         if linked is not None and linked != top:  # switched by something that left no record
-            note = "current pointed at {} without a history entry; recorded".format(linked)
+            note = f"current pointed at {linked} without a history entry; recorded"
             rolled_back = len(stack) > 1 and stack[-2] == linked
             self._record(Activation("rollback" if rolled_back else "activate", linked, top, utc_now(),
                                     {"by": "edgeq-agent", "recovered": note}))

@@ -62,6 +62,7 @@ class RolloutHeader(BaseModel):
     max_failures: str
     build_each: bool
     switching: Switching = Switching.WAVE
+    keep: int | None = 1  # engines gc keeps after a verified switch besides current and previous (None: no gc)
 
 
 class Entry(BaseModel):
@@ -138,11 +139,10 @@ class Journal:
 
     def _write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"
-        with self._lock:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def find(folder: Path, rollout_id: str) -> Path:

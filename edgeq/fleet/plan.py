@@ -28,6 +28,7 @@ class RolloutOptions:
     build_each: bool = False
     target: str | None = None  # for hosts whose inventory entry names none
     timeout: float | None = None  # seconds per device wait (connect, silence); None keeps the remote layer's
+    keep: int | None = 1  # engines kept after a verified switch besides current and previous (None: no gc)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ one that was cut off, and `deploy`, which is a rollout of one wave over the give
 In a rollout each wave has two phases. First every device of the wave prepares the new engine beside the
 one it runs and judges it (gates, smoke); then, only if the wave passed (no gate failed, device failures
 within the budget), each ready device switches and is smoke-tested again. A wave that fails stops the
-rollout: devices it switched go back to their previous engine, later waves are not touched. Every step is
-journaled before the next begins, so ``resume`` continues where the host stopped.
+rollout: devices it switched go back to their previous engine, later waves are not touched; a device that
+cannot be reached for that is ``rollback_pending``. Every step is journaled before the next begins, so
+``resume`` continues where the host stopped, and of an ended rollout retries the pending rollbacks and the
+devices that failed in waves that passed. `edgeq rollback` is a run of rollbacks alone.
 
 A deploy's one wave switches device by device instead: each device that passes its own gates switches
 (and goes back if the switched engine then fails its smoke test), whatever the others do.
@@ -25,7 +27,7 @@ from edgeq.deploy.plan import DeployPlan, make_plan
 from edgeq.deploy.report import deploy_folder
 from edgeq.deploy.session import DeviceSession, local_transport
 from edgeq.deploy.steps import FINISHED, Fetched, Phase, Step, StepStatus
-from edgeq.errors import InputError
+from edgeq.errors import ExitCode, InputError
 from edgeq.fleet import journal
 from edgeq.fleet import state as st
 from edgeq.fleet.journal import Entry, Event, Journal, RolloutHeader, Switching
@@ -98,10 +100,12 @@ class Rollout:
     def run(self, watcher: Watcher | None = None) -> RolloutReport:
         """Run (or finish) every wave; write and return the report. Devices' failures are in it, not raised."""
         recorder = Recorder(self.journal, self.state, watcher)
-        engines = None if self.header.build_each else ClassEngines(self._fetched())
+        engines = None if self.header.build_each else ClassEngines(self._fetched(), lease=self.patience)
         pipelines = {target: self._pipeline(plan, recorder, engines) for target, plan in self.plans.items()}
         budget = Amount.parse(self.header.max_failures, "--max-failures")
-        if self.resumed and not self.state.ended:
+        if self.resumed and self.state.ended:
+            self._retry(recorder, pipelines)
+        elif self.resumed:
             self._close_interrupted(recorder)
         for wave in self.state.waves:
             if self.state.ended:
@@ -112,20 +116,53 @@ class Rollout:
                 self._run_wave(recorder, pipelines, wave, failure_allowance(budget, len(wave.devices)))
             if wave.status == WaveStatus.FAILED:
                 self._roll_back(recorder, pipelines, [d.name for d in self.state.wave_devices(wave) if d.needs_rollback])
-                outcome = wave.outcome or Outcome.DEVICES_FAILED
-                recorder.end(outcome, int(outcome.exit_code), reason=wave.reason)
+                self._end(recorder, wave.outcome or Outcome.DEVICES_FAILED, reason=wave.reason)
         if not self.state.ended:
-            recorder.end(Outcome.COMPLETED, int(Outcome.COMPLETED.exit_code))
+            self._end(recorder, Outcome.COMPLETED)
+        return self._report()
+
+    def _report(self) -> RolloutReport:
         report = summarize(self.state)
         if self.journal is not None:
             atomic.write_json(self.report_path, report.model_dump(mode="json"))
         return report
 
+    def _end(self, recorder: Recorder, outcome: Outcome, **data: object) -> None:
+        """End the run; a device whose rollback could not run makes it a device failure (exit 3) whatever else happened."""
+        pending = [d.name for d in self.state.devices.values() if d.phase == Phase.ROLLBACK_PENDING]
+        code = max(outcome.exit_code, ExitCode.DEVICE) if pending else outcome.exit_code
+        recorder.end(outcome, int(code), **data, **({"rollback_pending": pending} if pending else {}))
+
+    def _retry(self, recorder: Recorder, pipelines: dict[str, DevicePipeline]) -> None:
+        """``--resume`` of an ended rollout: roll back the devices whose rollback could not run, and take the
+        devices that failed in a wave that passed through the pipeline again. Nothing to do: nothing journaled."""
+        waves = {w.index: w.status for w in self.state.waves}
+        pending = [d.name for d in self.state.devices.values() if d.phase == Phase.ROLLBACK_PENDING]
+        failed = [d.name for d in self.state.devices.values() if d.phase == Phase.FAILED and waves[d.wave] == WaveStatus.PASSED]
+        if not pending and not failed:
+            return
+        ended = self.state.outcome or Outcome.COMPLETED
+        reason = next((e.data.get("reason") for e in reversed(self.state.entries) if e.event == Event.END), None)
+        recorder.record(Entry(event=Event.RESUME, status=StepStatus.START, data={"operator": journal.operator()}))
+        self._roll_back(recorder, pipelines, pending)
+        self._each(recorder, pipelines, failed, self._one_device)
+        self._end(recorder, ended, **({"reason": reason} if reason else {}))
+
+    def roll_back_all(self, watcher: Watcher | None = None) -> RolloutReport:
+        """`edgeq rollback`: every device on the plan's engine goes back to its previous one; each device's
+        active engine (the one gone back to, or the one it already ran) is smoke-tested."""
+        recorder = Recorder(self.journal, self.state, watcher)
+        pipelines = {target: self._pipeline(plan, recorder, None) for target, plan in self.plans.items()}
+        self._roll_back(recorder, pipelines, list(self.state.devices))
+        pending = any(d.phase != Phase.ROLLED_BACK for d in self.state.devices.values())
+        self._end(recorder, Outcome.DEVICES_FAILED if pending else Outcome.COMPLETED)
+        return summarize(self.state)
+
     def _pipeline(self, plan: DeployPlan, recorder: Recorder, engines: ClassEngines | None) -> DevicePipeline:
         deploying = self.header.switching == Switching.DEVICE
         meta = deploy_meta(plan) if deploying else {**deploy_meta(plan), "rollout": self.header.id}
         return DevicePipeline(plan, recorder, meta=meta, measure_current=deploying, engines=engines,
-                              engines_dir=self.folder / "engines")
+                              engines_dir=self.folder / "engines", keep=self.header.keep)
 
     def _close_interrupted(self, recorder: Recorder) -> None:
         """Journal the resume, and end each step the host was in when it stopped: nothing is left open."""
@@ -202,7 +239,8 @@ class Rollout:
             scores.mkdir(parents=True, exist_ok=True)
             with Liveness(transport, self.patience) as liveness:
                 watchdogs[name] = liveness
-                run = DeviceRun(name, DeviceSession(transport), scores, self.state.devices[name].switched, explain(name))
+                run = DeviceRun(name, DeviceSession(transport), scores, self.state.devices[name].switched, explain(name),
+                                liveness.last_answer)
                 results[name] = work(pipeline, run)
             return results[name]
 
@@ -228,14 +266,14 @@ def begin(plan: RolloutPlan, *, progress: bool = True) -> Rollout:
     plans = _plans(plan.recipe, set(plan.targets.values()), progress)
     header = _header(plan.recipe, plan.hosts, plan.targets, plans, plan.waves, inventory=plan.inventory,
                      concurrency=plan.options.concurrency, max_failures=plan.options.max_failures,
-                     build_each=plan.options.build_each, switching=Switching.WAVE)
+                     build_each=plan.options.build_each, switching=Switching.WAVE, keep=plan.options.keep)
     created = Journal.create(journal.rollouts_dir(plan.recipe), header)
     return Rollout(created, st.initial(header), plans, plan.options.timeout, folder=created.path.with_suffix(""))
 
 
 def _header(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], plans: dict[str, DeployPlan],
             waves: list[list[str]], *, inventory: Path | None, concurrency: int, max_failures: str, build_each: bool,
-            switching: Switching) -> RolloutHeader:
+            switching: Switching, keep: int | None) -> RolloutHeader:
     return RolloutHeader(
         id=journal.new_id(),
         started_at=time.time(),
@@ -251,18 +289,20 @@ def _header(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], p
         max_failures=max_failures,
         build_each=build_each,
         switching=switching,
+        keep=keep,
     )
 
 
 def deploy(plan: DeployPlan, hosts: list[Host] | None, *, workdir: str | None = None,
-           timeout: float | None = None) -> Rollout:
+           timeout: float | None = None, keep: int | None = 1) -> Rollout:
     """`deploy`: one wave over ``hosts`` (None: this machine, in ``workdir``), one device after another, each
     switching on its own gates; nothing is journaled, each device's report goes to its deploy folder."""
     local = hosts is None
     devices = [Host(address=LOCAL, name=LOCAL, workdir=workdir or "~/.edgeq")] if local else list(hosts or [])
     names = [host_name(h) for h in devices]
-    header = _header(plan.recipe, devices, {name: plan.target.name for name in names}, {plan.target.name: plan}, [names],
-                     inventory=None, concurrency=1, max_failures="100%", build_each=True, switching=Switching.DEVICE)
+    header = _header(plan.recipe, devices, dict.fromkeys(names, plan.target.name), {plan.target.name: plan}, [names],
+                     inventory=None, concurrency=1, max_failures="100%", build_each=True, switching=Switching.DEVICE,
+                     keep=keep)
     labels = {host_name(h): h.label for h in devices}
     return Rollout(None, st.initial(header), {plan.target.name: plan}, timeout, folder=plan.folder / "deploy",
                    scores=lambda name: deploy_folder(plan, labels[name]), opener=open_local if local else SSHTransport.open)
@@ -281,3 +321,14 @@ def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -
                 f"(engine for {name} was {header.engine_ids[name]}, now {plan.engine_id}): start a new rollout"
             )
     return Rollout(Journal.reopen(path), state, plans, timeout, folder=path.with_suffix(""), resumed=True)
+
+
+def rollback(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], *, timeout: float | None = None,
+             concurrency: int = 4, progress: bool = True) -> Rollout:
+    """`edgeq rollback`: the devices ``hosts`` (device name -> target profile in ``chosen``) that run the recipe's
+    engine go back to their previous one; nothing is journaled (the devices' own history is the record)."""
+    plans = _plans(recipe, set(chosen.values()), progress)
+    names = [host_name(h) for h in hosts]
+    header = _header(recipe, hosts, chosen, plans, [names], inventory=None, concurrency=concurrency,
+                     max_failures="0", build_each=True, switching=Switching.DEVICE, keep=None)
+    return Rollout(None, st.initial(header), plans, timeout, folder=recipe.folder / "edgeq-out" / "rollback")

@@ -116,6 +116,7 @@ def _apply_device(device: DeviceState, entry: Entry) -> None:
             device.phase = Phase.ROLLED_BACK
             device.rollback_error = None
         elif entry.status == StepStatus.FAILED:
+            device.phase = Phase.ROLLBACK_PENDING
             device.rollback_error = entry.data.get("error")
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from edgeq.deploy.steps import (
-    FINISHED,
     Benched,
     Built,
     DeviceState,
@@ -16,7 +15,6 @@ from edgeq.deploy.steps import (
     Evaluated,
     Phase,
     Probed,
-    RolledBack,
     Smoked,
     Status,
     Step,
@@ -98,17 +96,6 @@ class RolloutReport(BaseModel):
     edgeq_seconds: float  # per wave, the longest edgeq part of any device, summed
 
 
-def _engine_now(device: DeviceState, engine_id: str, before: str | None) -> str | None:
-    if device.phase in FINISHED:
-        return engine_id
-    if device.phase == Phase.ROLLED_BACK:
-        rolled = device.last(Step.ROLLBACK, RolledBack)
-        return (rolled.current if rolled else None) or before
-    if device.switched:
-        return engine_id if device.ended_ok(Step.ACTIVATE) else "unknown"
-    return before
-
-
 def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
     header = state.header
     host = next(h for h in header.hosts if (h.name or h.label) == device.name)
@@ -135,7 +122,7 @@ def _device(state: RolloutState, device: DeviceState) -> DeviceSummary:
         target=target,
         phase=device.phase,
         engine_before=before,
-        engine_now=_engine_now(device, engine_id, before),
+        engine_now=device.engine_now(engine_id),
         device_class=probed.device_class if probed else None,
         engine_source=device.engine_source(),
         build_seconds=built.build.seconds if built and device.ended_ok(Step.BUILD) else None,

@@ -10,6 +10,7 @@ of holding its worker until its own timeout.
 from __future__ import annotations
 
 import threading
+import time
 from types import TracebackType
 
 from paramiko import Transport as ParamikoTransport
@@ -25,6 +26,7 @@ class Liveness:
         self.patience = patience
         self.interval = max(patience / 3, 0.5)
         self.fired = False
+        self._answered = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"edgeq-liveness-{transport.label}", daemon=True)
 
@@ -36,6 +38,11 @@ class Liveness:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
 
+    def last_answer(self) -> float:
+        """time.monotonic() of the device's last sign of life: the last answered keepalive (now, when there is
+        no SSH connection to watch)."""
+        return time.monotonic() if self.transport.ssh is None else self._answered
+
     def describe(self) -> str:
         return f"the device stopped answering: no reply to SSH keepalives within {self.patience:g} s"
 
@@ -44,7 +51,9 @@ class Liveness:
             ssh = self.transport.ssh
             if ssh is None or not ssh.is_active():
                 return
-            if not self._answers(ssh) and not self._stop.is_set():
+            if self._answers(ssh):
+                self._answered = time.monotonic()
+            elif not self._stop.is_set():
                 self.fired = True
                 self.transport.close()  # the blocked command sees the connection end
                 return

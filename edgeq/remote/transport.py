@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from fabric import Connection
-from paramiko import Channel
+from paramiko import Channel, SFTPClient
 from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
@@ -32,7 +32,6 @@ from edgeq.remote.connection import open_connection
 from edgeq.remote.failures import Endpoint, device_errors
 from edgeq.remote.hostkeys import known_hosts_path
 from edgeq.remote.timeouts import Timeouts
-
 
 REMOTE_KILL_DELAY = 1.0  # seconds after a command's timeout at which the device kills it
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of stdout one command may print (an agent answer); more is an error
@@ -205,7 +204,7 @@ class Transport(ABC):
         """The live SSH transport underneath (None for a local transport or a closed connection)."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op by default: a local transport holds nothing to release)
         """Release the connection (nothing to do for a local transport)."""
 
     def __enter__(self) -> Transport:
@@ -291,7 +290,7 @@ class SSHTransport(Transport):
             raise DeviceError(self.label, f"{action} failed: the command did not finish within {timeout:g} s")
         return channel.exit_status
 
-    def _sftp(self):  # noqa: ANN202 (paramiko.SFTPClient)
+    def _sftp(self) -> SFTPClient:
         sftp = self._conn.sftp()
         sftp.get_channel().settimeout(self.timeouts.channel)  # a silent peer fails a transfer, never hangs it
         return sftp
@@ -309,9 +308,8 @@ class SSHTransport(Transport):
             raise DeviceError(self.label, f"uploading {local.name} to {remote} failed: {size} of {local.stat().st_size} bytes arrived")
 
     def _get(self, remote: str, local: Path) -> None:
-        with device_errors(self._endpoint, f"downloading {remote}", self.timeouts):
-            with open_atomic(local) as handle:
-                self._sftp().getfo(remote, handle)
+        with device_errors(self._endpoint, f"downloading {remote}", self.timeouts), open_atomic(local) as handle:
+            self._sftp().getfo(remote, handle)
 
     def close(self) -> None:
         self._conn.close()
@@ -332,12 +330,14 @@ class LocalTransport(Transport):
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             return 127, "", f"{argv[0]}: command not found\n"
+        stdout, stderr = process.stdout, process.stderr
+        assert stdout is not None and stderr is not None  # both are pipes (PIPE above)
         output = _Output(self.output_limit)
         deadline = time.monotonic() + timeout
         try:
             with selectors.DefaultSelector() as selector:
-                selector.register(process.stdout, selectors.EVENT_READ, output.out)  # type: ignore[arg-type]
-                selector.register(process.stderr, selectors.EVENT_READ, output.err)  # type: ignore[arg-type]
+                selector.register(stdout, selectors.EVENT_READ, output.out)
+                selector.register(stderr, selectors.EVENT_READ, output.err)
                 while selector.get_map():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -361,8 +361,8 @@ class LocalTransport(Transport):
             process.kill()
             raise
         finally:
-            process.stdout.close()  # type: ignore[union-attr]
-            process.stderr.close()  # type: ignore[union-attr]
+            stdout.close()
+            stderr.close()
             process.wait()
         return (exit_code, *output.decoded())
 

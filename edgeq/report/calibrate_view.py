@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -35,8 +35,8 @@ def sensitivity_table(result: CalibrationResult) -> Table:
         table.add_column(column)
     kept = set(result.report.kept_high_precision)
     for entry in result.report.sensitivity[:SHOWN_LAYERS]:
-        table.add_row(entry.layer, entry.op_type, f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%",
-                      "yes" if entry.layer in kept else "")
+        measured = (f"{entry.score:.2e}", f"{100 * entry.top1_agreement:.1f}%") if entry.measured else ("-", "-")
+        table.add_row(entry.layer, entry.op_type, *measured, "yes" if entry.layer in kept else "")
     return table
 
 
@@ -72,6 +72,13 @@ def calibration_view(result: CalibrationResult) -> Group:
         lines.append(plain(f"auto: {report.range_choice['why']}"))
     if report.widened:
         lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
+    memory = report.memory
+    if memory:
+        lines.append(plain(
+            f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
+            f" {memory['exposed_mb_per_sample']:.0f} MB of activations per sample exposed at most"
+            f" {memory['budget_mb']:.0f} MB at a time"
+        ))
     if report.int8_arithmetic is not None:
         lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
         lines.append(plain(f"the prediction ran on {report.prediction_kernels}"))
@@ -81,7 +88,8 @@ def calibration_view(result: CalibrationResult) -> Group:
         lines.append(Text("layers not ranked by sensitivity; --sensitivity (or --fit-budget) ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
     files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
-    parts = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"), accuracy_table(result)]
+    parts: list[RenderableType] = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"),
+                                   accuracy_table(result)]
     if report.sensitivity:
         parts.append(sensitivity_table(result))
     if report.excluded:

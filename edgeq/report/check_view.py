@@ -98,17 +98,17 @@ def nodes_table(report: CheckReport, *, all_nodes: bool = False) -> Table:
         for node in (n for n in report.nodes if n.verdict == verdict):
             key = (node.name,) if all_nodes else tuple(r.rule for r in node.reasons)
             rows.setdefault((verdict, node.op, key), []).append((node, node.reasons))
-    for verdict in ("dla", "gpu-fallback"):
-        for node in (n for n in report.nodes if n.dla == verdict and (all_nodes or verdict == "gpu-fallback" or n.dla_disputed)):
+    for dla in ("dla", "gpu-fallback"):
+        for node in (n for n in report.nodes if n.dla == dla and (all_nodes or dla == "gpu-fallback" or n.dla_disputed)):
             key = (node.name,) if all_nodes else (*(r.rule for r in node.dla_reasons), node.dla_disputed or "")
             reasons = node.dla_reasons + ([Reason("dla.disputed", f"disputed: {node.dla_disputed}", "")] if node.dla_disputed else [])
-            rows.setdefault((f"DLA: {verdict}", node.op, key), []).append((node, reasons))
-    for (verdict, op, _), members in rows.items():
+            rows.setdefault((f"DLA: {dla}", node.op, key), []).append((node, reasons))
+    for (label, op, _), members in rows.items():
         reasons = members[0][1]
         text = "; ".join(r.message for r in reasons) or "-"
         if len(members) > 1:
             text += f" (first of {len(members)})"
-        table.add_row(Text(verdict, style=VERDICT_STYLE[verdict.removeprefix("DLA: ")]), op,
+        table.add_row(Text(label, style=VERDICT_STYLE[label.removeprefix("DLA: ")]), op,
                       _names([node for node, _ in members]), text)
     return table
 

@@ -1,4 +1,8 @@
-"""The deploy report as a self-contained HTML page, with the seed's FP32-vs-INT8 chart and latency histograms."""
+"""The deploy report as a self-contained HTML page: FP32 vs INT8 drawn as the outputs call for, and latency.
+
+Class scores get the seed's bar chart, detectors their boxes side by side, any other output the distribution
+of its INT8 - FP32 differences. A chart that cannot be drawn becomes a line saying why; the page is always written.
+"""
 
 from __future__ import annotations
 
@@ -7,48 +11,96 @@ from pathlib import Path
 import numpy as np
 
 from edgeq import atomic
+from edgeq import labels as labels_module
 from edgeq.deploy.report import DeployReport
-from edgeq.recipe import InputSpec
+from edgeq.device.batches import first
+from edgeq.metrics import detection, fidelity
+from edgeq.metrics.classification import is_class_scores
+from edgeq.recipe import InputSpec, Recipe
 from edgeq.report import charts
 from edgeq.report.html import HtmlReport, HtmlSection
 
 CHART_SAMPLES = 4
+DETECTION_METRICS = frozenset({"map50", "map50_95", "box_f1"})
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 
 
-def _image_input(inputs: list[InputSpec], stored: list[str]) -> tuple[str, str] | None:
-    """The validation array and layout to draw: the first image input (NCHW or NHWC) of the model."""
+def _image_input(inputs: list[InputSpec], arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, str] | None:
+    """The validation array and layout to draw: the model's first image input that holds images."""
     for spec in inputs:
-        if spec.layout in IMAGE_LAYOUTS:
-            key = spec.name if spec.name in stored else ("x" if len(inputs) == 1 and "x" in stored else None)
-            if key is not None:
-                return key, spec.layout
+        key = spec.name if spec.name in arrays else ("x" if len(inputs) == 1 and "x" in arrays else None)
+        if spec.layout in IMAGE_LAYOUTS and key is not None and charts.is_image_batch(arrays[key], spec.layout):
+            return arrays[key], spec.layout
     return None
 
 
-def write_deploy_html(report: DeployReport, validation: Path, scores: Path, inputs: list[InputSpec], path: Path) -> None:
-    """Render ``report`` with sample images from ``validation`` (.npz) and the pulled scores in ``scores``; the
-    prediction chart draws the model's first image input (none when no input is an image)."""
-    fp32, int8 = np.load(scores / "scores.fp32.npy"), np.load(scores / "scores.int8.npy")
-    picked = np.linspace(0, len(fp32) - 1, min(CHART_SAMPLES, len(fp32))).astype(int)  # spread over the classes
-    with np.load(validation) as data:
-        image = _image_input(inputs, list(data.files))
-        images = charts.display_images(data[image[0]][picked], image[1]) if image else None
-        labels = data["labels"][picked] if "labels" in data.files else None
-        classes = [str(c) for c in data["classes"]] if "classes" in data.files else []
-    fp32, int8 = fp32[picked], int8[picked]
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def _spread(indices: np.ndarray) -> np.ndarray:
+    """Up to :data:`CHART_SAMPLES` of ``indices``, evenly spread (over the classes, for sorted class folders)."""
+    return indices[np.linspace(0, len(indices) - 1, min(CHART_SAMPLES, len(indices))).astype(int)]
+
+
+def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], x: np.ndarray, layout: str,
+                labels: labels_module.Labels, names: list[str]) -> HtmlSection:
+    options = recipe.validation.detection
+    fp32_boxes = detection.confident(fp32, options)
+    with_boxes = np.flatnonzero([len(b) > 0 for b in fp32_boxes])
+    picked = _spread(with_boxes if len(with_boxes) else np.arange(len(fp32_boxes)))
+    int8_boxes = detection.confident({k: v[picked] for k, v in int8.items()}, options)
+    truth = None
+    if isinstance(labels, dict) and "boxes" in labels:
+        truth = detection.truth_boxes({k: v[picked] for k, v in labels.items()})
+    png = charts.detection_chart(charts.display_images(x[picked], layout), [fp32_boxes[i] for i in picked], int8_boxes,
+                                 names, truth, [int(i) for i in picked])
+    counts = f"{sum(len(fp32_boxes[i]) for i in picked)} FP32 and {sum(len(b) for b in int8_boxes)} INT8 boxes"
+    note = f"{counts} scoring at least {options.confidence:g} (validation.detection.confidence)" + (
+        "; labels dashed" if truth is not None else "")
+    return HtmlSection("FP32 vs INT8 detections", png=png, note=note)
+
+
+def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Path) -> HtmlSection:
+    """FP32 vs INT8 on a few validation samples, drawn as the model's outputs call for; never raises."""
+    try:
+        fp32, int8 = _load(pulled / "outputs.fp32.npz"), _load(pulled / "outputs.int8.npz")
+        arrays = _load(validation)
+        labels = labels_module.from_arrays(arrays)
+        names = [str(c) for c in arrays.get("classes", [])]
+        image = _image_input(recipe.inputs, arrays)
+        if metric in DETECTION_METRICS and image is not None:
+            return _detections(recipe, fp32, int8, *image, labels, names)
+        name = recipe.validation.output if recipe.validation.output in fp32 else next(iter(fp32))
+        if is_class_scores(fp32[name]):
+            picked = _spread(np.arange(len(fp32[name])))
+            class_labels = labels[picked] if isinstance(labels, np.ndarray) and labels.ndim == 1 else None
+            images = charts.display_images(image[0][picked], image[1]) if image is not None else None
+            png = charts.prediction_chart(images, fp32[name][picked], int8[name][picked], names, class_labels)
+            return HtmlSection("FP32 vs INT8 predictions", png=png)
+        png = charts.error_chart(fp32, int8, fidelity.per_output(fp32, int8))
+        return HtmlSection("INT8 - FP32, output by output", png=png,
+                           note=f"{len(first(fp32))} validation samples; every value of every output")
+    except Exception as exc:  # noqa: BLE001 (a chart is never worth a failed deploy: say why it is missing)
+        return HtmlSection("FP32 vs INT8", note=f"no chart could be drawn: {exc.__class__.__name__}: {exc}")
+
+
+def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pulled: Path, path: Path) -> None:
+    """Render ``report`` with samples from ``validation`` (.npz) and the outputs pulled into ``pulled``."""
     ev, bench = report.evaluation, report.bench
-    chart = [HtmlSection("FP32 vs INT8 predictions", png=charts.prediction_chart(images, fp32, int8, classes, labels))
-             ] if images is not None else []
+    accuracy = [("metric", ev.metric), ("FP32", f"{ev.fp32:.2f}"), ("INT8", f"{ev.int8:.2f}"),
+                ("drop (points)", f"{ev.drop:.2f}"), ("top-1 agreement", f"{100 * ev.top1_agreement:.2f}%"),
+                ("cosine", f"{ev.cosine:.5f}")]
+    before, after = ev.details.get("fp32", {}), ev.details.get("int8", {})
+    accuracy += [(key, f"FP32 {before[key]:.3f}, INT8 {value:.3f}" if key in before else f"INT8 {value:.3f}")
+                 for key, value in after.items()]
     sections = [
         HtmlSection("Device", [("host", report.host), ("module", report.probe.module or "-"),
                                ("TensorRT", report.probe.tensorrt_version or "-"),
                                ("backend", f"{report.build.backend} {report.build.backend_version}")]),
-        HtmlSection("Accuracy on the device", [("metric", ev.metric), ("FP32", f"{ev.fp32:.2f}"), ("INT8", f"{ev.int8:.2f}"),
-                                               ("drop (points)", f"{ev.drop:.2f}"),
-                                               ("top-1 agreement", f"{100 * ev.top1_agreement:.2f}%"),
-                                               ("cosine", f"{ev.cosine:.5f}")]),
-        *chart,
+        HtmlSection("Accuracy on the device", accuracy),
+        prediction_section(recipe, ev.metric, validation, pulled),
         HtmlSection("Latency", [(name, f"median {s.median_ms:.3f} ms, p99 {s.p99_ms:.3f} ms")
                                 for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
                     png=charts.latency_histogram({"FP32": bench.fp32.samples_ms, "INT8": bench.int8.samples_ms})),

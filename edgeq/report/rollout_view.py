@@ -22,6 +22,7 @@ _PHASE_STYLE = {
     Phase.FAILED: "red",
     Phase.GATE_FAILED: "bold red",
     Phase.ROLLED_BACK: "yellow",
+    Phase.ROLLBACK_PENDING: "bold red",
     Phase.HELD: "yellow",
     Phase.WORKING: "cyan",
     Phase.PENDING: "dim",
@@ -43,7 +44,7 @@ def plan_view(plan: RolloutPlan) -> Group:
     waves = Table(title=title, title_justify="left")
     for column in ("wave", "devices", "targets", "failures allowed"):
         waves.add_column(column)
-    for index, (names, allowed) in enumerate(zip(plan.waves, plan.allowances)):
+    for index, (names, allowed) in enumerate(zip(plan.waves, plan.allowances, strict=True)):
         label = "canary" if index == 0 and len(plan.waves) > 1 and len(names) == 1 else str(index + 1)
         used = sorted({plan.targets[n] for n in names})
         waves.add_row(label, plain(", ".join(names)), plain(", ".join(used)), str(allowed))
@@ -91,7 +92,7 @@ def summary_view(report: RolloutReport) -> Group:
             "-" if d.p99_ms is None else f"{d.p99_ms:.2f}",
             {True: "pass", False: "FAIL", None: "-"}[d.smoke_passed],
             f"{d.device_seconds:.1f}",
-            plain(d.error or (f"rollback {d.rollback}" if d.rollback else "")),
+            plain("; ".join(part for part in (d.error, f"rollback {d.rollback}" if d.rollback else None) if part)),
         )
     lines = [Text(clean(f"wave {w.index + 1}: {w.status}" + (f": {w.reason}" if w.reason else ""))) for w in report.waves]
     lines.append(

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     data = load_split(recipe.resolve(recipe.calibration.path), recipe.preprocess)
     val = load_split(recipe.resolve(recipe.validation.path), recipe.preprocess)
     spec = recipe.preprocess
-    background = torch.tensor([(0.0 - m) / s for m, s in zip(spec.mean, spec.std)]).view(1, -1, 1, 1)
+    background = torch.tensor([(0.0 - m) / s for m, s in zip(spec.mean, spec.std, strict=True)]).view(1, -1, 1, 1)
 
     model = SqueezeNet(classes=10).to(memory_format=torch.channels_last)
     train(model, data, val, background, args.epochs, args.seed)

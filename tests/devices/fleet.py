@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,10 +92,8 @@ def _descendants(pid: int) -> list[int]:
 
 def _signal_all(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass
@@ -287,7 +285,7 @@ def _sshd_config(device: Device, authorized_keys: Path, user: str) -> str:
 
 
 def _next_free_address(taken: set[str]) -> str:
-    for third in range(0, 256):
+    for third in range(256):
         for fourth in range(2, 255):
             address = f"127.0.{third}.{fourth}"
             if address not in taken and _port_free(address, 22):
