@@ -5,36 +5,19 @@
 - :func:`db_boxes`: DBNet probability map [N, 1, H, W] -> per image the boxes of its connected regions
   above 0.3 (PP-OCR's threshold) of at least :data:`MIN_TEXT_PIXELS` pixels;
 - :func:`kept_share`: the share of FP32's boxes that INT8 finds too (same class, IoU >= 0.5);
-- :func:`ctc_decode` and :func:`cer`: greedy CTC over PP-OCR's character list, character error rate in percent.
+- :func:`ctc_decode` and :func:`cer`: greedy CTC over PP-OCR's character list, character error rate in percent
+  (IoU, NMS, CTC decoding and CER are edgeq's own, :mod:`edgeq.metrics`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from edgeq.metrics import detection, text
+
 MIN_TEXT_PIXELS = 20
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [n, 4] with every box in ``b`` [m, 4] (x1, y1, x2, y2)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
-    order, keep = list(np.argsort(-scores)), []
-    while order:
-        best = order.pop(0)
-        keep.append(best)
-        if order:
-            overlaps = iou(boxes[best : best + 1], boxes[order])[0]
-            order = [i for i, o in zip(order, overlaps, strict=True) if o < threshold]
-    return keep
 
 
 def yolo_detections(output: np.ndarray, score: float = 0.25, nms: float = 0.45) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -45,7 +28,8 @@ def yolo_detections(output: np.ndarray, score: float = 0.25, nms: float = 0.45) 
         rows, classes, best = rows[best >= score], classes[best >= score], best[best >= score]
         cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        keep = [int(i) for c in np.unique(classes) for i in np.nonzero(classes == c)[0][_nms(boxes[classes == c], best[classes == c], nms)]]
+        keep = [int(i) for c in np.unique(classes)
+                for i in np.nonzero(classes == c)[0][detection.nms(boxes[classes == c], best[classes == c], nms)]]
         found.append((boxes[keep], classes[keep]))
     return found
 
@@ -74,7 +58,7 @@ def kept_share(fp32: list[tuple[np.ndarray, np.ndarray]], int8: list[tuple[np.nd
         total += len(want)
         if not len(want) or not len(got):
             continue
-        overlaps = iou(want, got) * (want_cls[:, None] == got_cls[None, :])
+        overlaps = detection.iou_matrix(want, got) * (want_cls[:, None] == got_cls[None, :])
         used: set[int] = set()
         for row in np.argsort(-overlaps.max(axis=1)):
             candidates = [j for j in np.argsort(-overlaps[row]) if j not in used and overlaps[row, j] >= threshold]
@@ -86,28 +70,15 @@ def kept_share(fp32: list[tuple[np.ndarray, np.ndarray]], int8: list[tuple[np.nd
 
 def ctc_decode(probabilities: np.ndarray, characters: list[str]) -> list[str]:
     """Greedy CTC: index 0 is the blank, index i the character ``characters[i - 1]``; repeats collapse."""
-    texts = []
-    for best in np.asarray(probabilities).argmax(axis=2):
-        keep = np.concatenate(([True], best[1:] != best[:-1])) & (best != 0)
-        texts.append("".join(characters[i - 1] for i in best[keep] if i - 1 < len(characters)))
-    return texts
-
-
-def _edit_distance(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        previous, row[0] = row[0], i
-        for j, cb in enumerate(b, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ca != cb))
-    return row[-1]
+    return ["".join(characters[i - 1] for i in ids if i - 1 < len(characters)) for ids in text.greedy_decode(probabilities, 0)]
 
 
 def cer(predicted: list[str], truth: list[str]) -> float:
-    """Character error rate in percent: edit distance over the number of true characters."""
-    return 100.0 * sum(_edit_distance(p, t) for p, t in zip(predicted, truth, strict=True)) / max(sum(len(t) for t in truth), 1)
+    """Character error rate in percent (edgeq's CTC metric, on characters)."""
+    return 100.0 * text.cer([list(p) for p in predicted], [list(t) for t in truth])
 
 
-def ppocr_characters(model_path) -> list[str]:
+def ppocr_characters(model_path: Path) -> list[str]:
     """PP-OCR's character list from the rec model's metadata (``character``), plus the space it appends."""
     import onnx
 
@@ -116,7 +87,7 @@ def ppocr_characters(model_path) -> list[str]:
     return listed.splitlines() + [" "]
 
 
-def rec_model():
+def rec_model() -> Path:
     from tests.field_data import package_file
 
     return package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx")
