@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeq.calibrate import stats
 from edgeq.calibrate.stats import StreamingHistogram, range_above
 from edgeq.errors import InputError
 
@@ -41,6 +42,21 @@ def test_streamed_histogram_equals_one_shot_after_rebinning() -> None:
     everything = np.concatenate([b.ravel() for b in batches])
     assert (stats.min, stats.max) == (float(everything.min()), float(everything.max()))
     assert stats.absmax == 1234.5
+
+
+@pytest.mark.parametrize("bins", [2048, 1 << 15])  # int16 levels, and int32 ones past 2**14 bins
+def test_chunked_sorted_counts_equal_one_shot(monkeypatch: pytest.MonkeyPatch, bins: int) -> None:
+    monkeypatch.setattr(stats, "_CHUNK", 1000)  # many sorted chunks per batch, the last one short
+    rng = np.random.default_rng(7)
+    batches = [rng.standard_normal(12_345).astype(np.float32) * 3, np.maximum(rng.laplace(size=5_000), 0).astype(np.float32)]
+    stream = StreamingHistogram("t", bins=bins)
+    for batch in batches:
+        stream.update(batch)
+    result = stream.result()
+    assert result.hist_range == range_above(float(np.abs(np.concatenate(batches)).max()))
+    assert np.array_equal(result.hist, _one_shot(batches, bins, result.hist_range))
+    levels = np.trunc(np.concatenate(batches).astype(np.float64) * (bins / result.hist_range)).astype(np.int64)
+    assert np.array_equal(stream.signed, np.bincount(levels + bins - 1, minlength=2 * bins - 1))  # both signs, level by level
 
 
 def test_zeros_before_the_first_non_zero_value_land_in_bin_zero() -> None:
