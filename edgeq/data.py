@@ -91,7 +91,7 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
             image = image.convert("L" if spec.channel_order == "GRAY" else "RGB")
             if spec.resize is not None:
                 image = fitted(image, spec.resize, spec)
-            pixels = np.asarray(image, dtype=np.float32)
+            pixels = np.asarray(image)  # uint8: the float32 product below converts it exactly
     except Image.DecompressionBombError:
         raise InputError(too_big) from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
@@ -100,11 +100,18 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
         pixels = pixels[:, :, None]
     if spec.channel_order == "BGR":
         pixels = pixels[:, :, ::-1]
-    channels = pixels.shape[2]
+    height, width, channels = pixels.shape
     mean = np.asarray(spec.mean[:channels] if len(spec.mean) >= channels else spec.mean * channels, np.float32)
     std = np.asarray(spec.std[:channels] if len(spec.std) >= channels else spec.std * channels, np.float32)
-    sample = (pixels * np.float32(spec.scale) - mean[:channels]) / std[:channels]
-    return np.ascontiguousarray(sample.transpose(2, 0, 1) if layout == "NCHW" else sample)
+    # (x * scale - mean) / std in float32, one channel plane at a time: numpy broadcasting a per-channel
+    # vector over the last axis runs its inner loop 3 values at a time (about 4x slower); same values either way
+    sample = np.empty((channels, height, width) if layout == "NCHW" else (height, width, channels), np.float32)
+    for c in range(channels):
+        plane = sample[c] if layout == "NCHW" else sample[:, :, c]
+        np.multiply(pixels[:, :, c], np.float32(spec.scale), out=plane, dtype=np.float32)
+        np.subtract(plane, mean[c], out=plane)
+        np.divide(plane, std[c], out=plane)
+    return sample
 
 
 def _expected(spec: InputSpec) -> list[int | str]:

@@ -186,3 +186,23 @@ def test_a_bad_image_decoded_ahead_fails_where_it_is_read(tmp_path: Path) -> Non
         assert len(next(batches).x) == 2 and len(next(batches).x) == 2  # images 0-3 are fine
         with pytest.raises(InputError, match=r"4\.png"):
             next(batches)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(("order", "mean", "std"), [("RGB", [0.1, 0.2, 0.3], [0.5, 0.25, 0.3]), ("BGR", [0.4], [0.7]),
+                                                    ("GRAY", [0.45], [0.225])])
+def test_preprocessing_equals_the_plain_float32_formula_bit_for_bit(tmp_path: Path, layout: str, order: str, mean: list,
+                                                                      std: list) -> None:
+    from edgeq.data import preprocess_image
+    from edgeq.recipe import Preprocess
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (9, 7, 3), dtype=np.uint8)).save(path)
+    spec = Preprocess(resize=(6, 5), channel_order=order, scale=1 / 255, mean=mean, std=std)
+    image = Image.open(path).convert("L" if order == "GRAY" else "RGB").resize((5, 6), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, np.float32).reshape(6, 5, -1)[:, :, ::-1 if order == "BGR" else 1]
+    channels = pixels.shape[2]
+    want = (pixels * np.float32(1 / 255) - np.asarray((mean * 3)[:channels], np.float32)) / np.asarray((std * 3)[:channels], np.float32)
+    got = preprocess_image(path, spec, layout)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, want.transpose(2, 0, 1) if layout == "NCHW" else want)
