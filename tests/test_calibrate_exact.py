@@ -19,7 +19,7 @@ import pytest
 from edgeq import model as model_module
 from edgeq import recipe as recipe_module
 from edgeq import targets
-from edgeq.calibrate import calibrate, collect, selection, threads
+from edgeq.calibrate import calibrate, collect, selection, stats, threads
 from edgeq.calibrate.activations import activation_tensors, session, with_outputs
 from edgeq.calibrate.cache import build_cache, constant_ranges
 from edgeq.calibrate.policy import excluded_tensors
@@ -72,8 +72,12 @@ def _reference(recipe_path: Path, method: str) -> tuple[dict, str]:
     return table, cache
 
 
+@pytest.mark.parametrize("way", stats.COUNTINGS)  # either way this CPU can count, whichever it measured faster
 @pytest.mark.parametrize("plan", [ThreadPlan(cores=1, ort=1), ThreadPlan(cores=8, ort=3)])
-def test_pieced_parallel_fold_equals_numpy_histograms_of_all_activations(monkeypatch: pytest.MonkeyPatch, plan: ThreadPlan) -> None:
+def test_pieced_parallel_fold_equals_numpy_histograms_of_all_activations(
+    monkeypatch: pytest.MonkeyPatch, plan: ThreadPlan, way: str
+) -> None:
+    monkeypatch.setattr(stats, "counting", lambda: way)
     model = prepare(fire_net(seed=5)).model
     tensors = activation_tensors(model)
     batches = [images(np.random.default_rng(i), n, 32) * (1 + 3 * i) for i, n in enumerate([3, 7, 1, 5])]  # ranges widen

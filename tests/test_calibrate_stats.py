@@ -44,9 +44,11 @@ def test_streamed_histogram_equals_one_shot_after_rebinning() -> None:
     assert stats.absmax == 1234.5
 
 
-@pytest.mark.parametrize("bins", [2048, 1 << 15])  # int16 levels, and int32 ones past 2**14 bins
-def test_chunked_sorted_counts_equal_one_shot(monkeypatch: pytest.MonkeyPatch, bins: int) -> None:
-    monkeypatch.setattr(stats, "_CHUNK", 1000)  # many sorted chunks per batch, the last one short
+@pytest.mark.parametrize("way", stats.COUNTINGS)
+@pytest.mark.parametrize("bins", [2048, 1 << 15])  # sorted int16 levels, and int32 ones past 2**14 bins
+def test_chunked_counts_equal_one_shot_either_way(monkeypatch: pytest.MonkeyPatch, bins: int, way: str) -> None:
+    monkeypatch.setattr(stats, "counting", lambda: way)
+    monkeypatch.setattr(stats, "_CHUNK", 1000)  # many chunks per batch, the last one short
     rng = np.random.default_rng(7)
     batches = [rng.standard_normal(12_345).astype(np.float32) * 3, np.maximum(rng.laplace(size=5_000), 0).astype(np.float32)]
     stream = StreamingHistogram("t", bins=bins)
@@ -57,6 +59,21 @@ def test_chunked_sorted_counts_equal_one_shot(monkeypatch: pytest.MonkeyPatch, b
     assert np.array_equal(result.hist, _one_shot(batches, bins, result.hist_range))
     levels = np.trunc(np.concatenate(batches).astype(np.float64) * (bins / result.hist_range)).astype(np.int64)
     assert np.array_equal(stream.signed, np.bincount(levels + bins - 1, minlength=2 * bins - 1))  # both signs, level by level
+
+
+def test_counting_is_measured_once_or_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    stats.counting.cache_clear()
+    monkeypatch.delenv(stats.COUNT_ENV, raising=False)
+    assert stats.counting() in stats.COUNTINGS
+    for way in stats.COUNTINGS:
+        stats.counting.cache_clear()
+        monkeypatch.setenv(stats.COUNT_ENV, way)
+        assert stats.counting() == way
+    stats.counting.cache_clear()
+    monkeypatch.setenv(stats.COUNT_ENV, "radix")
+    with pytest.raises(InputError, match="EDGEQ_HIST_COUNT: expected one of sort, bincount, found 'radix'"):
+        stats.counting()
+    stats.counting.cache_clear()
 
 
 def test_zeros_before_the_first_non_zero_value_land_in_bin_zero() -> None:

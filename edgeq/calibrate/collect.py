@@ -28,6 +28,7 @@ from edgeq.calibrate.stats import (
     TensorStats,
     concat_of,
     copy_of,
+    counting,
     piece_of,
     relu_of,
 )
@@ -131,6 +132,7 @@ def collect(
     of ``plan.workers`` threads, for this call).
     """
     plan = plan or ThreadPlan.for_machine()
+    counting()  # measured once, here, before the workers keep the cores busy
     derived = derivations(model, tensors)
     direct = exposed_tensors(model, tensors)
     sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, exposed=True)

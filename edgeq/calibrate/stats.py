@@ -6,14 +6,23 @@ than every |x| seen; when a larger value arrives R doubles (as often as needed) 
 bins merge into one new bin. Because bins / R is a power of two, bin indices are computed exactly,
 so the streamed histogram equals ``np.histogram(|all data|, bins, range=(0, R))`` bin for bin, and
 pieces of a batch binned separately (over their own ranges, on any thread) add up to the same
-histogram whatever their order. Values are counted by sorting their bin levels (numpy sorts and
-searches without the GIL), so pieces binned on many threads at once keep every core busy.
+histogram whatever their order.
+
+How the values of a piece are counted level by level depends on the CPU (:func:`counting`), never the
+counts: where numpy sorts 16-bit integers with SIMD (AVX-512 ICL/SPR, Arm with fp16), by sorting the
+levels and searching the sorted run of each level, which numpy does without the GIL, so pieces binned on
+many threads keep every core busy; elsewhere such a sort is ~20x slower and ``np.bincount`` counts
+(it holds the GIL for a pass over every value, so the fold stops scaling at a few threads).
+``EDGEQ_HIST_COUNT=sort|bincount`` forces a way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +30,33 @@ import numpy as np
 from edgeq.errors import InputError
 
 DEFAULT_BINS = 2048
-_CHUNK = 1 << 20  # values per sort: the binary searches (one per level present) cost little beside it
+_CHUNK = 1 << 20  # values per counting step: the binary searches after a sort (one per level present) cost little
+COUNT_ENV = "EDGEQ_HIST_COUNT"
+COUNTINGS = ("sort", "bincount")
+
+
+@functools.cache
+def counting() -> str:
+    """How this machine counts bin levels: ``sort`` where numpy's int16 sort is about as fast as ``bincount``
+    (a SIMD sort: measured once, on 32K levels), else ``bincount``; ``EDGEQ_HIST_COUNT`` overrides."""
+    forced = os.environ.get(COUNT_ENV)
+    if forced is not None:
+        if forced not in COUNTINGS:
+            raise InputError(f"{COUNT_ENV}: expected one of {', '.join(COUNTINGS)}, found {forced!r}")
+        return forced
+    levels = np.random.default_rng(0).integers(2 * DEFAULT_BINS - 1, size=1 << 15).astype(np.int16)
+
+    def seconds(step) -> float:  # the best of a few runs: a busy machine only slows some of them
+        best = math.inf
+        for _ in range(3):
+            work = levels.copy()
+            start = time.perf_counter()
+            step(work)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    # a SIMD sort takes about 0.7x bincount's time, a scalar one about 17x: the threshold sits far from both
+    return "sort" if seconds(np.ndarray.sort) < 2 * seconds(lambda work: np.bincount(work)) else "bincount"
 
 
 @dataclass
@@ -103,13 +138,10 @@ def piece_of(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> Piece:
 
 
 def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
-    """Slot ``bins-1+v`` counts the values with trunc(x * scale) == v (|x| * scale < bins).
-
-    Each chunk's levels are sorted in place and counted level by level with a binary search over the
-    levels it holds: numpy releases the GIL for the product, the sort and the search (``np.bincount``
-    holds it for a pass over every value), so the fold scales over threads.
-    """
-    dtype = np.dtype(np.int16 if bins <= 1 << 14 else np.int32)  # levels -(bins-1)..bins-1, and bins itself
+    """Slot ``bins-1+v`` counts the values with trunc(x * scale) == v (|x| * scale < bins), as :func:`counting` says."""
+    sort = counting() == "sort"
+    # levels -(bins-1)..bins-1, offset by bins-1 for bincount; the searches need bins itself
+    dtype = np.dtype(np.intp if not sort else np.int16 if bins <= 1 << 14 else np.int32)
     buffer = _index_buffer(dtype)
     counts = np.zeros(2 * bins - 1, np.int64)
     for start in range(0, flat.size, _CHUNK):
@@ -117,10 +149,14 @@ def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
         levels = buffer[: part.size]
         # float32 product, then truncation toward zero: |trunc(v)| == floor(|v|)
         np.multiply(part, scale, out=levels, dtype=np.float32, casting="unsafe")
-        levels.sort()
-        low, high = int(levels[0]), int(levels[-1])
-        bounds = np.searchsorted(levels, np.arange(low, high + 2, dtype=dtype))
-        counts[bins - 1 + low : bins + high] += np.diff(bounds)
+        if sort:
+            levels.sort()
+            low, high = int(levels[0]), int(levels[-1])
+            bounds = np.searchsorted(levels, np.arange(low, high + 2, dtype=dtype))
+            counts[bins - 1 + low : bins + high] += np.diff(bounds)
+        else:
+            np.add(levels, bins - 1, out=levels)
+            counts += np.bincount(levels, minlength=2 * bins - 1)
     return counts
 
 
