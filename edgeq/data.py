@@ -304,9 +304,10 @@ class Dataset:
                     sample.cancel()
 
     def _batch(self, start: int, samples: list[np.ndarray]) -> Batch:
-        labels = self.labels
-        x = np.stack(samples).astype(self.input.dtype, copy=False)
-        return Batch(x=x, labels=None if labels is None else labels[start : start + len(samples)])
+        labels = None if self._labels is None else self._labels[self._order[start : start + len(samples)]]
+        # one decoded sample: a view, not a copy (one from an .npz array is copied: the batch must not alias the data set)
+        x = samples[0][None] if len(samples) == 1 and self._array is None else np.stack(samples)
+        return Batch(x=x.astype(self.input.dtype, copy=False), labels=labels)
 
     def load(self) -> Batch:
         """All selected samples as one batch (for validation sets, which are small)."""

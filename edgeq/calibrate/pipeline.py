@@ -349,7 +349,8 @@ def _choose_method(
         return result
 
     choice, accuracy = selection.choose_method(validation.accuracy, trial)
-    ranges = _ranges(statistics.stats, choice.method, percentile, statistics.protected, f"auto: {choice.why}", pools.workers)
+    why = f"auto: {choice.why}"  # the chosen method's ranges, computed once: only the reason of those not protected changes
+    ranges = {n: r if n in statistics.protected else replace(r, reason=why) for n, r in placements[choice.method].ranges.items()}
     return _Choice(choice, replace(placements[choice.method], ranges=ranges), accuracy)
 
 
