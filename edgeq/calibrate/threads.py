@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 MAX_LANES = 4  # concurrent validation runs (each holds one batch of activations)
 MAX_DECODERS = 2  # enough to keep ahead; more would only compete for the GIL (PIL holds it for part of each image)
-MAX_WORKERS = 8  # the histogram fold stops scaling at about 4-8 threads (bincount holds the GIL for part of its work)
+MAX_WORKERS = 8  # enough for the fold to keep up with the run; counted by bincount, it stops scaling at 4-8 (the GIL)
 
 
 def available_cores() -> int:
