@@ -8,6 +8,7 @@ and what was found.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -270,6 +271,13 @@ class Recipe(_Strict):
     @property
     def model_path(self) -> Path:
         return self.resolve(self.model)
+
+    @property
+    def out_folder(self) -> Path:
+        """Where this recipe's outputs go: ``<recipe folder>/edgeq-out/<name>`` (the name as a safe folder name),
+        so recipes that share a folder keep their outputs apart."""
+        slug = re.sub(r"[^A-Za-z0-9._-]", "-", self.name).lstrip(".")
+        return self.folder / "edgeq-out" / (slug or "recipe")
 
     def device_hosts(self) -> list[Host]:
         """The hosts the recipe names: inline ``devices.hosts`` or its ``devices.inventory``."""

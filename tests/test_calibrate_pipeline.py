@@ -27,7 +27,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "recipes" / "squeezenet-digit
 def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), sensitivity=True, progress=False)
-    folder = tmp_path / "edgeq-out" / ORIN
+    folder = tmp_path / "edgeq-out" / "tiny" / ORIN
     assert result.folder == folder and not result.reused
     names = {"model.fp32.onnx", "model.qdq.onnx", "calibration.cache", "ranges.json", "validation.npz", "report.json", "manifest.json"}
     assert {p.name for p in folder.iterdir()} == names
@@ -127,18 +127,18 @@ def test_budget_failure_exits_1_suggests_the_fit_without_ranking_and_fit_budget_
     assert data["report"]["sensitivity"] == [] and "sensitivity" not in data["report"]["seconds"]  # nothing ranked unasked
     assert any("--fit-budget widens clipped ranges" in note for note in data["report"]["notes"])
     assert result.code == 1 and "budget" in result.stderr and "--fit-budget" in result.stderr
-    assert (tmp_path / "edgeq-out" / ORIN / "manifest.json").is_file()
+    assert (tmp_path / "edgeq-out" / "tiny" / ORIN / "manifest.json").is_file()
     fitted = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--fit-budget", "--json")
     report = json.loads(fitted.stdout)["report"]
     assert fitted.code == 0 and report["accuracy"]["passed"] and report["kept_high_precision"] and report["fit"]["met"]
     assert report["widened"] == []  # min-max clips nothing: only precision can help here
     ranking = [s["layer"] for s in report["sensitivity"]]
     assert report["kept_high_precision"] == ranking[: len(report["kept_high_precision"])]
-    qdq = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.qdq.onnx")
+    qdq = onnx.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "model.qdq.onnx")
     kept = set(report["kept_high_precision"])
     assert not any(n.name in kept for n in qdq.graph.node if any(i.endswith("_dequantized") for i in n.input))
-    cache = parse_cache((tmp_path / "edgeq-out" / ORIN / "calibration.cache").read_text())
-    fp32 = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.fp32.onnx")
+    cache = parse_cache((tmp_path / "edgeq-out" / "tiny" / ORIN / "calibration.cache").read_text())
+    fp32 = onnx.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "model.fp32.onnx")
     kept_inputs = {n.input[0] for n in fp32.graph.node if n.name in kept}
     assert not kept_inputs & set(cache.scales)
 
@@ -244,6 +244,6 @@ def test_numeric_class_folders_are_read_in_natural_order_printed_and_reported(tm
     path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img").replace("path: val.npz", "path: val_img"))
     result = run_edgeq("calibrate", path, "--target", ORIN)
     assert "classes in label order: 0, 90, 180, 270" in " ".join(result.stdout.split()), result.stdout
-    report = json.loads((tmp_path / "edgeq-out" / ORIN / "report.json").read_text())
+    report = json.loads((tmp_path / "edgeq-out" / "tiny" / ORIN / "report.json").read_text())
     assert report["classes"] == classes
-    assert np.load(tmp_path / "edgeq-out" / ORIN / "validation.npz")["classes"].tolist() == classes
+    assert np.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "validation.npz")["classes"].tolist() == classes

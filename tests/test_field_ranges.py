@@ -100,5 +100,5 @@ def test_fit_budget_on_a_model_that_misses_it_ends_in_minutes_and_widens_ranges_
     assert report["fit"]["trials"] and report["widened"], report["fit"]
     assert report["fit"]["met"] == report["accuracy"]["passed"] and (result.code == 0) == report["fit"]["met"]
     assert report["fit"]["met"] or report["fit"]["why"].startswith(("cannot be met", "stopped at the time bound"))
-    ranges = json.loads((tmp_path / "edgeq-out" / ORIN / "ranges.json").read_text())["tensors"]
+    ranges = json.loads((tmp_path / "edgeq-out" / "yolov8n" / ORIN / "ranges.json").read_text())["tensors"]
     assert all(ranges[name]["method"] == "minmax" and "widened by --fit-budget" in ranges[name]["why"] for name in report["widened"])

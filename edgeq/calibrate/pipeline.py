@@ -94,7 +94,8 @@ VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane ho
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
-    return recipe.folder / "edgeq-out" / target.name
+    """``<recipe folder>/edgeq-out/<recipe name>/<target>``: one folder per recipe and target."""
+    return recipe.out_folder / target.name
 
 
 @contextmanager

@@ -21,7 +21,7 @@ def calibrate(
         str | None, typer.Option("--method", help="auto | entropy | minmax | percentile | mse (default: the recipe's; auto unless set).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")
+        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<recipe name>/<target>).")
     ] = None,
     fit_budget: Annotated[
         bool, typer.Option("--fit-budget", help="Meet the accuracy budget: widen clipped ranges, then keep the most sensitive layers in float (time-bounded).")

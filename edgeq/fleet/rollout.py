@@ -331,4 +331,4 @@ def rollback(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], 
     names = [host_name(h) for h in hosts]
     header = _header(recipe, hosts, chosen, plans, [names], inventory=None, concurrency=concurrency,
                      max_failures="0", build_each=True, switching=Switching.DEVICE, keep=None)
-    return Rollout(None, st.initial(header), plans, timeout, folder=recipe.folder / "edgeq-out" / "rollback")
+    return Rollout(None, st.initial(header), plans, timeout, folder=recipe.out_folder / "rollback")
