@@ -144,6 +144,9 @@ def test_recurrent_state_is_carried_along_each_sequence(tmp_path: Path) -> None:
     assert "h" in result.report.excluded and "recurrent state" in result.report.excluded["h"]
     assert "h_out" in result.report.excluded
     np.testing.assert_allclose(np.load(result.folder / "validation.npz")["h"][1:4], expected[1:4], rtol=1e-6)
+    other = calibrate(recipe, targets.resolve("agx-xavier-jp5.1"), progress=False)  # statistics from the store
+    assert other.report.statistics_reused  # and still the state carried by FP32:
+    np.testing.assert_allclose(np.load(other.folder / "validation.npz")["h"][1:4], expected[1:4], rtol=1e-6)
 
 
 def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ The work runs as named stages, each returning one result:
 1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
    here, before anything is written (unless the artifacts are current: then they are reused).
 2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges
-   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`).
+   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`); all of it target
+   independent, so it is kept in the recipe's :mod:`edgeq.calibrate.store` and reused by every target.
 3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
 4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
    deflated into validation.npz as it goes.
@@ -59,7 +60,7 @@ from edgeq import model as model_module
 from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
-from edgeq.calibrate.manifest import cache_key, is_current, manifest
+from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
@@ -77,6 +78,7 @@ from edgeq.calibrate.report import (
 from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
+from edgeq.calibrate.store import Measured, Store
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
 from edgeq.errors import InputError
@@ -96,6 +98,11 @@ VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane ho
 def default_folder(recipe: Recipe, target: Target) -> Path:
     """``<recipe folder>/edgeq-out/<recipe name>/<target>``: one folder per recipe and target."""
     return recipe.out_folder / target.name
+
+
+def store_folder(recipe: Recipe) -> Path:
+    """The recipe's :mod:`edgeq.calibrate.store`, beside its targets' folders."""
+    return recipe.out_folder / ".store"
 
 
 @contextmanager
@@ -149,6 +156,7 @@ class _Inputs:
     labels: labels_module.LoadedLabels
     metric: Metric
     key: str
+    store: Store  # the statistics and ranges every target shares
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
 
 
@@ -166,9 +174,11 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
     labels = labels_module.load(recipe, validation.dataset)
     metric = metrics_module.load(recipe, labels.labels)
     arithmetic = host_arithmetic()
-    key = cache_key(recipe, target, {"method": method, **settings, "bins": DEFAULT_BINS, "int8_arithmetic": arithmetic.verdict})
+    store = Store(store_folder(recipe), statistics_key(recipe, DEFAULT_BINS))
+    key = cache_key(recipe, target, {"method": method, **settings, "int8_arithmetic": arithmetic.verdict}, store.key)
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
-    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, arithmetic)
+    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, store,
+                   arithmetic)
 
 
 @dataclass
@@ -181,48 +191,69 @@ class _Statistics:
     protected: dict[str, str]  # tensor -> why it keeps its full range
     ranges: dict[str, TensorRange]  # by the first method (``auto``: entropy)
     passes: exposure.ExposurePlan
-    prepare_seconds: float
-    seconds: float
+    seconds: dict[str, float]  # prepare and statistics when measured; store when reused
+    reused: bool  # from the store: no statistics pass ran
 
     @property
     def amax(self) -> dict[str, float]:
         return {name: r.amax for name, r in self.ranges.items()}
 
 
-def _prepare(inputs: _Inputs) -> PreparedModel:
-    """The prepared model, each step checked on calibration samples; recurrent state then carried by FP32."""
-    calibration, validation = inputs.calibration, inputs.validation
+def _carry_state(inputs: _Inputs, prepared: PreparedModel, feeds: list[tuple[Feeds, int | None]]) -> None:
+    """Fill the recurrent state inputs of ``feeds`` (each with its sequence length) from the FP32 model's outputs."""
+    if not inputs.calibration.state:
+        return
+    session = activations.session(prepared.model)
+    names = [o.name for o in session.get_outputs()]
+
+    def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, activations.run(session, feed, names), strict=True))
+
+    for data, length in feeds:
+        data.carry_state(fp32_outputs, length)
+
+
+def _measure(inputs: _Inputs, pools: _Pools, bar: Progress) -> Measured:
+    """The prepared model (each step checked on calibration samples) and its statistics over the calibration data."""
+    tick = time.perf_counter()
+    calibration = inputs.calibration
     prepared = prepare(inputs.model, source=str(inputs.recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
                        state=calibration.state)
-    if calibration.state:
-        session = activations.session(prepared.model)
-        names = [o.name for o in session.get_outputs()]
-
-        def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return dict(zip(names, activations.run(session, feed, names), strict=True))
-
-        calibration.carry_state(fp32_outputs, inputs.recipe.calibration.sequence_length)
-        validation.carry_state(fp32_outputs, inputs.recipe.validation.sequence_length)
-    return prepared
-
-
-def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
-    tick = time.perf_counter()
-    prepared = _prepare(inputs)
+    _carry_state(inputs, prepared, [(calibration, inputs.recipe.calibration.sequence_length)])
     prepared_at = time.perf_counter()
     fp32 = prepared.model
     tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
-    shapes = {name: array.shape for name, array in next(inputs.calibration.batches(1)).items()}
+    shapes = {name: array.shape for name, array in next(calibration.batches(1)).items()}
     passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET)
-    task = bar.add_task("calibration statistics", total=len(inputs.calibration) * passes.passes)
-    stats = exposure.collect_in_passes(fp32, passes, lambda rows: inputs.calibration.batches(rows, pools.decoders),
+    task = bar.add_task("calibration statistics", total=len(calibration) * passes.passes)
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: calibration.batches(rows, pools.decoders),
                                        plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
-    protected = selection.protected_tensors(fp32, tensors)
-    auto = inputs.method == selection.AUTO
-    why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
-    ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, inputs.recipe.calibration.percentile,
-                     protected, why, pools.workers)
-    return _Statistics(prepared, tensors, stats, protected, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
+    seconds = {"prepare": prepared_at - tick, "statistics": time.perf_counter() - prepared_at}
+    return Measured(prepared, tensors, stats, passes, seconds)
+
+
+def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
+    """The store's entry for this model and calibration data, or a statistics run that makes it; then the ranges
+    of the first method (``auto``: entropy), from the entry too when this method was asked for before."""
+    tick = time.perf_counter()
+    measured = inputs.store.load()
+    reused = measured is not None
+    if measured is None:
+        measured = _measure(inputs, pools, bar)
+        inputs.store.save(measured)
+        seconds = dict(measured.seconds)
+    else:
+        seconds = {"store": time.perf_counter() - tick}
+    _carry_state(inputs, measured.prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
+    fp32, stats, percentile = measured.prepared.model, measured.stats, inputs.recipe.calibration.percentile
+    protected = selection.protected_tensors(fp32, measured.tensors)
+    ranges = inputs.store.ranges(inputs.method, percentile)
+    if ranges is None:
+        auto = inputs.method == selection.AUTO
+        why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
+        ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, percentile, protected, why, pools.workers)
+        inputs.store.save_ranges(inputs.method, percentile, ranges)
+    return _Statistics(measured.prepared, measured.tensors, stats, protected, ranges, measured.passes, seconds, reused)
 
 
 def _ranges(
@@ -463,6 +494,8 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         percentile=recipe.calibration.percentile,
         calibration_samples=len(inputs.calibration),
         key=inputs.key,
+        statistics_key=inputs.store.key,
+        statistics_reused=outcome.statistics.reused,
         created=datetime.now(timezone.utc).isoformat(),
         seconds={k: round(v, 3) for k, v in outcome.seconds.items()},
         ranges=_summary(placement.ranges, outcome.cached),
@@ -514,7 +547,7 @@ def calibrate(
         _give_back_freed_memory()
         placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict, statistics.ranges)
         validation = _validate(inputs, placement, placement.model(placement.layers), pools, Path(scratch), bar)
-        seconds = {"prepare": statistics.prepare_seconds, "statistics": statistics.seconds, "validation": validation.seconds}
+        seconds = {**statistics.seconds, "validation": validation.seconds}
         tick = time.perf_counter()
         choice = _choose_method(inputs, statistics, placement, validation, pools, bar)
         if len(choice.method.trials) > 1:

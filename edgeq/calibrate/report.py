@@ -79,6 +79,8 @@ class CalibrationReport:
     memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
+    statistics_key: str = ""  # the calibration store entry of the statistics and ranges (edgeq.calibrate.store)
+    statistics_reused: bool = False  # taken from the store: no statistics pass ran for this target
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

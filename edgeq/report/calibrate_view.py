@@ -73,6 +73,9 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.widened:
         lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     memory = report.memory
+    if report.statistics_reused:
+        lines.append(plain(f"statistics reused from the calibration store (entry {report.statistics_key[:16]}): "
+                           "the model and calibration data are those another target or command already measured"))
     if memory:
         lines.append(plain(
             f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
