@@ -145,6 +145,12 @@ class CalibrationSpec(DataSpec):
         default="auto", description="auto: entropy, or the method the metric prefers when entropy loses accuracy"
     )
     percentile: float = Field(default=99.99, gt=0, le=100)
+    fit_budget: bool = Field(
+        default=False,
+        description="when the predicted drop misses budget.accuracy_drop: widen the fewest clipped ranges, then keep the "
+        "most sensitive layers in float until it fits (time-bounded); calibrate, deploy and rollout all build what this "
+        "finds (their --fit-budget / --no-fit-budget override it)",
+    )
 
 
 # Built-in metrics (edgeq.metrics); `auto` is top1 for class labels, fidelity otherwise.

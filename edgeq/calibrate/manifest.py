@@ -51,7 +51,8 @@ def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any], statisti
         "statistics": statistics,
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
         "metric_files": [sha256_file(recipe.resolve(f)) if f else None for f in files],  # metric, labels, alphabet
-        "recipe": recipe.model_dump(mode="json", include={"calibration", "validation", "budget"}),
+        "recipe": recipe.model_dump(mode="json", include={"calibration", "validation", "budget"},
+                                    exclude={"calibration": {"fit_budget"}}),  # the fit in force is in ``settings``
         "settings": settings,
         "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},
     }

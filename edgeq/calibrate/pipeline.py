@@ -525,17 +525,19 @@ def calibrate(
     *,
     method: str | None = None,
     out: Path | None = None,
-    fit_budget: bool = False,
+    fit_budget: bool | None = None,
     sensitivity: bool = False,
     threads: int | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
     """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input.
 
+    ``fit_budget``: fit the budget when the drop misses it (None: the recipe's ``calibration.fit_budget``).
     ``sensitivity``: rank the layers even when the predicted drop fits the budget. ``threads``: ONNX
     Runtime threads to keep busy (default: one per core); the results are the same for any count.
     """
     started = time.perf_counter()
+    fit_budget = recipe.calibration.fit_budget if fit_budget is None else fit_budget
     inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
     if is_current(inputs.folder, inputs.key):
         report = CalibrationReport.from_dict(json.loads(inputs.artifacts.report.read_text()))

@@ -142,13 +142,17 @@ def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
 
 
 def make_plan(
-    recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True, out: Path | None = None
+    recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True, out: Path | None = None,
+    fit_budget: bool | None = None,
 ) -> DeployPlan:
-    """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do."""
+    """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do.
+
+    ``fit_budget``: as calibrate's (None: the recipe's ``calibration.fit_budget``), so deploy builds what calibrate found.
+    """
     if preflight and target.backend == "tensorrt":
         _preflight(recipe, target)
     quantization = check_build(recipe, target)  # a build the target cannot do fails before calibrating
-    calibration = calibrate(recipe, target, progress=progress, out=out)
+    calibration = calibrate(recipe, target, progress=progress, out=out, fit_budget=fit_budget)
     options = device_build_options(recipe, target, quantization, calibration)
     return DeployPlan(
         recipe=recipe,

@@ -63,6 +63,7 @@ class RolloutHeader(BaseModel):
     build_each: bool
     switching: Switching = Switching.WAVE
     keep: int | None = 1  # engines gc keeps after a verified switch besides current and previous (None: no gc)
+    fit_budget: bool | None = None  # --fit-budget / --no-fit-budget as given (None: the recipe's); resume calibrates alike
 
 
 class Entry(BaseModel):
