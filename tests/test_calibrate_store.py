@@ -114,3 +114,12 @@ def test_calibrate_for_one_target_then_another_says_the_statistics_were_reused(t
     assert first.code == 0 and "statistics reused" not in first.stdout, first.stderr
     second = run_edgeq("calibrate", path, "--target", "local")
     assert second.code == 0 and "statistics reused from the calibration store" in " ".join(second.stdout.split())
+
+
+def test_a_store_that_cannot_be_written_costs_reuse_not_the_calibration(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    (tmp_path / "edgeq-out" / "tiny").mkdir(parents=True)
+    (tmp_path / "edgeq-out" / "tiny" / ".store").write_text("in the way")  # as a read-only folder would be
+    result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    assert result.report.accuracy.passed and any("calibration store" in note for note in result.report.notes)
+    assert not calibrate(recipe_module.load(path), targets.resolve("local"), progress=False).report.statistics_reused

@@ -193,6 +193,7 @@ class _Statistics:
     passes: exposure.ExposurePlan
     seconds: dict[str, float]  # prepare and statistics when measured; store when reused
     reused: bool  # from the store: no statistics pass ran
+    notes: list[str] = field(default_factory=list)  # the store could not be written, and why
 
     @property
     def amax(self) -> dict[str, float]:
@@ -238,10 +239,15 @@ def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
     tick = time.perf_counter()
     measured = inputs.store.load()
     reused = measured is not None
+    notes = []
     if measured is None:
         measured = _measure(inputs, pools, bar)
-        inputs.store.save(measured)
         seconds = dict(measured.seconds)
+        try:
+            inputs.store.save(measured)
+        except OSError as exc:  # a read-only recipe folder (calibrate --out elsewhere): this run does not need it
+            notes.append(f"the calibration store {inputs.store.folder} could not be written ({exc.strerror or exc}): "
+                         "other targets and commands measure the statistics again")
     else:
         seconds = {"store": time.perf_counter() - tick}
     _carry_state(inputs, measured.prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
@@ -252,8 +258,10 @@ def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
         auto = inputs.method == selection.AUTO
         why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
         ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, percentile, protected, why, pools.workers)
-        inputs.store.save_ranges(inputs.method, percentile, ranges)
-    return _Statistics(measured.prepared, measured.tensors, stats, protected, ranges, measured.passes, seconds, reused)
+        with contextlib.suppress(OSError):  # not kept: computed again next time (the note above says why)
+            inputs.store.save_ranges(inputs.method, percentile, ranges)
+    return _Statistics(measured.prepared, measured.tensors, stats, protected, ranges, measured.passes, seconds, reused,
+                       notes)
 
 
 def _ranges(
@@ -475,7 +483,7 @@ class _Outcome:
 
 def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
     recipe, placement, fit = inputs.recipe, outcome.placement, outcome.fit.result
-    notes = list(outcome.statistics.prepared.notes)
+    notes = [*outcome.statistics.prepared.notes, *outcome.statistics.notes]
     if fit:
         notes.append(f"--fit-budget: {fit.why}")
     if not outcome.accuracy.passed and fit is None:

@@ -40,6 +40,7 @@ from edgeq.device.hashing import sha256_file
 from edgeq.npz import npz_bytes
 
 KEEP = 8  # entries kept per recipe: the most recently used
+STALE_STAGE = 3600.0  # s: a staging folder this old was left by a crashed run
 ENTRY = "entry.json"
 MODEL = "prepared.onnx"
 STATISTICS = "statistics.npz"
@@ -150,11 +151,12 @@ class Store:
         now = time.time()
         entries, stale = [], []
         for item in self.folder.iterdir():
-            if item.name.endswith(".stage"):
-                if now - item.stat().st_mtime > 3600:
-                    stale.append(item)
-            elif (item / ENTRY).is_file():
-                entries.append(((item / ENTRY).stat().st_mtime, item))
+            with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
+                if item.name.endswith(".stage"):
+                    if now - item.stat().st_mtime > STALE_STAGE:
+                        stale.append(item)
+                elif (item / ENTRY).is_file():
+                    entries.append(((item / ENTRY).stat().st_mtime, item))
         entries.sort(reverse=True)
         for item in stale + [path for _, path in entries[KEEP:]]:
             shutil.rmtree(item, ignore_errors=True)
