@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -123,3 +124,21 @@ def test_a_store_that_cannot_be_written_costs_reuse_not_the_calibration(tmp_path
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     assert result.report.accuracy.passed and any("calibration store" in note for note in result.report.notes)
     assert not calibrate(recipe_module.load(path), targets.resolve("local"), progress=False).report.statistics_reused
+
+
+def test_the_store_keeps_the_most_recently_used_entries(tmp_path: Path) -> None:
+    from edgeq.calibrate.store import ENTRY, KEEP, Store
+
+    path = write_recipe(tmp_path, fire_net())
+    first = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    folder = tmp_path / "edgeq-out" / "tiny" / ".store"
+    measured = Store(folder, first.report.statistics_key).load()
+    assert measured is not None
+    for index in range(KEEP - 1):  # with the first calibration's, KEEP entries
+        Store(folder, f"entry-{index}").save(measured)
+        os.utime(folder / f"entry-{index}" / ENTRY, (1000 + index, 1000 + index))  # made in this order, long ago
+    assert Store(folder, "entry-0").load() is not None  # used now: the most recent
+    Store(folder, "entry-new").save(measured)
+    kept = {p.name for p in folder.iterdir()}
+    assert len(kept) == KEEP and "entry-1" not in kept  # the least recently used went
+    assert {"entry-0", "entry-new", first.report.statistics_key} <= kept
