@@ -41,7 +41,16 @@ def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candida
     results = {"percentile": 90.0, "mse": 97.0, "minmax": 97.0}
     choice, acc = choose_method(_accuracy(50.0), lambda m: tried.append(m) or _accuracy(results[m]))
     assert tried == ["percentile", "mse", "minmax"] and choice.method == "mse" and acc.int8 == 97.0  # tie: the earlier
-    assert choice.trials == {"entropy": 50.0, **results} and "mse kept the most" in choice.why
+    assert choice.trials == {"entropy": 50.0, **results} and "mse lost the least" in choice.why
+
+
+def test_auto_picks_the_smallest_drop_when_lower_is_better() -> None:
+    def cer(int8: float) -> PredictedAccuracy:  # a character error rate: the drop is int8 - fp32
+        return PredictedAccuracy("cer", 10, 0.5, int8, int8 - 0.5, 1.0, {}, 2.0, int8 - 0.5 <= 2.0)
+
+    results = {"percentile": 1.42, "mse": 1.42, "minmax": 0.47}
+    choice, acc = choose_method(cer(63.0), lambda m: cer(results[m]))
+    assert choice.method == "minmax" and acc.int8 == 0.47  # the highest CER (entropy's 63 %) must never win
 
 
 def test_fewest_doubles_then_bisects() -> None:
