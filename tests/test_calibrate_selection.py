@@ -70,6 +70,10 @@ def test_the_fit_widens_ranges_before_keeping_layers_and_says_when_it_cannot() -
     # nothing repairs it: the fit says so, with the drop that remains
     fit = fit_budget(["t1"], ["L1"], lambda w, k: _accuracy(70.0), _accuracy(50.0))
     assert not fit.met and fit.why.startswith("cannot be met") and "30.00 points" in fit.why
+    # only every layer in float would meet it: that is FP32, not a fit
+    fit = fit_budget([], ["L1", "L2", "L3"], lambda w, k: _accuracy(99.5 if len(k) == 3 else 60.0), _accuracy(50.0))
+    assert not fit.met and fit.kept == ["L1", "L2"] and "every layer in float would be the FP32 model" in fit.why
+    assert all(trial["kept"] < 3 for trial in fit.trials)
     # the time bound ends it with the best trial so far
     fit = fit_budget(["t1", "t2"], ["L1"], lambda w, k: _accuracy(60.0), _accuracy(50.0), seconds=0.0)
     assert not fit.met and "time bound" in fit.why and len(fit.trials) <= 1
