@@ -109,23 +109,3 @@ def opset(model: onnx.ModelProto) -> int:
             return entry.version
     return 1
 
-
-def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
-    """Every tensor's inferred shape: ints, symbolic names, or None for an unknown dimension."""
-    shapes: dict[str, list[int | str | None]] = {}
-    for info in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
-        tensor_type = info.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        dims: list[int | str | None] = []
-        for dim in tensor_type.shape.dim:
-            if dim.HasField("dim_value"):
-                dims.append(dim.dim_value)
-            elif dim.HasField("dim_param"):
-                dims.append(dim.dim_param)
-            else:
-                dims.append(None)
-        shapes[info.name] = dims
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    return shapes

@@ -9,12 +9,12 @@ import onnx
 from edgeq import model as model_io
 from edgeq.check import op_support, rules
 from edgeq.check.facts import FACTS, NOT_APPLICABLE, Missing, NodeContext
-from edgeq.check.graph import Graph, describe_dims
 from edgeq.check.macs import node_macs
 from edgeq.check.macs import shares as mac_shares
 from edgeq.check.report import CheckReport, Gate, NodeResult, Reason
 from edgeq.check.rules import Rule, RuleFile
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex, describe_dims
 from edgeq.targets import Target
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -155,7 +155,7 @@ def _node_list(nodes: list[NodeResult], limit: int = 5) -> str:
     return shown + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
 
 
-def _parser_made_tensors(model: onnx.ModelProto, graph: Graph) -> tuple[int, int]:
+def _parser_made_tensors(model: onnx.ModelProto, graph: GraphIndex) -> tuple[int, int]:
     """MatMul nodes, and element-wise inputs of lower rank than the node's output (the parser broadcasts them)."""
     matmuls = sum(node.op_type == "MatMul" for node in model.graph.node)
     broadcasts = 0
@@ -234,7 +234,7 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
             raise InputError(f"--dla-core {dla_core}: target '{target.name}' has DLA cores 0 to {target.dla_cores - 1}")
         if target.usable_dla_cores:
             dla = rules.select(target, "dla")
-    graph = Graph.of(model)
+    graph = GraphIndex(model)
     opset = model_io.opset(model)
     has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
     int8_blocked = None
