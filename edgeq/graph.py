@@ -24,20 +24,21 @@ INTEGER_TYPES = frozenset(
 Reader = tuple[onnx.NodeProto, int]  # a node and the position of the input that reads the tensor (-1: a subgraph reads it)
 
 
-def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    """The graphs a node carries in its attributes (the branches of If, the bodies of Loop and Scan)."""
-    found: list[onnx.GraphProto] = []
+def subgraphs(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
+    """The graphs a node carries (the branches of If, the bodies of Loop and Scan), each with the name of its
+    attribute (``name[i]`` for the i-th of a list of graphs)."""
+    found: list[tuple[str, onnx.GraphProto]] = []
     for attribute in node.attribute:
         if attribute.type == onnx.AttributeProto.GRAPH:
-            found.append(attribute.g)
+            found.append((attribute.name, attribute.g))
         elif attribute.type == onnx.AttributeProto.GRAPHS:
-            found.extend(attribute.graphs)
+            found.extend((f"{attribute.name}[{i}]", sub) for i, sub in enumerate(attribute.graphs))
     return found
 
 
 def outer_scope_reads(node: onnx.NodeProto) -> Iterator[str]:
     """Names a control-flow node's subgraphs (and theirs) read, outer-scope tensors among them (implicit inputs)."""
-    for sub in subgraphs(node):
+    for _, sub in subgraphs(node):
         for inner in sub.node:
             yield from (name for name in inner.input if name)
             yield from outer_scope_reads(inner)

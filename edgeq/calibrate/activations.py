@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,16 +9,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeq.errors import InputError
-
-
-def _float_tensors(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name -> elem type, for every typed tensor of the main graph."""
-    graph = model.graph
-    types = {}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
-        if info.type.HasField("tensor_type"):
-            types[info.name] = info.type.tensor_type.elem_type
-    return types
+from edgeq.graph import GraphIndex
 
 
 def activation_tensors(model: onnx.ModelProto) -> list[str]:
@@ -28,40 +18,9 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
     Left out: initializers, Constant outputs, and tensors computed only from constants (TensorRT
     folds them; they need no scale).
     """
-    graph = model.graph
-    types = _float_tensors(model)
-    constant = {init.name for init in graph.initializer}
-    names: list[str] = [i.name for i in graph.input if i.name not in constant]
-    for node in graph.node:
-        if node.op_type == "Constant" or all(not i or i in constant for i in node.input):
-            constant.update(o for o in node.output if o)
-            continue
-        names += [o for o in node.output if o]
-    return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
-
-
-def sample_bytes(model: onnx.ModelProto, names: list[str]) -> int:
-    """Bytes of ``names`` for one sample (float32), from the inferred shapes without their first (batch) dim.
-
-    A tensor whose shape is not fully known counts as large as the largest known one.
-    """
-    graph = model.graph
-    shapes = {info.name: info.type.tensor_type.shape for info in [*graph.input, *graph.value_info, *graph.output]}
-    sizes: list[int | None] = []
-    for name in names:
-        shape = shapes.get(name)
-        dims = list(shape.dim)[1:] if shape is not None and shape.dim else None
-        if dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
-            sizes.append(math.prod(d.dim_value for d in dims) * 4)
-        else:
-            sizes.append(None)
-    largest = max((size for size in sizes if size is not None), default=4)
-    return sum(largest if size is None else size for size in sizes)
-
-
-def batch_rows(model: onnx.ModelProto, names: list[str], budget: int) -> int:
-    """Samples per ONNX Runtime batch so that one batch of ``names`` stays within ``budget`` bytes (at least 1)."""
-    return max(1, budget // max(sample_bytes(model, names), 1))
+    index = GraphIndex(model)
+    names = [*index.inputs, *(out for node in model.graph.node for out in node.output if out)]
+    return [n for n in dict.fromkeys(names) if n not in index.data_independent and index.elem_type(n) == onnx.TensorProto.FLOAT]
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -72,7 +31,7 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
     config.AUTOINSTALL_DEPS = False  # never let Polygraphy pip-install anything (above all, TensorRT)
     G_LOGGER.module_severity = G_LOGGER.ERROR
-    present = [o.name for o in model.graph.output]
+    present = list(GraphIndex(model).outputs)
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 

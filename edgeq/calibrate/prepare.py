@@ -24,9 +24,11 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import version_converter
 
+from edgeq import model as model_io
 from edgeq.calibrate import activations
 from edgeq.calibrate.policy import CONTROL_FLOW_OPS, subgraph_tensors
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex, subgraphs
 
 MIN_OPSET = 13  # per-channel (axis) QuantizeLinear/DequantizeLinear
 FOLD_SIZE_LIMIT = 64 << 20  # bytes: larger computed constants (Tile/Expand of constants) stay computed at run time
@@ -101,10 +103,13 @@ def _difference(reference: list[dict[str, np.ndarray]], candidate: list[dict[str
 
 
 def state_inputs(model: onnx.ModelProto, feeds: Feeds, outputs: dict[str, np.ndarray]) -> dict[str, str]:
-    """Recurrent state: each input (not the first) whose array has the shape and dtype of an output -> that output."""
+    """Recurrent state: each input but the data set's (the first of ``feeds``, whatever the model's order of inputs)
+    whose array has the shape and dtype of an output -> that output."""
     pairs: dict[str, str] = {}
-    names = [i.name for i in model.graph.input if i.name in feeds]
-    for name in names[1:]:
+    data = next(iter(feeds), None)
+    for name in GraphIndex(model).inputs:
+        if name == data or name not in feeds:
+            continue
         fed = feeds[name]
         match = next((o for o, v in outputs.items() if v.shape == fed.shape and v.dtype == fed.dtype and o not in pairs.values()), None)
         if match is not None and fed.dtype.kind == "f":
@@ -124,8 +129,7 @@ def prepare(
     run, or when the opset cannot be upgraded to 13 without changing the outputs.
     """
     name = source or model.graph.name or "model"
-    inputs = [i.name for i in model.graph.input]
-    outputs = [o.name for o in model.graph.output]
+    original = GraphIndex(model)
     notes: list[str] = []
     reference = _run(model, feeds) if feeds else None
     steps: list[PreparationStep] = []
@@ -161,7 +165,8 @@ def prepare(
         notes.append("preparation was not checked against the original (no samples)")
     prepared = current
     _check(model, prepared, name)
-    if [i.name for i in prepared.graph.input] != inputs or [o.name for o in prepared.graph.output] != outputs:
+    index = GraphIndex(prepared)
+    if (index.inputs, index.outputs) != (original.inputs, original.outputs):
         raise InputError(f"{name}: preparing the model changed its input/output names (edgeq bug; please report)")
     unquantizable = subgraph_tensors(prepared)
     if unquantizable:
@@ -186,12 +191,8 @@ def prepare(
     return PreparedModel(model=prepared, notes=notes, unquantizable=unquantizable, steps=steps, state=state)
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), 1)
-
-
 def _upgrade_opset(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
-    version = _default_opset(model)
+    version = model_io.opset(model)
     if version >= MIN_OPSET:
         return model, []
     try:
@@ -213,7 +214,7 @@ def _graphsurgeon(model: onnx.ModelProto, change: Callable[[gs.Graph], None]) ->
         change(graph)
         graph.cleanup().toposort()
         result = gs.export_onnx(graph)
-    result.ir_version = max(result.ir_version, model.ir_version)
+    result.ir_version = max(result.ir_version, model.ir_version, 4)  # IR 3 lists every initializer as an input
     _copy_metadata(model, result)
     return result
 
@@ -274,9 +275,7 @@ def _count_ops(graph: onnx.GraphProto, ops: set[str] | None) -> int:
     total = 0
     for node in graph.node:
         total += ops is None or node.op_type in ops
-        for attr in node.attribute:
-            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            total += sum(_count_ops(sub, ops) for sub in subs)
+        total += sum(_count_ops(sub, ops) for _, sub in subgraphs(node))
     return total
 
 

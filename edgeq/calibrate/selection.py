@@ -24,6 +24,7 @@ import onnx
 from edgeq.calibrate.ranges import TensorRange, amax_of
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.calibrate.stats import TensorStats
+from edgeq.graph import GraphIndex
 
 AUTO = "auto"
 BASE_METHOD = "entropy"  # what ``auto`` starts from
@@ -42,7 +43,7 @@ CANDIDATE_METHODS = ("entropy", "percentile", "mse", "minmax")
 def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, str]:
     """Tensor -> why it needs its full range: it reaches a graph output through value-passing ops, or is bounded."""
     wanted = set(tensors)
-    producer = {out: node for node in model.graph.node for out in node.output if out}
+    index = GraphIndex(model)
     found: dict[str, str] = {}
     for node in model.graph.node:
         if node.op_type in BOUNDED_OPS and node.output[0] in wanted:
@@ -50,7 +51,7 @@ def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[st
                 f"bounded output of {node.op_type} '{node.name}' (|x| <= 1): the full range costs at most a 1/127 step,"
                 " a clipped probability or gate saturates"
             )
-    frontier: list[tuple[str, str, list[str]]] = [(o.name, o.name, []) for o in model.graph.output]
+    frontier: list[tuple[str, str, list[str]]] = [(name, name, []) for name in index.outputs]
     seen: set[str] = set()
     while frontier:
         name, output, path = frontier.pop()
@@ -60,7 +61,7 @@ def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[st
         if name in wanted:
             via = f" through {' -> '.join(reversed(path))}" if path else ""
             found[name] = f"feeds output '{output}'{via}: clipping it clips what the task decodes (scores, boxes, logits)"
-        source = producer.get(name)
+        source = index.producer(name)
         if source is None or source.op_type not in PASS_ON:
             continue
         inputs = [i for i in source.input if i in wanted]
