@@ -122,10 +122,11 @@ class GraphIndex:
     @cached_property
     def data_independent(self) -> frozenset[str]:
         """Tensors whose value does not depend on the graph inputs: initializers, Constant outputs, and the outputs
-        of every node that reads only such tensors (TensorRT folds them)."""
+        of every node that reads only such tensors, its subgraphs included (TensorRT folds them)."""
         found = set(self.initializers)
         for node in self.graph.node:
-            if node.op_type == "Constant" or all(not name or name in found for name in node.input):
+            reads = [*node.input, *outer_scope_reads(node)]
+            if node.op_type == "Constant" or all(not name or name in found for name in reads):
                 found.update(out for out in node.output if out)
         return frozenset(found)
 
