@@ -72,6 +72,13 @@ def test_batch_axes_follow_the_first_inputs_batch_name() -> None:
     assert batch_axes(specs) == {"x": 0, "h": 1, "sr": None}
 
 
+def test_validation_batches_are_sized_by_every_batched_input() -> None:
+    from edgeq.calibrate.pipeline import VALIDATION_BUDGET, _validation_rows
+
+    sample = {"x": np.zeros((1, 1024), np.float32), "h": np.zeros((1, 3072), np.float32), "sr": np.zeros(1 << 20, np.float32)}
+    assert _validation_rows(sample, ["sr"]) == VALIDATION_BUDGET // (4 * (1024 + 3072))  # sr is fed whole, once
+
+
 @pytest.mark.parametrize("layout", ["npz", "folder per input"])
 def test_multi_input_model_calibrates_with_every_input_fed(tmp_path: Path, layout: str) -> None:
     cal, val = _arrays(24, seed=1), _arrays(12, seed=2)

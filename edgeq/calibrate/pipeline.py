@@ -281,9 +281,10 @@ class _Validation:
     seconds: float
 
 
-def _validation_rows(sample: np.ndarray) -> int:
-    """Samples per validation batch for samples like ``sample``."""
-    return max(1, VALIDATION_BUDGET // max(sample.nbytes, 1))
+def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
+    """Samples per validation batch for samples like ``sample`` (one sample of every input, samples first), by the
+    bytes of every input but the ``constants``."""
+    return max(1, VALIDATION_BUDGET // max(sum(a[0].nbytes for name, a in sample.items() if name not in constants), 1))
 
 
 def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
@@ -293,7 +294,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     predicted = placement.on_host(qdq)
     runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
     sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(next(iter(sample.values()))[0])
+    rows = _validation_rows(sample, validation.constants())
     batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
