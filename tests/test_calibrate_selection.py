@@ -31,7 +31,8 @@ def test_tensors_that_feed_an_output_through_value_passing_ops_are_protected() -
 
 
 def _accuracy(int8: float, budget: float = 1.0) -> PredictedAccuracy:
-    return PredictedAccuracy("top1", 10, 100.0, int8, 100.0 - int8, 1.0, {}, budget, 100.0 - int8 <= budget)
+    return PredictedAccuracy(metric="top1", samples=10, fp32=100.0, int8=int8, drop=100.0 - int8, top1_agreement=1.0, cosine={},
+                             budget=budget, passed=100.0 - int8 <= budget)
 
 
 def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candidate() -> None:

@@ -167,7 +167,7 @@ def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> Non
     path = _recipe(tmp_path, model, inputs, "audio.npz", "audio.npz")
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     report = result.report
-    assert all(step["applied"] for step in report.preparation)
+    assert all(step.applied for step in report.preparation)
     assert "recurrent state" in report.excluded["state"]
     assert any("If_0" in note for note in report.notes) and any("state <- stateN" in note for note in report.notes)
     stored = np.load(result.folder / "validation.npz")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import shutil
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from operator import itemgetter
@@ -337,7 +336,7 @@ def _choose_method(
 ) -> _Choice:
     """``auto``: keep entropy when it loses nothing, else predict every other method and keep the best."""
     if inputs.method != selection.AUTO:
-        return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
+        return _Choice(selection.MethodChoice(method=inputs.method, trials={}), placement, validation.accuracy)
     percentile = inputs.recipe.calibration.percentile
     task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
     placements = {selection.BASE_METHOD: placement}
@@ -412,7 +411,8 @@ def _fit(
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
-    return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
+    return RangeSummary(tensors=len(names), amax_min=float(values.min()), amax_median=float(np.median(values)),
+                        amax_max=float(values.max()), clipped=int(clipped))
 
 
 @dataclass
@@ -474,10 +474,10 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         accuracy=outcome.accuracy,
         sensitivity=outcome.ranking,
         notes=notes,
-        range_choice=outcome.choice.method.to_dict(),
+        range_choice=outcome.choice.method,
         range_methods=selection.method_counts(placement.ranges, outcome.cached),
         classes=list(inputs.validation.dataset.classes or inputs.labels.class_names),
-        preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
+        preparation=outcome.statistics.prepared.steps,
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
                 "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
@@ -505,7 +505,7 @@ def calibrate(
     started = time.perf_counter()
     inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
     if is_current(inputs.folder, inputs.key):
-        report = CalibrationReport.from_dict(json.loads(inputs.artifacts.report.read_text()))
+        report = CalibrationReport.model_validate_json(inputs.artifacts.report.read_text())
         return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report, reused=True)
 
     plan = ThreadPlan.for_machine(threads)
@@ -581,5 +581,5 @@ def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: o
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
         shutil.move(validation_npz, staged.validation)
-        atomic.write_json(staged.report, report.to_dict())
+        atomic.write_json(staged.report, report.model_dump(mode="json"))
         atomic.write_json(staged.manifest, manifest(inputs.key, target, staged.files(), header))

@@ -27,6 +27,7 @@ from onnx import version_converter
 from edgeq import model as model_io
 from edgeq.calibrate import activations
 from edgeq.calibrate.policy import CONTROL_FLOW_OPS, subgraph_tensors
+from edgeq.calibrate.report import PreparationStep
 from edgeq.errors import InputError
 from edgeq.graph import GraphIndex, subgraphs
 
@@ -39,17 +40,6 @@ RELATIVE_TOLERANCE = 1e-4  # of an output's largest |value|: float reassociation
 ABSOLUTE_TOLERANCE = 1e-6
 
 Feeds = dict[str, np.ndarray]
-
-
-@dataclass
-class PreparationStep:
-    """One preparation step: applied or skipped (and why), with the largest output difference it was checked at."""
-
-    name: str
-    applied: bool
-    max_abs_diff: float | None = None  # against the original on the check samples; None when not run
-    reason: str = ""  # why it was skipped
-    seconds: float = 0.0
 
 
 @dataclass
@@ -139,7 +129,7 @@ def prepare(
         try:
             candidate, step_notes = step(current, name)
         except _Skip as skip:
-            steps.append(PreparationStep(step_name, False, reason=str(skip), seconds=time.perf_counter() - started))
+            steps.append(PreparationStep(name=step_name, applied=False, reason=str(skip), seconds=time.perf_counter() - started))
             continue
         if candidate is current:  # nothing to change for this model
             notes += step_notes
@@ -155,10 +145,12 @@ def prepare(
             if step_name == "opset upgrade":
                 raise InputError(f"{name}: upgrading the default opset to {MIN_OPSET} changes the model: {why};"
                                  f" re-export the model at opset {MIN_OPSET} or newer")
-            steps.append(PreparationStep(step_name, False, diff if np.isfinite(diff) else None, why, seconds))
+            steps.append(PreparationStep(name=step_name, applied=False, max_abs_diff=diff if np.isfinite(diff) else None,
+                                         reason=why, seconds=seconds))
             notes.append(f"skipped {step_name}: {why}")
             continue
-        steps.append(PreparationStep(step_name, True, diff if reference is not None else None, seconds=seconds))
+        steps.append(PreparationStep(name=step_name, applied=True, max_abs_diff=diff if reference is not None else None,
+                                     seconds=seconds))
         notes += step_notes
         current = candidate
     if reference is None:

@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import onnx
 
 from edgeq.calibrate.ranges import TensorRange, amax_of
-from edgeq.calibrate.report import PredictedAccuracy
+from edgeq.calibrate.report import MethodChoice, PredictedAccuracy
 from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
 
@@ -85,18 +85,6 @@ def base_ranges(
     return ranges
 
 
-@dataclass
-class MethodChoice:
-    """Which method the tensors that are not protected got, and the metric each candidate reached (INT8)."""
-
-    method: str
-    trials: dict[str, float]
-    why: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
 def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccuracy]) -> tuple[MethodChoice, PredictedAccuracy]:
     """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate with the best INT8 metric.
 
@@ -107,7 +95,7 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
     results = {BASE_METHOD: first}
     if first.drop <= 0:
         why = f"{BASE_METHOD} loses nothing against FP32 ({first.metric} {first.int8:.2f})"
-        return MethodChoice(BASE_METHOD, trials, why), first
+        return MethodChoice(method=BASE_METHOD, trials=trials, why=why), first
     for method in CANDIDATE_METHODS:
         if method not in results:
             results[method] = trial(method)
@@ -115,7 +103,7 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
     best = max(CANDIDATE_METHODS, key=lambda m: (results[m].int8, -CANDIDATE_METHODS.index(m)))
     shown = ", ".join(f"{m} {v:.2f}" for m, v in trials.items())
     why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} kept the most"
-    return MethodChoice(best, trials, why), results[best]
+    return MethodChoice(method=best, trials=trials, why=why), results[best]
 
 
 def method_counts(ranges: Mapping[str, TensorRange], names: Iterable[str]) -> dict[str, dict[str, object]]:

@@ -44,7 +44,7 @@ def calibrate(
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
                  fit_budget=fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
     if json:
-        print_json(result.to_dict())
+        print_json(result.model_dump(mode="json"))
     else:
         console.print(calibration_view(result))
     acc = result.report.accuracy

@@ -68,8 +68,8 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.range_methods:
         counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
         lines.append(plain(f"range methods per tensor: {counts} (ranges.json says why for each)"))
-    if report.range_choice.get("why"):
-        lines.append(plain(f"auto: {report.range_choice['why']}"))
+    if report.range_choice.why:
+        lines.append(plain(f"auto: {report.range_choice.why}"))
     if report.widened:
         lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     memory = report.memory
