@@ -56,7 +56,7 @@ def test_rejected_op_is_a_blocker_that_names_the_node():
     found = gate(report, "parser")
     assert found.status == "fail" and found.blocking
     assert "DynamicQuantizeLinear (dq)" in found.message
-    assert report.counts()["unsupported"] == 1 and report.counts()["int8"] == 1
+    assert report.counts["unsupported"] == 1 and report.counts["int8"] == 1
 
 
 def test_parser_columns_differ_by_version():
@@ -183,7 +183,7 @@ def test_unknown_spatial_dims_leave_macs_unknown():
 
 def test_json_has_every_node_with_verdict_reasons_gates_and_shares():
     report = check_model(conv(group=2, cin=12, cout=12), target("jetson-orin"), dla_core=0)
-    data = json.loads(json.dumps(report.to_dict()))
+    data = json.loads(json.dumps(report.model_dump(mode="json")))
     assert data["ok"] is True and data["blockers"] == []
     assert [n["name"] for n in data["nodes"]] == ["conv"]
     node = data["nodes"][0]
