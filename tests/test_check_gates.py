@@ -199,3 +199,16 @@ def test_local_target_uses_onnxruntime_rules():
     assert report.nodes[0].verdict == "int8" and report.ok
     softplus = check_model(single("Softplus", {"x": [1, 8]}), target("local"))
     assert softplus.nodes[0].verdict == "fallback" and softplus.ok
+
+
+def test_deploy_preflight_stops_on_the_blocking_gates_before_calibrating(tmp_path) -> None:
+    from edgeq import recipe as recipe_module
+    from edgeq import targets
+    from edgeq.deploy.plan import make_plan
+    from edgeq.errors import GateError
+    from tests.calibrate_nets import fire_net, write_recipe
+
+    recipe = recipe_module.load(write_recipe(tmp_path, fire_net()))
+    with pytest.raises(GateError, match=r"found blockers for nano-jp4\.6:\n  - .*: .*no fast INT8"):
+        make_plan(recipe, targets.resolve("jetson-nano"), progress=False)
+    assert not (tmp_path / "edgeq-out").exists()  # nothing calibrated
