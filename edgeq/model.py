@@ -11,6 +11,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex
 
 
 def load(path: Path | str, *, infer_shapes: bool = True) -> onnx.ModelProto:
@@ -100,6 +101,18 @@ def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int | str]]
                 dim.Clear()
     del fixed.graph.value_info[:]
     return _infer(fixed, source)
+
+
+def check_inputs(model: onnx.ModelProto, declared: list[str], source: Path | str) -> None:
+    """``declared`` (a recipe's ``inputs``) names exactly the inputs the model is fed; else one InputError naming them."""
+    taken = GraphIndex(model).inputs
+    extra = [name for name in declared if name not in taken]
+    missing = [name for name in taken if name not in declared]
+    if extra:
+        raise InputError(f"{source}: inputs: '{extra[0]}' is not an input of the model (it has {', '.join(taken)})")
+    if missing:
+        raise InputError(f"{source}: inputs: the model's input(s) {', '.join(repr(m) for m in missing)} are not declared;"
+                         f" the recipe declares every input the model takes (it declares {', '.join(declared)})")
 
 
 def opset(model: onnx.ModelProto) -> int:

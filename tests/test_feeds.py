@@ -109,6 +109,17 @@ def test_multi_input_model_calibrates_with_every_input_fed(tmp_path: Path, layou
     assert result.report.accuracy.metric == "fidelity" and result.report.accuracy.cosine["y"] > 0.99
 
 
+def test_the_recipe_declares_exactly_the_models_inputs(tmp_path: Path) -> None:
+    np.savez(tmp_path / "cal.npz", **_arrays(8))
+    model = _two_input_net()
+    path = _recipe(tmp_path, model, INPUTS[:2], "cal.npz", "cal.npz")
+    with pytest.raises(InputError, match=r"recipe\.yaml: inputs: the model's input\(s\) 'gain' are not declared.*it declares image, aux"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    path = _recipe(tmp_path, model, [*INPUTS, {"name": "mask", "shape": ["N", 4], "layout": "NC"}], "cal.npz", "cal.npz")
+    with pytest.raises(InputError, match=r"inputs: 'mask' is not an input of the model \(it has image, aux, gain\)"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+
+
 def test_missing_input_data_is_named(tmp_path: Path) -> None:
     arrays = _arrays(8)
     del arrays["aux"]

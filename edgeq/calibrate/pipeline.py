@@ -158,6 +158,7 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
     model = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    model_module.check_inputs(model, [spec.name for spec in recipe.inputs], recipe.source or recipe.model_path)
     calibration = Feeds(recipe, recipe.calibration, "calibration")
     validation = Feeds(recipe, recipe.validation, "validation")
     check_same_classes(calibration.dataset, validation.dataset)
