@@ -86,7 +86,8 @@ def base_ranges(
 
 
 def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccuracy]) -> tuple[MethodChoice, PredictedAccuracy]:
-    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate with the best INT8 metric.
+    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate that loses the least (the
+    smallest drop: the best INT8 metric whether higher or lower is better).
 
     ``first`` is the base method's predicted accuracy; ``trial(method)`` predicts another's. Ties go to
     the earlier candidate in :data:`CANDIDATE_METHODS`.
@@ -100,9 +101,9 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
         if method not in results:
             results[method] = trial(method)
             trials[method] = results[method].int8
-    best = max(CANDIDATE_METHODS, key=lambda m: (results[m].int8, -CANDIDATE_METHODS.index(m)))
+    best = min(CANDIDATE_METHODS, key=lambda m: (results[m].drop, CANDIDATE_METHODS.index(m)))  # drop: lower is better either way
     shown = ", ".join(f"{m} {v:.2f}" for m, v in trials.items())
-    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} kept the most"
+    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} lost the least"
     return MethodChoice(method=best, trials=trials, why=why), results[best]
 
 
