@@ -8,10 +8,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-import edgeq
+from edgeq.cli import version_line
+from edgeq.cli.usage import EdgeqTyper
 from edgeq.errors import ExitCode
 
-app = typer.Typer(
+app = EdgeqTyper(
     name="edgeq",
     help="Take an ONNX model to NVIDIA Jetson devices as a validated TensorRT INT8 engine, from one recipe file.",
     no_args_is_help=True,
@@ -33,7 +34,7 @@ FleetTargetOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"edgeq {edgeq.__version__}")
+        console.print(version_line())
         raise typer.Exit(int(ExitCode.OK))
 
 

@@ -12,15 +12,16 @@ from rich.text import Text
 from edgeq import atomic
 from edgeq import recipe as recipes
 from edgeq.cli.app import JsonOption, app, console, print_json
+from edgeq.cli.usage import EdgeqTyper
 from edgeq.report.safe_text import clean
 
-recipe_app = typer.Typer(help="Validate a recipe, or write the recipe JSON Schema.", no_args_is_help=True)
+recipe_app = EdgeqTyper(help="Validate a recipe, or write the recipe JSON Schema.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
 
 
 @recipe_app.command("validate")
 def validate(
-    path: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    path: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")],
     as_json: JsonOption = False,
 ) -> None:
     """Check a recipe: every field, and that the files it names exist."""

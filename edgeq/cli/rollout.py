@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 @app.command("rollout")
 @grouped
 def rollout(
-    recipe_path: Annotated[Path | None, typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
+    recipe_path: Annotated[Path | None, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")] = None,
     *,
     devices: DeviceOptions,
     timing: TimeoutOptions,
