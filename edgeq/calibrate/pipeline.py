@@ -40,14 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress
 
 from edgeq import atomic
 from edgeq import labels as labels_module
@@ -80,6 +73,7 @@ from edgeq.errors import InputError
 from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
+from edgeq.progress import progress as _progress
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
@@ -92,13 +86,6 @@ VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane ho
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
     return recipe.folder / "edgeq-out" / target.name
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
-        yield bar
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from edgeq.cli import version_line
 from edgeq.cli.usage import EdgeqTyper
@@ -45,6 +45,12 @@ def _root(
     ] = False,
 ) -> None:
     """edgeq: check, calibrate, deploy, smoke-test and roll out INT8 engines for Jetson."""
+
+
+def show(renderable: RenderableType) -> None:
+    """Print a view on stdout with its lines whole: a path line (:func:`~edgeq.report.safe_text.path_line`) is never
+    cut at the console's width."""
+    console.print(renderable, crop=False)
 
 
 def print_json(data: Any) -> None:
