@@ -52,7 +52,7 @@ class StepProgress(Progress):
     every ``heartbeat`` seconds); ``live`` draws the bars of the running ones (a terminal)."""
 
     def __init__(self, console: Console, *, live: bool, heartbeat: float = HEARTBEAT,
-                 get_time: Callable[[], float] | None = None) -> None:
+                 get_time: Callable[[], float] | None = None, beat_every: float | None = 1.0) -> None:
         columns = (TextColumn("{task.description}", markup=False), BarColumn(), _Count(), TimeElapsedColumn(), _Left())
         super().__init__(*columns, console=console, transient=True, disable=not live, get_time=get_time)
         self.bars = live
@@ -60,6 +60,8 @@ class StepProgress(Progress):
         self._said: dict[TaskID, float] = {}  # when each running step last printed a line (or started)
         self._last: dict[TaskID, float] = {}  # when each step last moved
         self._lines = threading.RLock()  # steps move from worker threads: one line per end, whoever ends it
+        self._quiet = threading.Event()  # set when the progress stops: the heartbeat thread ends
+        self.beat_every = beat_every  # seconds between two calls of beat() by a thread (None: no thread)
 
     def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: int = 0,
                  visible: bool = True, **fields: Any) -> TaskID:
@@ -85,12 +87,27 @@ class StepProgress(Progress):
                 return
             if task.finished:
                 self._end(task, now)
-            elif not self.bars and now - self._said[task_id] >= self.heartbeat:
-                self._said[task_id] = now
-                left = task.time_remaining
-                count = _count(task)
-                self._say(f"{task.description}{': ' + count if count else ' still running'}, "
-                          f"{_clock(now - self._started(task))} so far" + (f", about {_clock(left)} left" if left is not None else ""))
+            else:
+                self._beat(task, now)
+
+    def beat(self) -> None:
+        """Off a terminal, a line for each running step that has said nothing for ``heartbeat`` seconds (a build
+        that reports no counts too); called every ``beat_every`` seconds by a thread while the progress runs."""
+        now = self.get_time()
+        with self._lines:
+            for task_id in list(self._said):
+                with self._lock:
+                    task = self._tasks[task_id]
+                self._beat(task, now)
+
+    def _beat(self, task: Task, now: float) -> None:
+        if self.bars or now - self._said[task.id] < self.heartbeat:
+            return
+        self._said[task.id] = now
+        left = task.time_remaining
+        count = _count(task)
+        self._say(f"{task.description}{': ' + count if count else ' still running'}, {_clock(now - self._started(task))} so far"
+                  + (f", about {_clock(left)} left" if left is not None else ""))
 
     def _started(self, task: Task) -> float:
         return task.start_time if task.start_time is not None else self._said[task.id]
@@ -105,9 +122,20 @@ class StepProgress(Progress):
     def _say(self, line: str) -> None:
         self.console.print(Text(line), soft_wrap=True, highlight=False)
 
+    def start(self) -> None:
+        super().start()
+        if not self.bars and self.beat_every is not None:
+            threading.Thread(target=self._beating, name="edgeq-progress", daemon=True).start()
+
+    def _beating(self) -> None:
+        assert self.beat_every is not None, "started only with an interval"
+        while not self._quiet.wait(self.beat_every):
+            self.beat()
+
     def stop(self) -> None:
         """End every step still running (one that stopped short, such as a search that met its goal early) at its
         last move, then the live view."""
+        self._quiet.set()
         with self._lines:
             for task_id in list(self._said):
                 with self._lock:

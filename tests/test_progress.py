@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ class Clock:
 def _log(**options) -> tuple[StepProgress, io.StringIO, Clock]:
     out, clock = io.StringIO(), Clock()
     console = Console(file=out, width=40, force_terminal=options.pop("terminal", False), color_system=None)
-    return StepProgress(console, get_time=clock, **options), out, clock
+    return StepProgress(console, get_time=clock, beat_every=None, **options), out, clock  # the test calls beat()
 
 
 def test_off_a_terminal_each_step_is_one_line_with_its_count_and_time() -> None:
@@ -70,6 +71,46 @@ def test_a_long_step_says_how_far_it_got_every_heartbeat() -> None:
         "FP32 and INT8 on validation data: 100/100 in 1 min 40 s"]
     left = float(re.search(r"about ([\d.]+) s left", lines[1]).group(1))
     assert left == pytest.approx(40.0, abs=10.0)  # 40 % to go at 1 %/s
+
+
+def test_a_long_step_without_counts_still_says_it_runs() -> None:
+    bar, out, clock = _log(live=False, heartbeat=30.0)
+    with bar:
+        task = bar.add_task("orin-1: build", total=None)
+        clock.now += 29.0
+        bar.beat()
+        clock.now += 2.0
+        bar.beat()
+        bar.beat()  # said: the next line is due in 30 s
+        clock.now += 59.0
+        bar.beat()
+        clock.now += 1.0
+        bar.update(task, total=1, completed=1)
+    assert out.getvalue().splitlines() == ["orin-1: build still running, 31.0 s so far",
+                                           "orin-1: build still running, 1 min 30 s so far", "orin-1: build in 1 min 31 s"]
+
+
+class _Written(io.StringIO):
+    """Output that signals its first write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.event.set()
+        return super().write(text)
+
+
+def test_the_heartbeat_runs_on_its_own_while_a_step_is_silent() -> None:
+    out, clock = _Written(), Clock()
+    bar = StepProgress(Console(file=out, width=40, color_system=None), live=False, heartbeat=30.0, get_time=clock,
+                       beat_every=0.01)
+    with bar:
+        bar.add_task("orin-1: build", total=None)
+        clock.now += 45.0  # nothing moves; only the heartbeat thread can speak
+        assert out.event.wait(10), "no heartbeat line"
+    assert out.getvalue().splitlines()[0] == "orin-1: build still running, 45.0 s so far"
 
 
 def test_on_a_terminal_the_bar_shows_count_elapsed_and_time_left() -> None:
