@@ -160,8 +160,9 @@ def test_deploy_piped_prints_a_line_per_device_step_and_whole_report_paths(tmp_p
     assert result.code == 0, result.stderr
     lines = result.stderr.splitlines()
     steps = [line.split(" in ")[0] for line in lines[2:]]
-    assert steps == [f"local: {step}" for step in ("connect", "push", "status", "probe", "build", "evaluate", "bench", "smoke",
-                                                    "gates", "activate", "verify", "gc")]
+    # evaluate and bench with the agent's own count: 48 samples through INT8 and FP32; 2 x (10 warm-up + 200) timed calls
+    assert steps == [f"local: {step}" for step in ("connect", "push", "status", "probe", "build", "evaluate: 96/96",
+                                                    "bench: 420/420", "smoke", "gates", "activate", "verify", "gc")]
     assert all(re.search(r" in \d+\.\d\d s$", line) for line in lines)
     folder = deep / "edgeq-out" / "local" / "deploy" / "local"
     assert f"report: {folder / 'report.json'}" in result.stdout.splitlines()
