@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -131,6 +132,12 @@ class StepProgress(Progress):
         assert self.beat_every is not None, "started only with an interval"
         while not self._quiet.wait(self.beat_every):
             self.beat()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is not None:  # the error is the message: no line for the steps it cut short
+            with self._lines:
+                self._said.clear()
+        super().__exit__(kind, exc, tb)
 
     def stop(self) -> None:
         """End every step still running (one that stopped short, such as a search that met its goal early) at its

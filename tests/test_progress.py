@@ -58,6 +58,16 @@ def test_a_step_that_stops_short_ends_at_its_last_move() -> None:
     assert out.getvalue().splitlines() == ["fitting the accuracy budget: 3/12 in 4.00 s"]
 
 
+def test_a_step_cut_short_by_an_error_leaves_the_error_alone() -> None:
+    bar, out, _ = _log(live=False, heartbeat=1e9)
+    with pytest.raises(ValueError), bar:
+        done = bar.add_task("calibration statistics", total=2)
+        bar.advance(done, 2)
+        bar.advance(bar.add_task("FP32 and INT8 on validation data", total=48), 5)
+        raise ValueError("a broken image")
+    assert out.getvalue().splitlines() == ["calibration statistics: 2/2 in 0.00 s"]
+
+
 def test_a_long_step_says_how_far_it_got_every_heartbeat() -> None:
     bar, out, clock = _log(live=False, heartbeat=30.0)
     with bar:
