@@ -8,11 +8,12 @@ GIL for most of the work); the batches and their values are the same either way.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,30 @@ class Batch:
 
     x: np.ndarray
     labels: np.ndarray | None
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that reads digit runs as numbers: '2' < '10', '90' < '180'."""
+    return tuple((0, int(part), part) if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def fitted(image, size: tuple[int, int], spec: Preprocess):  # PIL images in and out
+    """``image`` brought to (height, width) ``size`` as ``spec.fit`` says (stretch, letterbox or center_crop)."""
+    from PIL import Image
+
+    height, width = size
+    if spec.fit == "stretch":
+        return image.resize((width, height), Image.Resampling.BILINEAR)
+    ratio = (min if spec.fit == "letterbox" else max)(width / image.width, height / image.height)
+    scaled = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))), Image.Resampling.BILINEAR)
+    if spec.fit == "center_crop":
+        left, top = (scaled.width - width) // 2, (scaled.height - height) // 2
+        return scaled.crop((left, top, left + width, top + height))
+    pad = round(spec.pad_value)
+    canvas = Image.new(image.mode, (width, height), pad if image.mode == "L" else (pad, pad, pad))
+    offset = (0, 0) if spec.pad_position == "top_left" else ((width - scaled.width) // 2, (height - scaled.height) // 2)
+    canvas.paste(scaled, offset)
+    return canvas
 
 
 def _check_name(path: Path) -> None:
@@ -65,8 +90,7 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
                 raise InputError(f"{too_big} ({image.width}x{image.height})")
             image = image.convert("L" if spec.channel_order == "GRAY" else "RGB")
             if spec.resize is not None:
-                height, width = spec.resize
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                image = fitted(image, spec.resize, spec)
             pixels = np.asarray(image, dtype=np.float32)
     except Image.DecompressionBombError:
         raise InputError(too_big) from None
@@ -100,8 +124,9 @@ def _at_opt(preprocess: Preprocess, spec: InputSpec) -> Preprocess:
 class Dataset:
     """A labelled (or unlabelled) set of samples for one network input, read lazily in batches."""
 
-    def __init__(self, source: Path, input_spec: InputSpec, preprocess: Preprocess) -> None:
+    def __init__(self, source: Path, input_spec: InputSpec, preprocess: Preprocess, classes: Sequence[str] | None = None) -> None:
         self.source = source
+        self.declared_classes = list(classes) if classes else None
         self.input = input_spec
         self.preprocess = preprocess
         self.classes: list[str] = []
@@ -114,7 +139,7 @@ class Dataset:
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
         """Open the data set a recipe's ``field`` (``calibration`` or ``validation``) names."""
         path = recipe.resolve(spec.path)
-        dataset = cls(path, recipe.inputs[0], _at_opt(recipe.preprocess, recipe.inputs[0]))
+        dataset = cls(path, recipe.inputs[0], _at_opt(recipe.preprocess, recipe.inputs[0]), recipe.classes)
         if path.is_dir():
             dataset._scan_folder(field)
         elif path.suffix == ".npz" and path.is_file():
@@ -128,14 +153,24 @@ class Dataset:
         return dataset
 
     def _scan_folder(self, field: str) -> None:
-        classes = sorted(p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not classes:  # a flat folder of images or .npy samples: unlabelled (labels may come from validation.labels)
+        found = sorted((p.name for p in self.source.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
+        if not found:  # a flat folder of images or .npy samples: unlabelled (labels may come from validation.labels)
             self._files = sorted(p for p in self.source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | {".npy"})
             if not self._files:
                 raise InputError(
                     f"{self.source}: {field} folder has neither class sub-folders nor images ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 )
             return
+        classes = found
+        if self.declared_classes is not None:
+            missing = [c for c in self.declared_classes if c not in found]
+            extra = [c for c in found if c not in self.declared_classes]
+            if missing or extra:
+                raise InputError(
+                    f"{self.source}: {field} class folders {found} do not match the recipe's classes {self.declared_classes}"
+                    f" (no folder for: {missing or 'none'}; not in classes: {extra or 'none'})"
+                )
+            classes = list(self.declared_classes)
         files, labels = [], []
         for index, name in enumerate(classes):
             images = sorted(p for p in (self.source / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -20,7 +20,7 @@ from edgeq.hosts.inventory import load_inventory
 from edgeq.safe_yaml import excerpt
 from edgeq.textfiles import parse_yaml, read_text
 
-CalibrationMethod = Literal["entropy", "minmax", "percentile", "mse"]
+CalibrationMethod = Literal["auto", "entropy", "minmax", "percentile", "mse"]
 
 
 class _Strict(BaseModel):
@@ -98,10 +98,18 @@ class InputSpec(_Strict):
 
 
 class Preprocess(_Strict):
-    """How an image file becomes the network's input tensor (applied in this order)."""
+    """How an image file becomes the network's input tensor (applied in this order). .npz data is used as it is."""
 
     resize: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
         default=None, description="(height, width) of the network input"
+    )
+    fit: Literal["stretch", "letterbox", "center_crop"] = Field(
+        default="stretch",
+        description="stretch to the size; letterbox: keep the aspect ratio and pad; center_crop: fill and crop the middle",
+    )
+    pad_value: float = Field(default=114.0, ge=0, le=255, description="letterbox padding, as a 0..255 pixel value")
+    pad_position: Literal["center", "top_left"] = Field(
+        default="center", description="letterbox: image centred, or at the top left (padding right and bottom)"
     )
     channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
     scale: float = Field(default=1.0 / 255.0, gt=0, description="multiplies the 0..255 pixel values")
@@ -132,7 +140,9 @@ class CalibrationSpec(DataSpec):
 
     samples: int | None = Field(default=256, gt=0)
     batch_size: int = Field(default=16, gt=0)
-    method: CalibrationMethod = "entropy"
+    method: CalibrationMethod = Field(
+        default="auto", description="auto: entropy, or the method the metric prefers when entropy loses accuracy"
+    )
     percentile: float = Field(default=99.99, gt=0, le=100)
 
 
@@ -234,6 +244,9 @@ class Recipe(_Strict):
     name: str
     model: Path
     inputs: list[InputSpec] = Field(min_length=1)
+    classes: list[str] | None = Field(
+        default=None, min_length=1, description="class folder names in label order (default: natural order, 2 before 10)"
+    )
     preprocess: Preprocess = Field(default_factory=Preprocess)
     calibration: CalibrationSpec
     validation: ValidationSpec

@@ -59,6 +59,16 @@ class NetBuilder:
         return onnx.shape_inference.infer_shapes(model)
 
 
+def with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """``model`` with its input and output batch dimension fixed at ``batch``."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for tensor in [*fixed.graph.input, *fixed.graph.output]:
+        tensor.type.tensor_type.shape.dim[0].dim_value = batch
+    del fixed.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(fixed)
+
+
 def fire_net(seed: int = 0, classes: int = 4, size: int = 32) -> onnx.ModelProto:
     """A SqueezeNet-style net: conv, max-pool, one fire module (concat), conv classifier, global pool."""
     b = NetBuilder(seed)
@@ -107,7 +117,10 @@ def deconv_net(seed: int = 0) -> onnx.ModelProto:
 
 def scores(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    name, batch = sess.get_inputs()[0].name, sess.get_inputs()[0].shape[0]
+    if isinstance(batch, int):  # a fixed batch: that many samples at a time
+        return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    return sess.run(None, {name: x})[0]
 
 
 def images(rng: np.random.Generator, count: int, size: int) -> np.ndarray:

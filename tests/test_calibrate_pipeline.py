@@ -51,7 +51,9 @@ def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     validation = np.load(folder / "validation.npz")
     assert validation["data"].shape == (48, 3, 32, 32) and validation["labels"].shape == (48,)
     report = json.loads((folder / "report.json").read_text())
-    assert report["method"] == "entropy" and report["accuracy"]["fp32"] == 100.0
+    assert report["method"] == "auto" and report["range_choice"]["method"] == "entropy" and report["accuracy"]["fp32"] == 100.0
+    assert report["range_choice"]["trials"] == {"entropy": report["accuracy"]["int8"]}  # entropy lost nothing: no other tried
+    assert all(entry["method"] in ("entropy", "minmax") and entry["why"] for entry in ranges.values())
     acc = result.report.accuracy
     assert acc.passed and acc.drop == pytest.approx(acc.fp32 - acc.int8) and acc.drop <= 5.0
     assert 0.99 < acc.cosine[fp32.graph.output[0].name] <= 1.0
@@ -113,7 +115,7 @@ def test_trt11_target_gets_no_cache_and_the_header_follows_the_target(tmp_path: 
     assert (xavier.folder / "calibration.cache").read_text().startswith("TRT-8502-EntropyCalibration2\n")
 
 
-def test_budget_failure_exits_1_after_writing_and_fit_budget_keeps_layers_in_float(tmp_path: Path) -> None:
+def test_budget_failure_exits_1_suggests_the_fit_without_ranking_and_fit_budget_keeps_layers_in_float(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net(seed=4), budget={"accuracy_drop": 1.0})
     # One wild pixel in the calibration data: min-max then spends the input's whole INT8 range on it.
     calibration = images(np.random.default_rng(5), 64, 32)
@@ -122,12 +124,14 @@ def test_budget_failure_exits_1_after_writing_and_fit_budget_keeps_layers_in_flo
     result = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--json")
     data = json.loads(result.stdout)
     assert not data["report"]["accuracy"]["passed"] and data["report"]["accuracy"]["drop"] > 1.0
-    assert data["report"]["sensitivity"]  # a failed budget says which layers hurt most, even without --fit-budget
-    assert result.code == 1 and "budget" in result.stderr
+    assert data["report"]["sensitivity"] == [] and "sensitivity" not in data["report"]["seconds"]  # nothing ranked unasked
+    assert any("--fit-budget widens clipped ranges" in note for note in data["report"]["notes"])
+    assert result.code == 1 and "budget" in result.stderr and "--fit-budget" in result.stderr
     assert (tmp_path / "edgeq-out" / ORIN / "manifest.json").is_file()
     fitted = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--fit-budget", "--json")
     report = json.loads(fitted.stdout)["report"]
-    assert fitted.code == 0 and report["accuracy"]["passed"] and report["kept_high_precision"]
+    assert fitted.code == 0 and report["accuracy"]["passed"] and report["kept_high_precision"] and report["fit"]["met"]
+    assert report["widened"] == []  # min-max clips nothing: only precision can help here
     ranking = [s["layer"] for s in report["sensitivity"]]
     assert report["kept_high_precision"] == ranking[: len(report["kept_high_precision"])]
     qdq = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.qdq.onnx")
@@ -229,3 +233,17 @@ def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path, int8_p
     assert top1_agreement(reference, predicted) >= 0.995
     score = metrics.load(recipe, labels)({plain.get_outputs()[0].name: reference}, labels)
     assert abs(acc.int8 - score) <= 0.5  # the predicted INT8 score is the reference's
+
+
+
+def test_numeric_class_folders_are_read_in_natural_order_printed_and_reported(tmp_path: Path) -> None:
+    classes = ["0", "90", "180", "270"]
+    _images(tmp_path / "cal_img", classes)
+    _images(tmp_path / "val_img", classes)
+    path = write_recipe(tmp_path, fire_net(classes=4))
+    path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img").replace("path: val.npz", "path: val_img"))
+    result = run_edgeq("calibrate", path, "--target", ORIN)
+    assert "classes in label order: 0, 90, 180, 270" in " ".join(result.stdout.split()), result.stdout
+    report = json.loads((tmp_path / "edgeq-out" / ORIN / "report.json").read_text())
+    assert report["classes"] == classes
+    assert np.load(tmp_path / "edgeq-out" / ORIN / "validation.npz")["classes"].tolist() == classes

@@ -78,7 +78,7 @@ def test_the_schema_shows_only_recipe_fields() -> None:
     names = _properties(schema)
     assert "folder" not in names and "source" not in names
     assert set(schema["properties"]) == {"name", "model", "inputs", "preprocess", "calibration", "validation", "budget",
-                                         "build", "devices"}
+                                         "build", "devices", "classes"}
 
 
 @pytest.mark.parametrize("internal", ["folder", "source"])

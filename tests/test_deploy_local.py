@@ -107,6 +107,22 @@ def test_bad_recipe_touches_no_device(tmp_path: Path) -> None:
     assert recipes.load(recipe).name == "tiny"
 
 
+def test_a_batch_1_model_deploys_and_smokes_locally(tmp_path: Path) -> None:
+    from tests.calibrate_nets import with_batch
+
+    recipe = write_recipe(tmp_path / "r", with_batch(fire_net(), 1), inputs=[{"name": "data", "shape": [1, 3, 32, 32]}])
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["passed"] and report["evaluation"]["samples"] == 48 and report["evaluation"]["fp32"] == 100.0
+    folder = Path(report["files"]["folder"])
+    with np.load(folder / "outputs.int8.npz") as outputs:
+        assert [a.shape for a in outputs.values()] == [(48, 4)]  # 48 runs of one sample each
+    smoke = run_edgeq("smoke", recipe, "--target", "local", "--workdir", tmp_path / "device", "--json")
+    assert smoke.code == 0, smoke.stderr
+    assert json.loads(smoke.stdout)[0]["passed"]
+
+
 @pytest.mark.slow
 def test_a_crash_right_after_the_switch_is_reported_with_the_engine_the_device_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

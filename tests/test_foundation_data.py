@@ -113,6 +113,52 @@ def test_class_folders_must_match(tmp_path: Path) -> None:
         check_same_classes(cal, val)
 
 
+def test_numeric_class_folders_sort_as_numbers_and_an_explicit_list_wins(tmp_path: Path) -> None:
+    _images(tmp_path / "cal", {"0": 1, "90": 1, "180": 1, "270": 1, "img2": 1, "img10": 1})
+    recipe = _recipe(tmp_path)
+    data = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    assert data.classes == ["0", "90", "180", "270", "img2", "img10"]  # plain sorting gave 0, 180, 270, 90
+    assert data.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    order = ["270", "180", "90", "0", "img10", "img2"]
+    explicit = recipes.parse({**recipe.model_dump(mode="json"), "classes": order}, tmp_path / "recipe.yaml")
+    data = Dataset.from_spec(explicit, explicit.calibration, "calibration")
+    assert data.classes == order
+    assert [data._files[i].parent.name for i in range(len(data))] == order
+    wrong = recipes.parse({**recipe.model_dump(mode="json"), "classes": ["0", "90", "180", "360"]}, tmp_path / "recipe.yaml")
+    with pytest.raises(InputError, match=r"no folder for: \['360'\].*not in classes: \['270', 'img2', 'img10'\]"):
+        Dataset.from_spec(wrong, wrong.calibration, "calibration")
+
+
+def _one_image(root: Path, pixels: np.ndarray) -> None:
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(pixels).save(root / "a" / "0.png")
+
+
+@pytest.mark.parametrize("position", ["center", "top_left"])
+def test_letterbox_keeps_the_aspect_ratio_and_pads(tmp_path: Path, position: str) -> None:
+    wide = np.full((4, 8, 3), 200, np.uint8)  # 8 wide, 4 high -> 8x8 with 4 rows of padding
+    _one_image(tmp_path / "cal", wide)
+    base = _recipe(tmp_path).model_dump(mode="json")
+    base["preprocess"] = {"resize": [8, 8], "fit": "letterbox", "pad_value": 114, "pad_position": position, "scale": 1.0,
+                          "mean": [0, 0, 0], "std": [1, 1, 1]}
+    recipe = recipes.parse(base, tmp_path / "recipe.yaml")
+    x = Dataset.from_spec(recipe, recipe.calibration, "calibration").load().x[0, 0]
+    image_rows = [2, 3, 4, 5] if position == "center" else [0, 1, 2, 3]
+    assert np.all(x[image_rows] == 200)
+    assert np.all(np.delete(x, image_rows, axis=0) == 114)
+
+
+def test_center_crop_fills_and_keeps_the_middle(tmp_path: Path) -> None:
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, 4:12] = 255  # the middle 8 columns are white
+    _one_image(tmp_path / "cal", pixels)
+    base = _recipe(tmp_path).model_dump(mode="json")
+    base["preprocess"] = {"resize": [8, 8], "fit": "center_crop", "scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1]}
+    recipe = recipes.parse(base, tmp_path / "recipe.yaml")
+    x = Dataset.from_spec(recipe, recipe.calibration, "calibration").load().x[0]
+    assert x.shape == (3, 8, 8) and np.all(x == 255)
+
+
 def test_images_decoded_ahead_on_a_pool_give_the_same_batches(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

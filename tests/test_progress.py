@@ -149,11 +149,12 @@ def test_nothing_is_printed_for_json_output() -> None:
 def test_calibrate_piped_prints_a_line_per_step_and_whole_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deep = tmp_path.joinpath(*[f"a-rather-long-folder-name-{i}" for i in range(4)])
     recipe = write_recipe(deep, fire_net())
-    monkeypatch.setattr(cli_app.console, "width", 40)
+    monkeypatch.setattr(cli_app.console, "_width", 40)  # restored to what it was (the width property would pin it)
     result = run_edgeq("calibrate", recipe, "--target", "local", "--sensitivity")
     assert result.code == 0, result.stderr
     steps = [line.split(" in ")[0] for line in result.stderr.splitlines()]
-    assert steps == ["calibration statistics: 64/64", "FP32 and INT8 on validation data: 48/48", "layer sensitivity: 4/4"]
+    assert steps[:2] == ["calibration statistics: 64/64", "FP32 and INT8 on validation data: 48/48"]
+    assert "layer sensitivity: 4/4" in steps[2:]  # with the steps the range method calls for
     assert all(re.search(r" in \d+\.\d\d s$", line) for line in result.stderr.splitlines())
     folder = deep / "edgeq-out" / "local"
     assert f"artifacts in {folder}:" in result.stdout.splitlines()
@@ -165,11 +166,11 @@ def test_calibrate_piped_prints_a_line_per_step_and_whole_paths(tmp_path: Path, 
 def test_deploy_piped_prints_a_line_per_device_step_and_whole_report_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deep = tmp_path.joinpath(*[f"a-rather-long-folder-name-{i}" for i in range(4)])
     recipe = write_recipe(deep, fire_net())
-    monkeypatch.setattr(cli_app.console, "width", 40)
+    monkeypatch.setattr(cli_app.console, "_width", 40)  # restored to what it was (the width property would pin it)
     result = run_edgeq("deploy", recipe, "--target", "local", "--workdir", tmp_path / "device")
     assert result.code == 0, result.stderr
     lines = result.stderr.splitlines()
-    steps = [line.split(" in ")[0] for line in lines[2:]]
+    steps = [line.split(" in ")[0] for line in lines if line.startswith("local: ")]  # after calibration's
     # evaluate and bench with the agent's own count: 48 samples through INT8 and FP32; 2 x (10 warm-up + 200) timed calls
     assert steps == [f"local: {step}" for step in ("connect", "push", "status", "probe", "build", "evaluate: 96/96",
                                                     "bench: 420/420", "smoke", "gates", "activate", "verify", "gc")]
@@ -201,7 +202,8 @@ def test_rollout_piped_prints_a_line_per_device_step(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr + result.stdout
     lines = result.stderr.splitlines()
     assert all(re.search(r" in \d+\.\d\d s$", line) for line in lines), lines
-    steps = {line.split(" in ")[0] for line in lines}
+    steps = {": ".join(line.split(" in ")[0].split(": ")[:2]) for line in lines}  # without the counts
+    assert {"dev1: evaluate: 96/96", "dev2: evaluate: 96/96"} <= {line.split(" in ")[0] for line in lines}
     for device in ("dev1", "dev2"):
         assert {f"{device}: {step}" for step in ("connect", "push", "probe", "class", "evaluate", "bench", "activate")} <= steps
     assert len(steps & {"dev1: build", "dev2: build"}) == 1 and len(steps & {"dev1: install", "dev2: install"}) == 1

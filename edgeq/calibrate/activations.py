@@ -117,29 +117,28 @@ def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names
     """Run one batch through a session: the named outputs (all when None), in that order.
 
     ``x``: the first input's array, or every input by name (each at its batch axis, as the model takes it).
-    A single-input model with a fixed batch size is fed in slices of that size; a short last slice is
+    A model whose first input has a fixed batch size is fed in slices of that size (inputs with as many
+    rows as the first are sliced on axis 0, others such as constants passed whole); a short last slice is
     padded and the padding dropped from the outputs.
     """
-    if isinstance(x, dict):
-        wanted = {i.name for i in sess.get_inputs()}
+    wanted = {i.name for i in sess.get_inputs()}
+    feed = {k: v for k, v in x.items() if k in wanted} if isinstance(x, dict) else {sess.get_inputs()[0].name: x}
+    batch, total = fixed_batch(sess), rows(feed) if feed else 0
+    if batch is None or batch == total:
         try:
-            return sess.run(names, {k: v for k, v in x.items() if k in wanted})
+            return sess.run(names, feed)
         except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
-            shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in x.items())
+            shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in feed.items())
             raise InputError(f"ONNX Runtime failed on inputs {shapes}: {exc}") from None
-    feed_name = sess.get_inputs()[0].name
-    batch = fixed_batch(sess)
-    if batch is None or batch == len(x):
-        try:
-            return sess.run(names, {feed_name: x})
-        except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
-            raise InputError(f"ONNX Runtime failed on input '{feed_name}' of shape {list(x.shape)}: {exc}") from None
     pieces = []
-    for start in range(0, len(x), batch):
-        part = x[start : start + batch]
-        short = batch - len(part)
-        if short:
-            part = np.concatenate([part, np.zeros((short, *part.shape[1:]), part.dtype)])
-        outs = run(sess, part, names)
-        pieces.append([o[: batch - short] for o in outs])
+    for start in range(0, total, batch):
+        part = {}
+        for name, array in feed.items():
+            if array.ndim and len(array) == total:
+                array = array[start : start + batch]
+                if len(array) < batch:
+                    array = np.concatenate([array, np.zeros((batch - len(array), *array.shape[1:]), array.dtype)])
+            part[name] = array
+        kept = min(batch, total - start)
+        pieces.append([o[:kept] for o in run(sess, part, names)])
     return [np.concatenate(column) for column in zip(*pieces, strict=True)]

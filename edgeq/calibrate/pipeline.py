@@ -4,13 +4,16 @@ The work runs as named stages, each returning one result:
 
 1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
    here, before anything is written (unless the artifacts are current: then they are reused).
-2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges.
+2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges
+   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`).
 3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
 4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
    deflated into validation.npz as it goes.
-5. :func:`_sensitivity` and :func:`_fit`: rank layers when asked or when the drop fails the budget;
-   optionally keep the most sensitive in float until it fits.
-6. :func:`_report` and :func:`_write`: every artifact at once, through a staging folder.
+5. :func:`_choose_method` (method ``auto``): when entropy loses accuracy, the other methods are
+   predicted too and the one the metric prefers wins.
+6. :func:`_sensitivity` and :func:`_fit`: rank layers only when asked (``sensitivity``, or ``fit_budget``
+   when the drop fails the budget); the fit widens clipped ranges, then keeps layers in float.
+7. :func:`_report` and :func:`_write`: every artifact at once, through a staging folder.
 
 Memory stays flat in the number of samples and bounded whatever the resolution: a statistics run exposes
 at most :data:`ACTIVATION_BUDGET` bytes of activations, in several passes over the data when one sample
@@ -32,7 +35,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from operator import itemgetter
@@ -46,7 +49,7 @@ from edgeq import atomic
 from edgeq import labels as labels_module
 from edgeq import metrics as metrics_module
 from edgeq import model as model_module
-from edgeq.calibrate import activations, exposure, predict
+from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest
@@ -55,7 +58,7 @@ from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
 from edgeq.calibrate.proxy import layer_proxies
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq, plan_layers
-from edgeq.calibrate.ranges import METHODS, TensorRange, compute_ranges
+from edgeq.calibrate.ranges import METHODS, TensorRange
 from edgeq.calibrate.report import (
     Artifacts,
     CalibrationReport,
@@ -64,8 +67,8 @@ from edgeq.calibrate.report import (
     PredictedAccuracy,
     RangeSummary,
 )
+from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
-from edgeq.calibrate.sensitivity import rank_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
@@ -137,8 +140,8 @@ class _Inputs:
 
 def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, settings: dict[str, bool]) -> _Inputs:
     method = method or recipe.calibration.method
-    if method not in METHODS:
-        raise InputError(f"--method: expected one of {', '.join(METHODS)}, found {method!r}")
+    if method not in (selection.AUTO, *METHODS):
+        raise InputError(f"--method: expected one of {selection.AUTO}, {', '.join(METHODS)}, found {method!r}")
     if not target.int8:
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
@@ -161,7 +164,8 @@ class _Statistics:
     prepared: PreparedModel
     tensors: list[str]
     stats: dict[str, TensorStats]
-    ranges: dict[str, TensorRange]
+    protected: dict[str, str]  # tensor -> why it keeps its full range
+    ranges: dict[str, TensorRange]  # by the first method (``auto``: entropy)
     passes: exposure.ExposurePlan
     prepare_seconds: float
     seconds: float
@@ -199,13 +203,19 @@ def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
     task = bar.add_task("calibration statistics", total=len(inputs.calibration) * passes.passes)
     stats = exposure.collect_in_passes(fp32, passes, lambda rows: inputs.calibration.batches(rows, pools.decoders),
                                        plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
-    ranges = _ranges(stats, inputs.method, inputs.recipe.calibration.percentile, pools.workers)
-    return _Statistics(prepared, tensors, stats, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
+    protected = selection.protected_tensors(fp32, tensors)
+    auto = inputs.method == selection.AUTO
+    why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
+    ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, inputs.recipe.calibration.percentile,
+                     protected, why, pools.workers)
+    return _Statistics(prepared, tensors, stats, protected, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
 
 
-def _ranges(stats: dict[str, TensorStats], method: str, percentile: float, workers: Executor) -> dict[str, TensorRange]:
-    """:func:`compute_ranges`, one tensor per task."""
-    parts = workers.map(lambda item: compute_ranges(dict([item]), method, percentile), stats.items())
+def _ranges(
+    stats: dict[str, TensorStats], method: str, percentile: float, protected: dict[str, str], why: str, workers: Executor
+) -> dict[str, TensorRange]:
+    """:func:`edgeq.calibrate.selection.base_ranges`, one tensor per task."""
+    parts = workers.map(lambda item: selection.base_ranges(dict([item]), method, percentile, protected, why), stats.items())
     return {name: r for part in parts for name, r in part.items()}
 
 
@@ -229,10 +239,10 @@ class _Placement:
         return {name: r.amax for name, r in self.ranges.items()}
 
     @classmethod
-    def plan(cls, statistics: _Statistics, target: Target, arithmetic: str) -> _Placement:
+    def plan(cls, statistics: _Statistics, target: Target, arithmetic: str, ranges: dict[str, TensorRange]) -> _Placement:
         fp32 = statistics.prepared.model
-        excluded = {**statistics.prepared.unquantizable, **excluded_tensors(fp32, statistics.amax)}
-        return cls(fp32, target, statistics.ranges, excluded, plan_layers(fp32, statistics.tensors, excluded), arithmetic)
+        excluded = {**statistics.prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in ranges.items()})}
+        return cls(fp32, target, ranges, excluded, plan_layers(fp32, statistics.tensors, excluded), arithmetic)
 
     def model(self, chosen: list[QuantizedLayer]) -> onnx.ModelProto:
         """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
@@ -290,6 +300,46 @@ def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.
     return predict.compare(reference, out, inputs.labels.labels, inputs.metric, inputs.recipe.budget.accuracy_drop)
 
 
+def _evaluate(
+    inputs: _Inputs, placement: _Placement, validation: _Validation, pools: _Pools, chosen: list[QuantizedLayer]
+) -> PredictedAccuracy:
+    """The predicted accuracy of ``placement`` with ``chosen`` layers in INT8, on the whole validation data."""
+    batches = inputs.validation.batches(validation.rows, pools.decoders)
+    out = predict.outputs([placement.on_host(placement.model(chosen))], batches)[0]
+    return _judge(inputs, validation.reference, out)
+
+
+@dataclass
+class _Choice:
+    """Stage 5 (method ``auto``): the method the tensors that are not protected got, its placement and accuracy."""
+
+    method: selection.MethodChoice
+    placement: _Placement
+    accuracy: PredictedAccuracy
+
+
+def _choose_method(
+    inputs: _Inputs, statistics: _Statistics, placement: _Placement, validation: _Validation, pools: _Pools, bar: Progress
+) -> _Choice:
+    """``auto``: keep entropy when it loses nothing, else predict every other method and keep the best."""
+    if inputs.method != selection.AUTO:
+        return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
+    percentile = inputs.recipe.calibration.percentile
+    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
+    placements = {selection.BASE_METHOD: placement}
+
+    def trial(candidate: str) -> PredictedAccuracy:
+        ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
+        placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
+        result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
+        bar.advance(task)
+        return result
+
+    choice, accuracy = selection.choose_method(validation.accuracy, trial)
+    ranges = _ranges(statistics.stats, choice.method, percentile, statistics.protected, f"auto: {choice.why}", pools.workers)
+    return _Choice(choice, replace(placements[choice.method], ranges=ranges), accuracy)
+
+
 def _sensitivity(
     inputs: _Inputs, statistics: _Statistics, placement: _Placement, validation: _Validation, bar: Progress
 ) -> list[LayerSensitivity]:
@@ -306,27 +356,43 @@ def _sensitivity(
 
 @dataclass
 class _Fit:
-    """Stage 5b: the layers kept in float to fit the budget, and the accuracy then."""
+    """Stage 6b: the placement after the fit (ranges widened, layers kept in float), and how the fit went."""
 
-    kept: list[str]
-    accuracy: PredictedAccuracy
+    placement: _Placement
+    result: FitResult | None  # None: no fit was asked for, or none was needed
 
-    def layers(self, placement: _Placement) -> list[QuantizedLayer]:
-        return [layer for layer in placement.layers if layer.name not in self.kept]
+    @property
+    def kept(self) -> list[str]:
+        return self.result.kept if self.result else []
+
+    def layers(self) -> list[QuantizedLayer]:
+        return [layer for layer in self.placement.layers if layer.name not in self.kept]
 
 
 def _fit(
-    inputs: _Inputs, placement: _Placement, validation: _Validation, ranking: list[LayerSensitivity], pools: _Pools, bar: Progress
+    inputs: _Inputs, statistics: _Statistics, choice: _Choice, validation: _Validation, ranking: list[LayerSensitivity],
+    pools: _Pools, bar: Progress,
 ) -> _Fit:
-    task = bar.add_task("fitting the accuracy budget", total=len(ranking))
+    """Widen the fewest clipped ranges (the ranked layers' first, then by how much they clip), then keep the
+    fewest ranked layers in float, until the budget holds or :data:`edgeq.calibrate.sensitivity.FIT_SECONDS` pass."""
+    task = bar.add_task("fitting the accuracy budget", total=None)
+    placement, stats = choice.placement, statistics.stats
+    amax = placement.amax
+    order = [t for entry in ranking for t in entry.tensors] + sorted(
+        amax, key=lambda n: stats[n].absmax / max(amax[n], 1e-30), reverse=True
+    )
+    clipped = [t for t in dict.fromkeys(order) if t not in placement.excluded and amax[t] < stats[t].absmax]
 
-    def evaluate(chosen: list[QuantizedLayer]) -> PredictedAccuracy:
-        batches = inputs.validation.batches(validation.rows, pools.decoders)
-        out = predict.outputs([placement.on_host(placement.model(chosen))], batches)[0]
-        return _judge(inputs, validation.reference, out)
+    def widened(names: list[str]) -> _Placement:
+        return replace(placement, ranges=selection.widened(placement.ranges, stats, names))
 
-    kept, accuracy = fit_budget_layers(placement.layers, ranking, evaluate, validation.accuracy, lambda: bar.advance(task))
-    return _Fit(kept, accuracy)
+    def evaluate(widen: list[str], keep: list[str]) -> PredictedAccuracy:
+        trial = widened(widen)
+        return _evaluate(inputs, trial, validation, pools, [layer for layer in trial.layers if layer.name not in keep])
+
+    result = fit_budget_layers(clipped, [entry.layer for entry in ranking], evaluate, choice.accuracy,
+                               advance=lambda: bar.advance(task))
+    return _Fit(widened(result.widened), result)
 
 
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
@@ -340,11 +406,20 @@ class _Outcome:
     """Everything the report and the writer need besides the inputs."""
 
     statistics: _Statistics
-    placement: _Placement
+    choice: _Choice
     validation: _Validation
     fit: _Fit
     ranking: list[LayerSensitivity]
     seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def placement(self) -> _Placement:
+        """The final placement: the chosen method's ranges, widened by the fit."""
+        return self.fit.placement
+
+    @property
+    def accuracy(self) -> PredictedAccuracy:
+        return self.fit.result.accuracy if self.fit.result else self.choice.accuracy
 
     @property
     def cached(self) -> list[str]:
@@ -354,10 +429,15 @@ class _Outcome:
 
 
 def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
-    recipe, placement, kept = inputs.recipe, outcome.placement, outcome.fit.kept
+    recipe, placement, fit = inputs.recipe, outcome.placement, outcome.fit.result
     notes = list(outcome.statistics.prepared.notes)
-    if kept:
-        notes.append(f"kept {len(kept)} layer(s) in float to fit the budget: {', '.join(kept)}")
+    if fit:
+        notes.append(f"--fit-budget: {fit.why}")
+    if not outcome.accuracy.passed and fit is None:
+        notes.append(
+            f"the budget fails: --fit-budget widens clipped ranges, then keeps the most sensitive of {len(placement.layers)}"
+            f" layer(s) in float (bounded to {FIT_SECONDS / 60:.0f} min); --sensitivity only ranks the layers"
+        )
     unquantizable = outcome.statistics.prepared.unquantizable
     passes = outcome.statistics.passes
     return CalibrationReport(
@@ -372,12 +452,17 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         created=datetime.now(timezone.utc).isoformat(),
         seconds={k: round(v, 3) for k, v in outcome.seconds.items()},
         ranges=_summary(placement.ranges, outcome.cached),
-        quantized_layers=[layer.name for layer in outcome.fit.layers(placement)],
+        quantized_layers=[layer.name for layer in outcome.fit.layers()],
         excluded={t: r for t, r in placement.excluded.items() if t in placement.ranges or t in unquantizable},
-        kept_high_precision=kept,
-        accuracy=outcome.fit.accuracy,
+        kept_high_precision=outcome.fit.kept,
+        widened=fit.widened if fit else [],
+        fit=None if fit is None else {"met": fit.met, "why": fit.why, "trials": fit.trials},
+        accuracy=outcome.accuracy,
         sensitivity=outcome.ranking,
         notes=notes,
+        range_choice=outcome.choice.method.to_dict(),
+        range_methods=selection.method_counts(placement.ranges, outcome.cached),
+        classes=list(inputs.validation.dataset.classes or inputs.labels.class_names),
         preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
@@ -413,27 +498,29 @@ def calibrate(
     with _progress(progress) as bar, _pools(plan) as pools, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
         statistics = _statistics(inputs, pools, bar)
         _give_back_freed_memory()
-        placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict)
-        qdq = placement.model(placement.layers)
-        validation = _validate(inputs, placement, qdq, pools, Path(scratch), bar)
+        placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict, statistics.ranges)
+        validation = _validate(inputs, placement, placement.model(placement.layers), pools, Path(scratch), bar)
         seconds = {"prepare": statistics.prepare_seconds, "statistics": statistics.seconds, "validation": validation.seconds}
+        tick = time.perf_counter()
+        choice = _choose_method(inputs, statistics, placement, validation, pools, bar)
+        if len(choice.method.trials) > 1:
+            seconds["range_choice"] = time.perf_counter() - tick
 
         ranking: list[LayerSensitivity] = []
-        if sensitivity or not validation.accuracy.passed:
+        failed = not choice.accuracy.passed
+        if sensitivity or (fit_budget and failed):
             tick = time.perf_counter()
-            ranking = _sensitivity(inputs, statistics, placement, validation, bar)
+            ranking = _sensitivity(inputs, statistics, choice.placement, validation, bar)
             seconds["sensitivity"] = time.perf_counter() - tick
-        fit = _Fit([], validation.accuracy)
-        if fit_budget and not validation.accuracy.passed:
+        fit = _Fit(choice.placement, None)
+        if fit_budget and failed:
             tick = time.perf_counter()
-            fit = _fit(inputs, placement, validation, ranking, pools, bar)
+            fit = _fit(inputs, statistics, choice, validation, ranking, pools, bar)
             seconds["fit_budget"] = time.perf_counter() - tick
-        if fit.kept:
-            qdq = placement.model(fit.layers(placement))
         seconds["total"] = time.perf_counter() - started
-        outcome = _Outcome(statistics, placement, validation, fit, ranking, seconds)
+        outcome = _Outcome(statistics, choice, validation, fit, ranking, seconds)
         report = _report(inputs, outcome)
-        _write(inputs, outcome, report, qdq, validation.npz)
+        _write(inputs, outcome, report, fit.placement.model(fit.layers()), validation.npz)
     return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report)
 
 
@@ -465,7 +552,8 @@ def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: o
         "method": report.method,
         "percentile": report.percentile,
         "tensors": {
-            name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "excluded": excluded.get(name)}
+            name: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "method": r.method, "why": r.reason,
+                   "excluded": excluded.get(name)}
             for name, r in ranges.items()
         },
     }

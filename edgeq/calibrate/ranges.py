@@ -35,12 +35,14 @@ FALLBACK_PERCENTILE = 99.99  # the entropy method's range then
 
 @dataclass(frozen=True)
 class TensorRange:
-    """The INT8 range of one tensor: amax (scale = amax / 127) and the extremes seen."""
+    """The INT8 range of one tensor: amax (scale = amax / 127), the extremes seen, the method that chose it and why."""
 
     name: str
     amax: float
     min: float
     max: float
+    method: str = ""
+    reason: str = ""
 
     @property
     def scale(self) -> float:
@@ -139,6 +141,7 @@ def amax_of(stats: TensorStats, method: str, percentile: float = 99.99) -> float
 def compute_ranges(stats: dict[str, TensorStats], method: str, percentile: float = 99.99) -> dict[str, TensorRange]:
     """Every tensor's range by ``method``."""
     return {
-        name: TensorRange(name=name, amax=amax_of(s, method, percentile), min=s.min, max=s.max)
+        name: TensorRange(name=name, amax=amax_of(s, method, percentile), min=s.min, max=s.max, method=method,
+                          reason=f"--method {method}")
         for name, s in stats.items()
     }

@@ -70,6 +70,11 @@ class CalibrationReport:
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
     notes: list[str] = field(default_factory=list)
+    range_choice: dict[str, Any] = field(default_factory=dict)  # method ``auto``: the candidates' metric and the pick
+    range_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> tensors that got it, and why
+    widened: list[str] = field(default_factory=list)  # tensors the budget fit widened to min-max
+    fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
+    classes: list[str] = field(default_factory=list)  # class names in label order
     preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
     memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products

@@ -1,14 +1,28 @@
-"""Per-layer sensitivity, and fitting the accuracy budget by keeping the most sensitive layers in float.
+"""Per-layer sensitivity (on request only), and fitting the accuracy budget: widen ranges first, then keep layers in float.
 
 Measuring a layer costs one Q/DQ model and one ONNX Runtime session, so the pipeline only ranks when
-asked, or when the predicted drop fails the budget; it runs on a small validation subset. Given proxies
-(:mod:`edgeq.calibrate.proxy`, free from the statistics), only the ``confirm`` layers they rank highest are
-measured; the others follow in proxy order, marked unmeasured.
+asked (``--sensitivity``, or ``--fit-budget`` when the budget fails); it runs on a small validation subset.
+Given proxies (:mod:`edgeq.calibrate.proxy`, free from the statistics), only the ``confirm`` layers they rank
+highest are measured; the others follow in proxy order, marked unmeasured.
+
+The fit then tries, each trial one prediction of the recipe's metric on the validation data:
+
+1. widening clipped ranges to min-max (a clipped range that feeds a layer is not undone by keeping the
+   layer in float): the clipped tensors of the most sensitive layers first, then the rest by how much
+   they clip;
+2. keeping the most sensitive layers in float, on top of every widened range.
+
+Each step first tries all of its tensors or layers (one trial tells whether the step can meet the
+budget at all), then doubles from one until the budget holds and bisects back to the fewest that hold
+it: O(log n) trials for n layers. The fit stops at :data:`FIT_SECONDS`, and the result says which step
+got how far and why the budget was not met.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -18,6 +32,8 @@ from edgeq.calibrate.host import host_model
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
 from edgeq.device.compare import cosine, top1_agreement
+
+FIT_SECONDS = 360.0  # the fit's trials together
 
 
 def rank_layers(
@@ -66,23 +82,94 @@ def rank_layers(
     return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
 
 
-def fit_budget(
-    layers: list[QuantizedLayer],
-    ranking: list[LayerSensitivity],
-    evaluate: Callable[[list[QuantizedLayer]], PredictedAccuracy],
-    accuracy: PredictedAccuracy,
-    advance: Callable[[], None] = lambda: None,
-) -> tuple[list[str], PredictedAccuracy]:
-    """The fewest most-sensitive layers to keep in float for the drop to fit the budget, and the accuracy then.
+@dataclass
+class FitResult:
+    """What the fit changed, the accuracy then, and in words how it ended."""
 
-    ``accuracy``: that of all ``layers`` in INT8. Tries keeping the top 1, 2, ... layers of ``ranking``
-    in float; stops at the first that passes.
+    widened: list[str]
+    kept: list[str]
+    accuracy: PredictedAccuracy
+    met: bool
+    trials: list[dict[str, object]] = field(default_factory=list)
+    why: str = ""
+
+
+class _Deadline(Exception):
+    pass
+
+
+def _fewest(count: int, passes: Callable[[int], bool]) -> int | None:
+    """The smallest k in 1..count with passes(k), searching 1, 2, 4, ... then bisecting; None if passes(count) fails."""
+    if count == 0:
+        return None
+    low, k = 0, 1
+    while not passes(k):
+        if k == count:
+            return None
+        low, k = k, min(2 * k, count)
+    high = k
+    while high - low > 1:
+        middle = (low + high) // 2
+        if passes(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def fit_budget(
+    clipped: Sequence[str],
+    ranking: Sequence[str],
+    evaluate: Callable[[list[str], list[str]], PredictedAccuracy],
+    accuracy: PredictedAccuracy,
+    seconds: float = FIT_SECONDS,
+    advance: Callable[[], None] = lambda: None,
+) -> FitResult:
+    """Widen the fewest of ``clipped`` (in order), then keep the fewest of ``ranking`` (layer names) in float.
+
+    ``evaluate(widened, kept)`` predicts the accuracy with those tensors at min-max and those layers in
+    float; ``accuracy`` is the starting one.
     """
-    kept: list[str] = []
-    for entry in ranking:
-        if accuracy.passed:
-            break
-        kept.append(entry.layer)
-        accuracy = evaluate([layer for layer in layers if layer.name not in kept])
-        advance()
-    return kept, accuracy
+    started = time.perf_counter()
+    trials: list[dict[str, object]] = []
+    results: dict[tuple[int, int], PredictedAccuracy] = {(0, 0): accuracy}
+
+    def run(widen: int, keep: int) -> PredictedAccuracy:
+        if (widen, keep) not in results:
+            if time.perf_counter() - started > seconds:
+                raise _Deadline
+            result = evaluate(list(clipped[:widen]), list(ranking[:keep]))
+            results[(widen, keep)] = result
+            trials.append({"widened": widen, "kept": keep, "int8": result.int8, "drop": result.drop, "passed": result.passed})
+            advance()
+        return results[(widen, keep)]
+
+    def done(widen: int, keep: int, why: str) -> FitResult:
+        final = results[(widen, keep)]
+        return FitResult(list(clipped[:widen]), list(ranking[:keep]), final, final.passed, trials, why)
+
+    if accuracy.passed:
+        return done(0, 0, "the budget already holds")
+    try:
+        all_widened = len(clipped)
+        if all_widened and run(all_widened, 0).passed:  # one trial says whether ranges alone can do it
+            widen = _fewest(all_widened, lambda k: run(k, 0).passed)
+            return done(widen or all_widened, 0, f"widening {widen} of {all_widened} clipped range(s) to min-max meets the budget")
+        last = run(all_widened, len(ranking))
+        if last.passed:
+            keep = _fewest(len(ranking), lambda k: run(all_widened, k).passed)
+            return done(all_widened, keep or len(ranking),
+                        f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
+        why = (
+            f"cannot be met: with all {all_widened} clipped range(s) at min-max and all {len(ranking)} ranked layer(s) in"
+            f" float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); what is left is quantized outside"
+            " those layers (tensors the backend quantizes between layers) or layers that were not ranked"
+        )
+        return done(all_widened, len(ranking), why)
+    except _Deadline:
+        best = min(results, key=lambda k: (not results[k].passed, results[k].drop, sum(k)))
+        why = (
+            f"stopped at the time bound of {seconds:.0f} s after {len(trials)} trial(s); best: {best[0]} range(s) widened,"
+            f" {best[1]} layer(s) in float, drop {results[best].drop:.2f} points"
+        )
+        return done(*best, why)

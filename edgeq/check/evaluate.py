@@ -11,7 +11,8 @@ from edgeq.check import op_support, rules
 from edgeq.check.facts import FACTS, NOT_APPLICABLE, Missing, NodeContext
 from edgeq.check.graph import Graph, describe_dims
 from edgeq.check.macs import node_macs
-from edgeq.check.report import CheckReport, Gate, NodeResult, Reason, Shares
+from edgeq.check.macs import shares as mac_shares
+from edgeq.check.report import CheckReport, Gate, NodeResult, Reason
 from edgeq.check.rules import Rule, RuleFile
 from edgeq.errors import InputError
 from edgeq.targets import Target
@@ -219,8 +220,11 @@ def _gates(report_nodes: list[NodeResult], main: RuleFile, dla: RuleFile | None,
 
 
 def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None = None, int8: bool = True,
-                name: str | None = None) -> CheckReport:
-    """Check every node of a shape-inferred ``model`` against ``target``'s rules (and its DLA's, with ``dla_core``)."""
+                name: str | None = None, quantization: str | None = None) -> CheckReport:
+    """Check every node of a shape-inferred ``model`` against ``target``'s rules (and its DLA's, with ``dla_core``).
+
+    ``quantization``: the INT8 path deploy will take (``explicit`` or ``implicit``; by default what the rules allow).
+    """
     main = rules.select(target, "main")
     dla = None
     if dla_core is not None:
@@ -249,14 +253,7 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
             _dla_verdict(dla, ctx, result)
         nodes.append(result)
 
-    known = [n for n in nodes if n.macs is not None]
-    shares = Shares(
-        total_macs=sum(n.macs for n in known),  # type: ignore[misc]
-        int8_macs=sum(n.macs for n in known if n.verdict == "int8"),  # type: ignore[misc]
-        dla_macs=sum(n.macs for n in known if n.dla == "dla") if dla is not None else None,  # type: ignore[misc]
-        unknown_mac_nodes=len(nodes) - len(known),
-    )
-    explicit = has_qdq or "implicit" not in main.int8_modes
+    explicit = has_qdq or "implicit" not in main.int8_modes or quantization == "explicit"
     return CheckReport(
         model=name or model.graph.name or "model",
         target=target.name,
@@ -269,6 +266,6 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
         nodes=nodes,
         gates=_gates(nodes, main, dla, target, int8=int8, has_qdq=has_qdq, opset=opset, dynamic=dynamic,
                      dla_requested=dla_core is not None, parser_made=_parser_made_tensors(model, graph)),
-        shares=shares,
+        shares=mac_shares(nodes, with_dla=dla is not None),
         dynamic_inputs=dynamic,
     )

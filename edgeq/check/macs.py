@@ -1,14 +1,18 @@
-"""Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes, from inferred shapes.
+"""Multiply-accumulates of Conv, ConvTranspose, Gemm and MatMul nodes, from inferred shapes, and the shares.
 
 Counts are per inference at batch 1: a symbolic or unknown first (batch) dimension counts as 1; any
-other unknown dimension makes the count unknown (None). Other ops count 0.
+other unknown dimension makes the count unknown (None). Other ops count 0. A node of unknown size is
+never dropped silently: the shares say how many there are and how many of them miss INT8 (or the DLA),
+since those make the true share lower than the share of the known MACs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from edgeq.check.facts import NodeContext
+from edgeq.check.report import NodeResult, Shares
 
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
@@ -51,3 +55,17 @@ def node_macs(ctx: NodeContext) -> int | None:
         k = a[0] if int(ctx.attr("transA", 0)) else a[-1]
         return math.prod(out) * k
     return math.prod(out) * a[-1]
+
+
+def shares(nodes: Sequence[NodeResult], with_dla: bool) -> Shares:
+    """MACs in total, in INT8 and on the DLA, counting the MAC nodes of unknown size apart (by where they run)."""
+    known = [n for n in nodes if n.macs is not None]
+    unknown = [n for n in nodes if n.macs is None]
+    return Shares(
+        total_macs=sum(n.macs or 0 for n in known),
+        int8_macs=sum(n.macs or 0 for n in known if n.verdict == "int8"),
+        dla_macs=sum(n.macs or 0 for n in known if n.dla == "dla") if with_dla else None,
+        unknown_mac_nodes=len(unknown),
+        unknown_not_int8=sum(n.verdict != "int8" for n in unknown),
+        unknown_not_dla=sum(n.dla != "dla" for n in unknown) if with_dla else None,
+    )

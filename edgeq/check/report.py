@@ -50,12 +50,18 @@ class Gate:
 
 @dataclass(frozen=True)
 class Shares:
-    """Multiply-accumulates (batch 1) in total, in INT8 and on the DLA, and how many MAC nodes had unknown shapes."""
+    """Multiply-accumulates (batch 1) in total, in INT8 and on the DLA, and the MAC nodes of unknown size.
+
+    ``int8`` and ``dla`` are shares of the known MACs; ``unknown_not_int8`` (``unknown_not_dla``) MAC nodes of
+    unknown size miss INT8 (the DLA), so while they are non-zero the true share is lower.
+    """
 
     total_macs: int
     int8_macs: int
     dla_macs: int | None
     unknown_mac_nodes: int
+    unknown_not_int8: int = 0
+    unknown_not_dla: int | None = None
 
     @property
     def int8(self) -> float | None:

@@ -18,16 +18,16 @@ def calibrate(
     recipe: Annotated[Path, typer.Argument(help="The recipe file.")],
     target: TargetOption,
     method: Annotated[
-        str | None, typer.Option("--method", help="entropy | minmax | percentile | mse (default: the recipe's).")
+        str | None, typer.Option("--method", help="auto | entropy | minmax | percentile | mse (default: the recipe's; auto unless set).")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")
     ] = None,
     fit_budget: Annotated[
-        bool, typer.Option("--fit-budget", help="Keep the fewest most sensitive layers in float to meet the accuracy budget.")
+        bool, typer.Option("--fit-budget", help="Meet the accuracy budget: widen clipped ranges, then keep the most sensitive layers in float (time-bounded).")
     ] = False,
     sensitivity: Annotated[
-        bool, typer.Option("--sensitivity", help="Rank every layer's sensitivity even when the accuracy budget holds.")
+        bool, typer.Option("--sensitivity", help="Rank the layers' sensitivity (only on request).")
     ] = False,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")

@@ -32,14 +32,16 @@ def _parse_shapes(options: list[str]) -> dict[str, list[int | str]]:
     return shapes
 
 
-def _load(path: Path, shapes: dict[str, list[int | str]], dla: bool = False) -> tuple[onnx.ModelProto, int | None, bool]:
-    """The shape-inferred model, the recipe's DLA core and whether INT8 is asked for (a recipe says; a bare model: yes).
+def _load(
+    path: Path, shapes: dict[str, list[int | str]], dla: bool = False
+) -> tuple[onnx.ModelProto, int | None, bool, recipes.Recipe | None]:
+    """The shape-inferred model, the recipe's DLA core, whether INT8 is asked for (a recipe says; a bare model: yes), the recipe.
 
     A recipe's input shapes, as deploy builds them (symbolic dims = 1), apply first, then ``shapes`` (from --shape).
     """
     from edgeq import model as model_io
 
-    dla_core, int8 = None, True
+    dla_core, int8, recipe = None, True, None
     if path.suffix.lower() in RECIPE_SUFFIXES:
         recipe = recipes.load(path)
         path = recipe.model_path
@@ -49,7 +51,7 @@ def _load(path: Path, shapes: dict[str, list[int | str]], dla: bool = False) -> 
         shapes = {**{spec.name: spec.built_shape(dla) for spec in recipe.inputs}, **shapes}
         dla_core, int8 = recipe.build.dla_core, recipe.build.precision == "int8"
     model = model_io.load(path)
-    return (model_io.with_input_shapes(model, shapes, path) if shapes else model), dla_core, int8
+    return (model_io.with_input_shapes(model, shapes, path) if shapes else model), dla_core, int8, recipe
 
 
 @app.command("check")
@@ -68,11 +70,15 @@ def check(
     """
     profile = targets.resolve(target)
     with err_console.status(f"checking {path} for {profile.name}", spinner="dots") if not as_json else nullcontext():
-        model, recipe_dla_core, int8 = _load(path, _parse_shapes(shape or []), dla or dla_core is not None)
+        model, recipe_dla_core, int8, recipe = _load(path, _parse_shapes(shape or []), dla or dla_core is not None)
         core = dla_core if dla_core is not None else (0 if dla else recipe_dla_core)
         from edgeq.check import check_model
+        from edgeq.deploy.plan import auto_quantization, choose_quantization
 
-        report = check_model(model, profile, dla_core=core, int8=int8, name=path.name)
+        # the INT8 path deploy will take (implicit or explicit), so that check names the same one
+        quantization = (choose_quantization(recipe, profile) if recipe is not None
+                        else auto_quantization(profile, core is not None and profile.usable_dla_cores > 0))
+        report = check_model(model, profile, dla_core=core, int8=int8, name=path.name, quantization=quantization)
     if as_json:
         print_json(report.to_dict())
     else:

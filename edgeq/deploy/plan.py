@@ -103,8 +103,12 @@ def choose_quantization(recipe: Recipe, target: Target) -> Quantization:
             f"{recipe.source}: build.quantization: no NVIDIA source says TensorRT {target.tensorrt} DLA takes Q/DQ networks; "
             "use 'implicit' (the calibration cache) or drop build.dla_core"
         )
-    if wanted != "auto":
-        return wanted
+    return wanted if wanted != "auto" else auto_quantization(target, dla)
+
+
+def auto_quantization(target: Target, dla: bool = False) -> Quantization:
+    """What build.quantization ``auto`` means on ``target``: implicit (the calibration cache) below TensorRT 10, and on 10.x with DLA."""
+    version = target.trt_version
     return "implicit" if version is not None and (version[0] < 10 or (version[0] == 10 and dla)) else "explicit"
 
 

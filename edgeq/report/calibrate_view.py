@@ -31,7 +31,7 @@ def accuracy_table(result: CalibrationResult) -> Table:
 def sensitivity_table(result: CalibrationResult) -> Table:
     """The most sensitive layers, each quantized alone."""
     table = Table(title="most sensitive layers (each quantized alone)", title_justify="left")
-    for column in ("layer", "op", "1 - cosine", "top-1 agreement", "kept in float"):
+    for column in ("layer", "op", "output error", "top-1 agreement", "kept in float"):
         table.add_column(column)
     kept = set(result.report.kept_high_precision)
     for entry in result.report.sensitivity[:SHOWN_LAYERS]:
@@ -63,6 +63,15 @@ def calibration_view(result: CalibrationResult) -> Group:
         f" median {ranges.amax_median:.3g}; {ranges.clipped} clipped below their max),"
         f" {len(report.quantized_layers)} layers quantized"),
     ]
+    if report.classes:
+        lines.append(plain(f"classes in label order: {', '.join(report.classes)}"))
+    if report.range_methods:
+        counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
+        lines.append(plain(f"range methods per tensor: {counts} (ranges.json says why for each)"))
+    if report.range_choice.get("why"):
+        lines.append(plain(f"auto: {report.range_choice['why']}"))
+    if report.widened:
+        lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     memory = report.memory
     if memory:
         lines.append(plain(
@@ -76,7 +85,7 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.kept_high_precision:
         lines.append(plain(f"kept in float to fit the budget: {', '.join(report.kept_high_precision)}"))
     if not report.sensitivity:
-        lines.append(Text("layers not ranked by sensitivity (the budget holds); --sensitivity ranks them", style="dim"))
+        lines.append(Text("layers not ranked by sensitivity; --sensitivity (or --fit-budget) ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
     parts: list[RenderableType] = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"),
                                    accuracy_table(result)]

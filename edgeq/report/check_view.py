@@ -36,9 +36,12 @@ def summary_table(report: CheckReport) -> Table:
     shares = report.shares
     unknown = f"; {shares.unknown_mac_nodes} node(s) with unknown shapes not counted" if shares.unknown_mac_nodes else ""
     table.add_row("MACs (batch 1)", _macs(shares.total_macs) + unknown)
-    table.add_row("INT8 share of MACs", Text(_share(shares.int8), style="bold"))
+    lower = " of the known MACs; {} MAC node(s) of unknown size miss {}: the true share is lower"
+    table.add_row("INT8 share of MACs", Text(_share(shares.int8), style="bold")
+                  + (lower.format(shares.unknown_not_int8, "INT8") if shares.unknown_not_int8 else ""))
     if report.dla_core is not None:
-        table.add_row(f"DLA share of MACs (core {report.dla_core})", Text(_share(shares.dla), style="bold"))
+        table.add_row(f"DLA share of MACs (core {report.dla_core})", Text(_share(shares.dla), style="bold")
+                      + (lower.format(shares.unknown_not_dla, "the DLA") if shares.unknown_not_dla else ""))
     unavailable = next((g for g in report.gates if g.id == "dla_available" and g.status != "pass"), None)
     if unavailable is not None:
         table.add_row("DLA", Text(f"unavailable, GPU only: {unavailable.message}", style="yellow"))
