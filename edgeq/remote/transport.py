@@ -110,11 +110,14 @@ class _Output:
 
     def err(self, data: bytes) -> None:
         self._line += data
-        *lines, rest = self._line.split(b"\n")
-        self._line = bytearray(rest)
-        for line in lines:
-            if not self._told(line):
-                self.stderr += line + b"\n"
+        cut = self._line.rfind(b"\n") + 1
+        ended, self._line = self._line[:cut], self._line[cut:]
+        if PROGRESS_PREFIX not in ended:  # the common case, at memcpy speed
+            self.stderr += ended
+        else:
+            for line in ended.split(b"\n")[:-1]:
+                if not self._told(line):
+                    self.stderr += line + b"\n"
         if len(self._line) > STDERR_TAIL:  # a line without end: it is text, not progress
             self.stderr += self._line
             self._line.clear()
