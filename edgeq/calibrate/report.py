@@ -17,7 +17,7 @@ class PredictedAccuracy:
     samples: int
     fp32: float
     int8: float
-    drop: float  # points of the metric lost (fp32 - int8)
+    drop: float  # points of the metric lost (fp32 - int8, or int8 - fp32 for a metric where lower is better)
     top1_agreement: float  # 0..1
     cosine: dict[str, float]  # per output
     budget: float  # max allowed drop, in points

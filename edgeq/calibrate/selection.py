@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 
 import onnx
 
-from edgeq.calibrate.ranges import TensorRange, amax_of
+from edgeq.calibrate.ranges import TensorRange, compute_ranges
 from edgeq.calibrate.report import PredictedAccuracy
 from edgeq.calibrate.stats import TensorStats
 
@@ -77,11 +77,9 @@ def base_ranges(
     stats: Mapping[str, TensorStats], method: str, percentile: float, protected: Mapping[str, str], why: str
 ) -> dict[str, TensorRange]:
     """``method``'s range (because ``why``) for every tensor, min-max for the protected ones, each with its reason."""
-    ranges = {}
-    for name, s in stats.items():
-        chosen, reason = ("minmax", protected[name]) if name in protected else (method, why)
-        ranges[name] = TensorRange(name, amax_of(s, chosen, percentile), s.min, s.max, chosen, reason)
-    return ranges
+    ranges = compute_ranges({n: s for n, s in stats.items() if n not in protected}, method, percentile, why)
+    full = compute_ranges({n: s for n, s in stats.items() if n in protected}, "minmax")
+    return {**ranges, **{name: replace(r, reason=protected[name]) for name, r in full.items()}}
 
 
 @dataclass
@@ -97,7 +95,8 @@ class MethodChoice:
 
 
 def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccuracy]) -> tuple[MethodChoice, PredictedAccuracy]:
-    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate with the best INT8 metric.
+    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate that loses the least (the
+    smallest drop: the best INT8 metric whether higher or lower is better).
 
     ``first`` is the base method's predicted accuracy; ``trial(method)`` predicts another's. Ties go to
     the earlier candidate in :data:`CANDIDATE_METHODS`.
@@ -111,9 +110,9 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
         if method not in results:
             results[method] = trial(method)
             trials[method] = results[method].int8
-    best = max(CANDIDATE_METHODS, key=lambda m: (results[m].int8, -CANDIDATE_METHODS.index(m)))
+    best = min(CANDIDATE_METHODS, key=lambda m: (results[m].drop, CANDIDATE_METHODS.index(m)))  # drop: lower is better either way
     shown = ", ".join(f"{m} {v:.2f}" for m, v in trials.items())
-    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} kept the most"
+    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} lost the least"
     return MethodChoice(best, trials, why), results[best]
 
 
