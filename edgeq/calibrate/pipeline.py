@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from edgeq import atomic
 from edgeq import labels as labels_module
@@ -325,14 +325,16 @@ def _choose_method(
     if inputs.method != selection.AUTO:
         return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
     percentile = inputs.recipe.calibration.percentile
-    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
     placements = {selection.BASE_METHOD: placement}
+    tasks: list[TaskID] = []  # the step shows only when entropy lost accuracy and the others are tried
 
     def trial(candidate: str) -> PredictedAccuracy:
+        if not tasks:
+            tasks.append(bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1))
         ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
         placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
         result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
-        bar.advance(task)
+        bar.advance(tasks[0])
         return result
 
     choice, accuracy = selection.choose_method(validation.accuracy, trial)
