@@ -24,7 +24,7 @@ from edgeq.calibrate.activations import activation_tensors, session, with_output
 from edgeq.calibrate.cache import build_cache, constant_ranges
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
-from edgeq.calibrate.ranges import compute_ranges
+from edgeq.calibrate.selection import base_ranges, protected_tensors
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats, range_above
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import Dataset
@@ -58,9 +58,10 @@ def _reference(recipe_path: Path, method: str) -> tuple[dict, str]:
     fp32 = prepared.model
     tensors = [t for t in activation_tensors(fp32) if t not in prepared.unquantizable]
     stats = _all_at_once(fp32, tensors, Dataset.from_spec(recipe, recipe.calibration, "calibration").load().x)
-    ranges = compute_ranges(stats, method, recipe.calibration.percentile)
+    ranges = base_ranges(stats, method, recipe.calibration.percentile, protected_tensors(fp32, tensors), f"method {method} (as asked)")
     excluded = {**prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in ranges.items()})}
-    table = {n: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "excluded": excluded.get(n)} for n, r in ranges.items()}
+    table = {n: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "method": r.method, "why": r.reason,
+                 "excluded": excluded.get(n)} for n, r in ranges.items()}
     target = targets.resolve(ORIN)
     assert target.trt_version is not None
     amax = {**constant_ranges(fp32, target.trt_version), **{n: ranges[n].amax for n in tensors if n not in excluded}}

@@ -42,14 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from edgeq import atomic
 from edgeq import labels as labels_module
@@ -82,6 +75,7 @@ from edgeq.errors import InputError
 from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
+from edgeq.progress import progress as _progress
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
@@ -94,13 +88,6 @@ VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane ho
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
     return recipe.folder / "edgeq-out" / target.name
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
-        yield bar
 
 
 @dataclass
@@ -339,14 +326,16 @@ def _choose_method(
     if inputs.method != selection.AUTO:
         return _Choice(selection.MethodChoice(method=inputs.method, trials={}), placement, validation.accuracy)
     percentile = inputs.recipe.calibration.percentile
-    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
     placements = {selection.BASE_METHOD: placement}
+    tasks: list[TaskID] = []  # the step shows only when entropy lost accuracy and the others are tried
 
     def trial(candidate: str) -> PredictedAccuracy:
+        if not tasks:
+            tasks.append(bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1))
         ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
         placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
         result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
-        bar.advance(task)
+        bar.advance(tasks[0])
         return result
 
     choice, accuracy = selection.choose_method(validation.accuracy, trial)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import onnx
 
-from edgeq.calibrate.ranges import TensorRange, amax_of
+from edgeq.calibrate.ranges import TensorRange, compute_ranges
 from edgeq.calibrate.report import MethodChoice, PredictedAccuracy
 from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
@@ -78,11 +78,9 @@ def base_ranges(
     stats: Mapping[str, TensorStats], method: str, percentile: float, protected: Mapping[str, str], why: str
 ) -> dict[str, TensorRange]:
     """``method``'s range (because ``why``) for every tensor, min-max for the protected ones, each with its reason."""
-    ranges = {}
-    for name, s in stats.items():
-        chosen, reason = ("minmax", protected[name]) if name in protected else (method, why)
-        ranges[name] = TensorRange(name, amax_of(s, chosen, percentile), s.min, s.max, chosen, reason)
-    return ranges
+    ranges = compute_ranges({n: s for n, s in stats.items() if n not in protected}, method, percentile, why)
+    full = compute_ranges({n: s for n, s in stats.items() if n in protected}, "minmax")
+    return {**ranges, **{name: replace(r, reason=protected[name]) for name, r in full.items()}}
 
 
 def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccuracy]) -> tuple[MethodChoice, PredictedAccuracy]:

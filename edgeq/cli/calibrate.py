@@ -9,7 +9,7 @@ import typer
 
 from edgeq import recipe as recipe_module
 from edgeq import targets
-from edgeq.cli.app import JsonOption, TargetOption, app, console, print_json
+from edgeq.cli.app import JsonOption, TargetOption, app, print_json, show
 from edgeq.errors import GateError
 
 
@@ -46,7 +46,7 @@ def calibrate(
     if json:
         print_json(result.model_dump(mode="json"))
     else:
-        console.print(calibration_view(result))
+        show(calibration_view(result))
     acc = result.report.accuracy
     if not acc.passed:
         raise GateError(

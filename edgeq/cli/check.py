@@ -56,7 +56,7 @@ def _load(
 
 @app.command("check")
 def check(
-    path: Annotated[Path, typer.Argument(help="A recipe.yaml (its model, with the recipe's input shapes) or a model.onnx.")],
+    path: Annotated[Path, typer.Argument(metavar="MODEL_OR_RECIPE", help="A recipe.yaml (its model, with the recipe's input shapes) or a model.onnx.")],
     target: TargetOption = "jetson-orin",
     dla: Annotated[bool, typer.Option("--dla", help="Also check which layers run on DLA core 0 (or --dla-core).")] = False,
     dla_core: Annotated[int | None, typer.Option("--dla-core", min=0, help="Check for this DLA core (implies --dla).")] = None,
