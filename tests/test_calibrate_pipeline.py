@@ -15,7 +15,9 @@ from edgeq import targets
 from edgeq.calibrate import calibrate
 from edgeq.calibrate.activations import activation_tensors
 from edgeq.calibrate.cache import parse_cache
+from edgeq.calibrate.report import CalibrationReport, CalibrationResult, MethodChoice, PreparationStep
 from edgeq.device.hashing import sha256_file
+from edgeq.device.report import Int8Arithmetic, KernelCheck
 from edgeq.errors import InputError
 from tests.calibrate_nets import capped_fire_net, fire_net, images, residual_net, write_recipe
 from tests.cli import run_edgeq
@@ -59,7 +61,14 @@ def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     assert 0.99 < acc.cosine[fp32.graph.output[0].name] <= 1.0
     scores_sorted = [s.score for s in result.report.sensitivity]
     assert len(scores_sorted) == 5 and scores_sorted == sorted(scores_sorted, reverse=True)
-    assert result.to_dict()["report"]["accuracy"]["metric"] == "top1"
+    dumped = result.model_dump(mode="json")
+    assert dumped["report"]["accuracy"]["metric"] == "top1" and dumped["passed"] and dumped["artifacts"]["cache"] == str(result.artifacts.cache)
+    # round trip: report.json and the result's JSON read back to what calibrate returned, nested models included
+    written = CalibrationReport.model_validate_json((folder / "report.json").read_text())
+    assert written == result.report and isinstance(written.int8_arithmetic, Int8Arithmetic)
+    assert isinstance(written.int8_arithmetic.checks[0], KernelCheck) and isinstance(written.range_choice, MethodChoice)
+    assert written.preparation and all(isinstance(step, PreparationStep) for step in written.preparation)
+    assert CalibrationResult.model_validate_json(json.dumps(dumped)) == result
 
 
 def test_unchanged_rerun_reuses_and_a_change_recomputes(tmp_path: Path) -> None:

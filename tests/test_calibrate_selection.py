@@ -31,7 +31,8 @@ def test_tensors_that_feed_an_output_through_value_passing_ops_are_protected() -
 
 
 def _accuracy(int8: float, budget: float = 1.0) -> PredictedAccuracy:
-    return PredictedAccuracy("top1", 10, 100.0, int8, 100.0 - int8, 1.0, {}, budget, 100.0 - int8 <= budget)
+    return PredictedAccuracy(metric="top1", samples=10, fp32=100.0, int8=int8, drop=100.0 - int8, top1_agreement=1.0, cosine={},
+                             budget=budget, passed=100.0 - int8 <= budget)
 
 
 def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candidate() -> None:
@@ -46,7 +47,8 @@ def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candida
 
 def test_auto_picks_the_smallest_drop_when_lower_is_better() -> None:
     def cer(int8: float) -> PredictedAccuracy:  # a character error rate: the drop is int8 - fp32
-        return PredictedAccuracy("cer", 10, 0.5, int8, int8 - 0.5, 1.0, {}, 2.0, int8 - 0.5 <= 2.0)
+        return PredictedAccuracy(metric="cer", samples=10, fp32=0.5, int8=int8, drop=int8 - 0.5, top1_agreement=1.0,
+                                 cosine={}, budget=2.0, passed=int8 - 0.5 <= 2.0)
 
     results = {"percentile": 1.42, "mse": 1.42, "minmax": 0.47}
     choice, acc = choose_method(cer(63.0), lambda m: cer(results[m]))

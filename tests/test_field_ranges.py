@@ -43,7 +43,7 @@ def _fp32_and_int8(folder: Path, target: str, x: np.ndarray) -> tuple[np.ndarray
 def _calibrated(tmp_path: Path, kind: str, target: str, calibration: int, validation: int, **fields) -> tuple[Path, dict]:
     path = write_recipe(tmp_path, kind, calibration, validation, **fields)
     result = calibrate(recipe_module.load(path), targets.resolve(target), progress=False)
-    return result.folder, result.report.to_dict()
+    return result.folder, result.report.model_dump(mode="json")
 
 
 @pytest.mark.parametrize("target", [ORIN, "local"])

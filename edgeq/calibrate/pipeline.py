@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import shutil
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from operator import itemgetter
@@ -44,14 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from edgeq import atomic
 from edgeq import labels as labels_module
@@ -85,6 +77,7 @@ from edgeq.errors import InputError
 from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
+from edgeq.progress import progress as _progress
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
@@ -103,13 +96,6 @@ def default_folder(recipe: Recipe, target: Target) -> Path:
 def store_folder(recipe: Recipe) -> Path:
     """The recipe's :mod:`edgeq.calibrate.store`, beside its targets' folders."""
     return recipe.out_folder / ".store"
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
-        yield bar
 
 
 @dataclass
@@ -168,6 +154,7 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
     model = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    model_module.check_inputs(model, [spec.name for spec in recipe.inputs], recipe.source or recipe.model_path)
     calibration = Feeds(recipe, recipe.calibration, "calibration")
     validation = Feeds(recipe, recipe.validation, "validation")
     check_same_classes(calibration.dataset, validation.dataset)
@@ -321,9 +308,10 @@ class _Validation:
     seconds: float
 
 
-def _validation_rows(sample: np.ndarray) -> int:
-    """Samples per validation batch for samples like ``sample``."""
-    return max(1, VALIDATION_BUDGET // max(sample.nbytes, 1))
+def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
+    """Samples per validation batch for samples like ``sample`` (one sample of every input, samples first), by the
+    bytes of every input but the ``constants``."""
+    return max(1, VALIDATION_BUDGET // max(sum(a[0].nbytes for name, a in sample.items() if name not in constants), 1))
 
 
 def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
@@ -333,7 +321,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     predicted = placement.on_host(qdq)
     runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
     sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(next(iter(sample.values()))[0])
+    rows = _validation_rows(sample, validation.constants())
     batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
@@ -376,16 +364,18 @@ def _choose_method(
 ) -> _Choice:
     """``auto``: keep entropy when it loses nothing, else predict every other method and keep the best."""
     if inputs.method != selection.AUTO:
-        return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
+        return _Choice(selection.MethodChoice(method=inputs.method, trials={}), placement, validation.accuracy)
     percentile = inputs.recipe.calibration.percentile
-    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
     placements = {selection.BASE_METHOD: placement}
+    tasks: list[TaskID] = []  # the step shows only when entropy lost accuracy and the others are tried
 
     def trial(candidate: str) -> PredictedAccuracy:
+        if not tasks:
+            tasks.append(bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1))
         ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
         placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
         result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
-        bar.advance(task)
+        bar.advance(tasks[0])
         return result
 
     choice, accuracy = selection.choose_method(validation.accuracy, trial)
@@ -451,7 +441,8 @@ def _fit(
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
-    return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
+    return RangeSummary(tensors=len(names), amax_min=float(values.min()), amax_median=float(np.median(values)),
+                        amax_max=float(values.max()), clipped=int(clipped))
 
 
 @dataclass
@@ -515,10 +506,10 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         accuracy=outcome.accuracy,
         sensitivity=outcome.ranking,
         notes=notes,
-        range_choice=outcome.choice.method.to_dict(),
+        range_choice=outcome.choice.method,
         range_methods=selection.method_counts(placement.ranges, outcome.cached),
         classes=list(inputs.validation.dataset.classes or inputs.labels.class_names),
-        preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
+        preparation=outcome.statistics.prepared.steps,
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
                 "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
@@ -548,7 +539,7 @@ def calibrate(
     fit_budget = recipe.calibration.fit_budget if fit_budget is None else fit_budget
     inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
     if is_current(inputs.folder, inputs.key):
-        report = CalibrationReport.from_dict(json.loads(inputs.artifacts.report.read_text()))
+        report = CalibrationReport.model_validate_json(inputs.artifacts.report.read_text())
         return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report, reused=True)
 
     plan = ThreadPlan.for_machine(threads)
@@ -624,5 +615,5 @@ def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: o
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
         shutil.move(validation_npz, staged.validation)
-        atomic.write_json(staged.report, report.to_dict())
+        atomic.write_json(staged.report, report.model_dump(mode="json"))
         atomic.write_json(staged.manifest, manifest(inputs.key, target, staged.files(), header))

@@ -77,8 +77,8 @@ def rank_layers(
             )
         )
         advance()
-    unmeasured = [LayerSensitivity(layer.name, layer.op_type, list(layer.activations), 0.0, 1.0,
-                                   proxies.get(layer.name, 0.0), measured=False) for layer in rest]
+    unmeasured = [LayerSensitivity(layer=layer.name, op_type=layer.op_type, tensors=list(layer.activations), score=0.0,
+                                   top1_agreement=1.0, proxy=proxies.get(layer.name, 0.0), measured=False) for layer in rest]
     return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
 
 

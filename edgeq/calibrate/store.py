@@ -33,8 +33,9 @@ from google.protobuf.message import DecodeError
 
 from edgeq import atomic
 from edgeq.calibrate.exposure import ExposurePlan
-from edgeq.calibrate.prepare import PreparationStep, PreparedModel
+from edgeq.calibrate.prepare import PreparedModel
 from edgeq.calibrate.ranges import TensorRange
+from edgeq.calibrate.report import PreparationStep
 from edgeq.calibrate.stats import TensorStats
 from edgeq.device.hashing import sha256_file
 from edgeq.npz import npz_bytes
@@ -96,9 +97,9 @@ class Store:
             model = onnx.load_model_from_string((self.entry / MODEL).read_bytes())
             stats = _stats_from(self.entry / STATISTICS)
             prepared = PreparedModel(model, meta["notes"], meta["unquantizable"],
-                                     [PreparationStep(**step) for step in meta["steps"]], meta["state"])
+                                     [PreparationStep.model_validate(step) for step in meta["steps"]], meta["state"])
             measured = Measured(prepared, meta["tensors"], stats, ExposurePlan(**meta["passes"]), meta["seconds"])
-        except (OSError, ValueError, KeyError, TypeError, DecodeError):
+        except (OSError, ValueError, KeyError, TypeError, DecodeError):  # pydantic's ValidationError is a ValueError
             return None
         os.utime(self.entry / ENTRY)  # recently used: kept by the pruning
         return measured
@@ -117,7 +118,7 @@ class Store:
                 "tensors": measured.tensors,
                 "notes": prepared.notes,
                 "unquantizable": prepared.unquantizable,
-                "steps": [asdict(step) for step in prepared.steps],
+                "steps": [step.model_dump(mode="json") for step in prepared.steps],
                 "state": prepared.state,
                 "passes": asdict(measured.passes),
                 "seconds": measured.seconds,

@@ -9,7 +9,7 @@ import typer
 
 from edgeq import recipe as recipe_module
 from edgeq import targets
-from edgeq.cli.app import JsonOption, TargetOption, app, console, print_json
+from edgeq.cli.app import JsonOption, TargetOption, app, print_json, show
 from edgeq.cli.options import CalibrationOptions, grouped
 from edgeq.errors import GateError
 
@@ -45,9 +45,9 @@ def calibrate(
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
                  fit_budget=calibrating.fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
     if json:
-        print_json(result.to_dict())
+        print_json(result.model_dump(mode="json"))
     else:
-        console.print(calibration_view(result))
+        show(calibration_view(result))
     acc = result.report.accuracy
     if not acc.passed:
         raise GateError(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeq.cli.app import TargetOption, app, console, err_console, print_json
+from edgeq.cli.app import TargetOption, app, console, err_console, print_json, show
 from edgeq.cli.options import CalibrationOptions, DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode
 from edgeq.report.safe_text import error_line
@@ -74,22 +74,19 @@ def deploy(
     """Push the model, cache and validation data to each device, build the INT8 engine there, measure, gate
     (accuracy, latency, smoke test), and switch the devices whose gates passed."""
     from edgeq.deploy.report import deploy_report
-    from edgeq.deploy.steps import Phase, StepStatus
+    from edgeq.deploy.steps import Phase
     from edgeq.fleet import rollout as rollouts
-    from edgeq.fleet.journal import Event
+    from edgeq.progress import progress
     from edgeq.report.deploy_html import write_deploy_html
     from edgeq.report.deploy_view import deploy_view
+    from edgeq.report.step_progress import step_watcher
 
     with _planned(recipe_path, target_name, devices, timing, progress=not output.as_json, preflight=True,
                   fit_budget=calibrating.fit_budget) as (plan, hosts, opener):
         run = rollouts.deploy(plan, hosts, workdir=devices.workdir, timeout=timing.timeout, keep=keeping.keep, opener=opener)
         labels = {h.name or h.label: h.label for h in run.header.hosts}
-        if output.as_json:
-            run.run()
-        else:
-            with console.status("starting", spinner="dots") as status:
-                run.run(lambda _, e: status.update(f"{labels.get(e.device or '', '')}: {e.step}")
-                        if e.event == Event.STEP and e.status == StepStatus.START else None)
+        with progress(not output.as_json) as bar:
+            run.run(step_watcher(bar, labels))
     worst, reports = ExitCode.OK, []
     for name, device in run.state.devices.items():
         label = labels[name]
@@ -100,7 +97,7 @@ def deploy(
                                   Path(report.files["html"]))
             reports.append(report)
             if not output.as_json:
-                console.print(deploy_view(report))
+                show(deploy_view(report))
         if device.phase != Phase.DONE:
             failed = device.failure or device.phase
             worst = max(worst, ExitCode.DEVICE if failed == Phase.FAILED else ExitCode.GATE_FAILED)

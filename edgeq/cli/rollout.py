@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
-from edgeq.cli.app import FleetTargetOption, app, console, err_console, print_json
+from edgeq.cli.app import FleetTargetOption, app, console, err_console, print_json, show
 from edgeq.cli.options import CalibrationOptions, DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode, InputError
 from edgeq.fleet.waves import DEFAULT_WAVES
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 @app.command("rollout")
 @grouped
 def rollout(
-    recipe_path: Annotated[Path | None, typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
+    recipe_path: Annotated[Path | None, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")] = None,
     *,
     devices: DeviceOptions,
     timing: TimeoutOptions,
@@ -50,7 +49,10 @@ def rollout(
 
     from edgeq.fleet import rollout as rollouts
     from edgeq.fleet.plan import RolloutOptions
+    from edgeq.progress import progress
     from edgeq.report.rollout_view import live_view, plan_view, summary_view
+    from edgeq.report.safe_text import path_line
+    from edgeq.report.step_progress import step_watcher
 
     as_json = output.as_json
     if resume_id is not None:
@@ -69,13 +71,17 @@ def rollout(
         _reach(plan.hosts, timing)
         run = rollouts.begin(plan, progress=not as_json)
     if not as_json:
-        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path if run.journal else '-'}"))
-        with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
-            report = run.run()
+        show(path_line(f"rollout {run.header.id}: journal {run.journal.path if run.journal else '-'}"))
+        if console.is_terminal:
+            with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
+                report = run.run()
+        else:  # a log: one line per device step instead of a live view nobody sees
+            with progress() as bar:
+                report = run.run(step_watcher(bar, {}))
         console.print(summary_view(report))
-        console.print(f"report: {run.report_path}")
+        show(path_line(f"report: {run.report_path}"))
         if report.exit_code:
-            console.print(f"resume or inspect with: edgeq rollout {run.header.recipe} --resume {run.header.id}")
+            show(path_line(f"resume or inspect with: edgeq rollout {run.header.recipe} --resume {run.header.id}"))
     else:
         report = run.run()
         print_json(report.model_dump(mode="json"))

@@ -173,6 +173,6 @@ def _preflight(recipe: Recipe, target: Target) -> None:
     shapes = {spec.name: spec.built_shape(dla) for spec in recipe.inputs}
     model = model_module.with_input_shapes(model_module.load(recipe.model_path), shapes, recipe.model_path)
     report = check_model(model, target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8")
-    if report.blockers:
-        lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blockers)
+    if report.blocking_gates:
+        lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blocking_gates)
         raise GateError(f"{recipe.model_path}: `edgeq check` found blockers for {target.name}:\n{lines}")

@@ -36,6 +36,7 @@ class Event(StrEnum):
     ROLLBACK = "rollback"  # status: ok | failed
     RESUME = "resume"  # the host picked the rollout up again from this journal
     END = "end"  # status: the rollout's Outcome
+    PROGRESS = "progress"  # how far a running step got (data: done, total); for watchers, never journaled
 
 
 class Switching(StrEnum):

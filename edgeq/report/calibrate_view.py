@@ -9,7 +9,7 @@ from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
 from edgeq.device.int8_arith import describe
-from edgeq.report.safe_text import clean, plain
+from edgeq.report.safe_text import clean, path_line, plain
 
 SHOWN_LAYERS = 8
 
@@ -68,8 +68,8 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.range_methods:
         counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
         lines.append(plain(f"range methods per tensor: {counts} (ranges.json says why for each)"))
-    if report.range_choice.get("why"):
-        lines.append(plain(f"auto: {report.range_choice['why']}"))
+    if report.range_choice.why:
+        lines.append(plain(f"auto: {report.range_choice.why}"))
     if report.widened:
         lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     memory = report.memory
@@ -90,12 +90,12 @@ def calibration_view(result: CalibrationResult) -> Group:
     if not report.sensitivity:
         lines.append(Text("layers not ranked by sensitivity; --sensitivity (or --fit-budget) ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
-    files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
     parts: list[RenderableType] = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"),
                                    accuracy_table(result)]
     if report.sensitivity:
         parts.append(sensitivity_table(result))
     if report.excluded:
         parts.append(excluded_table(result))
-    parts.append(f"artifacts in {result.folder}:\n{files}")
+    parts.append(path_line(f"artifacts in {result.folder}:"))
+    parts += [path_line(f"  {path}") for path in [*result.artifacts.files(), result.artifacts.manifest]]
     return Group(*parts)

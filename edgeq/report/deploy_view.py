@@ -11,7 +11,7 @@ from rich.text import Text
 from edgeq.deploy.report import BudgetFit, DeployReport
 from edgeq.deploy.wire import LatencyStats, SmokeReport
 from edgeq.device.int8_arith import describe
-from edgeq.report.safe_text import plain
+from edgeq.report.safe_text import path_line, plain
 
 
 def _mb(size: int) -> str:
@@ -86,11 +86,12 @@ def deploy_view(report: DeployReport) -> RenderableType:
         ("device work / edgeq overhead", f"{report.device_seconds:.2f} s / {report.overhead_seconds:.2f} s"),
         ("sent", f"{report.transfer.files_sent} files sent, {report.transfer.files_skipped} already there, "
                  f"{_mb(report.transfer.bytes_sent)} up, {_mb(report.transfer.bytes_received)} down"),
-        ("report", f"{report.files.get('report', '')}  {report.files.get('html', '')}"),
     ])
     bench = _latency_table(report.bench.fp32, report.bench.int8, report.bench.speedup)
+    paths = [path_line(f"{name}: {report.files[key]}") for name, key in (("report", "report"), ("page", "html"))
+             if key in report.files]
     fit: list[RenderableType] = [fit_view(report.fit), Text()] if report.fit else []
-    return Group(device, Text(), built, Text(), *fit, accuracy, Text(), bench, Text(), gates, Text(), timing, Text(),
+    return Group(device, Text(), built, Text(), *fit, accuracy, Text(), bench, Text(), gates, Text(), timing, *paths, Text(),
                  verdict(report.passed, report.activated))
 
 
