@@ -4,8 +4,6 @@ lines out of stderr as they arrive and hands them on; a deploy draws them as the
 from __future__ import annotations
 
 import io
-import sys
-from collections.abc import Iterator
 
 import pytest
 from rich.console import Console
@@ -14,7 +12,7 @@ from edgeq.deploy.steps import Step, StepStatus
 from edgeq.device import progress as device_progress
 from edgeq.fleet.journal import Entry, Event
 from edgeq.progress import StepProgress
-from edgeq.remote import LocalTransport, SSHTransport, Timeouts, Transport
+from edgeq.remote import Timeouts, Transport
 from edgeq.report.step_progress import step_watcher
 
 FAST = Timeouts(connect=2.0, channel=2.0, command=20.0)
@@ -29,17 +27,6 @@ def test_the_agent_reports_at_most_every_interval_and_always_the_end(capsys: pyt
     device_progress.advance(1, now=99.0)
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["edgeq-progress 1 10", "edgeq-progress 4 10", "edgeq-progress 7 10", "edgeq-progress 10 10"]
-
-
-@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.ssh), "local"])
-def transport(request, tmp_path) -> Iterator[Transport]:
-    if request.param == "ssh":
-        device = request.getfixturevalue("shared_fleet")[0]
-        opened: Transport = SSHTransport.open(device.host, FAST)
-    else:
-        opened = LocalTransport(sys.executable, str(tmp_path / "work"), FAST)
-    with opened:
-        yield opened
 
 
 # stderr written in pieces that cut lines in two, with text and look-alikes around the progress lines
