@@ -146,10 +146,11 @@ def work_fp32(model: Path, samples: int, out: Path, threads: int | None) -> dict
 
 def work_edgeq(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     from edgeq import targets
-    from edgeq.calibrate.pipeline import calibrate
+    from edgeq.calibrate.pipeline import calibrate, store_folder
 
     recipe = _bench_recipe(model, samples)
     target = targets.resolve(TARGET)
+    shutil.rmtree(store_folder(recipe), ignore_errors=True)  # cold: no statistics kept from an earlier round
     baseline = _reset_peak()
     start = time.perf_counter()
     result = calibrate(recipe, target, out=out / "edgeq", threads=threads, progress=False)

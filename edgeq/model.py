@@ -11,6 +11,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex
 
 
 def load(path: Path | str, *, infer_shapes: bool = True) -> onnx.ModelProto:
@@ -102,6 +103,18 @@ def with_input_shapes(model: onnx.ModelProto, shapes: dict[str, list[int | str]]
     return _infer(fixed, source)
 
 
+def check_inputs(model: onnx.ModelProto, declared: list[str], source: Path | str) -> None:
+    """``declared`` (a recipe's ``inputs``) names exactly the inputs the model is fed; else one InputError naming them."""
+    taken = GraphIndex(model).inputs
+    extra = [name for name in declared if name not in taken]
+    missing = [name for name in taken if name not in declared]
+    if extra:
+        raise InputError(f"{source}: inputs: '{extra[0]}' is not an input of the model (it has {', '.join(taken)})")
+    if missing:
+        raise InputError(f"{source}: inputs: the model's input(s) {', '.join(repr(m) for m in missing)} are not declared;"
+                         f" the recipe declares every input the model takes (it declares {', '.join(declared)})")
+
+
 def opset(model: onnx.ModelProto) -> int:
     """The default-domain opset the model imports."""
     for entry in model.opset_import:
@@ -109,23 +122,3 @@ def opset(model: onnx.ModelProto) -> int:
             return entry.version
     return 1
 
-
-def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
-    """Every tensor's inferred shape: ints, symbolic names, or None for an unknown dimension."""
-    shapes: dict[str, list[int | str | None]] = {}
-    for info in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
-        tensor_type = info.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        dims: list[int | str | None] = []
-        for dim in tensor_type.shape.dim:
-            if dim.HasField("dim_value"):
-                dims.append(dim.dim_value)
-            elif dim.HasField("dim_param"):
-                dims.append(dim.dim_param)
-            else:
-                dims.append(None)
-        shapes[info.name] = dims
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    return shapes

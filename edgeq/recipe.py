@@ -8,10 +8,11 @@ and what was found.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from edgeq.errors import InputError
@@ -144,6 +145,12 @@ class CalibrationSpec(DataSpec):
         default="auto", description="auto: entropy, or the method the metric prefers when entropy loses accuracy"
     )
     percentile: float = Field(default=99.99, gt=0, le=100)
+    fit_budget: bool = Field(
+        default=False,
+        description="when the predicted drop misses budget.accuracy_drop: widen the fewest clipped ranges, then keep the "
+        "most sensitive layers in float until it fits (time-bounded); calibrate, deploy and rollout all build what this "
+        "finds (their --fit-budget / --no-fit-budget override it)",
+    )
 
 
 # Built-in metrics (edgeq.metrics); `auto` is top1 for class labels, fidelity otherwise.
@@ -238,7 +245,8 @@ class Devices(_Strict):
 
 
 class Recipe(_Strict):
-    """A whole recipe. ``folder`` is the recipe file's folder, against which paths were resolved."""
+    """A whole recipe. Its file and folder (against which paths are resolved) are set by :func:`parse`: they are
+    not recipe fields (not in the schema, refused in the YAML)."""
 
     name: str
     model: Path
@@ -252,8 +260,18 @@ class Recipe(_Strict):
     budget: Budget = Field(default_factory=Budget)
     build: BuildOptions = Field(default_factory=BuildOptions)
     devices: Devices = Field(default_factory=Devices)
-    folder: Annotated[Path, Field(exclude=True)] = Path(".")
-    source: Annotated[Path | None, Field(exclude=True)] = None
+    _folder: Path = PrivateAttr(default=Path("."))
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def folder(self) -> Path:
+        """The recipe file's folder: every relative path in the recipe starts here."""
+        return self._folder
+
+    @property
+    def source(self) -> Path | None:
+        """The recipe file (None for a recipe not read from a file)."""
+        return self._source
 
     @field_validator("inputs")
     @classmethod
@@ -271,6 +289,13 @@ class Recipe(_Strict):
     def model_path(self) -> Path:
         return self.resolve(self.model)
 
+    @property
+    def out_folder(self) -> Path:
+        """Where this recipe's outputs go: ``<recipe folder>/edgeq-out/<name>`` (the name as a safe folder name),
+        so recipes that share a folder keep their outputs apart."""
+        slug = re.sub(r"[^A-Za-z0-9._-]", "-", self.name).lstrip(".")
+        return self.folder / "edgeq-out" / (slug or "recipe")
+
     def device_hosts(self) -> list[Host]:
         """The hosts the recipe names: inline ``devices.hosts`` or its ``devices.inventory``."""
         if self.devices.inventory is not None:
@@ -283,7 +308,7 @@ def _field_names() -> set[str]:
     names: set[str] = set()
     for cls in (InputSpec, DimRange, Preprocess, CalibrationSpec, ValidationSpec, DetectionOptions, TextOptions, SegmentationOptions,
                 Budget, BuildOptions, Host, Devices, Recipe):
-        names.update(name for name, info in cls.model_fields.items() if not info.exclude)
+        names.update(cls.model_fields)
     return names
 
 
@@ -311,8 +336,8 @@ def parse(data: Any, source: Path) -> Recipe:
         problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
         count = len(exc.errors())
         raise InputError(f"{source}: {count} problem{'s' if count > 1 else ''} in the recipe:\n{problems}") from None
-    folder = source.resolve().parent
-    return recipe.model_copy(update={"folder": folder, "source": source.resolve()})
+    recipe._folder, recipe._source = source.resolve().parent, source.resolve()
+    return recipe
 
 
 def load(path: Path | str) -> Recipe:

@@ -82,6 +82,20 @@ def fire_net(seed: int = 0, classes: int = 4, size: int = 32) -> onnx.ModelProto
     return b.model("data", x, ["N", 3, size, size], ["N", classes])
 
 
+def capped_fire_net(seed: int = 0, classes: int = 4, size: int = 32) -> onnx.ModelProto:
+    """:func:`fire_net` whose first conv is capped by Clip(0, 6) (ReLU6): an outlier in the input widens the input's
+    range only, so keeping that one conv in float repairs what min-max on the outlier breaks."""
+    b = NetBuilder(seed)
+    b.inits += [numpy_helper.from_array(np.array(0.0, np.float32), "zero"), numpy_helper.from_array(np.array(6.0, np.float32), "six")]
+    x = b.node("Clip", [b.conv("data", 3, 8, 3, stride=2, relu=False), "zero", "six"])
+    x = b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+    squeeze = b.conv(x, 8, 4, 1)
+    x = b.node("Concat", [b.conv(squeeze, 4, 8, 1), b.conv(squeeze, 4, 8, 3)], axis=1)
+    x = b.conv(x, 16, classes, 1)
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
+    return b.model("data", x, ["N", 3, size, size], ["N", classes])
+
+
 def residual_net(seed: int = 0, classes: int = 4, size: int = 16) -> onnx.ModelProto:
     """conv -> conv -> Add(skip) -> relu -> global pool -> Gemm (transB=1)."""
     b = NetBuilder(seed)

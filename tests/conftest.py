@@ -1,11 +1,14 @@
-"""Shared fixtures: the loopback SSH device fleet (see tests/devices/fleet.py)."""
+"""Shared fixtures: the loopback SSH device fleet (see tests/devices/fleet.py), a transport to one device or this machine."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from edgeq.remote import LocalTransport, SSHTransport, Timeouts, Transport
 from tests.devices.fleet import Fleet, missing_prerequisites, start_fleet
 
 
@@ -52,3 +55,19 @@ def int8_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         pytest.skip("this CPU's u8 x s8 kernels saturate (probe): the exact path cannot be exact here")
     monkeypatch.setenv(ENV, request.param)
     return request.param
+
+
+TRANSPORT_TIMEOUTS = Timeouts(connect=2.0, channel=2.0, command=20.0)
+
+
+@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.ssh), "local"])
+def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
+    """The same tests against a loopback SSH device and against this machine (its work folder made)."""
+    if request.param == "ssh":
+        device = request.getfixturevalue("shared_fleet")[0]
+        opened: Transport = SSHTransport.open(device.host, TRANSPORT_TIMEOUTS)
+    else:
+        opened = LocalTransport(sys.executable, str(tmp_path / "work"), TRANSPORT_TIMEOUTS)
+    with opened:
+        opened.run(["mkdir", "-p", opened.workdir]).check()
+        yield opened

@@ -13,4 +13,4 @@ as_root bash tests/devices/provision.sh
 .venv/bin/python -m ruff check --quiet .
 .venv/bin/python -m mypy
 # pytest exits 5 when it collected no test: that is a failure here too.
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"

@@ -19,11 +19,12 @@ import pytest
 from edgeq import model as model_module
 from edgeq import recipe as recipe_module
 from edgeq import targets
-from edgeq.calibrate import calibrate, collect, selection, stats, threads
+from edgeq.calibrate import calibrate, collect, stats, threads
 from edgeq.calibrate.activations import activation_tensors, session, with_outputs
 from edgeq.calibrate.cache import build_cache, constant_ranges
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import prepare
+from edgeq.calibrate.selection import base_ranges, protected_tensors
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats, range_above
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import Dataset
@@ -51,20 +52,16 @@ def _all_at_once(fp32: onnx.ModelProto, tensors: list[str], x: np.ndarray) -> di
 
 
 def _reference(recipe_path: Path, method: str) -> tuple[dict, str]:
-    """ranges.json's tensors (less each range's reason) and calibration.cache's text, from numpy histograms of all
-    activations (protected tensors at min-max, as calibrate gives them)."""
+    """ranges.json's tensors and calibration.cache's text, from numpy histograms of all activations."""
     recipe = recipe_module.load(recipe_path)
     prepared = prepare(model_module.load(recipe.model_path))
     fp32 = prepared.model
     tensors = [t for t in activation_tensors(fp32) if t not in prepared.unquantizable]
     stats = _all_at_once(fp32, tensors, Dataset.from_spec(recipe, recipe.calibration, "calibration").load().x)
-    protected = selection.protected_tensors(fp32, tensors)
-    ranges = selection.base_ranges(stats, method, recipe.calibration.percentile, protected, "")
+    ranges = base_ranges(stats, method, recipe.calibration.percentile, protected_tensors(fp32, tensors), f"method {method} (as asked)")
     excluded = {**prepared.unquantizable, **excluded_tensors(fp32, {n: r.amax for n, r in ranges.items()})}
-    table = {
-        n: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "method": r.method, "excluded": excluded.get(n)}
-        for n, r in ranges.items()
-    }
+    table = {n: {"amax": r.amax, "scale": r.scale, "min": r.min, "max": r.max, "method": r.method, "why": r.reason,
+                 "excluded": excluded.get(n)} for n, r in ranges.items()}
     target = targets.resolve(ORIN)
     assert target.trt_version is not None
     amax = {**constant_ranges(fp32, target.trt_version), **{n: ranges[n].amax for n in tensors if n not in excluded}}
@@ -104,8 +101,7 @@ def test_ranges_and_cache_equal_numpy_histograms_of_all_activations_for_any_thre
     for count in (1, 3, None):
         out = tmp_path / f"threads-{count}"
         calibrate(recipe_module.load(path), targets.resolve(ORIN), out=out, threads=count, progress=False)
-        written = json.loads((out / "ranges.json").read_text())["tensors"]
-        assert {name: {k: v for k, v in entry.items() if k != "why"} for name, entry in written.items()} == expected_table
+        assert json.loads((out / "ranges.json").read_text())["tensors"] == expected_table
         assert (out / "calibration.cache").read_text() == expected_cache
         folders.append(out)
     for name in ("ranges.json", "calibration.cache", "model.qdq.onnx", "validation.npz"):

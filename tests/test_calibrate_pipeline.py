@@ -15,9 +15,11 @@ from edgeq import targets
 from edgeq.calibrate import calibrate
 from edgeq.calibrate.activations import activation_tensors
 from edgeq.calibrate.cache import parse_cache
+from edgeq.calibrate.report import CalibrationReport, CalibrationResult, MethodChoice, PreparationStep
 from edgeq.device.hashing import sha256_file
+from edgeq.device.report import Int8Arithmetic, KernelCheck
 from edgeq.errors import InputError
-from tests.calibrate_nets import fire_net, images, residual_net, write_recipe
+from tests.calibrate_nets import capped_fire_net, fire_net, images, residual_net, write_recipe
 from tests.cli import run_edgeq
 
 ORIN = "agx-orin-jp6.2"  # TensorRT 10.3.0
@@ -27,7 +29,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "recipes" / "squeezenet-digit
 def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), sensitivity=True, progress=False)
-    folder = tmp_path / "edgeq-out" / ORIN
+    folder = tmp_path / "edgeq-out" / "tiny" / ORIN
     assert result.folder == folder and not result.reused
     names = {"model.fp32.onnx", "model.qdq.onnx", "calibration.cache", "ranges.json", "validation.npz", "report.json", "manifest.json"}
     assert {p.name for p in folder.iterdir()} == names
@@ -59,7 +61,14 @@ def test_artifacts_cache_manifest_and_report(tmp_path: Path) -> None:
     assert 0.99 < acc.cosine[fp32.graph.output[0].name] <= 1.0
     scores_sorted = [s.score for s in result.report.sensitivity]
     assert len(scores_sorted) == 5 and scores_sorted == sorted(scores_sorted, reverse=True)
-    assert result.to_dict()["report"]["accuracy"]["metric"] == "top1"
+    dumped = result.model_dump(mode="json")
+    assert dumped["report"]["accuracy"]["metric"] == "top1" and dumped["passed"] and dumped["artifacts"]["cache"] == str(result.artifacts.cache)
+    # round trip: report.json and the result's JSON read back to what calibrate returned, nested models included
+    written = CalibrationReport.model_validate_json((folder / "report.json").read_text())
+    assert written == result.report and isinstance(written.int8_arithmetic, Int8Arithmetic)
+    assert isinstance(written.int8_arithmetic.checks[0], KernelCheck) and isinstance(written.range_choice, MethodChoice)
+    assert written.preparation and all(isinstance(step, PreparationStep) for step in written.preparation)
+    assert CalibrationResult.model_validate_json(json.dumps(dumped)) == result
 
 
 def test_unchanged_rerun_reuses_and_a_change_recomputes(tmp_path: Path) -> None:
@@ -116,8 +125,9 @@ def test_trt11_target_gets_no_cache_and_the_header_follows_the_target(tmp_path: 
 
 
 def test_budget_failure_exits_1_suggests_the_fit_without_ranking_and_fit_budget_keeps_layers_in_float(tmp_path: Path) -> None:
-    path = write_recipe(tmp_path, fire_net(seed=4), budget={"accuracy_drop": 1.0})
-    # One wild pixel in the calibration data: min-max then spends the input's whole INT8 range on it.
+    path = write_recipe(tmp_path, capped_fire_net(seed=4), budget={"accuracy_drop": 1.0})
+    # One wild pixel in the calibration data: min-max then spends the input's whole INT8 range on it (the ReLU6
+    # after the first conv keeps it out of the other ranges: keeping that conv in float repairs it).
     calibration = images(np.random.default_rng(5), 64, 32)
     calibration[0, 0, 0, 0] = 5000.0
     np.savez(tmp_path / "cal.npz", x=calibration)
@@ -127,18 +137,19 @@ def test_budget_failure_exits_1_suggests_the_fit_without_ranking_and_fit_budget_
     assert data["report"]["sensitivity"] == [] and "sensitivity" not in data["report"]["seconds"]  # nothing ranked unasked
     assert any("--fit-budget widens clipped ranges" in note for note in data["report"]["notes"])
     assert result.code == 1 and "budget" in result.stderr and "--fit-budget" in result.stderr
-    assert (tmp_path / "edgeq-out" / ORIN / "manifest.json").is_file()
+    assert (tmp_path / "edgeq-out" / "tiny" / ORIN / "manifest.json").is_file()
     fitted = run_edgeq("calibrate", path, "--target", ORIN, "--method", "minmax", "--fit-budget", "--json")
     report = json.loads(fitted.stdout)["report"]
     assert fitted.code == 0 and report["accuracy"]["passed"] and report["kept_high_precision"] and report["fit"]["met"]
     assert report["widened"] == []  # min-max clips nothing: only precision can help here
+    assert report["quantized_layers"] and not set(report["quantized_layers"]) & set(report["kept_high_precision"])
     ranking = [s["layer"] for s in report["sensitivity"]]
     assert report["kept_high_precision"] == ranking[: len(report["kept_high_precision"])]
-    qdq = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.qdq.onnx")
+    qdq = onnx.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "model.qdq.onnx")
     kept = set(report["kept_high_precision"])
     assert not any(n.name in kept for n in qdq.graph.node if any(i.endswith("_dequantized") for i in n.input))
-    cache = parse_cache((tmp_path / "edgeq-out" / ORIN / "calibration.cache").read_text())
-    fp32 = onnx.load(tmp_path / "edgeq-out" / ORIN / "model.fp32.onnx")
+    cache = parse_cache((tmp_path / "edgeq-out" / "tiny" / ORIN / "calibration.cache").read_text())
+    fp32 = onnx.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "model.fp32.onnx")
     kept_inputs = {n.input[0] for n in fp32.graph.node if n.name in kept}
     assert not kept_inputs & set(cache.scales)
 
@@ -244,6 +255,6 @@ def test_numeric_class_folders_are_read_in_natural_order_printed_and_reported(tm
     path.write_text(path.read_text().replace("path: cal.npz", "path: cal_img").replace("path: val.npz", "path: val_img"))
     result = run_edgeq("calibrate", path, "--target", ORIN)
     assert "classes in label order: 0, 90, 180, 270" in " ".join(result.stdout.split()), result.stdout
-    report = json.loads((tmp_path / "edgeq-out" / ORIN / "report.json").read_text())
+    report = json.loads((tmp_path / "edgeq-out" / "tiny" / ORIN / "report.json").read_text())
     assert report["classes"] == classes
-    assert np.load(tmp_path / "edgeq-out" / ORIN / "validation.npz")["classes"].tolist() == classes
+    assert np.load(tmp_path / "edgeq-out" / "tiny" / ORIN / "validation.npz")["classes"].tolist() == classes

@@ -275,3 +275,30 @@ def test_unnamed_nodes_get_unique_names_and_outputs_keep_theirs():
     names = [n.name for n in prepared.model.graph.node]
     assert all(names) and len(set(names)) == len(names)
     _assert_same_outputs(model, prepared.model, {"x": RNG.normal(size=3).astype(np.float32)})
+
+
+def test_ir3_model_with_initializers_listed_as_inputs_prepares() -> None:
+    """IR 3 lists every initializer as a graph input; folding makes new initializers, and the inputs compared
+    before and after are the ones the caller feeds."""
+    nodes = [_const_node("two", np.float32(2.0)), helper.make_node("Mul", ["w", "two"], ["w2"]),
+             helper.make_node("Conv", ["x", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [_vi("x", [1, 3, 4, 4]), _vi("w", [4, 3, 1, 1])], [_vi("y", [1, 4, 4, 4])],
+                              [_init("w", RNG.normal(size=(4, 3, 1, 1)).astype(np.float32))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 3
+    x = RNG.normal(size=(1, 3, 4, 4)).astype(np.float32)
+    prepared = prepare(model, feeds=[{"x": x}])
+    assert _ops(prepared.model) == ["Conv"] and [i.name for i in prepared.model.graph.input] == ["x"]
+    onnx.checker.check_model(prepared.model)
+    np.testing.assert_allclose(_run(prepared.model, {"x": x})[0], _run(model, {"x": x})[0], rtol=1e-5)
+
+
+def test_recurrent_state_is_found_whatever_the_models_order_of_inputs() -> None:
+    """The data set's input is the first of the feeds, not the model's first input: here the model lists the
+    state h before the data x, and only h is state."""
+    nodes = [helper.make_node("Add", ["x", "h"], ["h_out"]), helper.make_node("Relu", ["h_out"], ["y"])]
+    model = _model(nodes, [_vi("h", [1, 3]), _vi("x", [1, 3])], [_vi("h_out", [1, 3]), _vi("y", [1, 3])])
+    feeds = {"x": RNG.normal(size=(1, 3)).astype(np.float32), "h": np.zeros((1, 3), np.float32)}
+    prepared = prepare(model, feeds=[feeds])
+    assert prepared.state == {"h": "h_out"}
+    assert "recurrent state" in prepared.unquantizable["h"] and "x" not in prepared.unquantizable

@@ -31,7 +31,8 @@ def test_tensors_that_feed_an_output_through_value_passing_ops_are_protected() -
 
 
 def _accuracy(int8: float, budget: float = 1.0) -> PredictedAccuracy:
-    return PredictedAccuracy("top1", 10, 100.0, int8, 100.0 - int8, 1.0, {}, budget, 100.0 - int8 <= budget)
+    return PredictedAccuracy(metric="top1", samples=10, fp32=100.0, int8=int8, drop=100.0 - int8, top1_agreement=1.0, cosine={},
+                             budget=budget, passed=100.0 - int8 <= budget)
 
 
 def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candidate() -> None:
@@ -41,7 +42,17 @@ def test_auto_keeps_entropy_when_it_loses_nothing_and_otherwise_the_best_candida
     results = {"percentile": 90.0, "mse": 97.0, "minmax": 97.0}
     choice, acc = choose_method(_accuracy(50.0), lambda m: tried.append(m) or _accuracy(results[m]))
     assert tried == ["percentile", "mse", "minmax"] and choice.method == "mse" and acc.int8 == 97.0  # tie: the earlier
-    assert choice.trials == {"entropy": 50.0, **results} and "mse kept the most" in choice.why
+    assert choice.trials == {"entropy": 50.0, **results} and "mse lost the least" in choice.why
+
+
+def test_auto_picks_the_smallest_drop_when_lower_is_better() -> None:
+    def cer(int8: float) -> PredictedAccuracy:  # a character error rate: the drop is int8 - fp32
+        return PredictedAccuracy(metric="cer", samples=10, fp32=0.5, int8=int8, drop=int8 - 0.5, top1_agreement=1.0,
+                                 cosine={}, budget=2.0, passed=int8 - 0.5 <= 2.0)
+
+    results = {"percentile": 1.42, "mse": 1.42, "minmax": 0.47}
+    choice, acc = choose_method(cer(63.0), lambda m: cer(results[m]))
+    assert choice.method == "minmax" and acc.int8 == 0.47  # the highest CER (entropy's 63 %) must never win
 
 
 def test_fewest_doubles_then_bisects() -> None:
@@ -61,6 +72,10 @@ def test_the_fit_widens_ranges_before_keeping_layers_and_says_when_it_cannot() -
     # nothing repairs it: the fit says so, with the drop that remains
     fit = fit_budget(["t1"], ["L1"], lambda w, k: _accuracy(70.0), _accuracy(50.0))
     assert not fit.met and fit.why.startswith("cannot be met") and "30.00 points" in fit.why
+    # only every layer in float would meet it: that is FP32, not a fit
+    fit = fit_budget([], ["L1", "L2", "L3"], lambda w, k: _accuracy(99.5 if len(k) == 3 else 60.0), _accuracy(50.0))
+    assert not fit.met and fit.kept == ["L1", "L2"] and "every layer in float would be the FP32 model" in fit.why
+    assert all(trial["kept"] < 3 for trial in fit.trials)
     # the time bound ends it with the best trial so far
     fit = fit_budget(["t1", "t2"], ["L1"], lambda w, k: _accuracy(60.0), _accuracy(50.0), seconds=0.0)
     assert not fit.met and "time bound" in fit.why and len(fit.trials) <= 1

@@ -122,21 +122,6 @@ def test_relu_concat_and_reshape_statistics_derived_from_inputs_equal_their_own(
             assert s.hist_range == range_above(float(np.abs(everything).max()))
 
 
-def test_batch_rows_keep_one_batch_of_activations_within_the_budget() -> None:
-    from edgeq.calibrate.activations import activation_tensors, batch_rows, sample_bytes
-    from tests.calibrate_nets import fire_net
-
-    model = fire_net(size=32)
-    tensors = activation_tensors(model)
-    per_sample = sample_bytes(model, tensors)
-    # by hand: input 3x32x32; conv 8x16x16 and its relu; pool 8x8x8; squeeze 4x8x8 x2; two expands 8x8x8 x2 each;
-    # concat 16x8x8; classifier 4x8x8 and its relu; global pool 4; flatten 4 -- all float32
-    by_hand = 4 * (3 * 32 * 32 + 2 * 8 * 16 * 16 + 8 * 8 * 8 + 2 * 4 * 8 * 8 + 4 * 8 * 8 * 8 + 16 * 8 * 8 + 2 * 4 * 8 * 8 + 4 + 4)
-    assert per_sample == by_hand
-    assert batch_rows(model, tensors, 10 * per_sample + 1) == 10
-    assert batch_rows(model, tensors, per_sample - 1) == 1
-
-
 def test_exposing_activations_never_lets_polygraphy_install_packages() -> None:
     import subprocess
     import sys

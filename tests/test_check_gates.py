@@ -56,7 +56,7 @@ def test_rejected_op_is_a_blocker_that_names_the_node():
     found = gate(report, "parser")
     assert found.status == "fail" and found.blocking
     assert "DynamicQuantizeLinear (dq)" in found.message
-    assert report.counts()["unsupported"] == 1 and report.counts()["int8"] == 1
+    assert report.counts["unsupported"] == 1 and report.counts["int8"] == 1
 
 
 def test_parser_columns_differ_by_version():
@@ -183,7 +183,7 @@ def test_unknown_spatial_dims_leave_macs_unknown():
 
 def test_json_has_every_node_with_verdict_reasons_gates_and_shares():
     report = check_model(conv(group=2, cin=12, cout=12), target("jetson-orin"), dla_core=0)
-    data = json.loads(json.dumps(report.to_dict()))
+    data = json.loads(json.dumps(report.model_dump(mode="json")))
     assert data["ok"] is True and data["blockers"] == []
     assert [n["name"] for n in data["nodes"]] == ["conv"]
     node = data["nodes"][0]
@@ -199,3 +199,16 @@ def test_local_target_uses_onnxruntime_rules():
     assert report.nodes[0].verdict == "int8" and report.ok
     softplus = check_model(single("Softplus", {"x": [1, 8]}), target("local"))
     assert softplus.nodes[0].verdict == "fallback" and softplus.ok
+
+
+def test_deploy_preflight_stops_on_the_blocking_gates_before_calibrating(tmp_path) -> None:
+    from edgeq import recipe as recipe_module
+    from edgeq import targets
+    from edgeq.deploy.plan import make_plan
+    from edgeq.errors import GateError
+    from tests.calibrate_nets import fire_net, write_recipe
+
+    recipe = recipe_module.load(write_recipe(tmp_path, fire_net()))
+    with pytest.raises(GateError, match=r"found blockers for nano-jp4\.6:\n  - .*: .*no fast INT8"):
+        make_plan(recipe, targets.resolve("jetson-nano"), progress=False)
+    assert not (tmp_path / "edgeq-out").exists()  # nothing calibrated

@@ -150,7 +150,7 @@ def test_leaky_relu_on_dla_is_marked_disputed_with_both_sources(target_name, rel
     assert result.dla == "dla"
     assert f"NVIDIA/TensorRT {release} include/NvInfer.h line {line}" in result.dla_disputed
     report = check_model(single("LeakyRelu", {"x": [1, 8, 4, 4]}), target(target_name), dla_core=0)
-    assert report.to_dict()["dla_disputed"] == ["leakyrelu"]
+    assert report.model_dump(mode="json")["dla_disputed"] == ["leakyrelu"]
 
 
 @pytest.mark.parametrize(("constant", "expected"), [(True, "dla"), (False, "gpu-fallback")])

@@ -48,7 +48,7 @@ def test_every_node_of_a_real_model_gets_a_verdict(name, target_name, dla):
     assert len(report.nodes) == len(model.graph.node)
     assert all(n.verdict in VERDICTS for n in report.nodes)
     assert all(n.reasons for n in report.nodes if n.verdict in ("fallback", "unsupported"))
-    assert report.counts()["unsupported"] == 0  # PP-OCR uses standard ops every parser here takes
+    assert report.counts["unsupported"] == 0  # PP-OCR uses standard ops every parser here takes
     assert all(n.verdict == "int8" for n in report.nodes if n.op == "Conv")
     if dla:
         placed = [n for n in report.nodes if n.dla is not None]

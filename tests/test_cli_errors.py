@@ -44,7 +44,8 @@ def test_deploy_bogus() -> None:
 def test_an_unexpected_error_exits_4_with_one_line_and_a_saved_traceback(tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from edgeq.cli import app, run\n"
+        "from edgeq.cli import run\n"
+        "from edgeq.cli.app import app\n"
         "@app.command('explode')\n"
         "def explode() -> None:\n"
         "    {}['missing key \\x1b[31m [/b]']\n"

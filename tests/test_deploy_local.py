@@ -146,3 +146,47 @@ def test_a_crash_right_after_the_switch_is_reported_with_the_engine_the_device_r
     assert not report["activated"] and report["engine_id"] != old
     assert report["engine_now"] == _current(device) == old  # the rollback's switch happened before its crash
     assert f"(the device runs engine {old})" in result.stderr
+
+
+def _misses_the_budget_with_minmax(folder: Path, **fields: object) -> Path:
+    """A recipe whose plain min-max calibration misses a 1-point budget: one wild pixel in the calibration data
+    spends the input's whole INT8 range; keeping the most sensitive layers in float meets it."""
+    from tests.calibrate_nets import images
+
+    recipe = write_recipe(folder, fire_net(seed=0), budget={"accuracy_drop": 1.0}, calibration__method="minmax", **fields)
+    calibration = images(np.random.default_rng(5), 64, 32)
+    calibration[0, 0, 0, 0] = 5000.0
+    np.savez(folder / "cal.npz", x=calibration)
+    return recipe
+
+
+@pytest.mark.slow
+def test_fit_budget_in_the_recipe_deploys_what_calibrate_fitted(tmp_path: Path, int8_path: str) -> None:
+    recipe = _misses_the_budget_with_minmax(tmp_path / "r", calibration__fit_budget=True)
+    plain = run_edgeq("calibrate", recipe, "--target", "local", "--no-fit-budget", "--json")  # the flag overrides the recipe
+    assert plain.code == 1 and not json.loads(plain.stdout)["report"]["accuracy"]["passed"]
+
+    result = _deploy(recipe, tmp_path / "device")
+    assert result.code == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["passed"] and report["activated"] and report["evaluation"]["drop"] <= 1.0
+    fit = report["fit"]
+    assert fit["met"] and fit["kept_high_precision"] and fit["why"] and fit["predicted_drop"] <= 1.0
+    assert set(fit["sensitivity"]) == set(fit["kept_high_precision"])
+    calibrated = json.loads((tmp_path / "r" / "edgeq-out" / "tiny" / "local" / "report.json").read_text())
+    assert fit["kept_high_precision"] == calibrated["kept_high_precision"] and fit["widened"] == calibrated["widened"]
+    assert calibrated["statistics_reused"]  # deploy calibrated again (with the fit), from calibrate's statistics
+    shown = run_edgeq("deploy", recipe, "--target", "local", "--workdir", tmp_path / "device")
+    assert shown.code == 0 and "Budget fit (met" in shown.stdout
+    assert all(layer in shown.stdout for layer in fit["kept_high_precision"])
+
+
+@pytest.mark.slow
+def test_deploy_fit_budget_flag_overrides_the_recipe(tmp_path: Path) -> None:
+    recipe = _misses_the_budget_with_minmax(tmp_path / "r")
+    plain = _deploy(recipe, tmp_path / "device")
+    assert plain.code == 1 and "accuracy drop" in plain.stderr  # measured on the device, like the prediction
+    assert json.loads(plain.stdout)[0]["fit"] is None
+    fitted = _deploy(recipe, tmp_path / "device", "--fit-budget")
+    assert fitted.code == 0, fitted.stderr
+    assert json.loads(fitted.stdout)[0]["fit"]["kept_high_precision"]

@@ -46,7 +46,7 @@ def test_deploy_over_ssh_then_redeploy_sends_no_model_bytes(ssh_fleet, tmp_path:
     assert first["host"] == device.host.label and first["activated"]
     assert first["evaluation"]["fp32"] == 100.0
     assert first["transfer"]["files_sent"] == 5  # 4 artifacts and the agent
-    model_bytes = (tmp_path / "r" / "edgeq-out" / "local" / "model.fp32.onnx").stat().st_size
+    model_bytes = (tmp_path / "r" / "edgeq-out" / "tiny" / "local" / "model.fp32.onnx").stat().st_size
     assert first["transfer"]["bytes_sent"] > model_bytes
     # the engine really is on the device, in the device user's home
     assert (device.home / ".edgeq" / "engines" / first["engine_id"] / "build.json").is_file()

@@ -31,4 +31,4 @@ def test_example_deploys_locally_within_its_budget(tmp_path: Path, int8_path: st
     assert ("26 weight tensors requantized to 7 bits" in engine["int8_kernels"]) == (int8_path == "saturating")
     for precision in ("fp32", "int8"):
         assert report["bench"][precision]["iterations"] == 200
-    assert (recipe / "edgeq-out" / "local" / "deploy" / "local" / "report.html").is_file()
+    assert (recipe / "edgeq-out" / "squeezenet-digits" / "local" / "deploy" / "local" / "report.html").is_file()

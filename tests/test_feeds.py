@@ -72,6 +72,13 @@ def test_batch_axes_follow_the_first_inputs_batch_name() -> None:
     assert batch_axes(specs) == {"x": 0, "h": 1, "sr": None}
 
 
+def test_validation_batches_are_sized_by_every_batched_input() -> None:
+    from edgeq.calibrate.pipeline import VALIDATION_BUDGET, _validation_rows
+
+    sample = {"x": np.zeros((1, 1024), np.float32), "h": np.zeros((1, 3072), np.float32), "sr": np.zeros(1 << 20, np.float32)}
+    assert _validation_rows(sample, ["sr"]) == VALIDATION_BUDGET // (4 * (1024 + 3072))  # sr is fed whole, once
+
+
 @pytest.mark.parametrize("layout", ["npz", "folder per input"])
 def test_multi_input_model_calibrates_with_every_input_fed(tmp_path: Path, layout: str) -> None:
     cal, val = _arrays(24, seed=1), _arrays(12, seed=2)
@@ -100,6 +107,17 @@ def test_multi_input_model_calibrates_with_every_input_fed(tmp_path: Path, layou
     np.testing.assert_array_equal(stored["image"], val["image"])
     assert list(stored["constants"]) == (["gain"] if layout == "npz" else [])
     assert result.report.accuracy.metric == "fidelity" and result.report.accuracy.cosine["y"] > 0.99
+
+
+def test_the_recipe_declares_exactly_the_models_inputs(tmp_path: Path) -> None:
+    np.savez(tmp_path / "cal.npz", **_arrays(8))
+    model = _two_input_net()
+    path = _recipe(tmp_path, model, INPUTS[:2], "cal.npz", "cal.npz")
+    with pytest.raises(InputError, match=r"recipe\.yaml: inputs: the model's input\(s\) 'gain' are not declared.*it declares image, aux"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    path = _recipe(tmp_path, model, [*INPUTS, {"name": "mask", "shape": ["N", 4], "layout": "NC"}], "cal.npz", "cal.npz")
+    with pytest.raises(InputError, match=r"inputs: 'mask' is not an input of the model \(it has image, aux, gain\)"):
+        calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
 
 
 def test_missing_input_data_is_named(tmp_path: Path) -> None:
@@ -144,6 +162,9 @@ def test_recurrent_state_is_carried_along_each_sequence(tmp_path: Path) -> None:
     assert "h" in result.report.excluded and "recurrent state" in result.report.excluded["h"]
     assert "h_out" in result.report.excluded
     np.testing.assert_allclose(np.load(result.folder / "validation.npz")["h"][1:4], expected[1:4], rtol=1e-6)
+    other = calibrate(recipe, targets.resolve("agx-xavier-jp5.1"), progress=False)  # statistics from the store
+    assert other.report.statistics_reused  # and still the state carried by FP32:
+    np.testing.assert_allclose(np.load(other.folder / "validation.npz")["h"][1:4], expected[1:4], rtol=1e-6)
 
 
 def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> None:
@@ -160,7 +181,7 @@ def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> Non
     path = _recipe(tmp_path, model, inputs, "audio.npz", "audio.npz")
     result = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     report = result.report
-    assert all(step["applied"] for step in report.preparation)
+    assert all(step.applied for step in report.preparation)
     assert "recurrent state" in report.excluded["state"]
     assert any("If_0" in note for note in report.notes) and any("state <- stateN" in note for note in report.notes)
     stored = np.load(result.folder / "validation.npz")

@@ -138,3 +138,17 @@ BUILD = {
     "engine": {"artifact": _ARTIFACT, "seconds": 1.9}, "reference": {"artifact": _ARTIFACT, "seconds": 0.1},
     "built_at": "2026-01-28T06:15:00Z", "seconds": 2.0,
 }
+
+
+def test_a_rollouts_fit_budget_flag_is_journaled_and_resume_calibrates_alike(tmp_path: Path) -> None:
+    from edgeq.fleet import rollout as rollouts
+    from tests.test_deploy_local import _misses_the_budget_with_minmax
+
+    path = _misses_the_budget_with_minmax(tmp_path / "r")  # the recipe does not ask for the fit: the flag does
+    hosts = load_inventory(_fleet(tmp_path, 2, target="local"))
+    begun = rollouts.begin(plan_rollout(load_recipe(path), hosts, RolloutOptions(fit_budget=True)), progress=False)
+    assert begun.header.fit_budget is True and begun.journal is not None
+    assert begun.plans["local"].calibration.report.kept_high_precision  # fitted, as asked
+    resumed = rollouts.resume(begun.journal.path, progress=False)  # the same engine, or an InputError
+    assert resumed.plans["local"].engine_id == begun.plans["local"].engine_id
+    assert resumed.plans["local"].calibration.reused

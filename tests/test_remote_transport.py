@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edgeq.errors import DeviceError, InputError
-from edgeq.remote import LocalTransport, SSHTransport, Timeouts, Transport
+from edgeq.remote import LocalTransport, SSHTransport, Timeouts
 from edgeq.remote.transport import resolve_workdir
 
 FAST = Timeouts(connect=2.0, channel=2.0, command=10.0)
 NASTY = "a b  'single' \"double\" $(touch {marker}) `touch {marker}` ; touch {marker} | * ~ \\ $HOME\nline2"
-
-
-@pytest.fixture(params=[pytest.param("ssh", marks=pytest.mark.ssh), "local"])
-def transport(request, tmp_path) -> Iterator[Transport]:
-    """The same tests against a loopback SSH device and against this machine."""
-    if request.param == "ssh":
-        device = request.getfixturevalue("shared_fleet")[0]
-        opened: Transport = SSHTransport.open(device.host, FAST)
-    else:
-        opened = LocalTransport(sys.executable, str(tmp_path / "work"), FAST)
-    with opened:
-        opened.run(["mkdir", "-p", opened.workdir]).check()
-        yield opened
 
 
 def test_every_argument_arrives_verbatim_and_nothing_executes(transport):

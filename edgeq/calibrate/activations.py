@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,16 +9,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeq.errors import InputError
-
-
-def _float_tensors(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name -> elem type, for every typed tensor of the main graph."""
-    graph = model.graph
-    types = {}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
-        if info.type.HasField("tensor_type"):
-            types[info.name] = info.type.tensor_type.elem_type
-    return types
+from edgeq.graph import GraphIndex
 
 
 def activation_tensors(model: onnx.ModelProto) -> list[str]:
@@ -28,40 +18,9 @@ def activation_tensors(model: onnx.ModelProto) -> list[str]:
     Left out: initializers, Constant outputs, and tensors computed only from constants (TensorRT
     folds them; they need no scale).
     """
-    graph = model.graph
-    types = _float_tensors(model)
-    constant = {init.name for init in graph.initializer}
-    names: list[str] = [i.name for i in graph.input if i.name not in constant]
-    for node in graph.node:
-        if node.op_type == "Constant" or all(not i or i in constant for i in node.input):
-            constant.update(o for o in node.output if o)
-            continue
-        names += [o for o in node.output if o]
-    return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
-
-
-def sample_bytes(model: onnx.ModelProto, names: list[str]) -> int:
-    """Bytes of ``names`` for one sample (float32), from the inferred shapes without their first (batch) dim.
-
-    A tensor whose shape is not fully known counts as large as the largest known one.
-    """
-    graph = model.graph
-    shapes = {info.name: info.type.tensor_type.shape for info in [*graph.input, *graph.value_info, *graph.output]}
-    sizes: list[int | None] = []
-    for name in names:
-        shape = shapes.get(name)
-        dims = list(shape.dim)[1:] if shape is not None and shape.dim else None
-        if dims is not None and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
-            sizes.append(math.prod(d.dim_value for d in dims) * 4)
-        else:
-            sizes.append(None)
-    largest = max((size for size in sizes if size is not None), default=4)
-    return sum(largest if size is None else size for size in sizes)
-
-
-def batch_rows(model: onnx.ModelProto, names: list[str], budget: int) -> int:
-    """Samples per ONNX Runtime batch so that one batch of ``names`` stays within ``budget`` bytes (at least 1)."""
-    return max(1, budget // max(sample_bytes(model, names), 1))
+    index = GraphIndex(model)
+    names = [*index.inputs, *(out for node in model.graph.node for out in node.output if out)]
+    return [n for n in dict.fromkeys(names) if n not in index.data_independent and index.elem_type(n) == onnx.TensorProto.FLOAT]
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -72,7 +31,7 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
     config.AUTOINSTALL_DEPS = False  # never let Polygraphy pip-install anything (above all, TensorRT)
     G_LOGGER.module_severity = G_LOGGER.ERROR
-    present = [o.name for o in model.graph.output]
+    present = list(GraphIndex(model).outputs)
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
@@ -102,43 +61,72 @@ def session(
         raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None
 
 
-def fixed_batch(sess: ort.InferenceSession) -> int | None:
-    """The model's fixed batch size (first input's first dim), or None when it is dynamic."""
-    dim = sess.get_inputs()[0].shape[0] if sess.get_inputs()[0].shape else None
+def rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
+    """Samples in one batch: of the array, or of the first input of a feed ``{input name: array}`` (the data
+    set's input, which :class:`edgeq.feeds.Feeds` puts first, samples on axis 0)."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def _feed(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of ``x`` the session takes, by input name; a bare array only for a single-input model."""
+    names = [i.name for i in sess.get_inputs()]
+    if isinstance(x, dict):
+        return {k: v for k, v in x.items() if k in names}
+    if len(names) != 1:
+        raise InputError(f"the model has {len(names)} inputs ({', '.join(names)}): feed every input by name, not one array")
+    return {names[0]: x}
+
+
+def _fixed_batch(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> int | None:
+    """The batch size the model fixes for ``feed``'s samples (the first dim of its first input, the data set's), or
+    None when that dim is dynamic."""
+    first = next(iter(feed), None)
+    shape = next((i.shape for i in sess.get_inputs() if i.name == first), None)
+    dim = shape[0] if shape else None
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def rows(x: np.ndarray | dict[str, np.ndarray]) -> int:
-    """Samples in one batch: of the array, or of the first input of a feed ``{input name: array}``."""
-    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+def _sample_axis(shape: list[int | str | None], array: np.ndarray, batch: int, total: int) -> int | None:
+    """Where ``array`` holds its ``total`` samples: the axis the model fixes at ``batch`` and the array holds ``total``
+    on (None: fed whole, such as a constant input, whose array has the model's shape)."""
+    return next((i for i, dim in enumerate(shape) if dim == batch and i < array.ndim and array.shape[i] == total), None)
 
 
 def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
     """Run one batch through a session: the named outputs (all when None), in that order.
 
-    ``x``: the first input's array, or every input by name (each at its batch axis, as the model takes it).
-    A model whose first input has a fixed batch size is fed in slices of that size (inputs with as many
-    rows as the first are sliced on axis 0, others such as constants passed whole); a short last slice is
-    padded and the padding dropped from the outputs.
+    ``x``: the array of a single-input model, or every input by name (each at its batch axis, as the model takes
+    it; the data set's first, see :func:`rows`). A model whose batch size is fixed (:func:`_fixed_batch`) is fed in
+    slices of that size: each input on the axis the model fixes at that size (constants whole), a short last slice
+    padded, and the padding dropped from the outputs, whose samples must be on axis 0.
     """
-    wanted = {i.name for i in sess.get_inputs()}
-    feed = {k: v for k, v in x.items() if k in wanted} if isinstance(x, dict) else {sess.get_inputs()[0].name: x}
-    batch, total = fixed_batch(sess), rows(feed) if feed else 0
+    feed = _feed(sess, x)
+    batch, total = _fixed_batch(sess, feed), rows(feed) if feed else 0
     if batch is None or batch == total:
         try:
             return sess.run(names, feed)
         except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
             shapes = ", ".join(f"'{k}' {list(v.shape)}" for k, v in feed.items())
             raise InputError(f"ONNX Runtime failed on inputs {shapes}: {exc}") from None
+    for output in sess.get_outputs():
+        first_dim = output.shape[0] if output.shape else None
+        if (names is None or output.name in names) and isinstance(first_dim, int) and first_dim != batch:
+            raise InputError(f"output '{output.name}' {output.shape} has no samples on axis 0, and the model's batch is fixed at"
+                             f" {batch}: edgeq cannot run {total} samples through it in slices; export the model with a dynamic"
+                             " batch dimension")
+    dims = {i.name: i.shape for i in sess.get_inputs()}
+    axes = {name: _sample_axis(dims[name], array, batch, total) for name, array in feed.items()}
     pieces = []
     for start in range(0, total, batch):
+        kept = min(batch, total - start)
         part = {}
         for name, array in feed.items():
-            if array.ndim and len(array) == total:
-                array = array[start : start + batch]
-                if len(array) < batch:
-                    array = np.concatenate([array, np.zeros((batch - len(array), *array.shape[1:]), array.dtype)])
+            axis = axes[name]
+            if axis is not None:
+                array = np.take(array, range(start, start + kept), axis=axis)
+                if kept < batch:
+                    pad = [(0, batch - kept if i == axis else 0) for i in range(array.ndim)]
+                    array = np.pad(array, pad)
             part[name] = array
-        kept = min(batch, total - start)
         pieces.append([o[:kept] for o in run(sess, part, names)])
     return [np.concatenate(column) for column in zip(*pieces, strict=True)]

@@ -29,6 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex
 
 ALGORITHM = "EntropyCalibration2"
 ALGORITHMS = ("EntropyCalibration2", "MinMaxCalibration", "EntropyCalibration", "LegacyCalibration")
@@ -94,20 +95,16 @@ def constant_ranges(model: onnx.ModelProto, version: tuple[int, int, int]) -> di
     """
     if version[0] < 10:
         return {}
-    readers: dict[str, set[str]] = {}
-    for node in model.graph.node:
-        for position, name in enumerate(node.input):
-            if name:
-                readers.setdefault(name, set()).add("kernel" if node.op_type in KERNEL_OPS and position > 0 else node.op_type)
+    index = GraphIndex(model)
     found = {}
-    for init in model.graph.initializer:
-        uses = readers.get(init.name, set())
+    for name, init in index.initializers.items():
+        uses = {"kernel" if node.op_type in KERNEL_OPS and position > 0 else node.op_type for node, position in index.consumers(name)}
         if not uses - {"kernel"} or init.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
             continue
         values = numpy_helper.to_array(init)
         amax = float(np.abs(values.astype(np.float32)).max()) if values.size else 0.0
         if math.isfinite(amax) and amax > 0:
-            found[f"{init.name}_output"] = amax
+            found[f"{name}_output"] = amax
     return found
 
 

@@ -20,6 +20,7 @@ import onnx
 from edgeq import model as model_module
 from edgeq.calibrate.collect import collect
 from edgeq.calibrate.stats import TensorStats
+from edgeq.graph import GraphIndex
 
 DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per ONNX Runtime run
 
@@ -42,9 +43,9 @@ def tensor_bytes(model: onnx.ModelProto, names: list[str], input_shapes: Mapping
     """Bytes of each of ``names`` for one sample, from shape inference with the inputs at ``input_shapes``
     (batch dim set to 1). A tensor whose size stays unknown counts as large as the largest known one."""
     fixed: dict[str, list[int | str]] = {name: [1, *shape[1:]] if shape else [] for name, shape in input_shapes.items()}
-    present = {i.name for i in model.graph.input}
+    present = GraphIndex(model).inputs
     inferred = model_module.with_input_shapes(model, {k: v for k, v in fixed.items() if k in present})
-    infos = {i.name: i for i in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}
+    infos = GraphIndex(inferred).value_infos
     sizes: dict[str, int | None] = {}
     for name in names:
         info = infos.get(name)

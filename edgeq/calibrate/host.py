@@ -38,6 +38,7 @@ from edgeq.device.int8_arith import int8_arithmetic
 from edgeq.device.qdq_rewrite import activations_to_uint8, fold_weight_quantization, kernels_sentence, rewrite_model
 from edgeq.device.report import Int8Arithmetic
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex
 
 COMMUTING_OPS = frozenset({"Relu", "MaxPool", "Concat"})
 FLOAT_KERNELS = {"session.disable_quant_qdq": "1"}
@@ -65,13 +66,9 @@ def host_arithmetic() -> Int8Arithmetic:
 
 def propagate_activation_pairs(graph: onnx.GraphProto) -> int:
     """Repeat each activation pair back through Relu/MaxPool/Concat (step 2), in place; the pairs added."""
-    constants = {init.name for init in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    producer = {out: node for node in graph.node for out in node.output}
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    index = GraphIndex(graph)
+    constants, outputs = index.initializers, set(index.outputs)
+    producer = dict(index.producers)  # a copy: moved outputs are added as the pairs go in
     after: dict[str, list[onnx.NodeProto]] = {}  # producer output -> the pair to emit right after it
 
     def add_pair(tensor: str, scale: str, zero: str) -> None:
@@ -89,7 +86,7 @@ def propagate_activation_pairs(graph: onnx.GraphProto) -> int:
         if node is None or node.op_type not in COMMUTING_OPS:
             return
         inputs = [name for name in node.input if name]
-        if any(name in constants or name in outputs or name not in producer or readers[name] != 1 for name in inputs):
+        if any(name in constants or name in outputs or name not in producer or len(index.consumers(name)) != 1 for name in inputs):
             return
         for name in inputs:
             add_pair(name, scale, zero)

@@ -1,4 +1,5 @@
-"""The cache key of a calibration (hashes of model, data and settings) and the artifact manifest."""
+"""The keys of a calibration (hashes of model, data and settings: its statistics, and its artifacts for a target)
+and the artifact manifest."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from edgeq.device.hashing import sha256_file
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
-KEY_SCHEMA = 1  # bump when the artifacts' content changes for the same inputs
+KEY_SCHEMA = 2  # bump when the artifacts' content changes for the same inputs
 
 
 def _tree_sha256(path: Path) -> str:
@@ -26,17 +27,32 @@ def _tree_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any]) -> str:
-    """sha256 over model bytes, calibration and validation data, the metric file, settings and target."""
-    files = [recipe.validation.custom_metric, recipe.validation.labels, recipe.validation.text.alphabet]
+def statistics_key(recipe: Recipe, bins: int) -> str:
+    """sha256 over what the prepared model, the statistics and a method's ranges depend on: the model bytes, the
+    calibration data, the inputs, preprocessing, classes and sampling (not the target, the method or the fit)."""
     parts = {
         "schema": KEY_SCHEMA,
         "edgeq": edgeq.__version__,
         "model": sha256_file(recipe.model_path),
         "calibration_data": _tree_sha256(recipe.resolve(recipe.calibration.path)),
+        "recipe": recipe.model_dump(mode="json", include={"inputs", "preprocess", "classes"}),
+        "sampling": recipe.calibration.model_dump(mode="json", exclude={"method", "percentile", "fit_budget"}),
+        "bins": bins,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any], statistics: str) -> str:
+    """sha256 over the statistics key, validation data, the metric file, settings and target."""
+    files = [recipe.validation.custom_metric, recipe.validation.labels, recipe.validation.text.alphabet]
+    parts = {
+        "schema": KEY_SCHEMA,
+        "edgeq": edgeq.__version__,
+        "statistics": statistics,
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
         "metric_files": [sha256_file(recipe.resolve(f)) if f else None for f in files],  # metric, labels, alphabet
-        "recipe": recipe.model_dump(mode="json", include={"inputs", "preprocess", "calibration", "validation", "budget"}),
+        "recipe": recipe.model_dump(mode="json", include={"calibration", "validation", "budget"},
+                                    exclude={"calibration": {"fit_budget"}}),  # the fit in force is in ``settings``
         "settings": settings,
         "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},
     }

@@ -5,7 +5,8 @@ The work runs as named stages, each returning one result:
 1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
    here, before anything is written (unless the artifacts are current: then they are reused).
 2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges
-   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`).
+   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`); all of it target
+   independent, so it is kept in the recipe's :mod:`edgeq.calibrate.store` and reused by every target.
 3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
 4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
    deflated into validation.npz as it goes.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import shutil
 import sys
 import tempfile
@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from operator import itemgetter
@@ -43,14 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 
 from edgeq import atomic
 from edgeq import labels as labels_module
@@ -59,7 +52,7 @@ from edgeq import model as model_module
 from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
-from edgeq.calibrate.manifest import cache_key, is_current, manifest
+from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
@@ -77,12 +70,14 @@ from edgeq.calibrate.report import (
 from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
+from edgeq.calibrate.store import Measured, Store
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
 from edgeq.errors import InputError
 from edgeq.feeds import CONSTANTS, Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
+from edgeq.progress import progress as _progress
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
@@ -94,14 +89,13 @@ VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane ho
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
-    return recipe.folder / "edgeq-out" / target.name
+    """``<recipe folder>/edgeq-out/<recipe name>/<target>``: one folder per recipe and target."""
+    return recipe.out_folder / target.name
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
-        yield bar
+def store_folder(recipe: Recipe) -> Path:
+    """The recipe's :mod:`edgeq.calibrate.store`, beside its targets' folders."""
+    return recipe.out_folder / ".store"
 
 
 @dataclass
@@ -148,6 +142,7 @@ class _Inputs:
     labels: labels_module.LoadedLabels
     metric: Metric
     key: str
+    store: Store  # the statistics and ranges every target shares
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
 
 
@@ -159,15 +154,18 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
         raise InputError(f"target {target.name} ({target.module}) has no INT8 support; build it in FP16 instead")
     folder = Path(out) if out is not None else default_folder(recipe, target)
     model = model_module.load(recipe.model_path, infer_shapes=False)  # prepare() infers shapes, checked
+    model_module.check_inputs(model, [spec.name for spec in recipe.inputs], recipe.source or recipe.model_path)
     calibration = Feeds(recipe, recipe.calibration, "calibration")
     validation = Feeds(recipe, recipe.validation, "validation")
     check_same_classes(calibration.dataset, validation.dataset)
     labels = labels_module.load(recipe, validation.dataset)
     metric = metrics_module.load(recipe, labels.labels)
     arithmetic = host_arithmetic()
-    key = cache_key(recipe, target, {"method": method, **settings, "bins": DEFAULT_BINS, "int8_arithmetic": arithmetic.verdict})
+    store = Store(store_folder(recipe), statistics_key(recipe, DEFAULT_BINS))
+    key = cache_key(recipe, target, {"method": method, **settings, "int8_arithmetic": arithmetic.verdict}, store.key)
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
-    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, arithmetic)
+    return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, store,
+                   arithmetic)
 
 
 @dataclass
@@ -180,48 +178,77 @@ class _Statistics:
     protected: dict[str, str]  # tensor -> why it keeps its full range
     ranges: dict[str, TensorRange]  # by the first method (``auto``: entropy)
     passes: exposure.ExposurePlan
-    prepare_seconds: float
-    seconds: float
+    seconds: dict[str, float]  # prepare and statistics when measured; store when reused
+    reused: bool  # from the store: no statistics pass ran
+    notes: list[str] = field(default_factory=list)  # the store could not be written, and why
 
     @property
     def amax(self) -> dict[str, float]:
         return {name: r.amax for name, r in self.ranges.items()}
 
 
-def _prepare(inputs: _Inputs) -> PreparedModel:
-    """The prepared model, each step checked on calibration samples; recurrent state then carried by FP32."""
-    calibration, validation = inputs.calibration, inputs.validation
+def _carry_state(inputs: _Inputs, prepared: PreparedModel, feeds: list[tuple[Feeds, int | None]]) -> None:
+    """Fill the recurrent state inputs of ``feeds`` (each with its sequence length) from the FP32 model's outputs."""
+    if not inputs.calibration.state:
+        return
+    session = activations.session(prepared.model)
+    names = [o.name for o in session.get_outputs()]
+
+    def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, activations.run(session, feed, names), strict=True))
+
+    for data, length in feeds:
+        data.carry_state(fp32_outputs, length)
+
+
+def _measure(inputs: _Inputs, pools: _Pools, bar: Progress) -> Measured:
+    """The prepared model (each step checked on calibration samples) and its statistics over the calibration data."""
+    tick = time.perf_counter()
+    calibration = inputs.calibration
     prepared = prepare(inputs.model, source=str(inputs.recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
                        state=calibration.state)
-    if calibration.state:
-        session = activations.session(prepared.model)
-        names = [o.name for o in session.get_outputs()]
-
-        def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return dict(zip(names, activations.run(session, feed, names), strict=True))
-
-        calibration.carry_state(fp32_outputs, inputs.recipe.calibration.sequence_length)
-        validation.carry_state(fp32_outputs, inputs.recipe.validation.sequence_length)
-    return prepared
-
-
-def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
-    tick = time.perf_counter()
-    prepared = _prepare(inputs)
+    _carry_state(inputs, prepared, [(calibration, inputs.recipe.calibration.sequence_length)])
     prepared_at = time.perf_counter()
     fp32 = prepared.model
     tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
-    shapes = {name: array.shape for name, array in next(inputs.calibration.batches(1)).items()}
+    shapes = {name: array.shape for name, array in next(calibration.batches(1)).items()}
     passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET)
-    task = bar.add_task("calibration statistics", total=len(inputs.calibration) * passes.passes)
-    stats = exposure.collect_in_passes(fp32, passes, lambda rows: inputs.calibration.batches(rows, pools.decoders),
+    task = bar.add_task("calibration statistics", total=len(calibration) * passes.passes)
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: calibration.batches(rows, pools.decoders),
                                        plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
-    protected = selection.protected_tensors(fp32, tensors)
-    auto = inputs.method == selection.AUTO
-    why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
-    ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, inputs.recipe.calibration.percentile,
-                     protected, why, pools.workers)
-    return _Statistics(prepared, tensors, stats, protected, ranges, passes, prepared_at - tick, time.perf_counter() - prepared_at)
+    seconds = {"prepare": prepared_at - tick, "statistics": time.perf_counter() - prepared_at}
+    return Measured(prepared, tensors, stats, passes, seconds)
+
+
+def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
+    """The store's entry for this model and calibration data, or a statistics run that makes it; then the ranges
+    of the first method (``auto``: entropy), from the entry too when this method was asked for before."""
+    tick = time.perf_counter()
+    measured = inputs.store.load()
+    reused = measured is not None
+    notes = []
+    if measured is None:
+        measured = _measure(inputs, pools, bar)
+        seconds = dict(measured.seconds)
+        try:
+            inputs.store.save(measured)
+        except OSError as exc:  # a read-only recipe folder (calibrate --out elsewhere): this run does not need it
+            notes.append(f"the calibration store {inputs.store.folder} could not be written ({exc.strerror or exc}): "
+                         "other targets and commands measure the statistics again")
+    else:
+        seconds = {"store": time.perf_counter() - tick}
+    _carry_state(inputs, measured.prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
+    fp32, stats, percentile = measured.prepared.model, measured.stats, inputs.recipe.calibration.percentile
+    protected = selection.protected_tensors(fp32, measured.tensors)
+    ranges = inputs.store.ranges(inputs.method, percentile)
+    if ranges is None:
+        auto = inputs.method == selection.AUTO
+        why = f"auto starts from {selection.BASE_METHOD}" if auto else f"method {inputs.method} (as asked)"
+        ranges = _ranges(stats, selection.BASE_METHOD if auto else inputs.method, percentile, protected, why, pools.workers)
+        with contextlib.suppress(OSError):  # not kept: computed again next time (the note above says why)
+            inputs.store.save_ranges(inputs.method, percentile, ranges)
+    return _Statistics(measured.prepared, measured.tensors, stats, protected, ranges, measured.passes, seconds, reused,
+                       notes)
 
 
 def _ranges(
@@ -281,9 +308,10 @@ class _Validation:
     seconds: float
 
 
-def _validation_rows(sample: np.ndarray) -> int:
-    """Samples per validation batch for samples like ``sample``."""
-    return max(1, VALIDATION_BUDGET // max(sample.nbytes, 1))
+def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
+    """Samples per validation batch for samples like ``sample`` (one sample of every input, samples first), by the
+    bytes of every input but the ``constants``."""
+    return max(1, VALIDATION_BUDGET // max(sum(a[0].nbytes for name, a in sample.items() if name not in constants), 1))
 
 
 def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
@@ -293,7 +321,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     predicted = placement.on_host(qdq)
     runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
     sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(next(iter(sample.values()))[0])
+    rows = _validation_rows(sample, validation.constants())
     batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
@@ -336,16 +364,18 @@ def _choose_method(
 ) -> _Choice:
     """``auto``: keep entropy when it loses nothing, else predict every other method and keep the best."""
     if inputs.method != selection.AUTO:
-        return _Choice(selection.MethodChoice(inputs.method, {}), placement, validation.accuracy)
+        return _Choice(selection.MethodChoice(method=inputs.method, trials={}), placement, validation.accuracy)
     percentile = inputs.recipe.calibration.percentile
-    task = bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1)
     placements = {selection.BASE_METHOD: placement}
+    tasks: list[TaskID] = []  # the step shows only when entropy lost accuracy and the others are tried
 
     def trial(candidate: str) -> PredictedAccuracy:
+        if not tasks:
+            tasks.append(bar.add_task("range methods judged by the metric", total=len(selection.CANDIDATE_METHODS) - 1))
         ranges = _ranges(statistics.stats, candidate, percentile, statistics.protected, "candidate", pools.workers)
         placements[candidate] = _Placement.plan(statistics, inputs.target, placement.arithmetic, ranges)
         result = _evaluate(inputs, placements[candidate], validation, pools, placements[candidate].layers)
-        bar.advance(task)
+        bar.advance(tasks[0])
         return result
 
     choice, accuracy = selection.choose_method(validation.accuracy, trial)
@@ -412,7 +442,8 @@ def _fit(
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
-    return RangeSummary(len(names), float(values.min()), float(np.median(values)), float(values.max()), int(clipped))
+    return RangeSummary(tensors=len(names), amax_min=float(values.min()), amax_median=float(np.median(values)),
+                        amax_max=float(values.max()), clipped=int(clipped))
 
 
 @dataclass
@@ -444,7 +475,7 @@ class _Outcome:
 
 def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
     recipe, placement, fit = inputs.recipe, outcome.placement, outcome.fit.result
-    notes = list(outcome.statistics.prepared.notes)
+    notes = [*outcome.statistics.prepared.notes, *outcome.statistics.notes]
     if fit:
         notes.append(f"--fit-budget: {fit.why}")
     if not outcome.accuracy.passed and fit is None:
@@ -463,6 +494,8 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         percentile=recipe.calibration.percentile,
         calibration_samples=len(inputs.calibration),
         key=inputs.key,
+        statistics_key=inputs.store.key,
+        statistics_reused=outcome.statistics.reused,
         created=datetime.now(timezone.utc).isoformat(),
         seconds={k: round(v, 3) for k, v in outcome.seconds.items()},
         ranges=_summary(placement.ranges, outcome.cached),
@@ -474,10 +507,10 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         accuracy=outcome.accuracy,
         sensitivity=outcome.ranking,
         notes=notes,
-        range_choice=outcome.choice.method.to_dict(),
+        range_choice=outcome.choice.method,
         range_methods=selection.method_counts(placement.ranges, outcome.cached),
         classes=list(inputs.validation.dataset.classes or inputs.labels.class_names),
-        preparation=[asdict(step) for step in outcome.statistics.prepared.steps],
+        preparation=outcome.statistics.prepared.steps,
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
                 "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(passes.rows)},
@@ -492,20 +525,22 @@ def calibrate(
     *,
     method: str | None = None,
     out: Path | None = None,
-    fit_budget: bool = False,
+    fit_budget: bool | None = None,
     sensitivity: bool = False,
     threads: int | None = None,
     progress: bool = True,
 ) -> CalibrationResult:
     """Calibrate ``recipe``'s model for ``target``; see the module docstring. Raises InputError on bad input.
 
+    ``fit_budget``: fit the budget when the drop misses it (None: the recipe's ``calibration.fit_budget``).
     ``sensitivity``: rank the layers even when the predicted drop fits the budget. ``threads``: ONNX
     Runtime threads to keep busy (default: one per core); the results are the same for any count.
     """
     started = time.perf_counter()
+    fit_budget = recipe.calibration.fit_budget if fit_budget is None else fit_budget
     inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
     if is_current(inputs.folder, inputs.key):
-        report = CalibrationReport.from_dict(json.loads(inputs.artifacts.report.read_text()))
+        report = CalibrationReport.model_validate_json(inputs.artifacts.report.read_text())
         return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report, reused=True)
 
     plan = ThreadPlan.for_machine(threads)
@@ -514,7 +549,7 @@ def calibrate(
         _give_back_freed_memory()
         placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict, statistics.ranges)
         validation = _validate(inputs, placement, placement.model(placement.layers), pools, Path(scratch), bar)
-        seconds = {"prepare": statistics.prepare_seconds, "statistics": statistics.seconds, "validation": validation.seconds}
+        seconds = {**statistics.seconds, "validation": validation.seconds}
         tick = time.perf_counter()
         choice = _choose_method(inputs, statistics, placement, validation, pools, bar)
         if len(choice.method.trials) > 1:
@@ -581,5 +616,5 @@ def _write(inputs: _Inputs, outcome: _Outcome, report: CalibrationReport, qdq: o
             atomic.write_text(staged.cache, build_cache(amax, target.trt_version).to_text())
         atomic.write_json(staged.ranges, ranges_json)
         shutil.move(validation_npz, staged.validation)
-        atomic.write_json(staged.report, report.to_dict())
+        atomic.write_json(staged.report, report.model_dump(mode="json"))
         atomic.write_json(staged.manifest, manifest(inputs.key, target, staged.files(), header))

@@ -14,11 +14,12 @@ A tensor is kept in float (out of the calibration cache and without Q/DQ) when i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from edgeq.graph import GraphIndex, subgraphs
 
 # One INT8 scale for a Concat spends amax_max/127 per step. An input whose range is 16x smaller keeps
 # fewer than 127/16 ~ 8 levels (under 3 bits): that ruins small-valued data such as class scores
@@ -69,23 +70,13 @@ def subgraph_tensors(model: onnx.ModelProto) -> dict[str, str]:
             _walk_node(node, where)
 
     def _walk_node(node: onnx.NodeProto, outer: str) -> None:
-        for attr in node.attribute:
-            for index, sub in enumerate(_graphs(attr)):
-                label = attr.name if attr.type == onnx.AttributeProto.GRAPH else f"{attr.name}[{index}]"
-                inner = f"the {label} of {node.op_type} '{node.name or node.output[0]}'"
-                walk(sub, inner if not outer else f"{inner} (in {outer})")
+        for label, sub in subgraphs(node):
+            inner = f"the {label} of {node.op_type} '{node.name or node.output[0]}'"
+            walk(sub, inner if not outer else f"{inner} (in {outer})")
 
     for node in model.graph.node:
         _walk_node(node, "")
     return found
-
-
-def _graphs(attr: onnx.AttributeProto) -> list[onnx.GraphProto]:
-    if attr.type == onnx.AttributeProto.GRAPH:
-        return [attr.g]
-    if attr.type == onnx.AttributeProto.GRAPHS:
-        return list(attr.graphs)
-    return []
 
 
 def excluded_tensors(model: onnx.ModelProto, amax: dict[str, float]) -> dict[str, str]:
@@ -95,27 +86,22 @@ def excluded_tensors(model: onnx.ModelProto, amax: dict[str, float]) -> dict[str
     Covers the main graph's inputs and node outputs, every tensor named in ``amax``, and every
     tensor inside control-flow subgraphs.
     """
-    graph = model.graph
+    index = GraphIndex(model)
     excluded: dict[str, str] = dict(subgraph_tensors(model))
-    dtypes = _dtypes(model)
-    constants = {init.name: init for init in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    consumers = _consumers(graph)
-    candidates = [i.name for i in graph.input if i.name not in constants]
-    candidates += [out for node in graph.node for out in node.output if out]
-    candidates += [name for name in amax if name not in constants]
+    candidates = [*index.inputs, *(out for node in model.graph.node for out in node.output if out)]
+    candidates += [name for name in amax if name not in index.initializers]
 
     for name in candidates:
-        dtype = dtypes.get(name)
+        dtype = index.elem_type(name)
         if dtype is not None and dtype not in FLOAT_TYPES and name not in excluded:
             excluded[name] = (
                 f"{onnx.helper.tensor_dtype_to_np_dtype(dtype).name} tensor: INT8 applies to floating-point tensors only"
             )
 
-    for name, reason in _shape_computation(graph, constants, consumers, outputs).items():
+    for name, reason in _shape_computation(index).items():
         excluded.setdefault(name, reason)
 
-    for name, reason in _mixed_range_concats(graph, amax, constants, consumers, excluded).items():
+    for name, reason in _mixed_range_concats(index, amax, excluded).items():
         excluded.setdefault(name, reason)
 
     for name, value in amax.items():
@@ -128,49 +114,13 @@ def excluded_tensors(model: onnx.ModelProto, amax: dict[str, float]) -> dict[str
     return excluded
 
 
-def _dtypes(model: onnx.ModelProto) -> dict[str, int]:
-    graph = model.graph
-    types = {
-        info.name: info.type.tensor_type.elem_type
-        for info in [*graph.input, *graph.value_info, *graph.output]
-        if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type
-    }
-    types.update({init.name: init.data_type for init in graph.initializer})
-    return types
-
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.NodeProto, int]]]:
-    """Tensor -> (node, input position) of every main-graph node reading it."""
-    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            if name:
-                readers.setdefault(name, []).append((node, index))
-        for name in _outer_scope_reads(node):
-            readers.setdefault(name, []).append((node, -1))
-    return readers
-
-
-def _outer_scope_reads(node: onnx.NodeProto) -> Iterator[str]:
-    """Names a control-flow node's subgraphs read from the enclosing graph (implicit inputs)."""
-    for attr in node.attribute:
-        for sub in _graphs(attr):
-            for inner in sub.node:
-                yield from (name for name in inner.input if name)
-                yield from _outer_scope_reads(inner)
-
-
 def _label(node: onnx.NodeProto) -> str:
     return f"{node.op_type} '{node.name or node.output[0]}'"
 
 
-def _shape_computation(
-    graph: onnx.GraphProto,
-    constants: dict[str, onnx.TensorProto],
-    consumers: dict[str, list[tuple[onnx.NodeProto, int]]],
-    outputs: set[str],
-) -> dict[str, str]:
+def _shape_computation(index: GraphIndex) -> dict[str, str]:
     """Tensors that compute shapes: derived from Shape/Size, or read only as shape inputs."""
+    graph, constants = index.graph, index.initializers
     found: dict[str, str] = {}
     for node in graph.node:  # forward: values that depend only on tensor shapes
         if node.op_type in SHAPE_SOURCES:
@@ -183,21 +133,22 @@ def _shape_computation(
         for out in node.output:
             if out:
                 found[out] = reason
+
     def only_shape_reads(name: str) -> str:
         """Why ``name`` is read only where shapes are expected ('' if it is not)."""
-        readers = consumers.get(name, [])
-        if name in outputs or not readers:
+        readers = index.consumers(name, subgraph_reads=True)
+        if name in index.outputs or not readers:
             return ""
         example = ""
-        for reader, index in readers:
-            if index in SHAPE_INPUTS.get(reader.op_type, ()):
-                example = example or f"only feeds shape inputs (input {index} of {_label(reader)})"
-            elif index < 0 or reader.op_type in SHAPE_SOURCES or not all(o in found for o in reader.output if o):
+        for reader, position in readers:
+            if position in SHAPE_INPUTS.get(reader.op_type, ()):
+                example = example or f"only feeds shape inputs (input {position} of {_label(reader)})"
+            elif position < 0 or reader.op_type in SHAPE_SOURCES or not all(o in found for o in reader.output if o):
                 return ""
         return example or next(found[o] for o in readers[0][0].output if o in found)
 
     # backward, consumers before producers: values read only where shapes are expected
-    for name in [out for node in reversed(graph.node) for out in node.output] + [i.name for i in graph.input]:
+    for name in [out for node in reversed(graph.node) for out in node.output] + list(index.inputs):
         if name and name not in found and name not in constants:
             reason = only_shape_reads(name)
             if reason:
@@ -205,22 +156,16 @@ def _shape_computation(
     return found
 
 
-def _mixed_range_concats(
-    graph: onnx.GraphProto,
-    amax: dict[str, float],
-    constants: dict[str, onnx.TensorProto],
-    consumers: dict[str, list[tuple[onnx.NodeProto, int]]],
-    excluded: dict[str, str],
-) -> dict[str, str]:
+def _mixed_range_concats(index: GraphIndex, amax: dict[str, float], excluded: dict[str, str]) -> dict[str, str]:
     """Concat outputs joining inputs of very different ranges, and layout ops that carry them on."""
     found: dict[str, str] = {}
-    for node in graph.node:
+    for node in index.graph.node:
         if node.op_type != "Concat" or node.output[0] in excluded:
             continue
         ranges = {}
         for name in node.input:
-            if name in constants:
-                values = numpy_helper.to_array(constants[name])
+            if name in index.initializers:
+                values = numpy_helper.to_array(index.initializers[name])
                 value = float(np.abs(values).max()) if values.size and values.dtype.kind == "f" else 0.0
             else:
                 value = amax.get(name, 0.0)
@@ -241,8 +186,8 @@ def _mixed_range_concats(
         frontier = [node.output[0]]
         while frontier:
             name = frontier.pop()
-            for reader, index in consumers.get(name, []):
-                if reader.op_type in LAYOUT_OPS and index == 0 and reader.output[0] not in found:
+            for reader, position in index.consumers(name, subgraph_reads=True):
+                if reader.op_type in LAYOUT_OPS and position == 0 and reader.output[0] not in found:
                     found[reader.output[0]] = f"carries the mixed-range output of {_label(node)} ({reader.op_type} only moves values)"
                     frontier.append(reader.output[0])
     return found

@@ -24,9 +24,12 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import version_converter
 
+from edgeq import model as model_io
 from edgeq.calibrate import activations
 from edgeq.calibrate.policy import CONTROL_FLOW_OPS, subgraph_tensors
+from edgeq.calibrate.report import PreparationStep
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex, subgraphs
 
 MIN_OPSET = 13  # per-channel (axis) QuantizeLinear/DequantizeLinear
 FOLD_SIZE_LIMIT = 64 << 20  # bytes: larger computed constants (Tile/Expand of constants) stay computed at run time
@@ -37,17 +40,6 @@ RELATIVE_TOLERANCE = 1e-4  # of an output's largest |value|: float reassociation
 ABSOLUTE_TOLERANCE = 1e-6
 
 Feeds = dict[str, np.ndarray]
-
-
-@dataclass
-class PreparationStep:
-    """One preparation step: applied or skipped (and why), with the largest output difference it was checked at."""
-
-    name: str
-    applied: bool
-    max_abs_diff: float | None = None  # against the original on the check samples; None when not run
-    reason: str = ""  # why it was skipped
-    seconds: float = 0.0
 
 
 @dataclass
@@ -101,10 +93,13 @@ def _difference(reference: list[dict[str, np.ndarray]], candidate: list[dict[str
 
 
 def state_inputs(model: onnx.ModelProto, feeds: Feeds, outputs: dict[str, np.ndarray]) -> dict[str, str]:
-    """Recurrent state: each input (not the first) whose array has the shape and dtype of an output -> that output."""
+    """Recurrent state: each input but the data set's (the first of ``feeds``, whatever the model's order of inputs)
+    whose array has the shape and dtype of an output -> that output."""
     pairs: dict[str, str] = {}
-    names = [i.name for i in model.graph.input if i.name in feeds]
-    for name in names[1:]:
+    data = next(iter(feeds), None)
+    for name in GraphIndex(model).inputs:
+        if name == data or name not in feeds:
+            continue
         fed = feeds[name]
         match = next((o for o, v in outputs.items() if v.shape == fed.shape and v.dtype == fed.dtype and o not in pairs.values()), None)
         if match is not None and fed.dtype.kind == "f":
@@ -124,8 +119,7 @@ def prepare(
     run, or when the opset cannot be upgraded to 13 without changing the outputs.
     """
     name = source or model.graph.name or "model"
-    inputs = [i.name for i in model.graph.input]
-    outputs = [o.name for o in model.graph.output]
+    original = GraphIndex(model)
     notes: list[str] = []
     reference = _run(model, feeds) if feeds else None
     steps: list[PreparationStep] = []
@@ -135,7 +129,7 @@ def prepare(
         try:
             candidate, step_notes = step(current, name)
         except _Skip as skip:
-            steps.append(PreparationStep(step_name, False, reason=str(skip), seconds=time.perf_counter() - started))
+            steps.append(PreparationStep(name=step_name, applied=False, reason=str(skip), seconds=time.perf_counter() - started))
             continue
         if candidate is current:  # nothing to change for this model
             notes += step_notes
@@ -151,17 +145,20 @@ def prepare(
             if step_name == "opset upgrade":
                 raise InputError(f"{name}: upgrading the default opset to {MIN_OPSET} changes the model: {why};"
                                  f" re-export the model at opset {MIN_OPSET} or newer")
-            steps.append(PreparationStep(step_name, False, diff if np.isfinite(diff) else None, why, seconds))
+            steps.append(PreparationStep(name=step_name, applied=False, max_abs_diff=diff if np.isfinite(diff) else None,
+                                         reason=why, seconds=seconds))
             notes.append(f"skipped {step_name}: {why}")
             continue
-        steps.append(PreparationStep(step_name, True, diff if reference is not None else None, seconds=seconds))
+        steps.append(PreparationStep(name=step_name, applied=True, max_abs_diff=diff if reference is not None else None,
+                                     seconds=seconds))
         notes += step_notes
         current = candidate
     if reference is None:
         notes.append("preparation was not checked against the original (no samples)")
     prepared = current
     _check(model, prepared, name)
-    if [i.name for i in prepared.graph.input] != inputs or [o.name for o in prepared.graph.output] != outputs:
+    index = GraphIndex(prepared)
+    if (index.inputs, index.outputs) != (original.inputs, original.outputs):
         raise InputError(f"{name}: preparing the model changed its input/output names (edgeq bug; please report)")
     unquantizable = subgraph_tensors(prepared)
     if unquantizable:
@@ -186,12 +183,8 @@ def prepare(
     return PreparedModel(model=prepared, notes=notes, unquantizable=unquantizable, steps=steps, state=state)
 
 
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((e.version for e in model.opset_import if e.domain in ("", "ai.onnx")), 1)
-
-
 def _upgrade_opset(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, list[str]]:
-    version = _default_opset(model)
+    version = model_io.opset(model)
     if version >= MIN_OPSET:
         return model, []
     try:
@@ -213,7 +206,7 @@ def _graphsurgeon(model: onnx.ModelProto, change: Callable[[gs.Graph], None]) ->
         change(graph)
         graph.cleanup().toposort()
         result = gs.export_onnx(graph)
-    result.ir_version = max(result.ir_version, model.ir_version)
+    result.ir_version = max(result.ir_version, model.ir_version, 4)  # IR 3 lists every initializer as an input
     _copy_metadata(model, result)
     return result
 
@@ -274,9 +267,7 @@ def _count_ops(graph: onnx.GraphProto, ops: set[str] | None) -> int:
     total = 0
     for node in graph.node:
         total += ops is None or node.op_type in ops
-        for attr in node.attribute:
-            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            total += sum(_count_ops(sub, ops) for sub in subs)
+        total += sum(_count_ops(sub, ops) for _, sub in subgraphs(node))
     return total
 
 

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 
 from edgeq.calibrate.qdq import QuantizedLayer, weight_scales
 from edgeq.calibrate.stats import TensorStats
+from edgeq.graph import GraphIndex
 
 
 def activation_noise(stats: TensorStats, amax: float) -> float:
@@ -47,12 +48,13 @@ def layer_proxies(
     model: onnx.ModelProto, layers: list[QuantizedLayer], stats: Mapping[str, TensorStats], amax: Mapping[str, float]
 ) -> dict[str, float]:
     """Layer name -> the summed noise-to-signal ratio INT8 adds to its activations and weights."""
-    weights = {init.name: init for init in model.graph.initializer}
+    index = GraphIndex(model)
     proxies = {}
     for layer in layers:
         total = sum(activation_noise(stats[t], amax[t]) for t in layer.activations if t in stats and t in amax)
         for name, axis in layer.weights:
-            if name in weights:
-                total += weight_noise(numpy_helper.to_array(weights[name]), axis)
+            values = index.initializers.get(name)
+            if values is not None:
+                total += weight_noise(numpy_helper.to_array(values), axis)
         proxies[layer.name] = total
     return proxies

@@ -44,10 +44,6 @@ class QuantizedLayer:
     activations: tuple[str, ...]
     weights: tuple[tuple[str, int], ...]
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "op_type": self.op_type, "activations": list(self.activations),
-                "weights": [w for w, _ in self.weights]}
-
 
 def _weight_axis(node: gs.Node, position: int, rank: int) -> int | None:
     if node.op == "Conv" and position == 1:

@@ -20,6 +20,7 @@ then keeps out of INT8).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,10 +139,9 @@ def amax_of(stats: TensorStats, method: str, percentile: float = 99.99) -> float
     return min(amax, stats.absmax)
 
 
-def compute_ranges(stats: dict[str, TensorStats], method: str, percentile: float = 99.99) -> dict[str, TensorRange]:
-    """Every tensor's range by ``method``."""
-    return {
-        name: TensorRange(name=name, amax=amax_of(s, method, percentile), min=s.min, max=s.max, method=method,
-                          reason=f"--method {method}")
-        for name, s in stats.items()
-    }
+def compute_ranges(
+    stats: Mapping[str, TensorStats], method: str, percentile: float = 99.99, reason: str = ""
+) -> dict[str, TensorRange]:
+    """Every tensor's range by ``method`` (``reason``: why that method, for the report; default ``--method <method>``)."""
+    why = reason or f"--method {method}"
+    return {name: TensorRange(name, amax_of(s, method, percentile), s.min, s.max, method, why) for name, s in stats.items()}

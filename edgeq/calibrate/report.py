@@ -1,32 +1,32 @@
-"""The calibration report and result: data only, JSON round-trippable (rendering is in edgeq.report)."""
+"""The calibration report and result: data only (rendering is in edgeq.report), pydantic models like the
+deploy report: ``model_dump(mode="json")`` writes report.json, ``model_validate`` reads it back."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, computed_field
 
 from edgeq.device.report import Int8Arithmetic
 
 
-@dataclass
-class PredictedAccuracy:
+class PredictedAccuracy(BaseModel):
     """FP32 vs the Q/DQ model on the validation data, both run by ONNX Runtime on the host."""
 
     metric: str
     samples: int
     fp32: float
     int8: float
-    drop: float  # points of the metric lost (fp32 - int8)
+    drop: float  # points of the metric lost (fp32 - int8, or int8 - fp32 for a metric where lower is better)
     top1_agreement: float  # 0..1
     cosine: dict[str, float]  # per output
     budget: float  # max allowed drop, in points
     passed: bool
-    details: dict[str, dict[str, float]] = field(default_factory=dict)  # secondary numbers per model (mAP@0.5, SNR)
+    details: dict[str, dict[str, float]] = {}  # secondary numbers per model (mAP@0.5, SNR)
 
 
-@dataclass
-class LayerSensitivity:
+class LayerSensitivity(BaseModel):
     """How much quantizing this layer alone changes the outputs (1 - cosine of the first output)."""
 
     layer: str
@@ -38,8 +38,7 @@ class LayerSensitivity:
     measured: bool = True  # False: ranked by the proxy alone (score and agreement not measured)
 
 
-@dataclass
-class RangeSummary:
+class RangeSummary(BaseModel):
     """How many tensors got a range, and the spread of their amax."""
 
     tensors: int
@@ -49,8 +48,25 @@ class RangeSummary:
     clipped: int  # tensors whose amax is below their max |x|
 
 
-@dataclass
-class CalibrationReport:
+class MethodChoice(BaseModel):
+    """Which method the tensors that are not protected got, and the metric each candidate reached (INT8)."""
+
+    method: str
+    trials: dict[str, float]
+    why: str = ""
+
+
+class PreparationStep(BaseModel):
+    """One preparation step: applied or skipped (and why), with the largest output difference it was checked at."""
+
+    name: str
+    applied: bool
+    max_abs_diff: float | None = None  # against the original on the check samples; None when not run
+    reason: str = ""  # why it was skipped
+    seconds: float = 0.0
+
+
+class CalibrationReport(BaseModel):
     """Everything `edgeq calibrate` found, as written to report.json."""
 
     recipe: str
@@ -69,33 +85,21 @@ class CalibrationReport:
     kept_high_precision: list[str]  # layers the budget fit kept in float
     accuracy: PredictedAccuracy
     sensitivity: list[LayerSensitivity]
-    notes: list[str] = field(default_factory=list)
-    range_choice: dict[str, Any] = field(default_factory=dict)  # method ``auto``: the candidates' metric and the pick
-    range_methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> tensors that got it, and why
-    widened: list[str] = field(default_factory=list)  # tensors the budget fit widened to min-max
+    notes: list[str] = []
+    range_choice: MethodChoice  # the method the tensors that are not protected got (``auto``: the candidates' metric)
+    range_methods: dict[str, dict[str, Any]] = {}  # method -> tensors that got it, and why
+    widened: list[str] = []  # tensors the budget fit widened to min-max
     fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
-    classes: list[str] = field(default_factory=list)  # class names in label order
-    preparation: list[dict[str, Any]] = field(default_factory=list)  # each step: applied or skipped and why, max |diff|
-    memory: dict[str, float] = field(default_factory=dict)  # peak RSS, statistics passes, exposed bytes, budget
+    classes: list[str] = []  # class names in label order
+    preparation: list[PreparationStep] = []
+    memory: dict[str, float] = {}  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CalibrationReport:
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        values["ranges"] = RangeSummary(**data["ranges"])
-        values["accuracy"] = PredictedAccuracy(**data["accuracy"])
-        values["sensitivity"] = [LayerSensitivity(**s) for s in data["sensitivity"]]
-        if data.get("int8_arithmetic"):
-            values["int8_arithmetic"] = Int8Arithmetic.from_dict(data["int8_arithmetic"])
-        return cls(**values)
+    statistics_key: str = ""  # the calibration store entry of the statistics and ranges (edgeq.calibrate.store)
+    statistics_reused: bool = False  # taken from the store: no statistics pass ran for this target
 
 
-@dataclass
-class Artifacts:
+class Artifacts(BaseModel):
     """The files of one calibration, all in ``folder``; ``cache`` is None for targets without implicit INT8."""
 
     folder: Path
@@ -124,12 +128,8 @@ class Artifacts:
         """The artifact files the manifest lists (all but the manifest itself)."""
         return [p for p in (self.fp32_model, self.qdq_model, self.cache, self.ranges, self.validation, self.report) if p]
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {f.name: None if getattr(self, f.name) is None else str(getattr(self, f.name)) for f in fields(self)}
 
-
-@dataclass
-class CalibrationResult:
+class CalibrationResult(BaseModel):
     """What `calibrate` returns: where the artifacts are, the report, and whether it was reused."""
 
     folder: Path
@@ -137,15 +137,7 @@ class CalibrationResult:
     report: CalibrationReport
     reused: bool = False
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def passed(self) -> bool:
         return self.report.accuracy.passed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "folder": str(self.folder),
-            "reused": self.reused,
-            "passed": self.passed,
-            "artifacts": self.artifacts.to_dict(),
-            "report": self.report.to_dict(),
-        }

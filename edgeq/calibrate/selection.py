@@ -17,13 +17,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import onnx
 
-from edgeq.calibrate.ranges import TensorRange, amax_of
-from edgeq.calibrate.report import PredictedAccuracy
+from edgeq.calibrate.ranges import TensorRange, compute_ranges
+from edgeq.calibrate.report import MethodChoice, PredictedAccuracy
 from edgeq.calibrate.stats import TensorStats
+from edgeq.graph import GraphIndex
 
 AUTO = "auto"
 BASE_METHOD = "entropy"  # what ``auto`` starts from
@@ -42,7 +43,7 @@ CANDIDATE_METHODS = ("entropy", "percentile", "mse", "minmax")
 def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, str]:
     """Tensor -> why it needs its full range: it reaches a graph output through value-passing ops, or is bounded."""
     wanted = set(tensors)
-    producer = {out: node for node in model.graph.node for out in node.output if out}
+    index = GraphIndex(model)
     found: dict[str, str] = {}
     for node in model.graph.node:
         if node.op_type in BOUNDED_OPS and node.output[0] in wanted:
@@ -50,7 +51,7 @@ def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[st
                 f"bounded output of {node.op_type} '{node.name}' (|x| <= 1): the full range costs at most a 1/127 step,"
                 " a clipped probability or gate saturates"
             )
-    frontier: list[tuple[str, str, list[str]]] = [(o.name, o.name, []) for o in model.graph.output]
+    frontier: list[tuple[str, str, list[str]]] = [(name, name, []) for name in index.outputs]
     seen: set[str] = set()
     while frontier:
         name, output, path = frontier.pop()
@@ -60,7 +61,7 @@ def protected_tensors(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[st
         if name in wanted:
             via = f" through {' -> '.join(reversed(path))}" if path else ""
             found[name] = f"feeds output '{output}'{via}: clipping it clips what the task decodes (scores, boxes, logits)"
-        source = producer.get(name)
+        source = index.producer(name)
         if source is None or source.op_type not in PASS_ON:
             continue
         inputs = [i for i in source.input if i in wanted]
@@ -77,27 +78,14 @@ def base_ranges(
     stats: Mapping[str, TensorStats], method: str, percentile: float, protected: Mapping[str, str], why: str
 ) -> dict[str, TensorRange]:
     """``method``'s range (because ``why``) for every tensor, min-max for the protected ones, each with its reason."""
-    ranges = {}
-    for name, s in stats.items():
-        chosen, reason = ("minmax", protected[name]) if name in protected else (method, why)
-        ranges[name] = TensorRange(name, amax_of(s, chosen, percentile), s.min, s.max, chosen, reason)
-    return ranges
-
-
-@dataclass
-class MethodChoice:
-    """Which method the tensors that are not protected got, and the metric each candidate reached (INT8)."""
-
-    method: str
-    trials: dict[str, float]
-    why: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+    ranges = compute_ranges({n: s for n, s in stats.items() if n not in protected}, method, percentile, why)
+    full = compute_ranges({n: s for n, s in stats.items() if n in protected}, "minmax")
+    return {**ranges, **{name: replace(r, reason=protected[name]) for name, r in full.items()}}
 
 
 def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccuracy]) -> tuple[MethodChoice, PredictedAccuracy]:
-    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate with the best INT8 metric.
+    """``auto``: keep :data:`BASE_METHOD` when it loses nothing, else the candidate that loses the least (the
+    smallest drop: the best INT8 metric whether higher or lower is better).
 
     ``first`` is the base method's predicted accuracy; ``trial(method)`` predicts another's. Ties go to
     the earlier candidate in :data:`CANDIDATE_METHODS`.
@@ -106,15 +94,15 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
     results = {BASE_METHOD: first}
     if first.drop <= 0:
         why = f"{BASE_METHOD} loses nothing against FP32 ({first.metric} {first.int8:.2f})"
-        return MethodChoice(BASE_METHOD, trials, why), first
+        return MethodChoice(method=BASE_METHOD, trials=trials, why=why), first
     for method in CANDIDATE_METHODS:
         if method not in results:
             results[method] = trial(method)
             trials[method] = results[method].int8
-    best = max(CANDIDATE_METHODS, key=lambda m: (results[m].int8, -CANDIDATE_METHODS.index(m)))
+    best = min(CANDIDATE_METHODS, key=lambda m: (results[m].drop, CANDIDATE_METHODS.index(m)))  # drop: lower is better either way
     shown = ", ".join(f"{m} {v:.2f}" for m, v in trials.items())
-    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} kept the most"
-    return MethodChoice(best, trials, why), results[best]
+    why = f"{BASE_METHOD} dropped {first.drop:.2f} points; {first.metric} in INT8 by method: {shown}; {best} lost the least"
+    return MethodChoice(method=best, trials=trials, why=why), results[best]
 
 
 def method_counts(ranges: Mapping[str, TensorRange], names: Iterable[str]) -> dict[str, dict[str, object]]:

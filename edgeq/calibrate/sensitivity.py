@@ -77,8 +77,8 @@ def rank_layers(
             )
         )
         advance()
-    unmeasured = [LayerSensitivity(layer.name, layer.op_type, list(layer.activations), 0.0, 1.0,
-                                   proxies.get(layer.name, 0.0), measured=False) for layer in rest]
+    unmeasured = [LayerSensitivity(layer=layer.name, op_type=layer.op_type, tensors=list(layer.activations), score=0.0,
+                                   top1_agreement=1.0, proxy=proxies.get(layer.name, 0.0), measured=False) for layer in rest]
     return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
 
 
@@ -125,7 +125,8 @@ def fit_budget(
     seconds: float = FIT_SECONDS,
     advance: Callable[[], None] = lambda: None,
 ) -> FitResult:
-    """Widen the fewest of ``clipped`` (in order), then keep the fewest of ``ranking`` (layer names) in float.
+    """Widen the fewest of ``clipped`` (in order), then keep the fewest of ``ranking`` (layer names) in float,
+    never all of them (that would be the FP32 model).
 
     ``evaluate(widened, kept)`` predicts the accuracy with those tensors at min-max and those layers in
     float; ``accuracy`` is the starting one.
@@ -155,17 +156,19 @@ def fit_budget(
         if all_widened and run(all_widened, 0).passed:  # one trial says whether ranges alone can do it
             widen = _fewest(all_widened, lambda k: run(k, 0).passed)
             return done(widen or all_widened, 0, f"widening {widen} of {all_widened} clipped range(s) to min-max meets the budget")
-        last = run(all_widened, len(ranking))
+        most = max(len(ranking) - 1, 0)  # every layer in float is the FP32 model, not a fit
+        last = run(all_widened, most)
         if last.passed:
-            keep = _fewest(len(ranking), lambda k: run(all_widened, k).passed)
-            return done(all_widened, keep or len(ranking),
+            keep = _fewest(most, lambda k: run(all_widened, k).passed)
+            return done(all_widened, keep or most,
                         f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
         why = (
-            f"cannot be met: with all {all_widened} clipped range(s) at min-max and all {len(ranking)} ranked layer(s) in"
-            f" float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); what is left is quantized outside"
-            " those layers (tensors the backend quantizes between layers) or layers that were not ranked"
+            f"cannot be met in INT8: with all {all_widened} clipped range(s) at min-max and {most} of {len(ranking)} layer(s)"
+            f" in float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); every layer in float would be"
+            " the FP32 model. Relax budget.accuracy_drop, or validate on more samples when one sample moves the metric by"
+            " more than the budget"
         )
-        return done(all_widened, len(ranking), why)
+        return done(all_widened, most, why)
     except _Deadline:
         best = min(results, key=lambda k: (not results[k].passed, results[k].drop, sum(k)))
         why = (

@@ -9,12 +9,12 @@ import onnx
 from edgeq import model as model_io
 from edgeq.check import op_support, rules
 from edgeq.check.facts import FACTS, NOT_APPLICABLE, Missing, NodeContext
-from edgeq.check.graph import Graph, describe_dims
 from edgeq.check.macs import node_macs
 from edgeq.check.macs import shares as mac_shares
 from edgeq.check.report import CheckReport, Gate, NodeResult, Reason
 from edgeq.check.rules import Rule, RuleFile
 from edgeq.errors import InputError
+from edgeq.graph import GraphIndex, describe_dims
 from edgeq.targets import Target
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -72,7 +72,7 @@ def _apply(rule_file: RuleFile, verdicts: tuple[str, ...], ctx: NodeContext, res
             result.notes.append(f"{rule.id} not checked: {rule.fact} is unknown offline")
         elif isinstance(outcome, tuple):
             value, limit = outcome
-            found.append(Reason(rule.id, rule.reason.format(value=value, limit=limit, op=op), rule.source))
+            found.append(Reason(rule=rule.id, message=rule.reason.format(value=value, limit=limit, op=op), source=rule.source))
     return found
 
 
@@ -82,14 +82,17 @@ def _parser_reason(main: RuleFile, ctx: NodeContext) -> Reason | None:
     if main.parser is None:
         if node.domain in ORT_DOMAINS:
             return None
-        return Reason("parser.domain", f"custom op {node.domain}::{node.op_type} is not an ONNX Runtime op", main.int8_ops.source if main.int8_ops else "")
+        return Reason(rule="parser.domain", message=f"custom op {node.domain}::{node.op_type} is not an ONNX Runtime op",
+                      source=main.int8_ops.source if main.int8_ops else "")
     if node.domain not in ("", "ai.onnx"):
-        return Reason("parser.domain", f"custom op {node.domain}::{node.op_type} needs a TensorRT plugin", main.parser.source)
+        return Reason(rule="parser.domain", message=f"custom op {node.domain}::{node.op_type} needs a TensorRT plugin",
+                      source=main.parser.source)
     entry = op_support.table(main.parser.op_support_column).get(node.op_type)
     if entry is not None and entry.supported:
         return None
     why = "is not in its operator table" if entry is None or not entry.listed else "is listed as unsupported"
-    return Reason("parser.op", f"the TensorRT {main.family} ONNX parser rejects {node.op_type} ({why})", main.parser.source)
+    return Reason(rule="parser.op", message=f"the TensorRT {main.family} ONNX parser rejects {node.op_type} ({why})",
+                  source=main.parser.source)
 
 
 def _is_folded(main: RuleFile, ctx: NodeContext) -> bool:
@@ -112,7 +115,7 @@ def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_bloc
     source = main.folded_ops.source if main.folded_ops else ""
     if _is_folded(main, ctx):
         result.verdict = "int8-passthrough"
-        result.reasons = [Reason("folded", "constant or shape arithmetic: no activations to quantize", source)]
+        result.reasons = [Reason(rule="folded", message="constant or shape arithmetic: no activations to quantize", source=source)]
         return
     if op in main.ops_of("int8_ops") | main.ops_of("int8_elementwise_ops"):
         result.verdict = "int8"
@@ -121,13 +124,14 @@ def _gpu_verdict(main: RuleFile, ctx: NodeContext, result: NodeResult, int8_bloc
     else:
         template = main.fallback_reasons.get(op) or main.default_fallback_reason or "{op} runs in higher precision"
         reason = template.format(op=op, family=main.family)
-        result.verdict, result.reasons = "fallback", [Reason("no-int8-kernel", reason, main.int8_ops.source if main.int8_ops else "")]
+        result.verdict = "fallback"
+        result.reasons = [Reason(rule="no-int8-kernel", message=reason, source=main.int8_ops.source if main.int8_ops else "")]
         return
     demoted = _apply(main, ("fallback",), ctx, result)
     if demoted:
         result.verdict, result.reasons = "fallback", demoted
     elif int8_blocked:
-        result.verdict, result.reasons = "fallback", [Reason("int8-off", int8_blocked, "")]
+        result.verdict, result.reasons = "fallback", [Reason(rule="int8-off", message=int8_blocked, source="")]
 
 
 def _dla_verdict(dla: RuleFile, ctx: NodeContext, result: NodeResult) -> None:
@@ -135,7 +139,8 @@ def _dla_verdict(dla: RuleFile, ctx: NodeContext, result: NodeResult) -> None:
     if op not in dla.ops_of("dla_ops"):
         template = dla.dla_op_reasons.get(op) or dla.default_dla_reason or "{op} has no DLA layer"
         source = dla.dla_ops.source if dla.dla_ops else ""
-        result.dla, result.dla_reasons = "gpu-fallback", [Reason("dla.op", template.format(op=op, family=dla.family), source)]
+        result.dla = "gpu-fallback"
+        result.dla_reasons = [Reason(rule="dla.op", message=template.format(op=op, family=dla.family), source=source)]
         return
     reasons = _apply(dla, ("gpu-fallback",), ctx, result)
     result.dla, result.dla_reasons = ("gpu-fallback", reasons) if reasons else ("dla", [])
@@ -147,7 +152,7 @@ def _gate(rule_file: RuleFile, gate_id: str, status: str, message: str, blocking
     info = rule_file.gates.get(gate_id)
     if info is None:
         return []
-    return [Gate(gate_id, info.title, status, blocking, message, info.source)]  # type: ignore[arg-type]
+    return [Gate(id=gate_id, title=info.title, status=status, blocking=blocking, message=message, source=info.source)]  # type: ignore[arg-type]
 
 
 def _node_list(nodes: list[NodeResult], limit: int = 5) -> str:
@@ -155,7 +160,7 @@ def _node_list(nodes: list[NodeResult], limit: int = 5) -> str:
     return shown + (f" and {len(nodes) - limit} more" if len(nodes) > limit else "")
 
 
-def _parser_made_tensors(model: onnx.ModelProto, graph: Graph) -> tuple[int, int]:
+def _parser_made_tensors(model: onnx.ModelProto, graph: GraphIndex) -> tuple[int, int]:
     """MatMul nodes, and element-wise inputs of lower rank than the node's output (the parser broadcasts them)."""
     matmuls = sum(node.op_type == "MatMul" for node in model.graph.node)
     broadcasts = 0
@@ -234,7 +239,7 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
             raise InputError(f"--dla-core {dla_core}: target '{target.name}' has DLA cores 0 to {target.dla_cores - 1}")
         if target.usable_dla_cores:
             dla = rules.select(target, "dla")
-    graph = Graph.of(model)
+    graph = GraphIndex(model)
     opset = model_io.opset(model)
     has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
     int8_blocked = None
@@ -247,7 +252,7 @@ def check_model(model: onnx.ModelProto, target: Target, *, dla_core: int | None 
     nodes: list[NodeResult] = []
     for index, node in enumerate(model.graph.node):
         ctx = NodeContext(node, graph, target, opset)
-        result = NodeResult(node.name or f"{node.op_type}_{index}", node.op_type, "int8", macs=node_macs(ctx))
+        result = NodeResult(name=node.name or f"{node.op_type}_{index}", op=node.op_type, verdict="int8", macs=node_macs(ctx))
         _gpu_verdict(main, ctx, result, int8_blocked)
         if dla is not None and result.verdict != "unsupported" and not _is_folded(main, ctx):
             _dla_verdict(dla, ctx, result)

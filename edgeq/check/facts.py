@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from edgeq.check.graph import Graph, describe_dims
+from edgeq.graph import GraphIndex, describe_dims
 from edgeq.targets import Target
 
 
@@ -36,7 +36,7 @@ class NodeContext:
     """One node, the graph around it and the target it is checked for."""
 
     node: onnx.NodeProto
-    graph: Graph
+    graph: GraphIndex
     target: Target
     opset: int
 

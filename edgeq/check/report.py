@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, computed_field
 
 Verdict = Literal["int8", "int8-passthrough", "fallback", "unsupported"]
 DlaVerdict = Literal["dla", "gpu-fallback"]
@@ -12,33 +13,34 @@ VERDICTS: tuple[Verdict, ...] = ("unsupported", "fallback", "int8-passthrough", 
 GateStatus = Literal["pass", "fail", "warn", "n/a"]
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(BaseModel):
     """Why a node got its verdict: the rule, the words a user can act on, and where the fact comes from."""
+
+    model_config = ConfigDict(frozen=True)
 
     rule: str
     message: str
     source: str
 
 
-@dataclass
-class NodeResult:
+class NodeResult(BaseModel):
     """One ONNX node: its verdict on the GPU (or CPU), and on the DLA when one was asked for."""
 
     name: str
     op: str
     verdict: Verdict
-    reasons: list[Reason] = field(default_factory=list)
+    reasons: list[Reason] = []
     macs: int | None = 0
     dla: DlaVerdict | None = None
-    dla_reasons: list[Reason] = field(default_factory=list)
+    dla_reasons: list[Reason] = []
     dla_disputed: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = []
 
 
-@dataclass(frozen=True)
-class Gate:
+class Gate(BaseModel):
     """A whole-model check. A failed gate with ``blocking`` set means the engine will not build as asked."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: str
     title: str
@@ -48,13 +50,14 @@ class Gate:
     source: str
 
 
-@dataclass(frozen=True)
-class Shares:
+class Shares(BaseModel):
     """Multiply-accumulates (batch 1) in total, in INT8 and on the DLA, and the MAC nodes of unknown size.
 
     ``int8`` and ``dla`` are shares of the known MACs; ``unknown_not_int8`` (``unknown_not_dla``) MAC nodes of
     unknown size miss INT8 (the DLA), so while they are non-zero the true share is lower.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     total_macs: int
     int8_macs: int
@@ -63,18 +66,20 @@ class Shares:
     unknown_not_int8: int = 0
     unknown_not_dla: int | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def int8(self) -> float | None:
         return self.int8_macs / self.total_macs if self.total_macs else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def dla(self) -> float | None:
         return self.dla_macs / self.total_macs if self.total_macs and self.dla_macs is not None else None
 
 
-@dataclass
-class CheckReport:
-    """The whole check of one model for one target."""
+class CheckReport(BaseModel):
+    """The whole check of one model for one target; ``model_dump(mode="json")`` adds the verdict counts and the
+    blockers (by id)."""
 
     model: str
     target: str
@@ -90,36 +95,41 @@ class CheckReport:
     dynamic_inputs: dict[str, str]
 
     @property
-    def blockers(self) -> list[Gate]:
+    def blocking_gates(self) -> list[Gate]:
         """Failed blocking gates: each one stops the build."""
         return [g for g in self.gates if g.status == "fail" and g.blocking]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
-        return not self.blockers
+        return not self.blocking_gates
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def blockers(self) -> list[str]:
+        """The ids of the :attr:`blocking_gates`."""
+        return [g.id for g in self.blocking_gates]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def counts(self) -> dict[str, int]:
         found = Counter(n.verdict for n in self.nodes)
         return {v: found.get(v, 0) for v in VERDICTS}
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
-    def disputed(self) -> list[NodeResult]:
-        """Nodes whose DLA verdict rests on an op NVIDIA's sources disagree about."""
-        return [n for n in self.nodes if n.dla_disputed]
-
     def dla_counts(self) -> dict[str, int] | None:
         if self.dla_core is None:
             return None
         found = Counter(n.dla for n in self.nodes if n.dla is not None)
         return {"dla": found.get("dla", 0), "gpu-fallback": found.get("gpu-fallback", 0)}
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data: every node with its verdict and reasons, the gates, counts and shares."""
-        data = asdict(self)
-        data["ok"] = self.ok
-        data["blockers"] = [g.id for g in self.blockers]
-        data["counts"] = self.counts()
-        data["dla_counts"] = self.dla_counts()
-        data["dla_disputed"] = [n.name for n in self.disputed]
-        data["shares"] = {**asdict(self.shares), "int8": self.shares.int8, "dla": self.shares.dla}
-        return data
+    @property
+    def disputed(self) -> list[NodeResult]:
+        """Nodes whose DLA verdict rests on an op NVIDIA's sources disagree about."""
+        return [n for n in self.nodes if n.dla_disputed]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dla_disputed(self) -> list[str]:
+        return [n.name for n in self.disputed]

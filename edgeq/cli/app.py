@@ -6,12 +6,13 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
-import edgeq
+from edgeq.cli import version_line
+from edgeq.cli.usage import EdgeqTyper
 from edgeq.errors import ExitCode
 
-app = typer.Typer(
+app = EdgeqTyper(
     name="edgeq",
     help="Take an ONNX model to NVIDIA Jetson devices as a validated TensorRT INT8 engine, from one recipe file.",
     no_args_is_help=True,
@@ -33,7 +34,7 @@ FleetTargetOption = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"edgeq {edgeq.__version__}")
+        console.print(version_line())
         raise typer.Exit(int(ExitCode.OK))
 
 
@@ -44,6 +45,12 @@ def _root(
     ] = False,
 ) -> None:
     """edgeq: check, calibrate, deploy, smoke-test and roll out INT8 engines for Jetson."""
+
+
+def show(renderable: RenderableType) -> None:
+    """Print a view on stdout with its lines whole: a path line (:func:`~edgeq.report.safe_text.path_line`) is never
+    cut at the console's width."""
+    console.print(renderable, crop=False)
 
 
 def print_json(data: Any) -> None:

@@ -9,11 +9,13 @@ import typer
 
 from edgeq import recipe as recipe_module
 from edgeq import targets
-from edgeq.cli.app import JsonOption, TargetOption, app, console, print_json
+from edgeq.cli.app import JsonOption, TargetOption, app, print_json, show
+from edgeq.cli.options import CalibrationOptions, grouped
 from edgeq.errors import GateError
 
 
 @app.command("calibrate")
+@grouped
 def calibrate(
     recipe: Annotated[Path, typer.Argument(help="The recipe file.")],
     target: TargetOption,
@@ -21,11 +23,8 @@ def calibrate(
         str | None, typer.Option("--method", help="auto | entropy | minmax | percentile | mse (default: the recipe's; auto unless set).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<target>).")
+        Path | None, typer.Option("--out", help="Output folder (default: <recipe folder>/edgeq-out/<recipe name>/<target>).")
     ] = None,
-    fit_budget: Annotated[
-        bool, typer.Option("--fit-budget", help="Meet the accuracy budget: widen clipped ranges, then keep the most sensitive layers in float (time-bounded).")
-    ] = False,
     sensitivity: Annotated[
         bool, typer.Option("--sensitivity", help="Rank the layers' sensitivity (only on request).")
     ] = False,
@@ -33,6 +32,8 @@ def calibrate(
         int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads to keep busy (default: one per core).")
     ] = None,
     json: JsonOption = False,
+    *,
+    calibrating: CalibrationOptions,
 ) -> None:
     """Calibrate INT8 on this machine: calibration cache, Q/DQ model, ranges and the predicted INT8 accuracy.
 
@@ -42,14 +43,15 @@ def calibrate(
     from edgeq.report.calibrate_view import calibration_view
 
     result = run(recipe_module.load(recipe), targets.resolve(target), method=method, out=out,
-                 fit_budget=fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
+                 fit_budget=calibrating.fit_budget, sensitivity=sensitivity, threads=threads, progress=not json)
     if json:
-        print_json(result.to_dict())
+        print_json(result.model_dump(mode="json"))
     else:
-        console.print(calibration_view(result))
+        show(calibration_view(result))
     acc = result.report.accuracy
     if not acc.passed:
         raise GateError(
             f"predicted INT8 {acc.metric} drops {acc.drop:.2f} points ({acc.fp32:.2f} -> {acc.int8:.2f}),"
-            f" over the budget of {acc.budget:.2f} (budget.accuracy_drop); try --fit-budget or another --method"
+            f" over the budget of {acc.budget:.2f} (budget.accuracy_drop); try --fit-budget (or calibration.fit_budget: true in"
+            " the recipe, which deploy and rollout follow too) or another --method"
         )

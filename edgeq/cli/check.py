@@ -56,7 +56,7 @@ def _load(
 
 @app.command("check")
 def check(
-    path: Annotated[Path, typer.Argument(help="A recipe.yaml (its model, with the recipe's input shapes) or a model.onnx.")],
+    path: Annotated[Path, typer.Argument(metavar="MODEL_OR_RECIPE", help="A recipe.yaml (its model, with the recipe's input shapes) or a model.onnx.")],
     target: TargetOption = "jetson-orin",
     dla: Annotated[bool, typer.Option("--dla", help="Also check which layers run on DLA core 0 (or --dla-core).")] = False,
     dla_core: Annotated[int | None, typer.Option("--dla-core", min=0, help="Check for this DLA core (implies --dla).")] = None,
@@ -80,7 +80,7 @@ def check(
                         else auto_quantization(profile, core is not None and profile.usable_dla_cores > 0))
         report = check_model(model, profile, dla_core=core, int8=int8, name=path.name, quantization=quantization)
     if as_json:
-        print_json(report.to_dict())
+        print_json(report.model_dump(mode="json"))
     else:
         from edgeq.report.check_view import check_view
 
@@ -91,6 +91,6 @@ def check(
 def _exit_for(report: CheckReport, path: Path) -> None:
     if report.ok:
         return
-    found = "; ".join(g.message for g in report.blockers)
+    found = "; ".join(g.message for g in report.blocking_gates)
     raise GateError(f"{path}: will not build for {report.target}: {found}")
 

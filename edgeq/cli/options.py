@@ -20,6 +20,7 @@ import typer
 from edgeq.cli.app import JsonOption
 from edgeq.errors import InputError
 from edgeq.hosts import Host, HostFields, resolve_hosts
+from edgeq.remote.timeouts import Timeouts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +67,11 @@ class TimeoutOptions(OptionGroup):
         if self.timeout is not None and self.timeout <= 0:
             raise InputError(f"--timeout: expected a number of seconds > 0, found {self.timeout:g}")
 
+    @property
+    def timeouts(self) -> Timeouts:
+        """The waits on a device: ``--timeout`` bounds connecting and silence, the rest keep their defaults."""
+        return Timeouts(connect=self.timeout, channel=self.timeout) if self.timeout else Timeouts()
+
 
 @dataclass(frozen=True)
 class KeepOptions(OptionGroup):
@@ -76,6 +82,18 @@ class KeepOptions(OptionGroup):
         typer.Option("--keep", min=0, help="After a verified switch, engines kept on the device besides the current and "
                                            "the previous one; older ones are removed (`edgeq gc`)."),
     ] = 1
+
+
+@dataclass(frozen=True)
+class CalibrationOptions(OptionGroup):
+    """Choices of the calibration a command builds on that the recipe's calibration block also makes."""
+
+    fit_budget: Annotated[
+        bool | None,
+        typer.Option("--fit-budget/--no-fit-budget", show_default=False,
+                     help="When the predicted drop misses the budget: widen clipped ranges, then keep the most sensitive "
+                          "layers in float (time-bounded). Default: the recipe's calibration.fit_budget."),
+    ] = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgeq.cli.app import FleetTargetOption, app, console, print_json
-from edgeq.cli.options import DeviceOptions, OutputOptions, TimeoutOptions, grouped
+from edgeq.cli.options import CalibrationOptions, DeviceOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import InputError
 
 
@@ -20,6 +20,7 @@ def rollback(
     devices: DeviceOptions,
     timing: TimeoutOptions,
     output: OutputOptions,
+    calibrating: CalibrationOptions,
     target_name: FleetTargetOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Devices worked on at once.")] = 4,
 ) -> None:
@@ -40,7 +41,7 @@ def rollback(
             raise InputError(f"host {host_name(host)!r}: no target profile: set 'target' for it in the inventory, or pass --target")
         chosen[host_name(host)] = targets.resolve(name).name
     run = rollouts.rollback(recipe, hosts, chosen, timeout=timing.timeout, concurrency=concurrency,
-                            progress=not output.as_json)
+                            progress=not output.as_json, fit_budget=calibrating.fit_budget)
     report = run.roll_back_all()
     if output.as_json:
         print_json(report.model_dump(mode="json"))

@@ -6,26 +6,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
-from edgeq.cli.app import FleetTargetOption, app, console, print_json
-from edgeq.cli.options import DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
+from edgeq.cli.app import FleetTargetOption, app, console, err_console, print_json, show
+from edgeq.cli.options import CalibrationOptions, DeviceOptions, KeepOptions, OutputOptions, TimeoutOptions, grouped
 from edgeq.errors import ExitCode, InputError
 from edgeq.fleet.waves import DEFAULT_WAVES
+from edgeq.report.safe_text import error_line
 
 if TYPE_CHECKING:
     from edgeq.fleet.plan import RolloutOptions, RolloutPlan
+    from edgeq.hosts import Host
 
 
 @app.command("rollout")
 @grouped
 def rollout(
-    recipe_path: Annotated[Path | None, typer.Argument(metavar="[RECIPE]", help="The recipe YAML file.")] = None,
+    recipe_path: Annotated[Path | None, typer.Argument(metavar="RECIPE", help="The recipe YAML file.")] = None,
     *,
     devices: DeviceOptions,
     timing: TimeoutOptions,
     output: OutputOptions,
     keeping: KeepOptions,
+    calibrating: CalibrationOptions,
     target_name: FleetTargetOption = None,
     waves: Annotated[str, typer.Option(help="Cumulative stages: counts or percentages of the fleet.")] = DEFAULT_WAVES,
     concurrency: Annotated[int, typer.Option(help="Devices worked on at once.")] = 4,
@@ -47,13 +49,17 @@ def rollout(
 
     from edgeq.fleet import rollout as rollouts
     from edgeq.fleet.plan import RolloutOptions
+    from edgeq.progress import progress
     from edgeq.report.rollout_view import live_view, plan_view, summary_view
+    from edgeq.report.safe_text import path_line
+    from edgeq.report.step_progress import step_watcher
 
     as_json = output.as_json
     if resume_id is not None:
         run = rollouts.resume(_journal_path(recipe_path, resume_id), timeout=timing.timeout, progress=not as_json)
     else:
-        options = RolloutOptions(waves, concurrency, max_failures, build_each, target_name, timing.timeout, keeping.keep)
+        options = RolloutOptions(waves, concurrency, max_failures, build_each, target_name, timing.timeout, keeping.keep,
+                                 calibrating.fit_budget)
         plan = _plan(recipe_path, devices, options)
         if as_json and dry_run:
             print_json(plan.describe())
@@ -62,19 +68,34 @@ def rollout(
             console.print(plan_view(plan))
         if dry_run:
             raise typer.Exit(int(ExitCode.OK))
+        _reach(plan.hosts, timing)
         run = rollouts.begin(plan, progress=not as_json)
     if not as_json:
-        console.print(Text.assemble("rollout ", (run.header.id, "bold"), f": journal {run.journal.path if run.journal else '-'}"))
-        with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
-            report = run.run()
+        show(path_line(f"rollout {run.header.id}: journal {run.journal.path if run.journal else '-'}"))
+        if console.is_terminal:
+            with Live(console=console, get_renderable=lambda: live_view(run.state), transient=True):
+                report = run.run()
+        else:  # a log: one line per device step instead of a live view nobody sees
+            with progress() as bar:
+                report = run.run(step_watcher(bar, {}))
         console.print(summary_view(report))
-        console.print(f"report: {run.report_path}")
+        show(path_line(f"report: {run.report_path}"))
         if report.exit_code:
-            console.print(f"resume or inspect with: edgeq rollout {run.header.recipe} --resume {run.header.id}")
+            show(path_line(f"resume or inspect with: edgeq rollout {run.header.recipe} --resume {run.header.id}"))
     else:
         report = run.run()
         print_json(report.model_dump(mode="json"))
     raise typer.Exit(report.exit_code or 0)
+
+
+def _reach(hosts: list[Host], timing: TimeoutOptions) -> None:
+    """Connect to every device (host keys verified) before calibrating: none reachable fails in seconds (exit 3);
+    the ones that cannot be reached are named, and their waves try them again."""
+    from edgeq.remote.group import reach
+
+    reached = reach(hosts, timeouts=timing.timeouts, keep=False)
+    for error in reached.errors.values():
+        err_console.print(error_line(f"{error.message} (tried again in its wave)"), highlight=False, soft_wrap=True)
 
 
 def _journal_path(recipe_path: Path | None, rollout_id: str) -> Path:

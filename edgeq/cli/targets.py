@@ -9,9 +9,10 @@ import typer
 from edgeq import targets as target_profiles
 from edgeq.calibrate.host import host_arithmetic
 from edgeq.cli.app import JsonOption, app, console, print_json
+from edgeq.cli.usage import EdgeqTyper
 from edgeq.report.targets_view import target_detail, targets_table
 
-targets_app = typer.Typer(help="List the target profiles, or show one.", invoke_without_command=True, no_args_is_help=False)
+targets_app = EdgeqTyper(help="List the target profiles, or show one.", invoke_without_command=True, no_args_is_help=False)
 app.add_typer(targets_app, name="targets")
 
 

@@ -78,6 +78,9 @@ class Observer(Protocol):
     def rollback(self, device: str, ok: bool, *, current: str | None = None, error: str | None = None) -> None:
         """How a device's return to its previous engine ended."""
 
+    def progress(self, device: str, step: Step, done: int, total: int) -> None:
+        """How far a running step got on the device (the agent's count of samples run or calls timed)."""
+
 
 def describe_error(exc: BaseException) -> str:
     """The one-line message of an error, for journals and reports."""
@@ -128,9 +131,11 @@ class DevicePipeline:
         transport = run.session.transport
         seconds, sent, received = transport.remote_seconds, transport.bytes_sent, transport.bytes_received
         with self.observer.step(run.name, step) as slot:
+            transport.progress = lambda done, total: self.observer.progress(run.name, step, done, total)
             try:
                 yield slot
             finally:
+                transport.progress = None
                 slot.remote_seconds = round(transport.remote_seconds - seconds, 4)
                 slot.bytes_sent = transport.bytes_sent - sent
                 slot.bytes_received = transport.bytes_received - received

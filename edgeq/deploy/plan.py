@@ -142,13 +142,17 @@ def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
 
 
 def make_plan(
-    recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True, out: Path | None = None
+    recipe: Recipe, target: Target, *, progress: bool = True, preflight: bool = True, out: Path | None = None,
+    fit_budget: bool | None = None,
 ) -> DeployPlan:
-    """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do."""
+    """Check the model for the target, calibrate (reused when unchanged), and fix what the devices will do.
+
+    ``fit_budget``: as calibrate's (None: the recipe's ``calibration.fit_budget``), so deploy builds what calibrate found.
+    """
     if preflight and target.backend == "tensorrt":
         _preflight(recipe, target)
     quantization = check_build(recipe, target)  # a build the target cannot do fails before calibrating
-    calibration = calibrate(recipe, target, progress=progress, out=out)
+    calibration = calibrate(recipe, target, progress=progress, out=out, fit_budget=fit_budget)
     options = device_build_options(recipe, target, quantization, calibration)
     return DeployPlan(
         recipe=recipe,
@@ -169,6 +173,6 @@ def _preflight(recipe: Recipe, target: Target) -> None:
     shapes = {spec.name: spec.built_shape(dla) for spec in recipe.inputs}
     model = model_module.with_input_shapes(model_module.load(recipe.model_path), shapes, recipe.model_path)
     report = check_model(model, target, dla_core=recipe.build.dla_core, int8=recipe.build.precision == "int8")
-    if report.blockers:
-        lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blockers)
+    if report.blocking_gates:
+        lines = "\n".join(f"  - {gate.title}: {gate.message}" for gate in report.blocking_gates)
         raise GateError(f"{recipe.model_path}: `edgeq check` found blockers for {target.name}:\n{lines}")

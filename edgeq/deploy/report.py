@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, computed_field
 
 from edgeq import atomic
+from edgeq.calibrate.report import CalibrationReport
 from edgeq.deploy.evaluation import Evaluation
 from edgeq.deploy.gates import GateResult
 from edgeq.deploy.plan import DeployPlan
@@ -45,6 +46,27 @@ class Transfer(BaseModel):
     bytes_received: int
 
 
+class BudgetFit(BaseModel):
+    """What calibration's budget fit (``calibration.fit_budget`` / ``--fit-budget``) changed in the engine, and why."""
+
+    met: bool
+    why: str  # how the fit ended, in words
+    kept_high_precision: list[str]  # layers kept in float: the most sensitive, fewest that fit the budget
+    sensitivity: dict[str, float]  # each kept layer's score (1 - cosine of the first output with that layer alone in INT8)
+    widened: list[str]  # tensors whose clipped range was widened to min-max
+    predicted_drop: float  # the host's prediction once fitted
+
+    @classmethod
+    def of(cls, report: CalibrationReport) -> BudgetFit | None:
+        """The fit of a calibration, or None when none ran (not asked for, or the budget held without it)."""
+        if report.fit is None:
+            return None
+        scores = {entry.layer: entry.score for entry in report.sensitivity}
+        return cls(met=report.fit["met"], why=report.fit["why"], kept_high_precision=report.kept_high_precision,
+                   sensitivity={layer: scores[layer] for layer in report.kept_high_precision if layer in scores},
+                   widened=report.widened, predicted_drop=report.accuracy.drop)
+
+
 class DeployReport(BaseModel):
     """Everything one deploy learned. ``phases`` are host wall-clock seconds per step; ``device_seconds`` is
     the device's own work in them (build, evaluate, bench, smoke), so ``overhead_seconds`` is edgeq's part."""
@@ -69,6 +91,7 @@ class DeployReport(BaseModel):
     phases: dict[str, float]
     device_seconds: float
     predicted_drop: float | None = None  # calibrate's host prediction, for comparison
+    fit: BudgetFit | None = None  # what the budget fit kept in float and widened (None: no fit ran)
     files: dict[str, str] = {}
 
     @computed_field  # type: ignore[prop-decorator]
@@ -140,6 +163,7 @@ def deploy_report(plan: DeployPlan, label: str, device: DeviceState) -> DeployRe
         phases=phases,
         device_seconds=round(device.device_seconds, 4),
         predicted_drop=plan.calibration.report.accuracy.drop,
+        fit=BudgetFit.of(plan.calibration.report),
         files={"folder": str(folder), "report": str(folder / "report.json"), "html": str(folder / "report.html")},
     )
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from . import progress
 from .backend import Backend, TensorSpec, select_backend
-from .batches import batch_size, first, load_npz, pick_inputs, run_all
+from .batches import batch_size, first, load_npz, pick_inputs, run_all, sample_count
 from .compare import compare_outputs
 from .errors import AgentError
 from .probe import probe
@@ -76,6 +77,7 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     fp32 = backend.load(folder, built.reference)
     inputs = pick_inputs(load_npz(data), int8.inputs)
     size = batch_size(int8.inputs, batch)
+    progress.expect(2 * sample_count(inputs))  # every sample through INT8, then FP32
     int8_out, int8_s = run_all(int8, inputs, size)
     fp32_out, fp32_s = run_all(fp32, inputs, size)
     for kind, outputs in (("int8", int8_out), ("fp32", fp32_out)):
@@ -106,6 +108,7 @@ def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int
     specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
     batch = batch_size(specs, batch)
     shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
+    progress.expect(2 * (warmup + iterations))  # INT8, then FP32
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
     fp32 = backend.benchmark(folder, built.reference, batch, warmup, iterations, shapes)
     report = BenchReport(engine_id, backend.name, warmup, int8, fp32, speedup=fp32.median_ms / int8.median_ms,

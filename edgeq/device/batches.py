@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from . import progress
 from .backend import Session, TensorSpec
 from .errors import AgentError
 
@@ -57,9 +58,14 @@ def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
     return requested or (fixed.pop() if len(fixed) == 1 else 32)
 
 
+def sample_count(inputs: Dict[str, np.ndarray]) -> int:
+    """How many samples ``inputs`` (from :func:`pick_inputs`) hold."""
+    return len(next(a for a in inputs.values() if not isinstance(a, _Constant)))
+
+
 def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[Dict[str, np.ndarray], float]:
     """Every output over all samples, by name (the last batch zero-padded to ``batch``), and the seconds it took."""
-    total = len(next(a for a in inputs.values() if not isinstance(a, _Constant)))
+    total = sample_count(inputs)
     outputs = []  # type: List[List[np.ndarray]]
     start = time.perf_counter()
     for begin in range(0, total, batch):
@@ -78,6 +84,7 @@ def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tupl
         except Exception as exc:
             raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
         outputs.append([np.asarray(r)[: min(batch, total - begin)] for r in result])
+        progress.advance(min(batch, total - begin))
     seconds = time.perf_counter() - start
     return {name: np.concatenate([o[i] for o in outputs]) for i, name in enumerate(session.outputs)}, seconds
 

@@ -7,6 +7,7 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 
+from . import progress
 from .report import LatencyStats
 
 
@@ -34,9 +35,11 @@ def time_calls(call: Callable[[], object], warmup: int, iterations: int) -> List
     """Wall-clock milliseconds of ``iterations`` calls, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         call()
+        progress.advance()
     samples = []
     for _ in range(iterations):
         start = time.perf_counter()
         call()
         samples.append((time.perf_counter() - start) * 1000.0)
+        progress.advance()
     return samples

@@ -36,6 +36,7 @@ class Event(StrEnum):
     ROLLBACK = "rollback"  # status: ok | failed
     RESUME = "resume"  # the host picked the rollout up again from this journal
     END = "end"  # status: the rollout's Outcome
+    PROGRESS = "progress"  # how far a running step got (data: done, total); for watchers, never journaled
 
 
 class Switching(StrEnum):
@@ -63,6 +64,7 @@ class RolloutHeader(BaseModel):
     build_each: bool
     switching: Switching = Switching.WAVE
     keep: int | None = 1  # engines gc keeps after a verified switch besides current and previous (None: no gc)
+    fit_budget: bool | None = None  # --fit-budget / --no-fit-budget as given (None: the recipe's); resume calibrates alike
 
 
 class Entry(BaseModel):

@@ -29,6 +29,7 @@ class RolloutOptions:
     target: str | None = None  # for hosts whose inventory entry names none
     timeout: float | None = None  # seconds per device wait (connect, silence); None keeps the remote layer's
     keep: int | None = 1  # engines kept after a verified switch besides current and previous (None: no gc)
+    fit_budget: bool | None = None  # --fit-budget / --no-fit-budget (None: the recipe's calibration.fit_budget)
 
 
 @dataclass(frozen=True)

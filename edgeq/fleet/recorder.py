@@ -46,6 +46,14 @@ class Recorder:
         status = StepStatus.OK if ok else StepStatus.FAILED
         self.record(Entry(event=Event.ROLLBACK, status=status, device=device, wave=self.state.devices[device].wave, data=data))
 
+    def progress(self, device: str, step: Step, done: int, total: int) -> None:
+        """How far a running step got: for the watchers only (neither journaled nor part of the state)."""
+        with self._lock:
+            if self._watcher is not None:
+                entry = Entry(event=Event.PROGRESS, status=StepStatus.RUNNING, device=device, step=step,
+                              wave=self.state.devices[device].wave, data={"done": done, "total": total})
+                self._watcher(self.state, entry)
+
     def end(self, outcome: Outcome, exit_code: int, **data: Any) -> None:
         self.record(Entry(event=Event.END, status=outcome, data={"exit_code": exit_code, **data}))
 

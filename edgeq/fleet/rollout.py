@@ -49,9 +49,9 @@ LOCAL = "local"  # the device name and address of this machine as the device (`d
 DeviceWork = Callable[[DevicePipeline, DeviceRun], object]
 
 
-def _plans(recipe: recipes.Recipe, names: set[str], progress: bool) -> dict[str, DeployPlan]:
-    """One deploy plan (calibration, engine id) per target profile in use."""
-    return {name: make_plan(recipe, targets.resolve(name), progress=progress) for name in sorted(names)}
+def _plans(recipe: recipes.Recipe, names: set[str], progress: bool, fit_budget: bool | None) -> dict[str, DeployPlan]:
+    """One deploy plan (calibration, engine id) per target profile in use; the targets share one statistics run."""
+    return {name: make_plan(recipe, targets.resolve(name), progress=progress, fit_budget=fit_budget) for name in sorted(names)}
 
 
 def open_local(host: Host, timeouts: Timeouts) -> Transport:
@@ -263,17 +263,18 @@ class Rollout:
 
 def begin(plan: RolloutPlan, *, progress: bool = True) -> Rollout:
     """Calibrate (cached), fix the engine ids, and write the journal's header."""
-    plans = _plans(plan.recipe, set(plan.targets.values()), progress)
+    plans = _plans(plan.recipe, set(plan.targets.values()), progress, plan.options.fit_budget)
     header = _header(plan.recipe, plan.hosts, plan.targets, plans, plan.waves, inventory=plan.inventory,
                      concurrency=plan.options.concurrency, max_failures=plan.options.max_failures,
-                     build_each=plan.options.build_each, switching=Switching.WAVE, keep=plan.options.keep)
+                     build_each=plan.options.build_each, switching=Switching.WAVE, keep=plan.options.keep,
+                     fit_budget=plan.options.fit_budget)
     created = Journal.create(journal.rollouts_dir(plan.recipe), header)
     return Rollout(created, st.initial(header), plans, plan.options.timeout, folder=created.path.with_suffix(""))
 
 
 def _header(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], plans: dict[str, DeployPlan],
             waves: list[list[str]], *, inventory: Path | None, concurrency: int, max_failures: str, build_each: bool,
-            switching: Switching, keep: int | None) -> RolloutHeader:
+            switching: Switching, keep: int | None, fit_budget: bool | None = None) -> RolloutHeader:
     return RolloutHeader(
         id=journal.new_id(),
         started_at=time.time(),
@@ -290,13 +291,15 @@ def _header(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], p
         build_each=build_each,
         switching=switching,
         keep=keep,
+        fit_budget=fit_budget,
     )
 
 
 def deploy(plan: DeployPlan, hosts: list[Host] | None, *, workdir: str | None = None,
-           timeout: float | None = None, keep: int | None = 1) -> Rollout:
+           timeout: float | None = None, keep: int | None = 1, opener: Opener | None = None) -> Rollout:
     """`deploy`: one wave over ``hosts`` (None: this machine, in ``workdir``), one device after another, each
-    switching on its own gates; nothing is journaled, each device's report goes to its deploy folder."""
+    switching on its own gates; nothing is journaled, each device's report goes to its deploy folder. ``opener``:
+    how devices are connected to (default: SSH, or this machine; :func:`edgeq.remote.group.reach`'s connections)."""
     local = hosts is None
     devices = [Host(address=LOCAL, name=LOCAL, workdir=workdir or "~/.edgeq")] if local else list(hosts or [])
     names = [host_name(h) for h in devices]
@@ -305,7 +308,8 @@ def deploy(plan: DeployPlan, hosts: list[Host] | None, *, workdir: str | None = 
                      keep=keep)
     labels = {host_name(h): h.label for h in devices}
     return Rollout(None, st.initial(header), {plan.target.name: plan}, timeout, folder=plan.folder / "deploy",
-                   scores=lambda name: deploy_folder(plan, labels[name]), opener=open_local if local else SSHTransport.open)
+                   scores=lambda name: deploy_folder(plan, labels[name]),
+                   opener=opener or (open_local if local else SSHTransport.open))
 
 
 def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -> Rollout:
@@ -313,7 +317,7 @@ def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -
     header, entries = journal.read(path)
     state = st.replay(header, entries)
     recipe = recipes.load(header.recipe)
-    plans = _plans(recipe, set(header.targets.values()), progress)
+    plans = _plans(recipe, set(header.targets.values()), progress, header.fit_budget)
     for name, plan in plans.items():
         if plan.engine_id != header.engine_ids[name]:
             raise InputError(
@@ -324,11 +328,11 @@ def resume(path: Path, *, timeout: float | None = None, progress: bool = True) -
 
 
 def rollback(recipe: recipes.Recipe, hosts: list[Host], chosen: dict[str, str], *, timeout: float | None = None,
-             concurrency: int = 4, progress: bool = True) -> Rollout:
+             concurrency: int = 4, progress: bool = True, fit_budget: bool | None = None) -> Rollout:
     """`edgeq rollback`: the devices ``hosts`` (device name -> target profile in ``chosen``) that run the recipe's
     engine go back to their previous one; nothing is journaled (the devices' own history is the record)."""
-    plans = _plans(recipe, set(chosen.values()), progress)
+    plans = _plans(recipe, set(chosen.values()), progress, fit_budget)
     names = [host_name(h) for h in hosts]
     header = _header(recipe, hosts, chosen, plans, [names], inventory=None, concurrency=concurrency,
                      max_failures="0", build_each=True, switching=Switching.DEVICE, keep=None)
-    return Rollout(None, st.initial(header), plans, timeout, folder=recipe.folder / "edgeq-out" / "rollback")
+    return Rollout(None, st.initial(header), plans, timeout, folder=recipe.out_folder / "rollback")

@@ -8,19 +8,22 @@ holds one worker for at most its timeouts while the other hosts go on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Generic, TypeVar
 
-from edgeq.errors import EdgeqError
+from edgeq.errors import DeviceError, EdgeqError
 from edgeq.hosts import Host
 from edgeq.remote.timeouts import Timeouts
 from edgeq.remote.transport import SSHTransport, Transport
 
 T = TypeVar("T")
 Opener = Callable[[Host, Timeouts], Transport]
+REACH_CONCURRENCY = 16  # connections opened at once by :func:`reach`
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,77 @@ def on_hosts(
         return []
     with ThreadPoolExecutor(max_workers=max(1, min(limit, len(hosts))), thread_name_prefix="edgeq-host") as pool:
         return list(pool.map(one, hosts))
+
+
+@dataclass
+class Reached:
+    """Devices connected to before any long work (address resolved, SSH up, host key verified, logged in): the
+    open transports by host label, and the error of each host that could not be reached."""
+
+    transports: dict[str, Transport] = field(default_factory=dict)
+    errors: dict[str, EdgeqError] = field(default_factory=dict)
+
+    def opener(self, fallback: Opener = SSHTransport.open) -> Opener:
+        """An :data:`Opener` that hands each reached host its transport once (``fallback`` opens a new one where it
+        was lost meanwhile, or for a host not reached here); a host that could not be reached fails with its error."""
+
+        def open_reached(host: Host, timeouts: Timeouts) -> Transport:
+            error = self.errors.get(host.label)
+            if error is not None:
+                raise error
+            transport = self.transports.pop(host.label, None)
+            if transport is not None and transport.ssh is not None and transport.ssh.is_active():
+                return transport
+            if transport is not None:
+                transport.close()
+            return fallback(host, timeouts)
+
+        return open_reached
+
+    def close(self) -> None:
+        """Close the transports not handed out."""
+        for transport in self.transports.values():
+            with contextlib.suppress(Exception):  # closing a dead connection may raise; it is closed either way
+                transport.close()
+        self.transports.clear()
+
+    def __enter__(self) -> Reached:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def reach(hosts: Sequence[Host], *, timeouts: Timeouts | None = None, keep: bool = True,
+          opener: Opener = SSHTransport.open) -> Reached:
+    """Connect to every host, :data:`REACH_CONCURRENCY` at once, so a wrong address, a closed port, a refused host
+    key or a failed login shows in seconds, before any long work. ``keep``: keep the connections open for the
+    work (else close them: only reachability is learned). Raises a DeviceError when no host can be reached."""
+    timeouts = timeouts or Timeouts()
+    reached = Reached()
+
+    def connect(host: Host) -> None:
+        try:
+            transport = opener(host, timeouts)
+        except EdgeqError as exc:
+            reached.errors[host.label] = exc
+            return
+        if keep:
+            reached.transports[host.label] = transport
+        else:
+            transport.close()
+
+    if not hosts:
+        return reached
+    try:
+        with ThreadPoolExecutor(max_workers=min(REACH_CONCURRENCY, len(hosts)), thread_name_prefix="edgeq-reach") as pool:
+            list(pool.map(connect, hosts))
+    except BaseException:
+        reached.close()
+        raise
+    if len(reached.errors) == len(hosts):
+        errors = list(reached.errors.values())
+        if len(errors) == 1:
+            raise errors[0]
+        raise DeviceError("devices", "none could be reached:\n" + "\n".join(f"  - {e.message}" for e in errors))
+    return reached

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from paramiko import Channel, SFTPClient
 from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
+from edgeq.device import progress as device_progress
 from edgeq.errors import DeviceError, InputError
 from edgeq.hosts import Host
 from edgeq.remote.connection import open_connection
@@ -36,6 +38,7 @@ from edgeq.remote.timeouts import Timeouts
 REMOTE_KILL_DELAY = 1.0  # seconds after a command's timeout at which the device kills it
 OUTPUT_LIMIT = 64 * 1024 * 1024  # bytes of stdout one command may print (an agent answer); more is an error
 STDERR_TAIL = 1024 * 1024  # bytes of stderr kept (the end: where the reason for a failure is)
+PROGRESS_PREFIX = device_progress.PREFIX.encode()
 _CHUNK = 1 << 16
 _SFTP_CHUNK = 32768  # paramiko's own transfer size: one SFTP write request each
 
@@ -86,13 +89,19 @@ class OutputTooLarge(Exception):
     """A command printed more than OUTPUT_LIMIT bytes on stdout."""
 
 
-class _Output:
-    """stdout and stderr of one command, read in linear time: all of stdout up to a limit, stderr's tail."""
+Progress = Callable[[int, int], None]  # (done, total) of a long agent command, as it runs
 
-    def __init__(self, limit: int) -> None:
+
+class _Output:
+    """stdout and stderr of one command, read in linear time: all of stdout up to a limit, stderr's tail. The
+    agent's progress lines (:mod:`edgeq.device.progress`) are taken out of stderr and handed to ``progress``."""
+
+    def __init__(self, limit: int, progress: Progress | None = None) -> None:
         self.limit = limit
         self.stdout = bytearray()
         self.stderr = bytearray()
+        self._line = bytearray()  # stderr's last line, until it ends
+        self._progress = progress
 
     def out(self, data: bytes) -> None:
         self.stdout += data
@@ -100,12 +109,32 @@ class _Output:
             raise OutputTooLarge
 
     def err(self, data: bytes) -> None:
-        self.stderr += data
+        self._line += data
+        cut = self._line.rfind(b"\n") + 1
+        ended, self._line = self._line[:cut], self._line[cut:]
+        if PROGRESS_PREFIX not in ended:  # the common case, at memcpy speed
+            self.stderr += ended
+        else:
+            for line in ended.split(b"\n")[:-1]:
+                if not self._told(line):
+                    self.stderr += line + b"\n"
+        if len(self._line) > STDERR_TAIL:  # a line without end: it is text, not progress
+            self.stderr += self._line
+            self._line.clear()
         if len(self.stderr) > 2 * STDERR_TAIL:  # trimmed in bulk: amortised linear
             del self.stderr[: len(self.stderr) - STDERR_TAIL]
 
+    def _told(self, line: bytes | bytearray) -> bool:
+        """Whether ``line`` is a well-formed progress line (handed on, if anyone listens)."""
+        words = line[len(PROGRESS_PREFIX):].split() if line.startswith(PROGRESS_PREFIX) else []
+        if len(words) != 2 or not all(w.isdigit() for w in words) or int(words[0]) > int(words[1]):
+            return False
+        if self._progress is not None:
+            self._progress(int(words[0]), int(words[1]))
+        return True
+
     def decoded(self) -> tuple[str, str]:
-        return self.stdout.decode(errors="replace"), self.stderr[-STDERR_TAIL:].decode(errors="replace")
+        return self.stdout.decode(errors="replace"), (self.stderr + self._line)[-STDERR_TAIL:].decode(errors="replace")
 
 
 def resolve_workdir(workdir: str, home: str, label: str) -> str:
@@ -128,6 +157,7 @@ class Transport(ABC):
         self.remote_seconds = 0.0  # summed wall time of the commands run: the device's side of each step
         self.commands = 0  # commands run: round trips to the device
         self.output_limit = OUTPUT_LIMIT
+        self.progress: Progress | None = None  # told how far a command got while it runs (agent progress lines)
         self._workdir_setting = workdir
         self._workdir: str | None = None
 
@@ -246,7 +276,7 @@ class SSHTransport(Transport):
         # on the device does, one second after this side has given up.
         command = shlex.join(["timeout", "-k", "5", f"{timeout + REMOTE_KILL_DELAY:g}", *argv])
         deadline = time.monotonic() + timeout
-        output = _Output(self.output_limit)
+        output = _Output(self.output_limit, self.progress)
         with device_errors(self._endpoint, action, self.timeouts):
             ssh = self._conn.transport
             if ssh is None or not ssh.is_active():
@@ -332,7 +362,7 @@ class LocalTransport(Transport):
             return 127, "", f"{argv[0]}: command not found\n"
         stdout, stderr = process.stdout, process.stderr
         assert stdout is not None and stderr is not None  # both are pipes (PIPE above)
-        output = _Output(self.output_limit)
+        output = _Output(self.output_limit, self.progress)
         deadline = time.monotonic() + timeout
         try:
             with selectors.DefaultSelector() as selector:

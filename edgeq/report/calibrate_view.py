@@ -9,7 +9,7 @@ from rich.text import Text
 
 from edgeq.calibrate.report import CalibrationResult
 from edgeq.device.int8_arith import describe
-from edgeq.report.safe_text import clean, plain
+from edgeq.report.safe_text import clean, path_line, plain
 
 SHOWN_LAYERS = 8
 
@@ -68,11 +68,14 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.range_methods:
         counts = ", ".join(f"{method} {entry['tensors']}" for method, entry in report.range_methods.items())
         lines.append(plain(f"range methods per tensor: {counts} (ranges.json says why for each)"))
-    if report.range_choice.get("why"):
-        lines.append(plain(f"auto: {report.range_choice['why']}"))
+    if report.range_choice.why:
+        lines.append(plain(f"auto: {report.range_choice.why}"))
     if report.widened:
         lines.append(plain(f"widened to min-max to fit the budget: {len(report.widened)} tensor(s)"))
     memory = report.memory
+    if report.statistics_reused:
+        lines.append(plain(f"statistics reused from the calibration store (entry {report.statistics_key[:16]}): "
+                           "the model and calibration data are those another target or command already measured"))
     if memory:
         lines.append(plain(
             f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
@@ -87,12 +90,12 @@ def calibration_view(result: CalibrationResult) -> Group:
     if not report.sensitivity:
         lines.append(Text("layers not ranked by sensitivity; --sensitivity (or --fit-budget) ranks them", style="dim"))
     lines += [Text(f"note: {clean(note)}", style="dim") for note in report.notes]
-    files = "\n".join(f"  {p}" for p in [*result.artifacts.files(), result.artifacts.manifest])
     parts: list[RenderableType] = [Panel(Text("\n").join(lines), title="edgeq calibrate", title_align="left"),
                                    accuracy_table(result)]
     if report.sensitivity:
         parts.append(sensitivity_table(result))
     if report.excluded:
         parts.append(excluded_table(result))
-    parts.append(f"artifacts in {result.folder}:\n{files}")
+    parts.append(path_line(f"artifacts in {result.folder}:"))
+    parts += [path_line(f"  {path}") for path in [*result.artifacts.files(), result.artifacts.manifest]]
     return Group(*parts)

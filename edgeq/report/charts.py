@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -56,41 +57,131 @@ def display_images(x: np.ndarray, layout: str = "NCHW") -> np.ndarray:
     return images[..., 0] if images.shape[-1] == 1 else images
 
 
-def prediction_chart(
-    images: np.ndarray | None, fp32: np.ndarray, int8: np.ndarray, classes: Sequence[str], labels: np.ndarray | None = None
-) -> bytes:
-    """One row per sample: the image (when there is one), then FP32 and INT8 class scores side by side (as in
-    the seed); with more than :data:`MAX_BARS` classes, the ones either model scores highest."""
+PROBABILITY_TOLERANCE = 1e-3  # how far a row of softmax outputs may sum from 1 (float16 outputs, rounding)
+PROBABILITY_AXIS = "probability (the model's softmax output)"
+SCORE_AXIS = "raw score (signed, e.g. logits)"
+
+
+def is_probabilities(scores: np.ndarray) -> bool:
+    """Whether every row of ``scores`` [N, C] is a distribution (in 0..1, summing to 1): the model applies softmax."""
+    scores = np.asarray(scores, np.float64).reshape(len(scores), -1)
+    return bool(scores.size and scores.min() >= 0 and scores.max() <= 1
+                and np.all(np.abs(scores.sum(axis=1) - 1) <= PROBABILITY_TOLERANCE))
+
+
+def spread(indices: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` of ``indices``, evenly spread from the first to the last (over the classes, for class folders)."""
+    if count <= 0 or not len(indices):
+        return indices[:0]
+    return indices[np.unique(np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int))]
+
+
+def disagreements_first(fp32: np.ndarray, int8: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+    """Up to ``count`` sample indices to draw: those whose top-1 class differs between FP32 and INT8 first (evenly
+    spread over them), then those that agree (evenly spread); and how many disagree in all."""
+    differ = fp32.reshape(len(fp32), -1).argmax(axis=1) != int8.reshape(len(int8), -1).argmax(axis=1)
+    shown = spread(np.flatnonzero(differ), count)
+    return np.concatenate([shown, spread(np.flatnonzero(~differ), count - len(shown))]), int(differ.sum())
+
+
+@dataclass(frozen=True)
+class ScorePanel:
+    """One sample's row of the chart: its title and the classes drawn, with FP32's and INT8's value for each."""
+
+    sample: int  # index in the validation set
+    title: str
+    classes: list[int]
+    fp32: list[float]
+    int8: list[float]
+    fp32_top1: int
+    int8_top1: int
+    label: int | None
+
+    @property
+    def disagrees(self) -> bool:
+        return self.fp32_top1 != self.int8_top1
+
+
+@dataclass(frozen=True)
+class ScoreChart:
+    """Everything the FP32-vs-INT8 class-score chart draws, computed apart from the drawing (and tested so)."""
+
+    panels: list[ScorePanel]
+    names: list[str]  # class names by index
+    probabilities: bool  # the outputs are softmax probabilities (axis 0..1), else signed raw scores around a 0 line
+    y_label: str
+    y_limits: list[tuple[float, float]]  # per panel
+
+
+def _shown_classes(fp32: np.ndarray, int8: np.ndarray, must: set[int]) -> list[int]:
+    """All classes, or with more than :data:`MAX_BARS` the ones ``must`` names (both top-1s, the label) and then
+    those either model scores highest."""
+    if len(fp32) <= MAX_BARS:
+        return list(range(len(fp32)))
+    chosen = dict.fromkeys(sorted(must))
+    for index in np.argsort(-np.maximum(fp32, int8), kind="stable"):
+        if len(chosen) >= MAX_BARS:
+            break
+        chosen.setdefault(int(index))
+    return sorted(chosen)
+
+
+def score_chart(fp32: np.ndarray, int8: np.ndarray, samples: Sequence[int], classes: Sequence[str],
+                labels: np.ndarray | None = None) -> ScoreChart:
+    """The chart of ``samples`` (indices into ``fp32``/``int8`` [N, C] and ``labels`` [N]): per sample the class
+    bars, a title with the true label (when known) and both top-1 classes, and the y axis: 0..1 for softmax
+    probabilities, else signed with room around 0 (negative logits are drawn, not clipped)."""
+    fp32, int8 = np.asarray(fp32).reshape(len(fp32), -1), np.asarray(int8).reshape(len(int8), -1)
+    width = fp32.shape[1]
+    names = [str(c) for c in classes] if len(classes) == width else [str(i) for i in range(width)]
+    probabilities = is_probabilities(fp32) and is_probabilities(int8)
+    panels, limits = [], []
+    for sample in samples:
+        a, b = fp32[sample].astype(np.float64), int8[sample].astype(np.float64)
+        label = int(labels[sample]) if labels is not None and 0 <= int(labels[sample]) < width else None
+        top_a, top_b = int(a.argmax()), int(b.argmax())
+        shown = _shown_classes(a, b, {top_a, top_b} | ({label} if label is not None else set()))
+        verdict = "top-1 differs" if top_a != top_b else "agree"
+        truth = f"label {names[label]}, " if label is not None else ""
+        title = f"sample {sample}: {truth}FP32 {names[top_a]}, INT8 {names[top_b]} ({verdict})"
+        panels.append(ScorePanel(int(sample), title, shown, [float(a[i]) for i in shown], [float(b[i]) for i in shown],
+                                 top_a, top_b, label))
+        if probabilities:
+            limits.append((0.0, 1.0))
+        else:
+            values = np.concatenate([a[shown], b[shown]])
+            low, high = min(0.0, float(values.min())), max(0.0, float(values.max()))
+            pad = 0.08 * max(high - low, 1e-6)
+            limits.append((low - pad if low < 0 else 0.0, high + pad))
+    return ScoreChart(panels, names, probabilities, PROBABILITY_AXIS if probabilities else SCORE_AXIS, limits)
+
+
+def prediction_chart(images: np.ndarray | None, chart: ScoreChart) -> bytes:
+    """One row per panel: the image (when there is one), then FP32 and INT8 class values side by side (as in the
+    seed) over a 0 line, the y axis labelled; a panel whose top-1 classes differ is titled in red."""
     plt = _pyplot()
-    fp32, int8 = fp32.reshape(len(fp32), -1), int8.reshape(len(int8), -1)
-    count = len(fp32)
-    names = list(classes) if len(classes) == fp32.shape[1] else [str(i) for i in range(fp32.shape[1])]
+    count = len(chart.panels)
     columns = 1 if images is None else 2
     ratios = [3] if images is None else [1, 3]
-    fig, axes = plt.subplots(count, columns, figsize=(3 * columns + 3, 2.2 * count), squeeze=False,
+    fig, axes = plt.subplots(count, columns, figsize=(3 * columns + 3.5, 2.4 * count), squeeze=False,
                              gridspec_kw={"width_ratios": ratios})
-    for row in range(count):
+    for row, (panel, limits) in enumerate(zip(chart.panels, chart.y_limits, strict=True)):
         bar_axis = axes[row][-1]
-        truth = f"label {names[int(labels[row])]}" if labels is not None and 0 <= int(labels[row]) < len(names) else f"sample {row}"
+        color = "tab:red" if panel.disagrees else "black"
         if images is not None:
             image_axis = axes[row][0]
             image_axis.imshow(images[row], cmap="gray" if images[row].ndim == 2 else None)
             image_axis.set_axis_off()
-            image_axis.set_title(truth, fontsize=9)
-        shown = np.arange(len(names))
-        if len(names) > MAX_BARS:
-            ranked = np.argsort(-np.maximum(fp32[row], int8[row]), kind="stable")[:MAX_BARS]
-            shown = np.sort(ranked)
-        positions = np.arange(len(shown))
-        bar_axis.bar(positions - 0.2, fp32[row][shown], width=0.4, label="FP32")
-        bar_axis.bar(positions + 0.2, int8[row][shown], width=0.4, label="INT8")
-        bar_axis.set_xticks(positions, [names[i] for i in shown], fontsize=8)
-        low = min(0.0, float(fp32[row][shown].min()), float(int8[row][shown].min()))
-        bar_axis.set_ylim(low, max(1.0, float(fp32[row].max()), float(int8[row].max())))
-        bar_axis.set_title(
-            f"{truth if images is None else ''}  FP32: {names[int(fp32[row].argmax())]}  INT8: {names[int(int8[row].argmax())]}".strip(),
-            fontsize=9,
-        )
+            label = chart.names[panel.label] if panel.label is not None else "?"
+            image_axis.set_title(f"sample {panel.sample}, label {label}", fontsize=8)
+        positions = np.arange(len(panel.classes))
+        bar_axis.bar(positions - 0.2, panel.fp32, width=0.4, label="FP32")
+        bar_axis.bar(positions + 0.2, panel.int8, width=0.4, label="INT8")
+        bar_axis.axhline(0.0, color="black", linewidth=0.8)
+        bar_axis.set_xticks(positions, [chart.names[i] for i in panel.classes], fontsize=8)
+        bar_axis.set_ylim(*limits)
+        bar_axis.set_ylabel(chart.y_label, fontsize=7)
+        bar_axis.set_title(panel.title, fontsize=9, color=color)
         if row == 0:
             bar_axis.legend(fontsize=8)
     fig.tight_layout()

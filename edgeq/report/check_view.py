@@ -101,7 +101,7 @@ def nodes_table(report: CheckReport, *, all_nodes: bool = False) -> Table:
     for dla in ("dla", "gpu-fallback"):
         for node in (n for n in report.nodes if n.dla == dla and (all_nodes or dla == "gpu-fallback" or n.dla_disputed)):
             key = (node.name,) if all_nodes else (*(r.rule for r in node.dla_reasons), node.dla_disputed or "")
-            reasons = node.dla_reasons + ([Reason("dla.disputed", f"disputed: {node.dla_disputed}", "")] if node.dla_disputed else [])
+            reasons = node.dla_reasons + ([Reason(rule="dla.disputed", message=f"disputed: {node.dla_disputed}", source="")] if node.dla_disputed else [])
             rows.setdefault((f"DLA: {dla}", node.op, key), []).append((node, reasons))
     for (label, op, _), members in rows.items():
         reasons = members[0][1]

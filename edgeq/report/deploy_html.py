@@ -39,17 +39,12 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
-def _spread(indices: np.ndarray) -> np.ndarray:
-    """Up to :data:`CHART_SAMPLES` of ``indices``, evenly spread (over the classes, for sorted class folders)."""
-    return indices[np.linspace(0, len(indices) - 1, min(CHART_SAMPLES, len(indices))).astype(int)]
-
-
 def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], x: np.ndarray, layout: str,
                 labels: labels_module.Labels, names: list[str]) -> HtmlSection:
     options = recipe.validation.detection
     fp32_boxes = detection.confident(fp32, options)
     with_boxes = np.flatnonzero([len(b) > 0 for b in fp32_boxes])
-    picked = _spread(with_boxes if len(with_boxes) else np.arange(len(fp32_boxes)))
+    picked = charts.spread(with_boxes if len(with_boxes) else np.arange(len(fp32_boxes)), CHART_SAMPLES)
     int8_boxes = detection.confident({k: v[picked] for k, v in int8.items()}, options)
     truth = None
     if isinstance(labels, dict) and "boxes" in labels:
@@ -60,6 +55,30 @@ def _detections(recipe: Recipe, fp32: dict[str, np.ndarray], int8: dict[str, np.
     note = f"{counts} scoring at least {options.confidence:g} (validation.detection.confidence)" + (
         "; labels dashed" if truth is not None else "")
     return HtmlSection("FP32 vs INT8 detections", png=png, note=note)
+
+
+def _class_scores(fp32: np.ndarray, int8: np.ndarray, image: tuple[np.ndarray, str] | None,
+                  labels: labels_module.Labels, names: list[str]) -> HtmlSection:
+    """The seed's chart on the samples FP32 and INT8 disagree about first, with their true labels."""
+    picked, differ = charts.disagreements_first(fp32, int8, CHART_SAMPLES)
+    class_labels = labels if isinstance(labels, np.ndarray) and labels.ndim == 1 else None
+    chart = charts.score_chart(fp32, int8, [int(i) for i in picked], names, class_labels)
+    images = charts.display_images(image[0][picked], image[1]) if image is not None else None
+    png = charts.prediction_chart(images, chart)
+    return HtmlSection("FP32 vs INT8 predictions", png=png, note=agreement_note(chart, differ, len(fp32)))
+
+
+def agreement_note(chart: charts.ScoreChart, differ: int, total: int) -> str:
+    """What the chart shows, in words: how many samples change their top-1 class, and which are drawn."""
+    drawn = sum(panel.disagrees for panel in chart.panels)
+    agree = len(chart.panels) - drawn
+    values = "softmax probabilities (0..1)" if chart.probabilities else "raw scores, signed (the line marks 0)"
+    if not differ:
+        return f"FP32 and INT8 pick the same class for all {total} validation samples; {agree} drawn, as {values}."
+    which = f"all {differ} are drawn" if drawn == differ else f"{drawn} of them are drawn"
+    then = f", then {agree} where they agree" if agree else ""
+    return (f"FP32 and INT8 pick different classes for {differ} of {total} validation samples: {which} first "
+            f"(titles in red){then}; as {values}.")
 
 
 def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Path) -> HtmlSection:
@@ -74,11 +93,7 @@ def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Pa
             return _detections(recipe, fp32, int8, *image, labels, names)
         name = recipe.validation.output if recipe.validation.output in fp32 else next(iter(fp32))
         if is_class_scores(fp32[name]):
-            picked = _spread(np.arange(len(fp32[name])))
-            class_labels = labels[picked] if isinstance(labels, np.ndarray) and labels.ndim == 1 else None
-            images = charts.display_images(image[0][picked], image[1]) if image is not None else None
-            png = charts.prediction_chart(images, fp32[name][picked], int8[name][picked], names, class_labels)
-            return HtmlSection("FP32 vs INT8 predictions", png=png)
+            return _class_scores(fp32[name], int8[name], image, labels, names)
         png = charts.error_chart(fp32, int8, fidelity.per_output(fp32, int8))
         return HtmlSection("INT8 - FP32, output by output", png=png,
                            note=f"{len(first(fp32))} validation samples; every value of every output")

@@ -8,10 +8,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from edgeq.deploy.report import DeployReport
+from edgeq.deploy.report import BudgetFit, DeployReport
 from edgeq.deploy.wire import LatencyStats, SmokeReport
 from edgeq.device.int8_arith import describe
-from edgeq.report.safe_text import plain
+from edgeq.report.safe_text import path_line, plain
 
 
 def _mb(size: int) -> str:
@@ -86,11 +86,29 @@ def deploy_view(report: DeployReport) -> RenderableType:
         ("device work / edgeq overhead", f"{report.device_seconds:.2f} s / {report.overhead_seconds:.2f} s"),
         ("sent", f"{report.transfer.files_sent} files sent, {report.transfer.files_skipped} already there, "
                  f"{_mb(report.transfer.bytes_sent)} up, {_mb(report.transfer.bytes_received)} down"),
-        ("report", f"{report.files.get('report', '')}  {report.files.get('html', '')}"),
     ])
     bench = _latency_table(report.bench.fp32, report.bench.int8, report.bench.speedup)
-    return Group(device, Text(), built, Text(), accuracy, Text(), bench, Text(), gates, Text(), timing, Text(),
+    paths = [path_line(f"{name}: {report.files[key]}") for name, key in (("report", "report"), ("page", "html"))
+             if key in report.files]
+    fit: list[RenderableType] = [fit_view(report.fit), Text()] if report.fit else []
+    return Group(device, Text(), built, Text(), *fit, accuracy, Text(), bench, Text(), gates, Text(), timing, *paths, Text(),
                  verdict(report.passed, report.activated))
+
+
+def fit_view(fit: BudgetFit) -> Table:
+    """What the budget fit changed: the layers kept in float (with their sensitivity), the ranges widened, and why."""
+    table = Table(title=f"Budget fit ({'met' if fit.met else 'not met'}: {plain(fit.why)})", title_justify="left")
+    for column in ("kept in float / widened to min-max", "why"):
+        table.add_column(column)
+    for layer in fit.kept_high_precision:
+        score = fit.sensitivity.get(layer)
+        table.add_row(plain(layer), "among the most sensitive layers" + (f" (1 - cosine {score:.2e} alone in INT8)"
+                                                                        if score is not None else ""))
+    for tensor in fit.widened:
+        table.add_row(plain(tensor), "its range clipped values the budget needs: widened to min-max")
+    table.caption = f"predicted drop once fitted: {fit.predicted_drop:.2f} points"
+    table.caption_justify = "left"
+    return table
 
 
 def smoke_view(host: str, report: SmokeReport) -> RenderableType:

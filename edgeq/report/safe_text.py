@@ -44,6 +44,12 @@ def plain(text: object) -> Text:
     return Text(clean(str(text)))
 
 
+def path_line(text: str) -> Text:
+    """A line that holds a path (``report: /a/b/report.json``): never wrapped or cut, however narrow the console
+    (print it with ``crop=False``); the terminal wraps it, and a copy of it is the whole path."""
+    return Text(clean(text), no_wrap=True, overflow="ignore")
+
+
 def error_line(message: str) -> Text:
     """``error: MESSAGE`` for stderr, the message shown literally."""
     return Text.assemble(("error: ", "bold red"), clean(message))

@@ -1,0 +1,163 @@
+"""The calibration store: what calibration learns from the model and the calibration data alone, made once and
+reused by every target and command.
+
+The prepared FP32 model, every tensor's statistics (extremes and the |x| histogram) and the ranges a method
+picks from them depend on the model, the calibration data, the preprocessing and the sampling, never on the
+target: only placement and packaging (the Q/DQ model, the cache, the prediction) do. One entry per
+:func:`edgeq.calibrate.manifest.statistics_key`, in ``<recipe folder>/edgeq-out/<recipe name>/.store/<key>/``:
+
+- ``prepared.onnx``: the prepared model; ``statistics.npz``: the statistics, exactly (int64 histograms,
+  float64 extremes), so ranges computed from them are the same bit for bit;
+- ``entry.json``: what preparation did, the tensors, the passes that measured them, and each file's sha256;
+- ``ranges-<method>-<percentile>.json``: one method's ranges, added the first time that method is asked for.
+
+An entry appears whole (made in a staging folder, then renamed into place) or not at all; one whose files
+no longer match their hashes is ignored and made again. The :data:`KEEP` most recently used entries stay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from edgeq import atomic
+from edgeq.calibrate.exposure import ExposurePlan
+from edgeq.calibrate.prepare import PreparedModel
+from edgeq.calibrate.ranges import TensorRange
+from edgeq.calibrate.report import PreparationStep
+from edgeq.calibrate.stats import TensorStats
+from edgeq.device.hashing import sha256_file
+from edgeq.npz import npz_bytes
+
+KEEP = 8  # entries kept per recipe: the most recently used
+STALE_STAGE = 3600.0  # s: a staging folder this old was left by a crashed run
+ENTRY = "entry.json"
+MODEL = "prepared.onnx"
+STATISTICS = "statistics.npz"
+
+
+@dataclass
+class Measured:
+    """One statistics run: the prepared model, the tensors that get a range, their statistics, how it went."""
+
+    prepared: PreparedModel
+    tensors: list[str]
+    stats: dict[str, TensorStats]
+    passes: ExposurePlan
+    seconds: dict[str, float]  # prepare and statistics, as measured when the entry was made
+
+
+def _stats_arrays(stats: dict[str, TensorStats]) -> dict[str, np.ndarray]:
+    values = list(stats.values())
+    return {
+        "names": np.array([s.name for s in values], dtype=np.str_),
+        "min": np.array([s.min for s in values], dtype=np.float64),
+        "max": np.array([s.max for s in values], dtype=np.float64),
+        "count": np.array([s.count for s in values], dtype=np.int64),
+        "hist_range": np.array([s.hist_range for s in values], dtype=np.float64),
+        "hist": np.stack([s.hist for s in values]) if values else np.zeros((0, 0), np.int64),
+    }
+
+
+def _stats_from(path: Path) -> dict[str, TensorStats]:
+    with np.load(path, allow_pickle=False) as data:
+        names, low, high, count, ranges, hist = (data[k] for k in ("names", "min", "max", "count", "hist_range", "hist"))
+    return {
+        str(name): TensorStats(str(name), float(low[i]), float(high[i]), int(count[i]), hist[i].copy(), float(ranges[i]))
+        for i, name in enumerate(names)
+    }
+
+
+class Store:
+    """One recipe's store (``folder``), at the entry ``key``."""
+
+    def __init__(self, folder: Path, key: str) -> None:
+        self.folder = folder
+        self.key = key
+        self.entry = folder / key
+
+    def load(self) -> Measured | None:
+        """The entry, or None when there is none or it is not intact (then it is made again)."""
+        try:
+            meta = json.loads((self.entry / ENTRY).read_text())
+            for name, digest in meta["files"].items():
+                if sha256_file(self.entry / name) != digest:
+                    return None
+            model = onnx.load_model_from_string((self.entry / MODEL).read_bytes())
+            stats = _stats_from(self.entry / STATISTICS)
+            prepared = PreparedModel(model, meta["notes"], meta["unquantizable"],
+                                     [PreparationStep.model_validate(step) for step in meta["steps"]], meta["state"])
+            measured = Measured(prepared, meta["tensors"], stats, ExposurePlan(**meta["passes"]), meta["seconds"])
+        except (OSError, ValueError, KeyError, TypeError, DecodeError):  # pydantic's ValidationError is a ValueError
+            return None
+        os.utime(self.entry / ENTRY)  # recently used: kept by the pruning
+        return measured
+
+    def save(self, measured: Measured) -> None:
+        """Write the entry: staged, then renamed into place whole; older entries beyond :data:`KEEP` go."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{self.key[:16]}.", suffix=".stage", dir=self.folder))
+        try:
+            (stage / MODEL).write_bytes(measured.prepared.model.SerializeToString())
+            (stage / STATISTICS).write_bytes(npz_bytes(_stats_arrays(measured.stats)))
+            prepared = measured.prepared
+            meta: dict[str, Any] = {
+                "key": self.key,
+                "files": {name: sha256_file(stage / name) for name in (MODEL, STATISTICS)},
+                "tensors": measured.tensors,
+                "notes": prepared.notes,
+                "unquantizable": prepared.unquantizable,
+                "steps": [step.model_dump(mode="json") for step in prepared.steps],
+                "state": prepared.state,
+                "passes": asdict(measured.passes),
+                "seconds": measured.seconds,
+            }
+            (stage / ENTRY).write_text(json.dumps(meta, indent=1) + "\n")
+            shutil.rmtree(self.entry, ignore_errors=True)  # an entry that did not load: not intact
+            with contextlib.suppress(OSError):  # another run stored the same entry meanwhile: the same content
+                os.rename(stage, self.entry)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        self._prune()
+
+    def _ranges_path(self, method: str, percentile: float) -> Path:
+        return self.entry / f"ranges-{method}-{percentile!r}.json"
+
+    def ranges(self, method: str, percentile: float) -> dict[str, TensorRange] | None:
+        """The ranges ``method`` gave before for this entry, or None."""
+        try:
+            data = json.loads(self._ranges_path(method, percentile).read_text())
+            return {item["name"]: TensorRange(**item) for item in data}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_ranges(self, method: str, percentile: float, ranges: dict[str, TensorRange]) -> None:
+        """Keep ``method``'s ranges beside the statistics they came from (when the entry exists)."""
+        if (self.entry / ENTRY).is_file():
+            atomic.write_json(self._ranges_path(method, percentile), [asdict(r) for r in ranges.values()])
+
+    def _prune(self) -> None:
+        """Remove the entries beyond the :data:`KEEP` most recently used (and stages left by crashed runs)."""
+        now = time.time()
+        entries, stale = [], []
+        for item in self.folder.iterdir():
+            with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
+                if item.name.endswith(".stage"):
+                    if now - item.stat().st_mtime > STALE_STAGE:
+                        stale.append(item)
+                elif (item / ENTRY).is_file():
+                    entries.append(((item / ENTRY).stat().st_mtime, item))
+        entries.sort(reverse=True)
+        for item in stale + [path for _, path in entries[KEEP:]]:
+            shutil.rmtree(item, ignore_errors=True)
