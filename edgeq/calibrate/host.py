@@ -13,14 +13,16 @@ without overflow. How ONNX Runtime can reproduce it fast depends on the CPU, mea
      Concat ops that lead to it (when nothing else reads those inputs), back to the producing Conv.
      With zero point 0 these ops commute with quantization (q(relu(x)) = relu(q(x)), q(max) = max(q),
      q(concat) = concat(q)), so every tensor that reached a layer input before reaches it unchanged;
-  3. the activation pairs go to uint8 with zero point 128, the same grid.
+  3. the activation pairs go to uint8 with zero point 128, the same grid;
+  4. each ``DequantizeLinear -> Relu -> QuantizeLinear`` chain with one scale and zero point z on both ends
+     (step 2 makes one per Relu) becomes ``Clip(q, min=z)`` on the integers (:func:`relu_chains_to_clip`).
 
   ONNX Runtime then fuses DQ -> Conv -> Q into its u8 x s8 QLinearConv and Concat into QLinearConcat;
   outputs differ from the Q/DQ model's only by float rounding inside the kernels.
 - ``saturating`` (AVX2 without VNNI, AVX-512 without VNNI): those fused kernels add pairs of u8 x s8
-  products in 16 bits with saturation and would clip. The Q/DQ model runs as it is with ONNX Runtime's
-  Q/DQ fusion off (session config ``session.disable_quant_qdq``): DequantizeLinear -> float Conv, the
-  reference arithmetic itself.
+  products in 16 bits with saturation and would clip. The Q/DQ model runs as it is (step 4 aside, where it
+  finds a chain) with ONNX Runtime's Q/DQ fusion off (session config ``session.disable_quant_qdq``):
+  DequantizeLinear -> float Conv, the reference arithmetic itself.
 
 For the onnxruntime backend (``local``) the prediction runs what that backend builds on this machine
 (:func:`edgeq.device.qdq_rewrite.rewrite_model`, with 7-bit weights where the arithmetic saturates).
@@ -30,8 +32,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from edgeq.device.errors import AgentError
 from edgeq.device.int8_arith import int8_arithmetic
@@ -105,15 +108,77 @@ def propagate_activation_pairs(graph: onnx.GraphProto) -> int:
     return sum(len(pair) for pair in after.values()) // 2
 
 
+def relu_chains_to_clip(model: onnx.ModelProto) -> int:
+    """Replace each DequantizeLinear -> Relu -> QuantizeLinear chain on an 8-bit integer tensor whose two ends
+    share one per-tensor scale and zero point z by ``Clip(q, min=z)`` (step 4), in place; the chains replaced.
+
+    Exact: for q >= z, Relu keeps (q - z) * s and quantizing it gives back q, since float32 rounds
+    ((q - z) * s) / s within |q - z| * 2**-22 <= 6.1e-5 of q - z; for q < z, Relu gives 0, quantized to z.
+    ONNX Runtime's CPU Clip runs on int8 and uint8 from opset 12 (microsoft/onnxruntime,
+    docs/OperatorKernels.md, CPUExecutionProvider table, row Clip), where Relu runs on float only.
+    """
+    if next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0) < 12:
+        return 0  # Clip on integers is opset 12 on
+    graph = model.graph
+    index = GraphIndex(graph)
+    outputs = set(index.outputs)
+
+    def grid(node: onnx.NodeProto) -> tuple[float, int, np.dtype] | None:
+        """(scale, zero point, integer type) of a per-tensor 8-bit (de)quantize node with constant parameters."""
+        if len(node.input) < 3:
+            return None
+        scale, zero = index.constant(node.input[1]), index.constant(node.input[2])
+        if scale is None or zero is None or scale.size != 1 or zero.size != 1 or scale.dtype != np.float32:
+            return None
+        if zero.dtype not in (np.uint8, np.int8) or not np.isfinite(scale.item()) or scale.item() <= 0:
+            return None
+        return scale.item(), zero.item(), zero.dtype
+
+    def only_reader(tensor: str, node: onnx.NodeProto) -> bool:
+        readers = index.consumers(tensor, subgraph_reads=True)
+        return tensor not in outputs and len(readers) == 1 and readers[0][0] is node
+
+    dropped: set[int] = set()  # ids of the chains' DequantizeLinear and Relu nodes
+    gone: set[str] = set()  # the tensors they wrote
+    minimums: set[str] = set()
+    clips: dict[int, onnx.NodeProto] = {}  # position of a chain's QuantizeLinear -> the Clip in its place
+    for position, quantize in enumerate(graph.node):
+        relu = index.producer(quantize.input[0]) if quantize.op_type == "QuantizeLinear" else None
+        dequantize = index.producer(relu.input[0]) if relu is not None and relu.op_type == "Relu" else None
+        if relu is None or dequantize is None or dequantize.op_type != "DequantizeLinear":
+            continue
+        ends = grid(dequantize), grid(quantize)
+        if ends[0] is None or ends[0] != ends[1]:
+            continue
+        if not (only_reader(dequantize.output[0], relu) and only_reader(relu.output[0], quantize)):
+            continue
+        minimum = f"{quantize.input[2]}_clip_min"
+        if minimum not in minimums:
+            minimums.add(minimum)
+            graph.initializer.append(numpy_helper.from_array(np.array(ends[0][1], ends[0][2]), minimum))
+        clips[position] = helper.make_node("Clip", [dequantize.input[0], minimum], [quantize.output[0]], name=f"{quantize.output[0]}_Clip")
+        dropped.update((id(dequantize), id(relu)))
+        gone.update((dequantize.output[0], relu.output[0]))
+    kept = [clips.get(position, node) for position, node in enumerate(graph.node) if id(node) not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    infos = [info for info in graph.value_info if info.name not in gone]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return len(clips)
+
+
 def host_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
     """``qdq`` (TensorRT's placement) as the host runs it on a CPU whose arithmetic is ``arithmetic``."""
-    if arithmetic == "saturating":
-        return HostModel(qdq.SerializeToString(), UNFUSED, dict(FLOAT_KERNELS))
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
+    if arithmetic == "saturating":
+        relu_chains_to_clip(model)
+        return HostModel(model.SerializeToString(), UNFUSED, dict(FLOAT_KERNELS))
     fold_weight_quantization(model.graph)
     propagate_activation_pairs(model.graph)
     activations_to_uint8(model)
+    relu_chains_to_clip(model)
     return HostModel(model.SerializeToString(), FUSED)
 
 
