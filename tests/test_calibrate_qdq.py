@@ -151,7 +151,8 @@ def test_host_model_keeps_the_numbers_and_runs_on_int8_kernels(tmp_path, int8_pa
         assert quantize and not any(n.input[0] in constants for n in quantize)  # weight pairs folded
         zero_points = {numpy_helper.to_array(next(i for i in host.graph.initializer if i.name == n.input[2])).item() for n in quantize}
         assert zero_points == {128}  # uint8, the int8 symmetric grid
-        assert len(quantize) > sum(n.op_type == "QuantizeLinear" and n.input[0] not in constants for n in qdq.graph.node)
+        clips = [n for n in host.graph.node if n.op_type == "Clip"]  # step 4: a pair on a Relu's input, now on integers
+        assert clips and len(quantize) + len(clips) > sum(n.op_type == "QuantizeLinear" and n.input[0] not in constants for n in qdq.graph.node)
         assert "QLinearConv" in kernels and made.session_config == {}
         assert cosine(reference, fused) > 0.9999
     else:

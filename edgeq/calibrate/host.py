@@ -43,6 +43,7 @@ from edgeq.device.report import Int8Arithmetic
 from edgeq.errors import InputError
 from edgeq.graph import GraphIndex
 
+NORMAL_SCALES = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max) / 256)  # (q - z) * s normal
 COMMUTING_OPS = frozenset({"Relu", "MaxPool", "Concat"})
 FLOAT_KERNELS = {"session.disable_quant_qdq": "1"}
 FUSED = "ONNX Runtime's fused u8 x s8 integer kernels (this CPU sums the products exactly)"
@@ -130,8 +131,8 @@ def relu_chains_to_clip(model: onnx.ModelProto) -> int:
         scale, zero = index.constant(node.input[1]), index.constant(node.input[2])
         if scale is None or zero is None or scale.size != 1 or zero.size != 1 or scale.dtype != np.float32:
             return None
-        if zero.dtype not in (np.uint8, np.int8) or not np.isfinite(scale.item()) or scale.item() <= 0:
-            return None
+        if zero.dtype not in (np.uint8, np.int8) or not NORMAL_SCALES[0] <= scale.item() <= NORMAL_SCALES[1]:
+            return None  # a subnormal (q - z) * s loses bits, a huge one overflows
         return scale.item(), zero.item(), zero.dtype
 
     def only_reader(tensor: str, node: onnx.NodeProto) -> bool:
