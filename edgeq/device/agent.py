@@ -10,7 +10,7 @@ import numpy as np
 
 from . import progress
 from .backend import Backend, TensorSpec, select_backend
-from .batches import batch_size, first, load_npz, pick_inputs, run_all, sample_count, stored_axes
+from .batches import Axes, batch_size, first, load_npz, pick_inputs, run_all, sample_count, stored_axes
 from .compare import compare_outputs
 from .errors import AgentError
 from .probe import probe
@@ -100,14 +100,17 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     return report
 
 
-def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int) -> BenchReport:
+def bench(
+    workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int, axes: Optional[Axes] = None
+) -> BenchReport:
+    """Latency of the engine and of its FP32 reference; ``axes``: each input's batch axis (batches.stored_axes)."""
     if batch < 1 or warmup < 0 or iterations < 1:
         raise AgentError(AgentError.INVALID_INPUT, "need --batch >= 1, --warmup >= 0, --iterations >= 1")
     start = time.perf_counter()
     engine = _Engine(workdir, engine_id, threads)
     engine_id, built, folder, backend = engine.id, engine.build, engine.folder, engine.backend
     specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
-    batch = batch_size(specs, batch)
+    batch = batch_size(specs, batch, axes)
     shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
     progress.expect(2 * (warmup + iterations))  # INT8, then FP32
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
