@@ -288,8 +288,11 @@ class _Placement:
     def model(self, chosen: list[QuantizedLayer]) -> onnx.ModelProto:
         """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
         if self.target.backend == "onnxruntime":
-            skipped = [layer.name for layer in self.layers if layer not in chosen]
-            return build_ort_qdq(self.fp32, self.ranges, self.excluded, keep_float=skipped)
+            # ONNX Runtime's quantizer also puts Q/DQ between layers (Relu, MaxPool, Concat outputs): a layer kept in
+            # float keeps its input activations in float too, or the error the fit wants out would still reach it
+            skipped = [layer for layer in self.layers if layer not in chosen]
+            floats = {**self.excluded, **{t: "kept in float" for layer in skipped for t in layer.activations}}
+            return build_ort_qdq(self.fp32, self.ranges, floats, keep_float=[layer.name for layer in skipped])
         return build_qdq(self.fp32, chosen, self.amax)
 
     def on_host(self, model: onnx.ModelProto) -> HostModel:
