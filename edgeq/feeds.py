@@ -12,8 +12,9 @@ the input or ``x``), which also gives labels and the sample selection. Every oth
   can then be run on its own, the same on the host and on the device.
 
 An input's batch dim is where its shape names the first input's batch dim (``N``); an input without it is
-constant. In validation.npz every input is stored with samples on axis 0 (constants whole, listed in
-``constants``).
+constant. An output's batch dim is measured (:meth:`Feeds.output_axes`). In validation.npz every input is stored
+with samples on axis 0 (constants whole, listed in ``constants``), with every input's and output's batch axis
+(the convention is :mod:`edgeq.device.batches`'s).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import numpy as np
 from edgeq.data import Dataset
 from edgeq.errors import InputError
 from edgeq.recipe import DataSpec, InputSpec, Recipe
-
-CONSTANTS = "constants"  # validation.npz: names of the inputs stored whole (no batch dim)
 
 Feed = dict[str, np.ndarray]
 
@@ -185,6 +184,25 @@ class Feeds:
                     axis = self.axes[name]
                     carried[name][index + 1] = back if axis is None else np.moveaxis(back, axis, 0)[0]
         self._carried = carried
+
+    def output_axes(self, run: Callable[[Feed], dict[str, np.ndarray]]) -> dict[str, int | None]:
+        """Each output's batch axis: the one axis that doubles when ``run`` (one feed -> the model's outputs by name)
+        is given the first sample twice instead of once; None for an output that stays the same; 0 (each output's
+        samples first, as before) for one that changes otherwise."""
+        one = next(self.batches(1))
+        two = {name: a if self.axes[name] is None else np.concatenate([a, a], axis=self.axes[name]) for name, a in one.items()}
+        single, double = run(one), run(two)
+        axes: dict[str, int | None] = {}
+        for name, small in single.items():
+            large = double[name].shape
+            grown = [i for i, (a, b) in enumerate(zip(small.shape, large, strict=True)) if a != b] if small.ndim == len(large) else None
+            if grown == []:
+                axes[name] = None
+            elif grown is not None and len(grown) == 1 and large[grown[0]] == 2 * small.shape[grown[0]]:
+                axes[name] = grown[0]
+            else:
+                axes[name] = 0
+        return axes
 
     def constants(self) -> list[str]:
         """Inputs fed whole (no batch dim)."""

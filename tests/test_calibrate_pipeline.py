@@ -154,6 +154,22 @@ def test_budget_failure_exits_1_suggests_the_fit_without_ranking_and_fit_budget_
     assert not kept_inputs & set(cache.scales)
 
 
+
+def test_a_layer_kept_in_float_on_onnx_runtime_keeps_its_inputs_in_float(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net(seed=4), budget={"accuracy_drop": 1.0})
+    calibration = images(np.random.default_rng(5), 64, 32)
+    calibration[0, 0, 0, 0] = 5000.0  # every range follows the outlier: layers kept in float are what the fit can do
+    np.savez(tmp_path / "cal.npz", x=calibration)
+    result = run_edgeq("calibrate", path, "--target", "local", "--method", "minmax", "--fit-budget", "--json")
+    report = json.loads(result.stdout)["report"]
+    kept = set(report["kept_high_precision"])
+    assert kept and not report["fit"]["met"] and result.code == 1  # the last layer would make it FP32: not a fit
+    qdq = onnx.load(tmp_path / "edgeq-out" / "tiny" / "local" / "model.qdq.onnx")
+    fp32 = onnx.load(tmp_path / "edgeq-out" / "tiny" / "local" / "model.fp32.onnx")
+    kept_inputs = {i for n in fp32.graph.node if n.name in kept for i in n.input[:1]}
+    quantized = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
+    assert kept_inputs and not kept_inputs & quantized  # ONNX Runtime's Q/DQ between layers left out too
+
 def _images(folder: Path, classes: list[str], size: int = 32, per_class: int = 3) -> None:
     rng = np.random.default_rng(0)
     for name in classes:

@@ -176,6 +176,8 @@ def test_fit_budget_in_the_recipe_deploys_what_calibrate_fitted(tmp_path: Path, 
     calibrated = json.loads((tmp_path / "r" / "edgeq-out" / "tiny" / "local" / "report.json").read_text())
     assert fit["kept_high_precision"] == calibrated["kept_high_precision"] and fit["widened"] == calibrated["widened"]
     assert calibrated["statistics_reused"]  # deploy calibrated again (with the fit), from calibrate's statistics
+    page = (Path(report["files"]["folder"]) / "report.html").read_text()
+    assert "Budget fit" in page and all(layer in page for layer in fit["kept_high_precision"])
     shown = run_edgeq("deploy", recipe, "--target", "local", "--workdir", tmp_path / "device")
     assert shown.code == 0 and "Budget fit (met" in shown.stdout
     assert all(layer in shown.stdout for layer in fit["kept_high_precision"])

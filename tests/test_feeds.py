@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate.pipeline import calibrate
+from edgeq.device.batches import stored_axes
 from edgeq.errors import InputError
 from edgeq.feeds import Feeds, batch_axes
 
@@ -187,6 +188,8 @@ def test_silero_vad_calibrates_with_state_and_sample_rate(tmp_path: Path) -> Non
     stored = np.load(result.folder / "validation.npz")
     assert stored["state"].shape == (16, 2, 128) and np.abs(stored["state"][1:]).max() > 0  # FP32's carried state
     assert not np.abs(stored["state"][0]).any() and list(stored["constants"]) == ["sr"]
+    # the model names none of its output dims: their batch axes are measured, for the device
+    assert stored_axes(dict(stored)) == {"input": 0, "state": 1, "sr": -1, "output": 0, "stateN": 1}
 
 
 @pytest.mark.slow

@@ -73,8 +73,9 @@ from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
 from edgeq.calibrate.store import Measured, Store
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
+from edgeq.device.batches import CONSTANTS, axes_columns
 from edgeq.errors import InputError
-from edgeq.feeds import CONSTANTS, Feeds
+from edgeq.feeds import Feeds
 from edgeq.metrics import Metric
 from edgeq.npz import Column, write_npz
 from edgeq.progress import progress as _progress
@@ -287,8 +288,11 @@ class _Placement:
     def model(self, chosen: list[QuantizedLayer]) -> onnx.ModelProto:
         """The Q/DQ model for the target's backend, with ``chosen`` layers in INT8."""
         if self.target.backend == "onnxruntime":
-            skipped = [layer.name for layer in self.layers if layer not in chosen]
-            return build_ort_qdq(self.fp32, self.ranges, self.excluded, keep_float=skipped)
+            # ONNX Runtime's quantizer also puts Q/DQ between layers (Relu, MaxPool, Concat outputs): a layer kept in
+            # float keeps its input activations in float too, or the error the fit wants out would still reach it
+            skipped = [layer for layer in self.layers if layer not in chosen]
+            floats = {**self.excluded, **{t: "kept in float" for layer in skipped for t in layer.activations}}
+            return build_ort_qdq(self.fp32, self.ranges, floats, keep_float=[layer.name for layer in skipped])
         return build_qdq(self.fp32, chosen, self.amax)
 
     def on_host(self, model: onnx.ModelProto) -> HostModel:
@@ -322,6 +326,8 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
     sample = next(validation.batches(1, samples_first=True))
     rows = _validation_rows(sample, validation.constants())
+    fp32, names = runner.sessions[0], runner.names[0]
+    axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(fp32, feed, names), strict=True)))}
     batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
@@ -332,7 +338,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     npz = scratch / "validation.npz"
     with npz.open("wb") as handle:
         fed = advanced(runner.feed_all(batches, plan.lanes))
-        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows), pools.workers)
+        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
     reference, int8 = runner.results()
     return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick)
 
@@ -575,14 +581,16 @@ def calibrate(
 
 def _validation_columns(
     validation: Feeds, loaded: labels_module.LoadedLabels, sample: dict[str, np.ndarray], fed: Iterable[dict[str, np.ndarray]],
-    rows: int,
+    rows: int, axes: dict[str, int | None],
 ) -> dict[str, Column]:
     """validation.npz's arrays: every input with samples first (the first from ``fed``, the batches predicted as
-    they stream by; each like ``sample``), constant inputs whole, the labels and the class names."""
+    they stream by; each like ``sample``), constant inputs whole, every input's and output's batch axis (``axes``),
+    the labels and the class names."""
     first, *others = sample
     classes = np.array(validation.dataset.classes or loaded.class_names, dtype=np.str_)
     constants = validation.constants()
-    extra = {**labels_module.columns(loaded.labels), "classes": classes, CONSTANTS: np.array(constants, dtype=np.str_)}
+    extra = {**labels_module.columns(loaded.labels), "classes": classes, CONSTANTS: np.array(constants, dtype=np.str_),
+             **axes_columns(axes)}
     columns = {first: Column(sample[first].dtype, (len(validation), *sample[first].shape[1:]), map(itemgetter(first), fed))}
     for name in others:
         if name in constants:

@@ -120,20 +120,23 @@ def _engine_id(recipe: Recipe, key: str, options: BuildOptions) -> str:
 
 
 def write_smoke_data(recipe: Recipe, calibration: CalibrationResult) -> Path:
-    """A few validation inputs (every model input; constants whole) with the host's FP32 first output, for the
-    smoke gate and `edgeq smoke`, run the way the device runs them (written once, byte-stable)."""
-    from edgeq.device.batches import batch_size, first, pick_inputs, run_all
+    """A few validation inputs (every model input; constants whole; the batch axes) with the host's FP32 first
+    output, for the smoke gate and `edgeq smoke`, run the way the device runs them (written once, byte-stable)."""
+    from edgeq.device import batches
     from edgeq.device.ort_backend import OrtSession
 
     session = OrtSession(str(calibration.artifacts.fp32_model), 0)
     names = [spec.name for spec in recipe.inputs]
     with np.load(calibration.artifacts.validation) as data:
         single = len(names) == 1 and names[0] not in data and "x" in data
-        constants = [str(c) for c in data["constants"]] if "constants" in data.files else []
+        constants = [str(c) for c in data[batches.CONSTANTS]] if batches.CONSTANTS in data.files else []
         arrays = {name: data[name] if name in constants else data["x" if single else name][:SMOKE_SAMPLES] for name in names}
+        arrays.update({key: data[key] for key in (batches.AXIS_NAMES, batches.AXIS_VALUES) if key in data.files})
     if constants:
-        arrays["constants"] = np.array(constants, dtype=np.str_)
-    expected = first(run_all(session, pick_inputs(arrays, session.inputs), batch_size(session.inputs, None))[0])
+        arrays[batches.CONSTANTS] = np.array(constants, dtype=np.str_)
+    axes = batches.stored_axes(arrays)
+    inputs = batches.pick_inputs(arrays, session.inputs)
+    expected = batches.first(batches.run_all(session, inputs, batches.batch_size(session.inputs, None, axes), axes)[0])
     path = calibration.folder / "smoke.npz"
     data = npz_bytes({**arrays, "expected": expected})
     if not path.is_file() or path.read_bytes() != data:

@@ -29,6 +29,7 @@ from edgeq.deploy.wire import (
     parse_answer,
 )
 from edgeq.errors import DeviceError
+from edgeq.feeds import batch_axes
 from edgeq.hosts import Host
 from edgeq.metrics.classification import is_class_scores
 from edgeq.remote.agent import (
@@ -170,7 +171,9 @@ class DeviceSession:
         return report, score(plan.recipe, outputs["fp32"], outputs["int8"], labels, timings)
 
     def bench(self, plan: DeployPlan, iterations: int = BENCH_ITERATIONS) -> BenchReport:
-        args = ["--engine-id", plan.engine_id, "--warmup", str(BENCH_WARMUP), "--iterations", str(iterations)]
+        axes = {name: -1 if axis is None else axis for name, axis in batch_axes(plan.recipe.inputs).items()}
+        args = ["--engine-id", plan.engine_id, "--warmup", str(BENCH_WARMUP), "--iterations", str(iterations),
+                "--batch-axes", json.dumps(axes)]
         return self._call(BenchReport, "bench", args, timeout=RUN_TIMEOUT)
 
     def activate(self, plan: DeployPlan, meta: dict[str, Any]) -> ActivationReport:

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import progress
 from .backend import Backend, TensorSpec, select_backend
-from .batches import batch_size, first, load_npz, pick_inputs, run_all, sample_count
+from .batches import Axes, batch_size, first, load_npz, pick_inputs, run_all, sample_count, stored_axes
 from .compare import compare_outputs
 from .errors import AgentError
 from .probe import probe
@@ -75,14 +75,15 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     engine_id, built, folder, backend = engine.id, engine.build, engine.folder, engine.backend
     int8 = backend.load(folder, built.engine)
     fp32 = backend.load(folder, built.reference)
-    inputs = pick_inputs(load_npz(data), int8.inputs)
-    size = batch_size(int8.inputs, batch)
+    arrays = load_npz(data)
+    inputs, axes = pick_inputs(arrays, int8.inputs), stored_axes(arrays)
+    size = batch_size(int8.inputs, batch, axes)
     progress.expect(2 * sample_count(inputs))  # every sample through INT8, then FP32
-    int8_out, int8_s = run_all(int8, inputs, size)
-    fp32_out, fp32_s = run_all(fp32, inputs, size)
+    int8_out, int8_s = run_all(int8, inputs, size, axes)
+    fp32_out, fp32_s = run_all(fp32, inputs, size, axes)
     for kind, outputs in (("int8", int8_out), ("fp32", fp32_out)):
         np.savez(os.path.join(folder, f"outputs.{kind}.npz"), **outputs)  # type: ignore[arg-type]  # numpy's stub: a ** dict may fill allow_pickle
-    samples = len(first(int8_out))
+    samples = sample_count(inputs)
     report = EvaluateReport(
         engine_id=engine_id,
         backend=backend.name,
@@ -99,14 +100,17 @@ def evaluate(workdir: str, engine_id: str, data: str, batch: Optional[int], thre
     return report
 
 
-def bench(workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int) -> BenchReport:
+def bench(
+    workdir: str, engine_id: str, batch: int, warmup: int, iterations: int, threads: int, axes: Optional[Axes] = None
+) -> BenchReport:
+    """Latency of the engine and of its FP32 reference; ``axes``: each input's batch axis (batches.stored_axes)."""
     if batch < 1 or warmup < 0 or iterations < 1:
         raise AgentError(AgentError.INVALID_INPUT, "need --batch >= 1, --warmup >= 0, --iterations >= 1")
     start = time.perf_counter()
     engine = _Engine(workdir, engine_id, threads)
     engine_id, built, folder, backend = engine.id, engine.build, engine.folder, engine.backend
     specs = [TensorSpec(name, dims) for name, dims in built.inputs.items()]
-    batch = batch_size(specs, batch)
+    batch = batch_size(specs, batch, axes)
     shapes = {s.name: s.concrete(batch, built.options.shapes) for s in specs}
     progress.expect(2 * (warmup + iterations))  # INT8, then FP32
     int8 = backend.benchmark(folder, built.engine, batch, warmup, iterations, shapes)
@@ -125,13 +129,13 @@ def smoke(workdir: str, engine_id: str, data: str, min_agreement: float, min_cos
     arrays = load_npz(data)
     if "expected" not in arrays:
         raise AgentError(AgentError.INVALID_INPUT, "the smoke .npz needs an 'expected' array (the host's FP32 outputs)")
-    inputs = pick_inputs(arrays, session.inputs)
-    outputs = first(run_all(session, inputs, batch_size(session.inputs, None))[0])
+    inputs, axes = pick_inputs(arrays, session.inputs), stored_axes(arrays)
+    outputs = first(run_all(session, inputs, batch_size(session.inputs, None, axes), axes)[0])
     expected = arrays["expected"]
     try:
         comparison = Comparison(**compare_outputs(expected, outputs.reshape(expected.shape)))
     except ValueError as exc:
         raise AgentError(AgentError.INVALID_INPUT, f"'expected' does not match the engine's output: {exc}") from exc
     passed = comparison.top1_agreement >= min_agreement and comparison.cosine >= min_cosine
-    return SmokeReport(engine_id, backend.name, len(outputs), comparison, min_agreement, min_cosine, passed,
+    return SmokeReport(engine_id, backend.name, sample_count(inputs), comparison, min_agreement, min_cosine, passed,
                        seconds=time.perf_counter() - start)

@@ -1,4 +1,17 @@
-"""Inputs from .npz files and running them through a session batch by batch."""
+"""Inputs from .npz files and running them through a session batch by batch.
+
+The data the host ships (validation.npz, smoke.npz) stores every batched input with its samples on axis 0
+(``[N, *the input's other dims]``) and every input without a batch dim whole, and carries:
+
+- ``constants``: the names of the inputs stored whole (str);
+- ``batch_axes.names`` (str) and ``batch_axes.axes`` (int64), side by side: the axis that holds the samples in
+  every model input and output as the model takes or gives it (``-1``: none, an input fed whole or an output not
+  per sample). Inputs are moved to their axis, the batch size is read from the batched inputs' axes, and each
+  output is cut and joined along its own axis (``state [2, N, 128] -> stateN [2, N, 128]`` on axis 1).
+
+Data written before ``batch_axes`` existed is run as it was then: each input's samples on its first dynamic dim
+(else axis 0), the batch from dim 0 of every input, every output cut on axis 0.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +24,12 @@ from . import progress
 from .backend import Session, TensorSpec
 from .errors import AgentError
 
+CONSTANTS = "constants"
+AXIS_NAMES = "batch_axes.names"
+AXIS_VALUES = "batch_axes.axes"
+NO_AXIS = -1
+Axes = Dict[str, int]  # tensor name -> the axis of its samples (NO_AXIS: none)
+
 
 def load_npz(path: str) -> Dict[str, np.ndarray]:
     try:
@@ -20,10 +39,37 @@ def load_npz(path: str) -> Dict[str, np.ndarray]:
         raise AgentError(AgentError.INVALID_INPUT, f"cannot read {path} as .npz: {exc}") from exc
 
 
+def axes_columns(axes: Dict[str, Optional[int]]) -> Dict[str, np.ndarray]:
+    """The arrays that carry ``axes`` (None: no batch axis) in the data (the inverse of :func:`stored_axes`)."""
+    return {AXIS_NAMES: np.array(list(axes), dtype=np.str_),
+            AXIS_VALUES: np.array([NO_AXIS if a is None else a for a in axes.values()], dtype=np.int64)}
+
+
+def stored_axes(arrays: Dict[str, np.ndarray]) -> Optional[Axes]:
+    """Every input's and output's batch axis from the data, or None for data written before they were stored."""
+    if AXIS_NAMES not in arrays and AXIS_VALUES not in arrays:
+        return None
+    names, values = np.asarray(arrays.get(AXIS_NAMES, ())), np.asarray(arrays.get(AXIS_VALUES, ()))
+    if names.ndim != 1 or values.shape != names.shape or values.dtype.kind not in "iu" or (values < NO_AXIS).any():
+        raise AgentError(AgentError.INVALID_INPUT, f"'{AXIS_NAMES}' and '{AXIS_VALUES}' must be equally long 1-D arrays of"
+                                                   f" names and axes >= {NO_AXIS}; found shapes {names.shape} and {values.shape}")
+    return {str(name): int(axis) for name, axis in zip(names, values)}
+
+
+def _axis(axes: Axes, name: str, what: str) -> int:
+    if name not in axes:
+        raise AgentError(AgentError.INVALID_INPUT, f"'{AXIS_NAMES}' does not name the model's {what} {name!r}; it names {sorted(axes)}")
+    return axes[name]
+
+
 def pick_inputs(arrays: Dict[str, np.ndarray], specs: List[TensorSpec]) -> Dict[str, np.ndarray]:
     """Each input's array under its name, or under ``x`` for a single-input model, samples on axis 0, all
-    equally long; inputs named in ``constants`` (no batch dim) are taken whole."""
-    constants = {str(c) for c in arrays.get("constants", ())}
+    equally long; inputs without a batch axis (or, in older data, named in ``constants``) are taken whole."""
+    axes = stored_axes(arrays)
+    if axes is None:
+        constants = {str(c) for c in arrays.get(CONSTANTS, ())}
+    else:
+        constants = {s.name for s in specs if _axis(axes, s.name, "input") == NO_AXIS}
     picked = {}
     for spec in specs:
         key = spec.name if spec.name in arrays else ("x" if len(specs) == 1 and "x" in arrays else None)
@@ -43,14 +89,20 @@ class _Constant(np.ndarray):
         return np.asarray(array).view(cls)
 
 
-def _batch_axis(spec: TensorSpec) -> int:
-    """Where samples go in an input: its first dynamic dim, else the first dim."""
+def _batch_axis(spec: TensorSpec, axes: Optional[Axes]) -> int:
+    """Where samples go in an input: its stored axis, else (older data) its first dynamic dim, else the first dim."""
+    if axes is not None:
+        return _axis(axes, spec.name, "input")
     return next((i for i, d in enumerate(spec.shape) if d is None), 0)
 
 
-def batch_size(specs: List[TensorSpec], requested: Optional[int]) -> int:
-    """The requested batch, or the model's fixed batch dimension, or 32; refuses a batch the model cannot take."""
-    fixed = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+def batch_size(specs: List[TensorSpec], requested: Optional[int], axes: Optional[Axes] = None) -> int:
+    """The requested batch, or the model's fixed batch dimension, or 32; refuses a batch the model cannot take.
+
+    ``axes`` (:func:`stored_axes`): the batch is read on the batched inputs' axes; without them, on every input's dim 0.
+    """
+    at = [(s, 0 if axes is None else _axis(axes, s.name, "input")) for s in specs]
+    fixed = {d for d in (s.shape[a] for s, a in at if a != NO_AXIS and a < len(s.shape)) if isinstance(d, int)}
     if requested is not None and requested < 1:
         raise AgentError(AgentError.INVALID_INPUT, "--batch must be >= 1")
     if fixed and requested is not None and fixed != {requested}:
@@ -63,12 +115,20 @@ def sample_count(inputs: Dict[str, np.ndarray]) -> int:
     return len(next(a for a in inputs.values() if not isinstance(a, _Constant)))
 
 
-def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tuple[Dict[str, np.ndarray], float]:
-    """Every output over all samples, by name (the last batch zero-padded to ``batch``), and the seconds it took."""
+def run_all(
+    session: Session, inputs: Dict[str, np.ndarray], batch: int, axes: Optional[Axes] = None
+) -> Tuple[Dict[str, np.ndarray], float]:
+    """Every output over all samples, by name, and the seconds it took. The last batch is zero-padded to ``batch``.
+
+    ``axes`` (:func:`stored_axes`): each input is fed, and each output joined, on its axis (an output without one
+    is kept from the first batch); without them, inputs as :func:`_batch_axis` says and outputs on axis 0.
+    """
     total = sample_count(inputs)
+    out_axes = [0 if axes is None else _axis(axes, name, "output") for name in session.outputs]
     outputs = []  # type: List[List[np.ndarray]]
     start = time.perf_counter()
     for begin in range(0, total, batch):
+        kept = min(batch, total - begin)
         feeds = {}
         for spec in session.inputs:
             array = inputs[spec.name]
@@ -78,15 +138,27 @@ def run_all(session: Session, inputs: Dict[str, np.ndarray], batch: int) -> Tupl
             chunk = array[begin:begin + batch]
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            feeds[spec.name] = np.moveaxis(chunk, 0, _batch_axis(spec))
+            feeds[spec.name] = np.moveaxis(chunk, 0, _batch_axis(spec, axes))
         try:
             result = session.run(feeds)
         except Exception as exc:
             raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
-        outputs.append([np.asarray(r)[: min(batch, total - begin)] for r in result])
-        progress.advance(min(batch, total - begin))
+        outputs.append([_kept(np.asarray(r), axis, kept) for r, axis in zip(result, out_axes)])
+        progress.advance(kept)
     seconds = time.perf_counter() - start
-    return {name: np.concatenate([o[i] for o in outputs]) for i, name in enumerate(session.outputs)}, seconds
+    joined = {}
+    for i, (name, axis) in enumerate(zip(session.outputs, out_axes)):
+        joined[name] = outputs[0][i] if axis == NO_AXIS else np.concatenate([o[i] for o in outputs], axis=axis)
+    return joined, seconds
+
+
+def _kept(output: np.ndarray, axis: int, kept: int) -> np.ndarray:
+    """The first ``kept`` samples of one batch's output, along ``axis`` (all of it when it has none)."""
+    if axis == NO_AXIS:
+        return output
+    if axis >= output.ndim:
+        raise AgentError(AgentError.RUN_FAILED, f"an output of shape {list(output.shape)} has no batch axis {axis}")
+    return output[(slice(None),) * axis + (slice(0, kept),)]
 
 
 def first(outputs: Dict[str, np.ndarray]) -> np.ndarray:

@@ -47,6 +47,19 @@ def parse_meta(text: Optional[str]) -> Dict[str, Any]:
     return meta
 
 
+def parse_axes(text: Optional[str]) -> Optional[Dict[str, int]]:
+    """``--batch-axes``: a JSON object, input name -> the axis of its samples (-1: none), as batches.stored_axes."""
+    if text is None:
+        return None
+    try:
+        axes = json.loads(text)
+    except ValueError as exc:
+        raise AgentError(AgentError.USAGE, f"--batch-axes is not JSON: {exc}") from exc
+    if not isinstance(axes, dict) or not all(isinstance(a, int) and not isinstance(a, bool) and a >= -1 for a in axes.values()):
+        raise AgentError(AgentError.USAGE, f"--batch-axes must be a JSON object of input name -> axis (-1: none), found {text}")
+    return axes
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edgeq-device", description=__doc__)
     subs = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -81,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--iterations", type=int, default=100)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch-axes", help="JSON object: input name -> the axis of its samples (-1: none)")
     threads(p)
 
     p = sub("smoke", "run the engine on inputs and compare with the host's expected outputs")
@@ -124,7 +138,8 @@ def run(args: argparse.Namespace) -> Record:
     if command == "evaluate":
         return agent.evaluate(args.workdir, args.engine_id, args.data, args.batch, args.threads)
     if command == "bench":
-        return agent.bench(args.workdir, args.engine_id, args.batch, args.warmup, args.iterations, args.threads)
+        return agent.bench(args.workdir, args.engine_id, args.batch, args.warmup, args.iterations, args.threads,
+                           parse_axes(args.batch_axes))
     if command == "smoke":
         return agent.smoke(args.workdir, args.engine_id, args.data, args.min_agreement, args.min_cosine, args.threads)
     if command == "export":

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeq import atomic
 from edgeq import labels as labels_module
-from edgeq.deploy.report import DeployReport
+from edgeq.deploy.report import BudgetFit, DeployReport
 from edgeq.device.batches import first
 from edgeq.metrics import detection, fidelity
 from edgeq.metrics.classification import is_class_scores
@@ -101,6 +101,16 @@ def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Pa
         return HtmlSection("FP32 vs INT8", note=f"no chart could be drawn: {exc.__class__.__name__}: {exc}")
 
 
+def fit_section(fit: BudgetFit) -> HtmlSection:
+    """What the budget fit changed, as the terminal's table says it (:func:`edgeq.report.deploy_view.fit_view`)."""
+    rows = [("fit", f"{'met' if fit.met else 'not met'}: {fit.why}"), ("predicted drop once fitted", f"{fit.predicted_drop:.2f} points")]
+    rows += [(layer, "kept in float: among the most sensitive layers"
+              + (f" (1 - cosine {fit.sensitivity[layer]:.2e} alone in INT8)" if layer in fit.sensitivity else ""))
+             for layer in fit.kept_high_precision]
+    rows += [(tensor, "range widened to min-max: its clipped values were needed") for tensor in fit.widened]
+    return HtmlSection("Budget fit", rows)
+
+
 def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pulled: Path, path: Path) -> None:
     """Render ``report`` with samples from ``validation`` (.npz) and the outputs pulled into ``pulled``."""
     ev, bench = report.evaluation, report.bench
@@ -115,6 +125,7 @@ def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pu
                                ("TensorRT", report.probe.tensorrt_version or "-"),
                                ("backend", f"{report.build.backend} {report.build.backend_version}")]),
         HtmlSection("Accuracy on the device", accuracy),
+        *([fit_section(report.fit)] if report.fit else []),
         prediction_section(recipe, ev.metric, validation, pulled),
         HtmlSection("Latency", [(name, f"median {s.median_ms:.3f} ms, p99 {s.p99_ms:.3f} ms")
                                 for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
