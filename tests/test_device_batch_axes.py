@@ -171,3 +171,21 @@ def test_a_model_with_state_on_axis_1_deploys_with_every_output_per_sample(tmp_p
     smoke = run_edgeq("smoke", path, "--target", "local", "--workdir", tmp_path / "device", "--json")
     assert smoke.code == 0, smoke.stderr
     assert json.loads(smoke.stdout)[0]["passed"]
+
+
+def test_the_hosts_prediction_joins_each_output_on_its_batch_axis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeq import recipe as recipe_module
+    from edgeq import targets
+    from edgeq.calibrate import calibrate, pipeline, predict
+
+    samples = _samples(7)
+    fed = {"x": samples["x"], "state": samples["state"].transpose(1, 0, 2)}  # as the model takes them
+    batches = [{name: a[:, i : i + 3] if name == "state" else a[i : i + 3] for name, a in fed.items()} for i in (0, 3, 6)]
+    (joined,) = predict.outputs([_state_net("N")], batches, {"y": 0, "stateN": 1})
+    want = _one_by_one(_state_net("N"), samples)
+    np.testing.assert_allclose(joined["stateN"], want["stateN"], rtol=1e-5, atol=1e-6)  # [2, 7, 4]: 3 + 3 + 1 samples
+    np.testing.assert_allclose(joined["y"], want["y"], rtol=1e-5, atol=1e-6)
+
+    monkeypatch.setattr(pipeline, "VALIDATION_BUDGET", 2 * (3 + 2 * 4) * 4)  # two samples per validation batch
+    result = calibrate(recipe_module.load(_recipe(tmp_path, 7)), targets.resolve("local"), progress=False)
+    assert result.report.accuracy.samples == 7 and result.report.accuracy.cosine["stateN"] > 0.99

@@ -310,6 +310,7 @@ class _Validation:
     rows: int  # samples per batch
     kernels: str  # which ONNX Runtime kernels ran the INT8 prediction
     seconds: float
+    output_axes: dict[str, int | None]  # each output's batch axis: where its batches are joined
 
 
 def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
@@ -339,8 +340,10 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     with npz.open("wb") as handle:
         fed = advanced(runner.feed_all(batches, plan.lanes))
         write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
-    reference, int8 = runner.results()
-    return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick)
+    output_axes = {name: axes[name] for name in names}
+    reference, int8 = runner.results(output_axes)
+    return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick,
+                       output_axes)
 
 
 def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -352,7 +355,7 @@ def _evaluate(
 ) -> PredictedAccuracy:
     """The predicted accuracy of ``placement`` with ``chosen`` layers in INT8, on the whole validation data."""
     batches = inputs.validation.batches(validation.rows, pools.decoders)
-    out = predict.outputs([placement.on_host(placement.model(chosen))], batches)[0]
+    out = predict.outputs([placement.on_host(placement.model(chosen))], batches, validation.output_axes)[0]
     return _judge(inputs, validation.reference, out)
 
 

@@ -7,7 +7,7 @@ on this CPU, on the fastest ONNX Runtime kernels that keep it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -87,20 +87,28 @@ class Runner:
                 for _, future in running:
                     future.cancel()
 
-    def results(self) -> list[dict[str, np.ndarray]]:
-        """Per model, each output over all batches fed so far."""
+    def results(self, axes: Mapping[str, int | None] | None = None) -> list[dict[str, np.ndarray]]:
+        """Per model, each output over all batches fed so far, joined on its batch axis (``axes``: output name ->
+        axis, None for an output without samples, kept from the first batch; default axis 0)."""
+        axes = axes or {}
         return [
-            {name: np.concatenate([p[i] for p in collected]) for i, name in enumerate(wanted)}
+            {name: _join([p[i] for p in collected], axes.get(name, 0)) for i, name in enumerate(wanted)}
             for wanted, collected in zip(self.names, self.parts, strict=True)
         ]
 
 
-def outputs(models: list[Model], batches: Iterable[Batch]) -> list[dict[str, np.ndarray]]:
-    """All graph outputs of each of ``models`` over the input ``batches``."""
+def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
+    return parts[0] if axis is None else np.concatenate(parts, axis=axis)
+
+
+def outputs(
+    models: list[Model], batches: Iterable[Batch], axes: Mapping[str, int | None] | None = None
+) -> list[dict[str, np.ndarray]]:
+    """All graph outputs of each of ``models`` over the input ``batches`` (joined on ``axes``, see :meth:`Runner.results`)."""
     runner = Runner(models)
     for x in batches:
         runner.feed(x)
-    return runner.results()
+    return runner.results(axes)
 
 
 def compare(
