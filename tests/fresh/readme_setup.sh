@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Follows the README's set-up literally on a stock Debian 12 made from Debian's own packages (debootstrap),
 # the way a new user would: a copy of the repository, then the README's two commands, nothing added by hand.
+# Given a ROOTFS made beforehand (e.g. Ubuntu 24.04: debootstrap --variant=minbase --components=main,universe
+# noble DIR http://archive.ubuntu.com/ubuntu /usr/share/debootstrap/scripts/gutsy), it runs there instead.
 # Needs root, debootstrap and network access to deb.debian.org and PyPI; takes 10 to 20 minutes.
 # Not part of the pytest suite (it builds a whole system); run it before changing the README's set-up:
 #   bash tests/fresh/readme_setup.sh [ROOTFS]     (default /var/tmp/edgeq-fresh-bookworm, reused when present)
@@ -30,11 +32,12 @@ if [ -n "${PIP_CERT:-}" ]; then
     network_env=(PIP_CERT=/etc/edgeq-network-ca.crt)
 fi
 
+system=$(. "$rootfs/etc/os-release" && echo "$PRETTY_NAME")
 mount --bind /proc "$rootfs/proc"
 trap 'umount "$rootfs/proc"' EXIT
 for command in "${commands[@]}"; do
-    echo "readme_setup.sh: running in a fresh Debian 12: $command"
+    echo "readme_setup.sh: running in a fresh $system: $command"
     chroot "$rootfs" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         TERM=dumb "${network_env[@]}" bash -c "cd /root/edgeq && $command"
 done
-echo "readme_setup.sh: both README commands succeeded on a fresh Debian 12"
+echo "readme_setup.sh: both README commands succeeded on a fresh $system"
