@@ -451,8 +451,8 @@ def _fit(
 def _summary(ranges: dict[str, TensorRange], names: list[str]) -> RangeSummary:
     values = np.array([ranges[n].amax for n in names]) if names else np.zeros(1)
     clipped = sum(ranges[n].amax < max(-ranges[n].min, ranges[n].max) for n in names)
-    return RangeSummary(tensors=len(names), amax_min=float(values.min()), amax_median=float(np.median(values)),
-                        amax_max=float(values.max()), clipped=int(clipped))
+    return RangeSummary(tensors=len(names), amax_min=float(np.min(values)), amax_median=float(np.median(values)),
+                        amax_max=float(np.max(values)), clipped=int(clipped))
 
 
 @dataclass

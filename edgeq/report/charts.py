@@ -248,7 +248,7 @@ def latency_histogram(latencies_ms: Mapping[str, Sequence[float]]) -> bytes:
 
     fig, axis = plt.subplots(figsize=(7, 3))
     every = np.concatenate([np.asarray(v, float) for v in latencies_ms.values() if len(v)]) if latencies_ms else np.zeros(1)
-    bins = np.linspace(every.min(), every.max() + 1e-9, 40)
+    bins = np.linspace(np.min(every), np.max(every) + 1e-9, 40)
     for name, values in latencies_ms.items():
         axis.hist(values, bins=bins, alpha=0.6, label=f"{name} (median {np.median(values):.2f} ms)")
     axis.set_xlabel("latency (ms)")
