@@ -67,6 +67,19 @@ class BudgetFit(BaseModel):
                    widened=report.widened, predicted_drop=report.accuracy.drop)
 
 
+    @property
+    def outcome(self) -> str:
+        """Whether the fit met the budget, and why."""
+        return f"{'met' if self.met else 'not met'}: {self.why}"
+
+    def changes(self) -> list[tuple[str, str]]:
+        """Each layer kept in float and each tensor widened, with why: what the terminal and the page both show."""
+        kept = [(layer, "kept in float: among the most sensitive layers"
+                 + (f" (1 - cosine {self.sensitivity[layer]:.2e} alone in INT8)" if layer in self.sensitivity else ""))
+                for layer in self.kept_high_precision]
+        return kept + [(tensor, "widened to min-max: its range clipped values the budget needs") for tensor in self.widened]
+
+
 class DeployReport(BaseModel):
     """Everything one deploy learned. ``phases`` are host wall-clock seconds per step; ``device_seconds`` is
     the device's own work in them (build, evaluate, bench, smoke), so ``overhead_seconds`` is edgeq's part."""

@@ -103,11 +103,7 @@ def prediction_section(recipe: Recipe, metric: str, validation: Path, pulled: Pa
 
 def fit_section(fit: BudgetFit) -> HtmlSection:
     """What the budget fit changed, as the terminal's table says it (:func:`edgeq.report.deploy_view.fit_view`)."""
-    rows = [("fit", f"{'met' if fit.met else 'not met'}: {fit.why}"), ("predicted drop once fitted", f"{fit.predicted_drop:.2f} points")]
-    rows += [(layer, "kept in float: among the most sensitive layers"
-              + (f" (1 - cosine {fit.sensitivity[layer]:.2e} alone in INT8)" if layer in fit.sensitivity else ""))
-             for layer in fit.kept_high_precision]
-    rows += [(tensor, "range widened to min-max: its clipped values were needed") for tensor in fit.widened]
+    rows = [("fit", fit.outcome), ("predicted drop once fitted", f"{fit.predicted_drop:.2f} points"), *fit.changes()]
     return HtmlSection("Budget fit", rows)
 
 

@@ -97,15 +97,11 @@ def deploy_view(report: DeployReport) -> RenderableType:
 
 def fit_view(fit: BudgetFit) -> Table:
     """What the budget fit changed: the layers kept in float (with their sensitivity), the ranges widened, and why."""
-    table = Table(title=f"Budget fit ({'met' if fit.met else 'not met'}: {plain(fit.why)})", title_justify="left")
-    for column in ("kept in float / widened to min-max", "why"):
+    table = Table(title=f"Budget fit ({plain(fit.outcome)})", title_justify="left")
+    for column in ("layer or tensor", "why"):
         table.add_column(column)
-    for layer in fit.kept_high_precision:
-        score = fit.sensitivity.get(layer)
-        table.add_row(plain(layer), "among the most sensitive layers" + (f" (1 - cosine {score:.2e} alone in INT8)"
-                                                                        if score is not None else ""))
-    for tensor in fit.widened:
-        table.add_row(plain(tensor), "its range clipped values the budget needs: widened to min-max")
+    for name, why in fit.changes():
+        table.add_row(plain(name), why)
     table.caption = f"predicted drop once fitted: {fit.predicted_drop:.2f} points"
     table.caption_justify = "left"
     return table
