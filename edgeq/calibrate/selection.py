@@ -107,14 +107,11 @@ def choose_method(first: PredictedAccuracy, trial: Callable[[str], PredictedAccu
 
 def method_counts(ranges: Mapping[str, TensorRange], names: Iterable[str]) -> dict[str, dict[str, object]]:
     """Per method: how many of ``names`` got it, and up to five of them with why."""
-    counts: dict[str, dict[str, object]] = {}
+    by_method: dict[str, list[str]] = {}
     for name in names:
-        entry = counts.setdefault(ranges[name].method, {"tensors": 0, "examples": {}})
-        entry["tensors"] = int(entry["tensors"]) + 1  # type: ignore[call-overload]
-        examples = entry["examples"]
-        if isinstance(examples, dict) and len(examples) < 5:
-            examples[name] = ranges[name].reason
-    return counts
+        by_method.setdefault(ranges[name].method, []).append(name)
+    return {method: {"tensors": len(got), "examples": {name: ranges[name].reason for name in got[:5]}}
+            for method, got in by_method.items()}
 
 
 def widened(ranges: Mapping[str, TensorRange], stats: Mapping[str, TensorStats], names: Iterable[str]) -> dict[str, TensorRange]:
