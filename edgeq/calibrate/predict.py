@@ -18,6 +18,7 @@ import onnxruntime as ort
 from edgeq.calibrate import activations
 from edgeq.calibrate.host import HostModel
 from edgeq.calibrate.report import PredictedAccuracy
+from edgeq.device.batches import NO_AXIS, join_batches
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.metrics import Labels, Metric
 
@@ -90,15 +91,11 @@ class Runner:
     def results(self, axes: Mapping[str, int | None] | None = None) -> list[dict[str, np.ndarray]]:
         """Per model, each output over all batches fed so far, joined on its batch axis (``axes``: output name ->
         axis, None for an output without samples, kept from the first batch; default axis 0)."""
-        axes = axes or {}
+        at = {name: NO_AXIS if axis is None else axis for name, axis in (axes or {}).items()}
         return [
-            {name: _join([p[i] for p in collected], axes.get(name, 0)) for i, name in enumerate(wanted)}
+            {name: join_batches([p[i] for p in collected], at.get(name, 0)) for i, name in enumerate(wanted)}
             for wanted, collected in zip(self.names, self.parts, strict=True)
         ]
-
-
-def _join(parts: list[np.ndarray], axis: int | None) -> np.ndarray:
-    return parts[0] if axis is None else np.concatenate(parts, axis=axis)
 
 
 def outputs(

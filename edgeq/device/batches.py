@@ -148,8 +148,13 @@ def run_all(
     seconds = time.perf_counter() - start
     joined = {}
     for i, (name, axis) in enumerate(zip(session.outputs, out_axes)):
-        joined[name] = outputs[0][i] if axis == NO_AXIS else np.concatenate([o[i] for o in outputs], axis=axis)
+        joined[name] = join_batches([o[i] for o in outputs], axis)
     return joined, seconds
+
+
+def join_batches(parts: List[np.ndarray], axis: int) -> np.ndarray:
+    """One output's batches joined along its batch ``axis``; an output without one (NO_AXIS) is the first batch's."""
+    return parts[0] if axis == NO_AXIS else np.concatenate(parts, axis=axis)
 
 
 def _kept(output: np.ndarray, axis: int, kept: int) -> np.ndarray:
