@@ -13,6 +13,7 @@ import pytest
 
 from edgeq.errors import DeviceError
 from edgeq.remote import SSHTransport, Timeouts
+from tests.devices import fleet as fleet_module
 
 pytestmark = pytest.mark.ssh
 FAST = Timeouts(connect=2.0, channel=1.5, command=10.0)
@@ -177,3 +178,20 @@ def test_dropped_network_is_a_connect_timeout(ssh_fleet):
     device.undrop()
     with SSHTransport.open(device.host, FAST) as transport:
         assert transport.run(["true"]).ok
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft is not installed (tests/devices/provision.sh installs it)")
+def test_a_drop_rule_left_by_a_killed_test_run_does_not_cut_off_the_next_fleet(ssh_fleet):
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its PID now names no process: the rule's owner was killed before its cleanup
+    address = fleet_module._next_free_address(set())
+    table = f"{fleet_module.NFT_PREFIX}{gone.pid}_{address.replace('.', '_')}"
+    fleet_module.add_drop_table(table, address)
+    try:
+        device = ssh_fleet(1)[0]
+        assert device.address == address
+        with SSHTransport.open(device.host, FAST) as transport:
+            assert transport.run(["true"]).ok
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    assert table not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout

@@ -28,6 +28,7 @@ SFTP_SERVER = Path("/usr/lib/openssh/sftp-server")
 TEST_USER = os.environ.get("EDGEQ_TEST_USER", "edgeq-dev")
 DEVICE_PYTHON = Path(os.environ.get("EDGEQ_DEVICE_PYTHON", "/opt/edgeq-device-python")) / "bin" / "python"
 START_DEADLINE = 10.0
+NFT_PREFIX = "edgeq_fleet_"  # + "<pid of the test process>_<address>": a drop rule's owner is in its name
 
 
 def missing_prerequisites() -> str | None:
@@ -197,19 +198,13 @@ class Device:
 
     @property
     def _nft_table(self) -> str:
-        return f"edgeq_fleet_{os.getpid()}_{self.address.replace('.', '_')}"
+        return f"{NFT_PREFIX}{os.getpid()}_{self.address.replace('.', '_')}"
 
     def drop(self) -> None:
         """Silently drop every packet to and from this address (an nft table on the output hook)."""
         if shutil.which("nft") is None:
             raise RuntimeError("nft is not installed: run tests/devices/provision.sh")
-        table = self._nft_table
-        rules = (
-            f"table ip {table} {{\n"
-            f"  chain out {{\n    type filter hook output priority 0; policy accept;\n"
-            f"    ip daddr {self.address} drop\n    ip saddr {self.address} drop\n  }}\n}}\n"
-        )
-        subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+        add_drop_table(self._nft_table, self.address)
         self._dropped = True
 
     def undrop(self) -> None:
@@ -284,6 +279,44 @@ def _sshd_config(device: Device, authorized_keys: Path, user: str) -> str:
     )
 
 
+def add_drop_table(table: str, address: str) -> None:
+    """An nft table ``table`` that drops every packet to and from ``address`` on the output hook."""
+    rules = (
+        f"table ip {table} {{\n"
+        f"  chain out {{\n    type filter hook output priority 0; policy accept;\n"
+        f"    ip daddr {address} drop\n    ip saddr {address} drop\n  }}\n}}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_drops() -> list[str]:
+    """Delete the drop tables of test processes that are gone (killed before their cleanup ran).
+
+    A rule left behind silently cuts off whichever later fleet gets that address. Returns the tables removed.
+    """
+    if shutil.which("nft") is None:
+        return []
+    listing = subprocess.run(["nft", "list", "tables", "ip"], check=True, capture_output=True, text=True).stdout
+    removed = []
+    for line in listing.splitlines():
+        name = line.split()[-1] if line.startswith("table ip ") else ""
+        owner = name.removeprefix(NFT_PREFIX).split("_", 1)[0]
+        if name.startswith(NFT_PREFIX) and owner.isdigit() and not _alive(int(owner)):
+            subprocess.run(["nft", "delete", "table", "ip", name], check=True, capture_output=True)
+            removed.append(name)
+    return removed
+
+
 def _next_free_address(taken: set[str]) -> str:
     for third in range(256):
         for fourth in range(2, 255):
@@ -296,6 +329,7 @@ def _next_free_address(taken: set[str]) -> str:
 def start_fleet(count: int, user: str = TEST_USER) -> Fleet:
     """Start ``count`` devices on the first free loopback addresses; the caller must ``close()`` it."""
     account = pwd.getpwnam(user)
+    remove_orphaned_drops()
     folder = Path(tempfile.mkdtemp(prefix="edgeq-fleet-"))
     folder.chmod(0o755)  # the test user reaches its per-device $HOME below it
     fleet = Fleet(folder, folder / "client_ed25519", folder / "known_hosts", [])
