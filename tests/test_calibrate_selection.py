@@ -69,6 +69,11 @@ def test_the_fit_widens_ranges_before_keeping_layers_and_says_when_it_cannot() -
     # ranges cannot repair it; one layer in float (on top of every widened range) can
     fit = fit_budget(["t1"], ["L1", "L2"], lambda w, k: _accuracy(99.5 if k else 60.0), _accuracy(50.0))
     assert fit.met and fit.widened == ["t1"] and fit.kept == ["L1"]
+    # widening loses accuracy here (60 -> 40): layers are kept on the chosen ranges, none widened
+    fit = fit_budget(["t1", "t2"], ["L1", "L2"], lambda w, k: _accuracy((40.0 if w else 60.0) + (39.5 if k else 0.0)),
+                     _accuracy(60.0))
+    assert fit.met and fit.widened == [] and fit.kept == ["L1"] and "with the chosen ranges" in fit.why
+    assert "lost more: drop 60.00" in fit.why
     # nothing repairs it: the fit says so, with the drop that remains
     fit = fit_budget(["t1"], ["L1"], lambda w, k: _accuracy(70.0), _accuracy(50.0))
     assert not fit.met and fit.why.startswith("cannot be met") and "30.00 points" in fit.why

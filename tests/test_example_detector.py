@@ -54,6 +54,8 @@ def test_detector_deploys_locally_with_a_box_overlay(tmp_path: Path) -> None:
     assert set(evaluation["details"]["int8"]) == {"map50", "map50_95"}
     assert evaluation["fp32"] > 30.0  # FP32 finds the faces the labels mark
     assert result.code == (0 if evaluation["drop"] <= data["budget"]["accuracy_drop"] else 1)
+    smoke = next(gate for gate in report["gates"] if gate["name"] == "smoke")  # boxes, not class scores: cosine decides
+    assert smoke["unit"] == "cosine" and smoke["value"] == report["smoke"]["comparison"]["cosine"] and smoke["limit"] == 0.99
     page = (recipe / "edgeq-out" / "nudenet-faces" / "local" / "deploy" / "local" / "report.html").read_text()
     assert "FP32 vs INT8 detections" in page and "no chart could be drawn" not in page
     counts = re.search(r"(\d+) FP32 and (\d+) INT8 boxes", page)

@@ -156,19 +156,22 @@ def fit_budget(
         if all_widened and run(all_widened, 0).passed:  # one trial says whether ranges alone can do it
             widen = _fewest(all_widened, lambda k: run(k, 0).passed)
             return done(widen or all_widened, 0, f"widening {widen} of {all_widened} clipped range(s) to min-max meets the budget")
+        # layers are kept on top of the widened ranges, or of the chosen ones where widening them lost accuracy
+        base = all_widened if all_widened and run(all_widened, 0).drop < accuracy.drop else 0
+        ranges = f"with {base} range(s) widened" if base else "with the chosen ranges"
+        if all_widened and not base:
+            ranges += f" (widening all {all_widened} clipped range(s) to min-max lost more: drop {run(all_widened, 0).drop:.2f})"
         most = max(len(ranking) - 1, 0)  # every layer in float is the FP32 model, not a fit
-        last = run(all_widened, most)
+        last = run(base, most)
         if last.passed:
-            keep = _fewest(most, lambda k: run(all_widened, k).passed)
-            return done(all_widened, keep or most,
-                        f"with {all_widened} range(s) widened, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
+            keep = _fewest(most, lambda k: run(base, k).passed)
+            return done(base, keep or most, f"{ranges}, keeping {keep} of {len(ranking)} layer(s) in float meets the budget")
         why = (
-            f"cannot be met in INT8: with all {all_widened} clipped range(s) at min-max and {most} of {len(ranking)} layer(s)"
-            f" in float the drop is still {last.drop:.2f} points (budget {last.budget:.2f}); every layer in float would be"
-            " the FP32 model. Relax budget.accuracy_drop, or validate on more samples when one sample moves the metric by"
-            " more than the budget"
+            f"cannot be met in INT8: {ranges} and {most} of {len(ranking)} layer(s) in float the drop is still"
+            f" {last.drop:.2f} points (budget {last.budget:.2f}); every layer in float would be the FP32 model. Relax"
+            " budget.accuracy_drop, or validate on more samples when one sample moves the metric by more than the budget"
         )
-        return done(all_widened, most, why)
+        return done(base, most, why)
     except _Deadline:
         best = min(results, key=lambda k: (not results[k].passed, results[k].drop, sum(k)))
         why = (
