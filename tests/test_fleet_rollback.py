@@ -14,42 +14,24 @@ from edgeq.deploy.session import DeviceSession
 from edgeq.fleet.journal import Event
 from edgeq.remote.transport import SSHTransport
 from tests.cli import run_edgeq
-from tests.devices.fleet import missing_prerequisites, start_fleet
-from tests.test_fleet_rollout import Site, _by_name, _follow, _journal, _start, _step
+from tests.fleet_site import Site, by_name, journal_of, open_site, rollout_under_fault, step_done
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    reason = missing_prerequisites()
-    if reason:
-        pytest.skip(reason)
-    fleet = start_fleet(3)
-    try:
-        site = Site(fleet, tmp_path_factory.mktemp("rollback"))
-        first = site.rollout(site.recipe(1), "--waves", "100%", "--concurrency", "3")
-        assert first.code == 0, first.stderr + first.stdout
+    with open_site(tmp_path_factory.mktemp("rollback"), 3) as site:
         yield site
-    finally:
-        fleet.close()
 
 
 def _rollout_with_dev2_dropped_after_its_switch(site: Site, recipe: Path) -> dict:
     """One wave of 3; dev2 is cut off by a firewall drop as soon as it switched: its smoke test hangs, the wave
     fails, and dev2 cannot be reached for its rollback. The drop is lifted once the rollout has ended."""
-    dropped = site.device("dev2")
-    proc, journals = _start(site, recipe, "--waves", "100%", "--concurrency", "3")
-    try:
-        _follow(journals, lambda entries: _step(entries, "dev2", "activate"), proc)
-        dropped.drop()
-        out, err = proc.communicate(timeout=300)
-    finally:
-        dropped.undrop()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, err
-    return json.loads(out)
+    ended = rollout_under_fault(site, recipe, ["--waves", "100%", "--concurrency", "3"],
+                                lambda entries: step_done(entries, "dev2", "activate"), lambda _: site.device("dev2").dropped())
+    assert ended.code == 3, ended.stderr
+    return json.loads(ended.stdout)
 
 
 def _current(site: Site, name: str) -> str | None:
@@ -58,12 +40,12 @@ def _current(site: Site, name: str) -> str | None:
 
 
 def _assert_pending(site: Site, report: dict, new: str) -> None:
-    devices = _by_name(report)
+    devices = by_name(report)
     assert report["outcome"] == "devices_failed"
     assert devices["dev2"]["phase"] == "rollback_pending" and devices["dev2"]["rollback"].startswith("failed")
     assert devices["dev2"]["engine_now"] == new  # its switch was journaled; the rollback never ran
     assert {devices[n]["phase"] for n in ("dev1", "dev3")} == {"rolled_back"}
-    _, entries = _journal(report)
+    _, entries = journal_of(report)
     assert entries[-1].event == Event.END and entries[-1].data["rollback_pending"] == ["dev2"]
     assert _current(site, "dev2") == new  # on the failed wave's engine, for real
 
@@ -76,17 +58,17 @@ def test_resume_of_an_ended_rollout_rolls_back_the_device_that_was_unreachable(s
 
     resumed = run_edgeq("rollout", recipe, "--resume", report["id"], "--timeout", "4", "--json")
     assert resumed.code == 3, resumed.stderr  # the rollout still failed; nothing is pending any more
-    after = _by_name(json.loads(resumed.stdout))
+    after = by_name(json.loads(resumed.stdout))
     assert after["dev2"]["phase"] == "rolled_back" and after["dev2"]["rollback"] == "ok"
     assert after["dev2"]["engine_now"] == old.engine_id
     assert [s["step"] for s in after["dev2"]["steps"]][-2:] == ["rollback", "verify"]
     assert site.engines(old) == dict.fromkeys(site.names, (old.engine_id, True))
-    _, entries = _journal(report)
+    _, entries = journal_of(report)
     assert "rollback_pending" not in entries[-1].data
 
     again = run_edgeq("rollout", recipe, "--resume", report["id"], "--json")  # nothing left: nothing journaled
     assert again.code == 3
-    assert len(_journal(report)[1]) == len(entries)
+    assert len(journal_of(report)[1]) == len(entries)
 
 
 def test_edgeq_rollback_returns_every_device_to_its_previous_engine(site: Site) -> None:
@@ -97,7 +79,7 @@ def test_edgeq_rollback_returns_every_device_to_its_previous_engine(site: Site) 
 
     result = run_edgeq("rollback", recipe, "--inventory", site.inventory, "--timeout", "4", "--json")
     assert result.code == 0, result.stderr + result.stdout
-    devices = _by_name(json.loads(result.stdout))
+    devices = by_name(json.loads(result.stdout))
     assert {d["phase"] for d in devices.values()} == {"rolled_back"}
     assert {d["engine_now"] for d in devices.values()} == {old.engine_id}
     assert all(d["smoke_passed"] for d in devices.values())
@@ -106,14 +88,11 @@ def test_edgeq_rollback_returns_every_device_to_its_previous_engine(site: Site) 
 
 def test_resume_of_a_completed_rollout_retries_the_device_that_failed(site: Site) -> None:
     recipe = site.recipe(7)
-    site.device("dev3").drop()
-    try:
+    with site.device("dev3").dropped():
         result = site.rollout(recipe, "--waves", "100%", "--max-failures", "1")
-    finally:
-        site.device("dev3").undrop()
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
-    assert _by_name(report)["dev3"]["phase"] == "failed" and report["outcome"] == "completed"
+    assert by_name(report)["dev3"]["phase"] == "failed" and report["outcome"] == "completed"
     resumed = run_edgeq("rollout", recipe, "--resume", report["id"], "--timeout", "4", "--json")
     assert resumed.code == 0, resumed.stderr
     assert {d["phase"] for d in json.loads(resumed.stdout)["devices"]} == {"done"}
@@ -122,13 +101,10 @@ def test_resume_of_a_completed_rollout_retries_the_device_that_failed(site: Site
 
 
 def test_rollback_of_an_unreachable_device_is_pending_and_exits_3(site: Site) -> None:
-    site.device("dev3").drop()
-    try:
+    with site.device("dev3").dropped():
         result = run_edgeq("rollback", site.recipe(1), "--inventory", site.inventory, "--limit", "dev3", "--timeout", "2", "--json")
-    finally:
-        site.device("dev3").undrop()
     assert result.code == 3, result.stderr
-    devices = _by_name(json.loads(result.stdout))
+    devices = by_name(json.loads(result.stdout))
     assert devices["dev3"]["phase"] == "rollback_pending"
 
 
@@ -150,7 +126,7 @@ def test_keep_last_n_removes_old_engines_after_the_switch(site: Site) -> None:
         status = session.status()
     assert (status.current, status.previous) == (new, previous)
     assert on_disk() == {new, previous}  # never the current or the previous one; every other one gone
-    (gc,) = [s for s in _by_name(json.loads(result.stdout))["dev1"]["steps"] if s["step"] == "gc"]
+    (gc,) = [s for s in by_name(json.loads(result.stdout))["dev1"]["steps"] if s["step"] == "gc"]
     assert gc["status"] == "ok" and set(gc["result"]["gc"]["removed"]) == earlier - {previous}
 
 
@@ -160,30 +136,16 @@ def test_a_frozen_class_builder_is_taken_over_after_the_timeout(site: Site) -> N
                      and e.data.get("result", {}).get("role") == "build"), None)
 
     recipe = site.recipe(6)
-    proc, journals = _start(site, recipe, "--waves", "100%", "--concurrency", "3", "--max-failures", "1")
-    hung = None
-    try:
-        path = _follow(journals, lambda entries: builder(entries) is not None, proc)
-        hung = site.device(builder(_journal_entries(path)))
-        hung.pause()  # the builder's sshd and agent frozen as its build starts
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if hung is not None:
-            hung.resume()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    report = json.loads(out)
-    devices = _by_name(report)
-    frozen = next(n for n in site.names if site.device(n) is hung)
+    # the builder's sshd and agent frozen as its build starts
+    ended = rollout_under_fault(site, recipe, ["--waves", "100%", "--concurrency", "3", "--max-failures", "1"],
+                                lambda entries: builder(entries) is not None,
+                                lambda entries: site.device(builder(entries)).paused())
+    assert ended.code == 0, ended.stderr
+    report = json.loads(ended.stdout)
+    devices = by_name(report)
+    frozen = builder(ended.entries())
     assert devices[frozen]["phase"] == "failed" and "stopped answering" in devices[frozen]["error"]
     others = [d for n, d in devices.items() if n != frozen]
     assert {d["phase"] for d in others} == {"done"}
     assert sorted(d["engine_source"] for d in others) == ["build", "install"]  # one took the class's build over
     assert max(d["wait_seconds"] for d in others) < 4 + 4  # waited about one --timeout (4 s) for the frozen builder
-
-
-def _journal_entries(path: Path) -> list:
-    from edgeq.fleet import journal
-
-    return journal.read(path)[1]

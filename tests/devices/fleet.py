@@ -196,6 +196,24 @@ class Device:
         if pid is not None:
             _signal_all([pid, *_descendants(pid)], signal.SIGCONT)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The device frozen (:meth:`pause`) for the block, resumed after it however it ends."""
+        self.pause()
+        try:
+            yield
+        finally:
+            self.resume()
+
+    @contextmanager
+    def dropped(self) -> Iterator[None]:
+        """The device cut off the network (:meth:`drop`) for the block, back after it however it ends."""
+        self.drop()
+        try:
+            yield
+        finally:
+            self.undrop()
+
     @property
     def _nft_table(self) -> str:
         return f"{NFT_PREFIX}{os.getpid()}_{self.address.replace('.', '_')}"
