@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from edgeq.device.batches import NO_AXIS, run_batched
 from edgeq.errors import InputError
 from edgeq.graph import GraphIndex
 
@@ -86,10 +87,10 @@ def _fixed_batch(sess: ort.InferenceSession, feed: dict[str, np.ndarray]) -> int
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
-def _sample_axis(shape: list[int | str | None], array: np.ndarray, batch: int, total: int) -> int | None:
+def _sample_axis(shape: list[int | str | None], array: np.ndarray, batch: int, total: int) -> int:
     """Where ``array`` holds its ``total`` samples: the axis the model fixes at ``batch`` and the array holds ``total``
-    on (None: fed whole, such as a constant input, whose array has the model's shape)."""
-    return next((i for i, dim in enumerate(shape) if dim == batch and i < array.ndim and array.shape[i] == total), None)
+    on (NO_AXIS: fed whole, such as a constant input, whose array has the model's shape)."""
+    return next((i for i, dim in enumerate(shape) if dim == batch and i < array.ndim and array.shape[i] == total), NO_AXIS)
 
 
 def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names: list[str] | None = None) -> list[np.ndarray]:
@@ -116,17 +117,5 @@ def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names
                              " batch dimension")
     dims = {i.name: i.shape for i in sess.get_inputs()}
     axes = {name: _sample_axis(dims[name], array, batch, total) for name, array in feed.items()}
-    pieces = []
-    for start in range(0, total, batch):
-        kept = min(batch, total - start)
-        part = {}
-        for name, array in feed.items():
-            axis = axes[name]
-            if axis is not None:
-                array = np.take(array, range(start, start + kept), axis=axis)
-                if kept < batch:
-                    pad = [(0, batch - kept if i == axis else 0) for i in range(array.ndim)]
-                    array = np.pad(array, pad)
-            part[name] = array
-        pieces.append([o[:kept] for o in run(sess, part, names)])
-    return [np.concatenate(column) for column in zip(*pieces, strict=True)]
+    wanted = names or [o.name for o in sess.get_outputs()]
+    return run_batched(lambda part: run(sess, part, names), feed, axes, [0] * len(wanted), batch)

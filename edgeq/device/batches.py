@@ -16,7 +16,7 @@ Data written before ``batch_axes`` existed is run as it was then: each input's s
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -118,38 +118,65 @@ def sample_count(inputs: Dict[str, np.ndarray]) -> int:
 def run_all(
     session: Session, inputs: Dict[str, np.ndarray], batch: int, axes: Optional[Axes] = None
 ) -> Tuple[Dict[str, np.ndarray], float]:
-    """Every output over all samples, by name, and the seconds it took. The last batch is zero-padded to ``batch``.
+    """Every output over all samples, by name, and the seconds it took (:func:`run_batched`).
 
     ``axes`` (:func:`stored_axes`): each input is fed, and each output joined, on its axis (an output without one
     is kept from the first batch); without them, inputs as :func:`_batch_axis` says and outputs on axis 0.
     """
-    total = sample_count(inputs)
+    placed = {}  # every input at its batch axis, as the model takes it (a view: samples-first data moved there)
+    in_axes = {}
+    for spec in session.inputs:
+        array = inputs[spec.name]
+        if isinstance(array, _Constant):
+            placed[spec.name], in_axes[spec.name] = np.asarray(array), NO_AXIS
+        else:
+            axis = _batch_axis(spec, axes)
+            placed[spec.name], in_axes[spec.name] = np.moveaxis(array, 0, axis), axis
     out_axes = [0 if axes is None else _axis(axes, name, "output") for name in session.outputs]
-    outputs = []  # type: List[List[np.ndarray]]
+
+    def run(feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        try:
+            return [np.asarray(r) for r in session.run(feeds)]
+        except Exception as exc:
+            raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
+
     start = time.perf_counter()
+    joined = run_batched(run, placed, in_axes, out_axes, batch, progress.advance)
+    return dict(zip(session.outputs, joined)), time.perf_counter() - start
+
+
+def run_batched(
+    run: Callable[[Dict[str, np.ndarray]], List[np.ndarray]],
+    inputs: Dict[str, np.ndarray],
+    in_axes: Dict[str, int],
+    out_axes: List[int],
+    batch: int,
+    advance: Callable[[int], None] = lambda n: None,
+) -> List[np.ndarray]:
+    """``run`` over all samples of ``inputs``, ``batch`` at a time: the one way host and device slice a model's data.
+
+    Each input holds its samples on its ``in_axes`` axis (NO_AXIS: fed whole to every batch); the last batch is
+    zero-padded to ``batch``. Each output is cut to the samples it was given and joined on its ``out_axes`` axis
+    (NO_AXIS: kept from the first batch).
+    """
+    total = next(a.shape[in_axes[name]] for name, a in inputs.items() if in_axes[name] != NO_AXIS)
+    parts = []  # type: List[List[np.ndarray]]
     for begin in range(0, total, batch):
         kept = min(batch, total - begin)
         feeds = {}
-        for spec in session.inputs:
-            array = inputs[spec.name]
-            if isinstance(array, _Constant):
-                feeds[spec.name] = np.asarray(array)
+        for name, array in inputs.items():
+            axis = in_axes[name]
+            if axis == NO_AXIS:
+                feeds[name] = array
                 continue
-            chunk = array[begin:begin + batch]
-            if len(chunk) < batch:
-                chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-            feeds[spec.name] = np.moveaxis(chunk, 0, _batch_axis(spec, axes))
-        try:
-            result = session.run(feeds)
-        except Exception as exc:
-            raise AgentError(AgentError.RUN_FAILED, f"inference failed: {exc}") from exc
-        outputs.append([_kept(np.asarray(r), axis, kept) for r, axis in zip(result, out_axes)])
-        progress.advance(kept)
-    seconds = time.perf_counter() - start
-    joined = {}
-    for i, (name, axis) in enumerate(zip(session.outputs, out_axes)):
-        joined[name] = join_batches([o[i] for o in outputs], axis)
-    return joined, seconds
+            chunk = array[(slice(None),) * axis + (slice(begin, begin + kept),)]
+            if kept < batch:
+                pad = [(0, batch - kept if i == axis else 0) for i in range(chunk.ndim)]
+                chunk = np.pad(chunk, pad)
+            feeds[name] = chunk
+        parts.append([_kept(output, axis, kept) for output, axis in zip(run(feeds), out_axes)])
+        advance(kept)
+    return [join_batches([p[i] for p in parts], axis) for i, axis in enumerate(out_axes)]
 
 
 def join_batches(parts: List[np.ndarray], axis: int) -> np.ndarray:
