@@ -61,3 +61,42 @@ def test_ranking_measures_only_the_layers_the_proxy_puts_first() -> None:
     assert {entry.layer for entry in ranking[:2]} == set(top_two)
     rest = [entry.proxy for entry in ranking[2:]]
     assert rest == sorted(rest, reverse=True) and ranking[0].score >= ranking[1].score > 0
+
+
+def test_ranking_compares_every_output_on_its_own_batch_axis() -> None:
+    """A layer that moves only the second output, whose samples are on axis 1, still ranks as sensitive."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeq.calibrate import activations
+    from edgeq.calibrate.collect import collect
+    from edgeq.calibrate.host import host_arithmetic
+    from edgeq.calibrate.predict import outputs
+    from edgeq.calibrate.qdq import plan_layers
+    from edgeq.calibrate.ranges import compute_ranges
+    from edgeq.calibrate.sensitivity import rank_layers
+
+    rng = np.random.default_rng(4)
+    weights = {"w1": rng.normal(size=(4, 3, 3, 3)), "w2": rng.normal(size=(4, 3, 3, 3))}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c1"], ["p1"], name="pool"),
+        helper.make_node("Flatten", ["p1"], ["scores"], name="flat"),
+        helper.make_node("Conv", ["x", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c2"], ["maps"], name="samples_second", perm=[1, 0, 2, 3]),
+    ]
+    graph = helper.make_graph(
+        nodes, "two_outputs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4]),
+         helper.make_tensor_value_info("maps", TensorProto.FLOAT, [4, "N", 8, 8])],
+        [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = rng.normal(size=(24, 3, 8, 8)).astype(np.float32)
+    tensors = activations.activation_tensors(model)
+    amax = {name: r.amax for name, r in compute_ranges(collect(model, tensors, [x]), "minmax").items()}
+    layers = plan_layers(model, tensors, {})
+    axes = {"scores": 0, "maps": 1}
+    reference = outputs([model], [x], axes)[0]  # all 24 samples; the ranking runs the first 8
+    ranking = rank_layers(model, layers, amax, x[:8], reference, 8, host_arithmetic().verdict, output_axes=axes)
+    scores = {entry.layer: entry.score for entry in ranking}
+    assert set(scores) == {"conv1", "conv2"} and scores["conv2"] > 0 and scores["conv1"] > 0

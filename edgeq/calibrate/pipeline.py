@@ -403,7 +403,7 @@ def _sensitivity(
     proxies = layer_proxies(placement.fp32, placement.layers, statistics.stats, placement.amax)
     return rank_layers(
         placement.fp32, placement.layers, placement.amax, subset, validation.reference, validation.rows, placement.arithmetic,
-        lambda: bar.advance(task), proxies=proxies, confirm=CONFIRMED_LAYERS,
+        lambda: bar.advance(task), proxies=proxies, confirm=CONFIRMED_LAYERS, output_axes=validation.output_axes,
     )
 
 

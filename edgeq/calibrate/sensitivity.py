@@ -48,15 +48,19 @@ def rank_layers(
     *,
     proxies: Mapping[str, float] | None = None,
     confirm: int | None = None,
+    output_axes: Mapping[str, int | None] | None = None,
 ) -> list[LayerSensitivity]:
-    """Each layer quantized alone, scored by 1 - cosine of the first output against FP32; most sensitive first.
+    """Each layer quantized alone, scored by 1 - cosine against FP32 on the output it moves most; most sensitive first.
 
-    ``fp32``: the FP32 outputs, whose first ``len(x)`` rows belong to ``x``; ``arithmetic``: this CPU's
-    INT8 arithmetic (:func:`edgeq.calibrate.host.host_model`). ``proxies`` and ``confirm``: measure only the
-    ``confirm`` layers of highest proxy (see the module docstring).
+    ``fp32``: every FP32 output, whose first ``rows(x)`` samples along its batch axis in ``output_axes`` (default
+    0; None: not per sample, compared whole) belong to ``x``; ``arithmetic``: this CPU's INT8 arithmetic
+    (:func:`edgeq.calibrate.host.host_model`). ``proxies`` and ``confirm``: measure only the ``confirm`` layers of
+    highest proxy (see the module docstring). Top-1 agreement is the first output's.
     """
+    samples = activations.rows(x)
+    axes = {name: (output_axes or {}).get(name, 0) for name in fp32}
+    reference = {name: _first_samples(array, axes[name], samples) for name, array in fp32.items()}
     first = next(iter(fp32))
-    reference = fp32[first][: activations.rows(x)]
     proxies = proxies or {}
     if proxies and confirm is not None:
         by_proxy = sorted(layers, key=lambda layer: proxies.get(layer.name, 0.0), reverse=True)
@@ -65,14 +69,14 @@ def rank_layers(
         measured, rest = layers, []
     ranked = []
     for layer in measured:
-        out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size))[0][first]
+        out = predict.outputs([host_model(build_qdq(model, [layer], amax), arithmetic)], predict.slices(x, batch_size), axes)[0]
         ranked.append(
             LayerSensitivity(
                 layer=layer.name,
                 op_type=layer.op_type,
                 tensors=list(layer.activations),
-                score=max(0.0, 1.0 - cosine(reference, out)),
-                top1_agreement=top1_agreement(reference, out),
+                score=max(max(0.0, 1.0 - cosine(reference[name], out[name])) for name in reference),
+                top1_agreement=top1_agreement(reference[first], out[first]),
                 proxy=proxies.get(layer.name, 0.0),
             )
         )
@@ -80,6 +84,10 @@ def rank_layers(
     unmeasured = [LayerSensitivity(layer=layer.name, op_type=layer.op_type, tensors=list(layer.activations), score=0.0,
                                    top1_agreement=1.0, proxy=proxies.get(layer.name, 0.0), measured=False) for layer in rest]
     return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
+
+
+def _first_samples(array: np.ndarray, axis: int | None, samples: int) -> np.ndarray:
+    return array if axis is None else array[(slice(None),) * axis + (slice(0, samples),)]
 
 
 @dataclass
