@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 import yaml
 
@@ -63,12 +64,14 @@ def test_a_second_target_reuses_the_first_targets_statistics_and_gets_the_same_b
     assert second.report.key != first.report.key and second.folder != first.folder
     assert (tmp_path / "edgeq-out" / "tiny" / ".store" / first.report.statistics_key / "statistics.npz").is_file()
     assert second.report.memory["statistics_passes"] == first.report.memory["statistics_passes"]  # how they were measured
+    assert second.report.validation_reused and not first.report.validation_reused  # only xavier's INT8 model ran
     reused = _artifacts(second.folder)
 
     shutil.rmtree(tmp_path / "edgeq-out" / "tiny" / ".store")
     shutil.rmtree(second.folder)
     computed = calibrate(recipe_module.load(path), xavier, progress=False)
     assert not computed.report.statistics_reused and "statistics" in computed.report.seconds
+    assert not computed.report.validation_reused and computed.report.accuracy == second.report.accuracy
     assert _artifacts(computed.folder) == reused  # ranges, cache, models and validation data: byte for byte
     assert json.loads(reused["ranges.json"])["tensors"]  # not trivially equal
 
@@ -142,3 +145,20 @@ def test_the_store_keeps_the_most_recently_used_entries(tmp_path: Path) -> None:
     kept = {p.name for p in folder.iterdir()}
     assert len(kept) == KEEP and "entry-1" not in kept  # the least recently used went
     assert {"entry-0", "entry-new", first.report.statistics_key} <= kept
+
+
+def test_fp32_validation_is_reused_only_for_the_same_validation_data_and_only_when_intact(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, fire_net())
+    first = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+    entry = tmp_path / "edgeq-out" / "tiny" / ".store" / first.report.statistics_key
+    (stored,) = entry.glob("validation-*/reference.npz")
+    stored.write_bytes(stored.read_bytes()[:-7] + b"damaged")
+    damaged = calibrate(recipe_module.load(path), targets.resolve("local"), progress=False)
+    assert damaged.report.statistics_reused and not damaged.report.validation_reused  # run again, not trusted
+    assert calibrate(recipe_module.load(path), targets.resolve("agx-xavier-jp5.1"), progress=False).report.validation_reused
+
+    with np.load(tmp_path / "val.npz") as val:  # one validation sample fewer: other FP32 outputs, validation.npz
+        np.savez(tmp_path / "val.npz", x=val["x"][1:], labels=val["labels"][1:])
+    fewer = calibrate(recipe_module.load(path), targets.resolve(ORIN), method="minmax", progress=False)
+    assert fewer.report.statistics_reused and not fewer.report.validation_reused
+    assert fewer.report.accuracy.samples == first.report.accuracy.samples - 1

@@ -42,16 +42,31 @@ def statistics_key(recipe: Recipe, bins: int) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any], statistics: str) -> str:
-    """sha256 over the statistics key, validation data, the metric file, settings and target."""
-    files = [recipe.validation.custom_metric, recipe.validation.labels, recipe.validation.text.alphabet]
+def validation_key(recipe: Recipe, statistics: str) -> str:
+    """sha256 over what the FP32 side of validation depends on (its reference outputs and validation.npz): the
+    statistics key (the prepared model), the validation data, labels and alphabet files and the validation section."""
+    files = [recipe.validation.labels, recipe.validation.text.alphabet]
     parts = {
         "schema": KEY_SCHEMA,
         "edgeq": edgeq.__version__,
         "statistics": statistics,
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
-        "metric_files": [sha256_file(recipe.resolve(f)) if f else None for f in files],  # metric, labels, alphabet
-        "recipe": recipe.model_dump(mode="json", include={"calibration", "validation", "budget"},
+        "files": [sha256_file(recipe.resolve(f)) if f else None for f in files],
+        "validation": recipe.validation.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any], statistics: str, validation: str) -> str:
+    """sha256 over the statistics and validation keys, the metric file, settings and target."""
+    metric = recipe.validation.custom_metric
+    parts = {
+        "schema": KEY_SCHEMA,
+        "edgeq": edgeq.__version__,
+        "statistics": statistics,
+        "validation": validation,
+        "metric_file": sha256_file(recipe.resolve(metric)) if metric else None,
+        "recipe": recipe.model_dump(mode="json", include={"calibration", "budget"},
                                     exclude={"calibration": {"fit_budget"}}),  # the fit in force is in ``settings``
         "settings": settings,
         "target": {"name": target.name, "tensorrt": target.tensorrt, "backend": target.backend},

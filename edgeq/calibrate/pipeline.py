@@ -26,6 +26,7 @@ cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import shutil
@@ -52,7 +53,7 @@ from edgeq import model as model_module
 from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
-from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key
+from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key, validation_key
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
@@ -70,7 +71,7 @@ from edgeq.calibrate.report import (
 from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
-from edgeq.calibrate.store import Measured, Store
+from edgeq.calibrate.store import Measured, Store, Validated
 from edgeq.calibrate.threads import ThreadPlan
 from edgeq.data import check_same_classes
 from edgeq.device.batches import CONSTANTS, axes_columns
@@ -143,7 +144,8 @@ class _Inputs:
     labels: labels_module.LoadedLabels
     metric: Metric
     key: str
-    store: Store  # the statistics and ranges every target shares
+    store: Store  # the statistics, ranges and FP32 validation every target shares
+    validation_key: str  # the store's key for the FP32 side of validation
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
 
 
@@ -163,10 +165,11 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
     metric = metrics_module.load(recipe, labels.labels)
     arithmetic = host_arithmetic()
     store = Store(store_folder(recipe), statistics_key(recipe, DEFAULT_BINS))
-    key = cache_key(recipe, target, {"method": method, **settings, "int8_arithmetic": arithmetic.verdict}, store.key)
+    checked = validation_key(recipe, store.key)
+    key = cache_key(recipe, target, {"method": method, **settings, "int8_arithmetic": arithmetic.verdict}, store.key, checked)
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
     return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, store,
-                   arithmetic)
+                   checked, arithmetic)
 
 
 @dataclass
@@ -311,6 +314,7 @@ class _Validation:
     kernels: str  # which ONNX Runtime kernels ran the INT8 prediction
     seconds: float
     output_axes: dict[str, int | None]  # each output's batch axis: where its batches are joined
+    reused: bool  # the FP32 side came from the store: only the INT8 model ran
 
 
 def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
@@ -320,30 +324,44 @@ def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int
 
 
 def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
+    """The FP32 and INT8 models over the validation data, validation.npz written as the batches stream by; the FP32
+    side (reference outputs, validation.npz) from the store when this model and validation data were run before."""
     tick = time.perf_counter()
     validation, plan = inputs.validation, pools.plan
-    task = bar.add_task("FP32 and INT8 on validation data", total=len(validation))
     predicted = placement.on_host(qdq)
-    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
-    sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(sample, validation.constants())
-    fp32, names = runner.sessions[0], runner.names[0]
-    axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(fp32, feed, names), strict=True)))}
-    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
+    npz = scratch / "validation.npz"
+    stored = inputs.store.validation(inputs.validation_key)
+    task = bar.add_task("INT8 on validation data" if stored else "FP32 and INT8 on validation data", total=len(validation))
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         for x in blocks:
             bar.advance(task, activations.rows(x))
             yield x
 
-    npz = scratch / "validation.npz"
+    if stored is not None:
+        shutil.copyfile(stored.npz, npz)
+        runner = predict.Runner([predicted], threads=plan.validation_threads)
+        collections.deque(advanced(runner.feed_all(validation.batches(stored.rows, pools.decoders, ahead=plan.lanes + 1),
+                                                   plan.lanes)), maxlen=0)
+        (int8,) = runner.results(stored.output_axes)
+        return _Validation(stored.reference, _judge(inputs, stored.reference, int8), npz, stored.rows, predicted.kernels,
+                           time.perf_counter() - tick, stored.output_axes, reused=True)
+
+    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
+    sample = next(validation.batches(1, samples_first=True))
+    rows = _validation_rows(sample, validation.constants())
+    fp32, names = runner.sessions[0], runner.names[0]
+    axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(fp32, feed, names), strict=True)))}
+    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
     with npz.open("wb") as handle:
         fed = advanced(runner.feed_all(batches, plan.lanes))
         write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
     output_axes = {name: axes[name] for name in names}
     reference, int8 = runner.results(output_axes)
+    with contextlib.suppress(OSError):  # not kept: the next target runs the FP32 side again
+        inputs.store.save_validation(inputs.validation_key, Validated(reference, npz, rows, output_axes))
     return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick,
-                       output_axes)
+                       output_axes, reused=False)
 
 
 def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -504,6 +522,7 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         calibration_samples=len(inputs.calibration),
         key=inputs.key,
         statistics_key=inputs.store.key,
+        validation_reused=outcome.validation.reused,
         statistics_reused=outcome.statistics.reused,
         created=datetime.now(timezone.utc).isoformat(),
         seconds={k: round(v, 3) for k, v in outcome.seconds.items()},

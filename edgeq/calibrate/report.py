@@ -97,6 +97,7 @@ class CalibrationReport(BaseModel):
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
     statistics_key: str = ""  # the calibration store entry of the statistics and ranges (edgeq.calibrate.store)
     statistics_reused: bool = False  # taken from the store: no statistics pass ran for this target
+    validation_reused: bool = False  # FP32 outputs and validation.npz from the store: only the INT8 model ran
 
 
 class Artifacts(BaseModel):

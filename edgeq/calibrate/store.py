@@ -9,7 +9,9 @@ target: only placement and packaging (the Q/DQ model, the cache, the prediction)
 - ``prepared.onnx``: the prepared model; ``statistics.npz``: the statistics, exactly (int64 histograms,
   float64 extremes), so ranges computed from them are the same bit for bit;
 - ``entry.json``: what preparation did, the tensors, the passes that measured them, and each file's sha256;
-- ``ranges-<method>-<percentile>.json``: one method's ranges, added the first time that method is asked for.
+- ``ranges-<method>-<percentile>.json``: one method's ranges, added the first time that method is asked for;
+- ``validation-<key>/``: the FP32 side of validation (:class:`Validated`) for one validation set, added the first
+  time it is validated: later targets and methods run only their INT8 model over it.
 
 An entry appears whole (made in a staging folder, then renamed into place) or not at all; one whose files
 no longer match their hashes is ignored and made again. The :data:`KEEP` most recently used entries stay.
@@ -45,6 +47,7 @@ STALE_STAGE = 3600.0  # s: a staging folder this old was left by a crashed run
 ENTRY = "entry.json"
 MODEL = "prepared.onnx"
 STATISTICS = "statistics.npz"
+VALIDATION_NPZ, REFERENCE, VALIDATION_META = "validation.npz", "reference.npz", "validation.json"
 
 
 @dataclass
@@ -56,6 +59,16 @@ class Measured:
     stats: dict[str, TensorStats]
     passes: ExposurePlan
     seconds: dict[str, float]  # prepare and statistics, as measured when the entry was made
+
+
+@dataclass
+class Validated:
+    """The FP32 side of validation: each output over the validation data, validation.npz, and how they were run."""
+
+    reference: dict[str, np.ndarray]
+    npz: Path  # validation.npz in the store: copied out, never moved
+    rows: int  # samples per batch
+    output_axes: dict[str, int | None]  # each output's batch axis
 
 
 def _stats_arrays(stats: dict[str, TensorStats]) -> dict[str, np.ndarray]:
@@ -146,6 +159,42 @@ class Store:
         """Keep ``method``'s ranges beside the statistics they came from (when the entry exists)."""
         if (self.entry / ENTRY).is_file():
             atomic.write_json(self._ranges_path(method, percentile), [asdict(r) for r in ranges.values()])
+
+    def _validation_folder(self, key: str) -> Path:
+        return self.entry / f"validation-{key[:32]}"
+
+    def validation(self, key: str) -> Validated | None:
+        """The FP32 side of validation stored for validation key ``key``, or None (none, or not intact)."""
+        folder = self._validation_folder(key)
+        try:
+            meta = json.loads((folder / VALIDATION_META).read_text())
+            if meta["key"] != key or any(sha256_file(folder / name) != digest for name, digest in meta["files"].items()):
+                return None
+            with np.load(folder / REFERENCE, allow_pickle=False) as data:
+                reference = {name: data[str(i)] for i, name in enumerate(meta["outputs"])}
+            axes = {name: None if axis is None else int(axis) for name, axis in meta["output_axes"].items()}
+            return Validated(reference, folder / VALIDATION_NPZ, int(meta["rows"]), axes)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_validation(self, key: str, validated: Validated) -> None:
+        """Keep the FP32 side of validation for ``key`` beside the statistics (when the entry exists), whole or not at all."""
+        if not (self.entry / ENTRY).is_file():
+            return
+        stage = Path(tempfile.mkdtemp(prefix=".validation.", suffix=".stage", dir=self.entry))
+        try:
+            shutil.copyfile(validated.npz, stage / VALIDATION_NPZ)
+            names = list(validated.reference)
+            (stage / REFERENCE).write_bytes(npz_bytes({str(i): validated.reference[n] for i, n in enumerate(names)}))
+            meta = {"key": key, "outputs": names, "rows": validated.rows, "output_axes": validated.output_axes,
+                    "files": {name: sha256_file(stage / name) for name in (VALIDATION_NPZ, REFERENCE)}}
+            (stage / VALIDATION_META).write_text(json.dumps(meta, indent=1) + "\n")
+            folder = self._validation_folder(key)
+            shutil.rmtree(folder, ignore_errors=True)  # one that did not load: not intact
+            with contextlib.suppress(OSError):  # another run stored the same meanwhile: the same content
+                os.rename(stage, folder)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     def _prune(self) -> None:
         """Remove the entries beyond the :data:`KEEP` most recently used (and stages left by crashed runs)."""

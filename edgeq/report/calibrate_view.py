@@ -76,6 +76,9 @@ def calibration_view(result: CalibrationResult) -> Group:
     if report.statistics_reused:
         lines.append(plain(f"statistics reused from the calibration store (entry {report.statistics_key[:16]}): "
                            "the model and calibration data are those another target or command already measured"))
+    if report.validation_reused:
+        lines.append(plain("FP32 validation outputs reused from the calibration store: only the INT8 model ran over the"
+                           " validation data"))
     if memory:
         lines.append(plain(
             f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
