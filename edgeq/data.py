@@ -77,8 +77,11 @@ def _open_regular(path: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.ndarray:
-    """Load one image file and turn it into a float32 sample (C,H,W or H,W,C) as the recipe says."""
+def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW", out: np.ndarray | None = None) -> np.ndarray:
+    """Load one image file and turn it into a float32 sample (C,H,W or H,W,C) as the recipe says.
+
+    ``out``: a float32 array to write the sample into (a batch's slot), used when the sample has its shape;
+    otherwise a new array is returned (the caller says what is wrong with its shape)."""
     from PIL import Image
 
     # edgeq's own cap below is stricter than Pillow's, whose warning would only repeat it
@@ -105,7 +108,8 @@ def preprocess_image(path: Path, spec: Preprocess, layout: str = "NCHW") -> np.n
     std = np.asarray(spec.std[:channels] if len(spec.std) >= channels else spec.std * channels, np.float32)
     # (x * scale - mean) / std in float32, one channel plane at a time: numpy broadcasting a per-channel
     # vector over the last axis runs its inner loop 3 values at a time (about 4x slower); same values either way
-    sample = np.empty((channels, height, width) if layout == "NCHW" else (height, width, channels), np.float32)
+    shape = (channels, height, width) if layout == "NCHW" else (height, width, channels)
+    sample = out if out is not None and out.shape == shape and out.dtype == np.float32 else np.empty(shape, np.float32)
     for c in range(channels):
         plane = sample[c] if layout == "NCHW" else sample[:, :, c]
         np.multiply(pixels[:, :, c], np.float32(spec.scale), out=plane, dtype=np.float32)
@@ -141,6 +145,7 @@ class Dataset:
         self._array: np.ndarray | None = None
         self._labels: np.ndarray | None = None
         self._samples: int | None = None
+        self._like: tuple[tuple[int, ...], np.dtype] | None = None  # shape and dtype of one decoded sample
 
     @classmethod
     def from_spec(cls, recipe: Recipe, spec: DataSpec, field: str) -> Dataset:
@@ -259,7 +264,8 @@ class Dataset:
         """Labels of the selected samples, in order."""
         return None if self._labels is None else self._labels[self._order]
 
-    def _sample(self, index: int) -> np.ndarray:
+    def _sample(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Sample ``index``, decoded into ``out`` (a batch's slot) when given."""
         if self._array is not None:
             return self._array[index]
         if self._files[index].suffix == ".npy":
@@ -268,45 +274,71 @@ class Dataset:
             except (OSError, ValueError) as exc:
                 raise InputError(f"{self._files[index]}: not a readable .npy file ({exc})") from None
         else:
-            sample = preprocess_image(self._files[index], self.preprocess, self.input.layout)
+            sample = preprocess_image(self._files[index], self.preprocess, self.input.layout, out)
         expected = _expected(self.input)
         if any(isinstance(w, int) and w > 0 and w != g for w, g in zip(expected, sample.shape, strict=False)):
             raise InputError(
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
                 f" expects {expected}; set preprocess.resize / channel_order in the recipe"
             )
-        return sample
+        if out is None or sample is out:
+            return sample
+        if sample.shape != out.shape:
+            raise InputError(
+                f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but the batch's first sample has"
+                f" {list(out.shape)}: samples of one batch need one shape; set preprocess.resize in the recipe"
+            )
+        out[...] = sample
+        return out
+
+    def _new_batch(self, picked: np.ndarray) -> np.ndarray:
+        """An empty batch for the samples ``picked``, shaped like the first sample (decoded once, then remembered)."""
+        if self._like is None:
+            first = self._sample(int(picked[0]))
+            self._like = (first.shape, first.dtype)
+        shape, dtype = self._like
+        return np.empty((len(picked), *shape), dtype)
 
     def batches(self, batch_size: int, decoders: Executor | None = None, ahead: int = 2) -> Iterator[Batch]:
         """Yield the selected samples in order, ``batch_size`` at a time (the last batch may be smaller).
 
-        ``decoders``: a pool that decodes the images of the next ``ahead`` batches while this one is used.
+        Images are decoded straight into their batch. ``decoders``: a pool that decodes the images of the next
+        ``ahead`` batches while this one is used.
         """
         starts = range(0, len(self._order), batch_size)
-        if decoders is None or self._array is not None:
+        if self._array is not None:  # in memory: a copy, so that a batch never aliases the data set
             for start in starts:
-                yield self._batch(start, [self._sample(int(i)) for i in self._order[start : start + batch_size]])
+                yield self._batch(start, self._array[self._order[start : start + batch_size]])
             return
-        queued: deque[tuple[int, list[Future[np.ndarray]]]] = deque()
+        if decoders is None:
+            for start in starts:
+                picked = self._order[start : start + batch_size]
+                x = self._new_batch(picked)
+                for slot, index in enumerate(picked):
+                    self._sample(int(index), x[slot])
+                yield self._batch(start, x)
+            return
+        queued: deque[tuple[int, np.ndarray, list[Future[np.ndarray]]]] = deque()
         upcoming = iter(starts)
         try:
             while True:
                 while len(queued) <= ahead and (following := next(upcoming, None)) is not None:
                     picked = self._order[following : following + batch_size]
-                    queued.append((following, [decoders.submit(self._sample, int(i)) for i in picked]))
+                    x = self._new_batch(picked)
+                    queued.append((following, x, [decoders.submit(self._sample, int(i), x[slot]) for slot, i in enumerate(picked)]))
                 if not queued:
                     return
-                first, samples = queued.popleft()
-                yield self._batch(first, [sample.result() for sample in samples])
+                first, x, samples = queued.popleft()
+                for sample in samples:
+                    sample.result()
+                yield self._batch(first, x)
         finally:
-            for _, samples in queued:
+            for _, _, samples in queued:
                 for sample in samples:
                     sample.cancel()
 
-    def _batch(self, start: int, samples: list[np.ndarray]) -> Batch:
-        labels = None if self._labels is None else self._labels[self._order[start : start + len(samples)]]
-        # one decoded sample: a view, not a copy (one from an .npz array is copied: the batch must not alias the data set)
-        x = samples[0][None] if len(samples) == 1 and self._array is None else np.stack(samples)
+    def _batch(self, start: int, x: np.ndarray) -> Batch:
+        labels = None if self._labels is None else self._labels[self._order[start : start + len(x)]]
         return Batch(x=x.astype(self.input.dtype, copy=False), labels=labels)
 
     def load(self) -> Batch:
