@@ -281,23 +281,35 @@ class Dataset:
                 f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but input '{self.input.name}'"
                 f" expects {expected}; set preprocess.resize / channel_order in the recipe"
             )
-        if out is None or sample is out:
-            return sample
-        if sample.shape != out.shape:
-            raise InputError(
-                f"{self._files[index]}: preprocessed to shape {list(sample.shape)}, but the batch's first sample has"
-                f" {list(out.shape)}: samples of one batch need one shape; set preprocess.resize in the recipe"
-            )
-        out[...] = sample
-        return out
+        if out is not None and sample is not out and sample.shape == out.shape:
+            out[...] = sample
+            return out
+        return sample  # in ``out``, or (another shape) on its own: see _filled
 
-    def _new_batch(self, picked: np.ndarray) -> np.ndarray:
-        """An empty batch for the samples ``picked``, shaped like the first sample (decoded once, then remembered)."""
+    def _new_batch(self, picked: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """An empty batch for the samples ``picked`` and its slots, shaped like the last sample seen."""
         if self._like is None:
             first = self._sample(int(picked[0]))
             self._like = (first.shape, first.dtype)
         shape, dtype = self._like
-        return np.empty((len(picked), *shape), dtype)
+        x = np.empty((len(picked), *shape), dtype)
+        return x, list(x)
+
+    def _filled(self, picked: np.ndarray, x: np.ndarray, slots: list[np.ndarray], samples: list[np.ndarray]) -> np.ndarray:
+        """The batch once every sample is decoded: ``x`` when each went to its slot, else the samples stacked (images
+        of another size than the ones before: one size per batch, or one clear error)."""
+        if all(sample is slot for sample, slot in zip(samples, slots, strict=True)):
+            return x
+        shapes = [sample.shape for sample in samples]
+        if len(set(shapes)) > 1:
+            other = next(i for i, shape in enumerate(shapes) if shape != shapes[0])
+            raise InputError(
+                f"{self._files[int(picked[other])]}: preprocessed to shape {list(shapes[other])}, but"
+                f" {self._files[int(picked[0])].name} in the same batch to {list(shapes[0])}: samples of one batch"
+                " need one shape; set preprocess.resize in the recipe"
+            )
+        self._like = (shapes[0], samples[0].dtype)
+        return np.stack(samples)
 
     def batches(self, batch_size: int, decoders: Executor | None = None, ahead: int = 2) -> Iterator[Batch]:
         """Yield the selected samples in order, ``batch_size`` at a time (the last batch may be smaller).
@@ -313,28 +325,26 @@ class Dataset:
         if decoders is None:
             for start in starts:
                 picked = self._order[start : start + batch_size]
-                x = self._new_batch(picked)
-                for slot, index in enumerate(picked):
-                    self._sample(int(index), x[slot])
-                yield self._batch(start, x)
+                x, slots = self._new_batch(picked)
+                samples = [self._sample(int(index), slot) for index, slot in zip(picked, slots, strict=True)]
+                yield self._batch(start, self._filled(picked, x, slots, samples))
             return
-        queued: deque[tuple[int, np.ndarray, list[Future[np.ndarray]]]] = deque()
+        queued: deque[tuple[int, np.ndarray, tuple[np.ndarray, list[np.ndarray]], list[Future[np.ndarray]]]] = deque()
         upcoming = iter(starts)
         try:
             while True:
                 while len(queued) <= ahead and (following := next(upcoming, None)) is not None:
                     picked = self._order[following : following + batch_size]
-                    x = self._new_batch(picked)
-                    queued.append((following, x, [decoders.submit(self._sample, int(i), x[slot]) for slot, i in enumerate(picked)]))
+                    x, slots = batch = self._new_batch(picked)
+                    decoding = [decoders.submit(self._sample, int(i), slot) for i, slot in zip(picked, slots, strict=True)]
+                    queued.append((following, picked, batch, decoding))
                 if not queued:
                     return
-                first, x, samples = queued.popleft()
-                for sample in samples:
-                    sample.result()
-                yield self._batch(first, x)
+                first, picked, (x, slots), decoding = queued.popleft()
+                yield self._batch(first, self._filled(picked, x, slots, [sample.result() for sample in decoding]))
         finally:
-            for _, _, samples in queued:
-                for sample in samples:
+            for _, _, _, decoding in queued:
+                for sample in decoding:
                     sample.cancel()
 
     def _batch(self, start: int, x: np.ndarray) -> Batch:

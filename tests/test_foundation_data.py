@@ -159,6 +159,28 @@ def test_center_crop_fills_and_keeps_the_middle(tmp_path: Path) -> None:
     assert x.shape == (3, 8, 8) and np.all(x == 255)
 
 
+def test_images_of_two_sizes_in_one_batch_are_one_clear_error(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _images(tmp_path / "cal", {"a": 1}, size=10)
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "cal" / "a" / "1.png")
+    data = {
+        "name": "t",
+        "model": "m.onnx",
+        "inputs": [{"name": "data", "shape": ["N", 3, "H", "W"]}],  # any size, and no resize
+        "calibration": {"path": "cal"},
+        "validation": {"path": "cal"},
+    }
+    recipe = recipes.parse(data, tmp_path / "recipe.yaml")
+    dataset = Dataset.from_spec(recipe, recipe.calibration, "calibration")
+    assert [b.x.shape for b in dataset.batches(1)] == [(1, 3, 10, 10), (1, 3, 12, 12)]  # each alone: fine
+    with ThreadPoolExecutor(2) as pool:
+        assert [b.x.shape for b in dataset.batches(1, pool, ahead=2)] == [(1, 3, 10, 10), (1, 3, 12, 12)]
+    with pytest.raises(InputError, match=r"1\.png: preprocessed to shape \[3, 12, 12\], but 0\.png in the same batch to"
+                                         r" \[3, 10, 10\]: samples of one batch need one shape; set preprocess.resize"):
+        dataset.load()
+
+
 def test_images_decoded_ahead_on_a_pool_give_the_same_batches(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
