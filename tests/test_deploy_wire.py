@@ -29,6 +29,7 @@ PAIRS = [
     (wire.Comparison, device_report.Comparison),
     (wire.RunTiming, device_report.RunTiming),
     (wire.EvaluateReport, device_report.EvaluateReport),
+    (wire.LayerTime, device_report.LayerTime),
     (wire.LatencyStats, device_report.LatencyStats),
     (wire.BenchReport, device_report.BenchReport),
     (wire.SmokeReport, device_report.SmokeReport),
@@ -67,6 +68,34 @@ def test_a_number_sent_as_text_or_out_of_range_is_refused() -> None:
         wire.parse_answer(wire.BenchReport, {**bench, "fp32": {**stats, "median_ms": -1.0}}, "d", "agent `bench`")
     with pytest.raises(DeviceError, match="engine_id: string should match pattern"):
         wire.parse_answer(wire.BenchReport, {**bench, "engine_id": "../x"}, "d", "agent `bench`")
+
+
+def test_a_trtexec_bench_shows_gpu_compute_and_the_slowest_layers_with_their_precision() -> None:
+    from rich.console import Console
+
+    from edgeq.report.deploy_view import LAYERS_SHOWN, _latency_table, layer_times_table
+
+    stats = {"iterations": 200, "batch": 1, "min_ms": 1.0, "median_ms": 1.2, "p90_ms": 1.4, "p99_ms": 1.9, "mean_ms": 1.3,
+             "max_ms": 2.0, "throughput_per_s": 800.0, "source": "trtexec --exportTimes"}
+    layers = [{"name": f"conv{i} + relu{i}" if i else "[red]x[/red]", "time_ms": 10.0 - i, "average_ms": (10.0 - i) / 200,
+               "median_ms": (10.0 - i) / 200, "percentage": 10.0 - i} for i in range(10)]
+    bench = {"engine_id": "e1", "backend": "tensorrt", "warmup": 10, "speedup": 2.0, "fp32": stats,
+             "int8": {**stats, "gpu_compute_median_ms": 0.9, "layers": layers}}
+    parsed = wire.parse_answer(wire.BenchReport, bench, "d", "agent `bench`")
+    placements = [wire.LayerPlacement(name="conv1 + relu1", layer_type="CaskConvolution", precision="int8", device="GPU")]
+    table = layer_times_table(parsed.int8, placements)
+    assert table is not None and table.title == f"Slowest INT8 engine layers (trtexec profile run, {LAYERS_SHOWN} of 10)"
+    console = Console(width=200, record=True)
+    console.print(_latency_table(parsed.fp32, parsed.int8, parsed.speedup), table)
+    text = console.export_text()
+    assert "GPU compute median ms" in text and "0.900" in text
+    rows = [line for line in text.splitlines() if "relu" in line or "[red]" in line]
+    assert len(rows) == LAYERS_SHOWN - 1 + 1 and "[red]x[/red]" in rows[0]  # device text shown literally, slowest first
+    assert "int8" in next(line for line in rows if "conv1 + relu1" in line)
+    assert layer_times_table(wire.parse_answer(wire.LatencyStats, stats, "d", "bench"), placements) is None  # no profile
+    with pytest.raises(DeviceError, match=r"int8\.layers\.0\.percentage"):
+        wire.parse_answer(wire.BenchReport, {**bench, "int8": {**stats, "layers": [{**layers[0], "percentage": 250}]}},
+                          "d", "agent `bench`")
 
 
 def test_build_report_round_trip_and_unknown_keys() -> None:

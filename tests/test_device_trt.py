@@ -97,6 +97,8 @@ def test_bench_command() -> None:
     assert bench_command("trtexec", "e.plan", V103, 110, "t.json", 1, {"input": [4, 3, 8, 8]}) == [
         "trtexec", "--loadEngine=e.plan", "--iterations=110", "--duration=0", "--warmUp=0", "--avgRuns=1",
         "--exportTimes=t.json", "--useDLACore=1", "--shapes=input:4x3x8x8"]
+    profiled = bench_command("trtexec", "e.plan", V103, 110, "t.json", None, {}, "p.json")
+    assert profiled[-2:] == ["--exportProfile=p.json", "--separateProfileRun"]  # timed runs stay unprofiled
 
 
 def test_no_dla_flag_is_ever_emitted_where_tensorrt_has_no_dla(cache: str) -> None:

@@ -21,6 +21,7 @@ from edgeq.device.trt_rules import TrtBuildSpec, plan_precision
 from edgeq.device.trt_version import TrtVersion
 from edgeq.device.trtexec_command import bench_command, build_command
 from edgeq.device.trtexec_output import (
+    bench_stats,
     latencies_from_times,
     parse_layer_info,
     parse_log,
@@ -164,8 +165,12 @@ def test_layer_info_of_tensorrt_10_16():
 
 
 def test_export_profile_and_export_times():
-    profile = parse_profile(json.loads((TRTEXEC / "trex-resnet-qat-residual.profile.json").read_text()))
-    assert profile[0].name == "QuantizeLinear_2" and profile[0].average_ms == 0.095232
+    raw = json.loads((TRTEXEC / "trex-resnet-qat-residual.profile.json").read_text())
+    profile = parse_profile(raw)
+    assert {layer.name for layer in profile} == {e["name"] for e in raw if "name" in e}
+    first = next(e for e in raw if e.get("name") == "QuantizeLinear_2")
+    assert next(layer for layer in profile if layer.name == "QuantizeLinear_2").average_ms == first["averageMs"] == 0.095232
+    assert [layer.time_ms for layer in profile] == sorted((e["timeMs"] for e in raw if "name" in e), reverse=True)
     assert sum(layer.percentage for layer in profile) == pytest.approx(100.0, abs=0.01)
     times = json.loads((TRTEXEC / "trex-resnet-fp32.timing.json").read_text())
     latencies = latencies_from_times(times, skip=3)
@@ -201,7 +206,7 @@ def test_every_flag_edgeq_passes_is_parsed_by_that_releases_trtexec(version, tmp
     for spec in _specs(version, str(cache)):
         plan = plan_precision(spec, version, cc, "Jetson AGX Orin")
         argv = build_command("trtexec", spec, plan, version)
-        argv += bench_command("trtexec", "e.plan", version, 10, "t.json", spec.dla_core, spec.shapes)[1:]
+        argv += bench_command("trtexec", "e.plan", version, 10, "t.json", spec.dla_core, spec.shapes, "p.json")[1:]
         for arg in argv[1:]:
             flag = arg.split("=", 1)[0]
             assert flag in branch["flags"], f"{flag} is not parsed by trtexec {branch['branch']} sampleOptions.cpp"
@@ -213,3 +218,17 @@ def test_the_flag_table_has_the_version_differences_edgeq_relies_on():
     assert "--buildOnly" not in FLAGS["10.3"]["flags"] and "--workspace" not in FLAGS["10.3"]["flags"]
     assert FLAGS["10.3"]["flags"]["--stronglyTyped"] == 1231 and "--stronglyTyped" not in FLAGS["8.6"]["flags"]
     assert not {"--int8", "--fp16", "--calib"} & set(FLAGS["11.1"]["flags"])  # only the safety parser keeps --int8
+
+
+def test_a_trtexec_benchmark_reads_its_times_summary_and_profile():
+    """The device's bench result from the three files one trtexec run writes (real outputs of TensorRT 10.16 and trex)."""
+    times = json.loads((TRTEXEC / "trex-resnet-fp32.timing.json").read_text())
+    log = (TRTEXEC / "trt101601-bench.log").read_text()
+    profile = json.loads((TRTEXEC / "trex-resnet-qat-residual.profile.json").read_text())
+    stats = bench_stats(times, log, profile, warmup=3, batch=4)
+    assert stats.iterations == len(times) - 3 and stats.source == "trtexec --exportTimes"
+    assert stats.median_ms == pytest.approx(float(np.median([t["latencyMs"] for t in times[3:]])))
+    assert stats.gpu_compute_median_ms == parse_performance_summary(log).sections["GPU Compute Time"]["median"]
+    assert stats.layers == parse_profile(profile) and stats.layers[0].time_ms == max(e.get("timeMs", 0) for e in profile)
+    bare = bench_stats(times, "no summary in this log", None, warmup=3, batch=4)
+    assert bare.gpu_compute_median_ms is None and bare.layers == [] and bare.median_ms == stats.median_ms

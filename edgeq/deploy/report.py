@@ -32,6 +32,8 @@ from edgeq.deploy.wire import (
     ActivationReport,
     BenchReport,
     BuildReport,
+    LatencyStats,
+    LayerPlacement,
     ProbeReport,
     SmokeReport,
 )
@@ -121,6 +123,16 @@ class DeployReport(BaseModel):
     @property
     def overhead_seconds(self) -> float:
         return max(self.total_seconds - self.device_seconds, 0.0)
+
+
+LAYERS_SHOWN = 8  # slowest engine layers listed in the reports
+
+
+def slowest_layers(int8: LatencyStats, placements: list[LayerPlacement], count: int) -> list[tuple[str, str, float, float]]:
+    """The INT8 engine's ``count`` slowest layers in trtexec's profile run (none without one): name, the precision it
+    was built in (from the build's layer info), mean ms per run and share of the time in percent."""
+    precision = {layer.name: layer.precision or "-" for layer in placements}
+    return [(layer.name, precision.get(layer.name, "-"), layer.average_ms, layer.percentage) for layer in int8.layers[:count]]
 
 
 def _slug(label: str) -> str:

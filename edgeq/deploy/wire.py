@@ -170,8 +170,18 @@ class EvaluateReport(Wire):
     seconds: Seconds = 0.0
 
 
+class LayerTime(Wire):
+    """One engine layer's time in trtexec's profile run."""
+
+    name: str
+    time_ms: Milliseconds
+    average_ms: Milliseconds
+    median_ms: Milliseconds
+    percentage: Annotated[float, Field(ge=0, le=100.01)]
+
+
 class LatencyStats(Wire):
-    """Latency of one inference of ``batch`` samples, in milliseconds."""
+    """Latency of one inference of ``batch`` samples, in milliseconds (with trtexec: GPU compute and layer times)."""
 
     iterations: Annotated[int, Field(ge=1)]
     batch: Annotated[int, Field(ge=1)]
@@ -184,6 +194,8 @@ class LatencyStats(Wire):
     throughput_per_s: Annotated[float, Field(ge=0)]
     source: str = "wallclock"
     samples_ms: list[Milliseconds] = []
+    gpu_compute_median_ms: Milliseconds | None = None
+    layers: list[LayerTime] = []  # slowest first
 
 
 class BenchReport(Wire):

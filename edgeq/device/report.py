@@ -263,8 +263,20 @@ class EvaluateReport(Record):
 
 
 @dataclass
+class LayerTime(Record):
+    """One engine layer's time in trtexec's profile run (``--exportProfile``): total, per run, and its share."""
+
+    name: str
+    time_ms: float
+    average_ms: float
+    median_ms: float
+    percentage: float
+
+
+@dataclass
 class LatencyStats(Record):
-    """Latency of one inference of ``batch`` samples, in milliseconds."""
+    """Latency of one inference of ``batch`` samples, in milliseconds; on trtexec also its GPU compute time and
+    each layer's time (from a profile run of its own, so that profiling does not slow the timed runs)."""
 
     iterations: int
     batch: int
@@ -277,6 +289,8 @@ class LatencyStats(Record):
     throughput_per_s: float
     source: str = "wallclock"
     samples_ms: List[float] = field(default_factory=list)
+    gpu_compute_median_ms: Optional[float] = None
+    layers: List[LayerTime] = field(default_factory=list)  # slowest first
 
 
 @dataclass

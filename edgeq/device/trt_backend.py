@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,13 +18,12 @@ from typing import Dict, List, Optional
 
 from .backend import Backend, BuildResult, Session, TensorSpec, artifact
 from .errors import AgentError
-from .latency import latency_stats
 from .report import BuildOptions, BuiltModel, LatencyStats, ProbeReport
 from .trt_api import TrtSession, build_with_api, plan_api_build
 from .trt_rules import PrecisionPlan, TrtBuildSpec, plan_precision
 from .trt_version import TrtVersion
 from .trtexec_command import bench_command, build_command
-from .trtexec_output import latencies_from_times, parse_layer_info, parse_log
+from .trtexec_output import bench_stats, parse_layer_info, parse_log
 
 ENGINE_FILE = "engine.plan"
 REFERENCE_FILE = "reference.fp32.plan"
@@ -120,20 +120,25 @@ class TensorRTBackend(Backend):
 
     def benchmark(self, folder: str, built: BuiltModel, batch: int, warmup: int, iterations: int,
                   shapes: Dict[str, List[int]]) -> LatencyStats:
-        """trtexec --exportTimes latencies (warm-up runs dropped) when trtexec is there, else wall clock."""
+        """trtexec --exportTimes latencies (warm-up runs dropped), its GPU compute time and a per-layer profile when
+        trtexec is there, else wall clock."""
         if not self.trtexec:
             return super().benchmark(folder, built, batch, warmup, iterations, shapes)
-        fd, times_path = tempfile.mkstemp(suffix=".json", dir=folder)
-        os.close(fd)
+        scratch = tempfile.mkdtemp(prefix=".bench-", dir=folder)
+        times_path, profile_path, log_path = (os.path.join(scratch, n) for n in ("times.json", "profile.json", "bench.log"))
         try:
             argv = bench_command(self.trtexec, os.path.join(folder, built.artifact.path), self.trt_version,
-                                 warmup + iterations, times_path, built.dla_core, shapes)
-            if _run_logged(argv, times_path + ".log") != 0:
+                                 warmup + iterations, times_path, built.dla_core, shapes, profile_path)
+            if _run_logged(argv, log_path) != 0:
                 raise AgentError(AgentError.RUN_FAILED, "trtexec benchmark failed: " + " ".join(argv))
             with open(times_path) as f:
-                samples = latencies_from_times(json.load(f), skip=warmup)
+                times = json.load(f)
+            with open(log_path, errors="replace") as f:
+                log = f.read()
+            profile = None
+            if os.path.isfile(profile_path):
+                with open(profile_path) as f:
+                    profile = json.load(f)
+            return bench_stats(times, log, profile, warmup, batch)
         finally:
-            for path in (times_path, times_path + ".log"):
-                if os.path.exists(path):
-                    os.remove(path)
-        return latency_stats(samples, batch, "trtexec --exportTimes")
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -53,10 +53,14 @@ def build_command(trtexec: str, spec: TrtBuildSpec, plan: PrecisionPlan, version
 
 
 def bench_command(trtexec: str, engine: str, version: TrtVersion, runs: int, times_json: str,
-                  dla_core: Optional[int], shapes: Dict[str, List[int]]) -> List[str]:
-    """Run ``runs`` timed inferences of a saved engine (no time-based warm-up or duration) and export each one's times."""
+                  dla_core: Optional[int], shapes: Dict[str, List[int]], profile_json: Optional[str] = None) -> List[str]:
+    """Run ``runs`` timed inferences of a saved engine (no time-based warm-up or duration) and export each one's times;
+    with ``profile_json``, also each layer's time, from a profile run of its own (``--separateProfileRun``: the
+    profiler does not slow the timed runs). Both flags are in every release's sampleOptions.cpp from 8.2 on."""
     argv = [trtexec, "--loadEngine=" + engine, f"--iterations={runs}", "--duration=0", "--warmUp=0",
             "--avgRuns=1", "--exportTimes=" + times_json]
+    if profile_json is not None:
+        argv += ["--exportProfile=" + profile_json, "--separateProfileRun"]
     if dla_core is not None:
         argv.append(f"--useDLACore={dla_core}")
     return argv + shapes_flag(shapes)

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .report import LayerPlacement
+from .latency import latency_stats
+from .report import LatencyStats, LayerPlacement, LayerTime
 from .trt_version import TrtVersion
 
 _LOG_PREFIX = re.compile(r"^\[\d\d/\d\d/\d{4}-\d\d:\d\d:\d\d\] \[([VIWEF])\] (.*)$")
@@ -88,22 +89,25 @@ def latencies_from_times(times: List[Dict[str, Any]], skip: int = 0) -> List[flo
     return [float(entry["latencyMs"]) for entry in times[skip:]]
 
 
-@dataclass
-class LayerTime:
-    name: str
-    time_ms: float
-    average_ms: float
-    median_ms: float
-    percentage: float
-
-
 def parse_profile(profile: List[Dict[str, Any]]) -> List[LayerTime]:
-    """--exportProfile: ``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}, ...]``."""
-    return [
+    """--exportProfile: ``[{"count": N}, {"name", "timeMs", "averageMs", "medianMs", "percentage"}, ...]``, slowest first."""
+    layers = [
         LayerTime(e["name"], float(e["timeMs"]), float(e["averageMs"]), float(e.get("medianMs", e["averageMs"])),
                   float(e["percentage"]))
         for e in profile if "name" in e
     ]
+    return sorted(layers, key=lambda layer: layer.time_ms, reverse=True)
+
+
+def bench_stats(times: List[Dict[str, Any]], log: str, profile: Optional[List[Dict[str, Any]]], warmup: int,
+                batch: int) -> LatencyStats:
+    """A trtexec benchmark's latencies (``--exportTimes``, the first ``warmup`` dropped), its GPU compute median (the
+    log's performance summary) and each layer's time (``--exportProfile`` of the profile run, when there is one)."""
+    stats = latency_stats(latencies_from_times(times, skip=warmup), batch, "trtexec --exportTimes")
+    summary = parse_performance_summary(log)
+    stats.gpu_compute_median_ms = summary.sections.get("GPU Compute Time", {}).get("median") if summary else None
+    stats.layers = parse_profile(profile) if profile else []
+    return stats
 
 
 def precision_of(format_datatype: str) -> Optional[str]:

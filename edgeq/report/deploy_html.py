@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeq import atomic
 from edgeq import labels as labels_module
-from edgeq.deploy.report import BudgetFit, DeployReport
+from edgeq.deploy.report import LAYERS_SHOWN, BudgetFit, DeployReport, slowest_layers
 from edgeq.device.batches import first
 from edgeq.metrics import detection, fidelity
 from edgeq.metrics.classification import is_class_scores
@@ -126,6 +126,10 @@ def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pu
         HtmlSection("Latency", [(name, f"median {s.median_ms:.3f} ms, p99 {s.p99_ms:.3f} ms")
                                 for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
                     png=charts.latency_histogram({"FP32": bench.fp32.samples_ms, "INT8": bench.int8.samples_ms})),
+        *([HtmlSection("Slowest INT8 engine layers (trtexec profile run)",
+                       [(name, f"{precision}, {mean_ms:.3f} ms, {share:.1f}% of the time") for name, precision, mean_ms, share
+                        in slowest_layers(bench.int8, report.build.engine.layers, LAYERS_SHOWN)])]
+          if bench.int8.layers else []),
         HtmlSection("Gates", [(g.name, g.describe()) for g in report.gates]),
     ]
     verdict = "PASS" if report.passed else "FAIL: the previous engine stays current"

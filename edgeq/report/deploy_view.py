@@ -8,8 +8,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from edgeq.deploy.report import BudgetFit, DeployReport
-from edgeq.deploy.wire import LatencyStats, SmokeReport
+from edgeq.deploy.report import LAYERS_SHOWN, BudgetFit, DeployReport, slowest_layers
+from edgeq.deploy.wire import LatencyStats, LayerPlacement, SmokeReport
 from edgeq.device.int8_arith import describe
 from edgeq.report.safe_text import path_line, plain
 
@@ -37,13 +37,32 @@ def verdict(passed: bool, activated: bool) -> Text:
 
 
 def _latency_table(fp32: LatencyStats, int8: LatencyStats, speedup: float) -> Table:
+    gpu = int8.gpu_compute_median_ms is not None or fp32.gpu_compute_median_ms is not None  # trtexec's own measure
     table = Table(title=f"Latency (batch {int8.batch}, {int8.iterations} runs; INT8 speed-up x{speedup:.2f})",
                   title_justify="left")
-    for column in ("", "min ms", "median ms", "p90 ms", "p99 ms", "mean ms", "per second"):
+    for column in ("", "min ms", "median ms", "p90 ms", "p99 ms", "mean ms", "per second", *(["GPU compute median ms"] if gpu else [])):
         table.add_column(column, justify="right")
     for name, stats in (("FP32", fp32), ("INT8", int8)):
+        compute = [] if not gpu else ["-" if stats.gpu_compute_median_ms is None else f"{stats.gpu_compute_median_ms:.3f}"]
         table.add_row(name, *(f"{v:.3f}" for v in (stats.min_ms, stats.median_ms, stats.p90_ms, stats.p99_ms, stats.mean_ms)),
-                      f"{stats.throughput_per_s:.1f}")
+                      f"{stats.throughput_per_s:.1f}", *compute)
+    return table
+
+
+def layer_times_table(int8: LatencyStats, placements: list[LayerPlacement]) -> Table | None:
+    """The INT8 engine's slowest layers in trtexec's profile run, with the precision each was built in (None when the
+    backend reported no profile)."""
+    rows = slowest_layers(int8, placements, LAYERS_SHOWN)
+    if not rows:
+        return None
+    table = Table(title=f"Slowest INT8 engine layers (trtexec profile run, {len(rows)} of {len(int8.layers)})",
+                  title_justify="left")
+    table.add_column("layer")
+    table.add_column("precision")
+    table.add_column("mean ms", justify="right")
+    table.add_column("share of time", justify="right")
+    for name, precision, mean_ms, share in rows:
+        table.add_row(plain(name), plain(precision), f"{mean_ms:.3f}", f"{share:.1f}%")
     return table
 
 
@@ -88,11 +107,13 @@ def deploy_view(report: DeployReport) -> RenderableType:
                  f"{_mb(report.transfer.bytes_sent)} up, {_mb(report.transfer.bytes_received)} down"),
     ])
     bench = _latency_table(report.bench.fp32, report.bench.int8, report.bench.speedup)
+    layer_times = layer_times_table(report.bench.int8, build.engine.layers)
+    slowest: list[RenderableType] = [layer_times, Text()] if layer_times is not None else []
     paths = [path_line(f"{name}: {report.files[key]}") for name, key in (("report", "report"), ("page", "html"))
              if key in report.files]
     fit: list[RenderableType] = [fit_view(report.fit), Text()] if report.fit else []
-    return Group(device, Text(), built, Text(), *fit, accuracy, Text(), bench, Text(), gates, Text(), timing, *paths, Text(),
-                 verdict(report.passed, report.activated))
+    return Group(device, Text(), built, Text(), *fit, accuracy, Text(), bench, Text(), *slowest, gates, Text(), timing, *paths,
+                 Text(), verdict(report.passed, report.activated))
 
 
 def fit_view(fit: BudgetFit) -> Table:
