@@ -9,7 +9,8 @@ The work runs as named stages, each returning one result:
    independent, so it is kept in the recipe's :mod:`edgeq.calibrate.store` and reused by every target.
 3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
 4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
-   deflated into validation.npz as it goes.
+   deflated into validation.npz as it goes; the FP32 side (its outputs, validation.npz) is kept in the store
+   too, so another target or method runs only its INT8 model.
 5. :func:`_choose_method` (method ``auto``): when entropy loses accuracy, the other methods are
    predicted too and the one the metric prefers wins.
 6. :func:`_sensitivity` and :func:`_fit`: rank layers only when asked (``sensitivity``, or ``fit_budget``
