@@ -162,3 +162,28 @@ def test_fp32_validation_is_reused_only_for_the_same_validation_data_and_only_wh
     fewer = calibrate(recipe_module.load(path), targets.resolve(ORIN), method="minmax", progress=False)
     assert fewer.report.statistics_reused and not fewer.report.validation_reused
     assert fewer.report.accuracy.samples == first.report.accuracy.samples - 1
+
+
+def test_an_entry_keeps_its_most_recent_validation_sets() -> None:
+    import tempfile
+
+    import numpy as np
+
+    from edgeq.calibrate.store import KEEP, Store, Validated
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        store = Store(folder, "entry")
+        (folder / "entry").mkdir()
+        (folder / "entry" / "entry.json").write_text("{}")
+        npz = folder / "validation.npz"
+        npz.write_bytes(b"npz")
+        for index in range(KEEP + 2):
+            store.save_validation(f"key-{index:02d}", Validated({"y": np.full(3, index, np.float32)}, npz, 8, {"y": 0}))
+            made = folder / "entry" / f"validation-key-{index:02d}"
+            os.utime(made, (1000 + index, 1000 + index))  # made in this order
+        kept = sorted(p.name for p in (folder / "entry").glob("validation-*"))
+        assert kept == [f"validation-key-{i:02d}" for i in range(2, KEEP + 2)]
+        again = store.validation(f"key-{KEEP + 1:02d}")
+        assert again is not None and again.reference["y"].tolist() == [KEEP + 1] * 3 and again.output_axes == {"y": 0}
+        assert store.validation("key-00") is None

@@ -195,6 +195,19 @@ class Store:
                 os.rename(stage, folder)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+        self._prune_validations()
+
+    def _prune_validations(self) -> None:
+        """Keep the :data:`KEEP` most recently made validation sets of this entry (and no stage a crash left)."""
+        now, made = time.time(), []
+        for item in self.entry.iterdir():
+            with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
+                if item.name.startswith(".validation.") and now - item.stat().st_mtime > STALE_STAGE:
+                    shutil.rmtree(item, ignore_errors=True)
+                elif item.name.startswith("validation-"):
+                    made.append((item.stat().st_mtime, item))
+        for _, item in sorted(made, reverse=True)[KEEP:]:
+            shutil.rmtree(item, ignore_errors=True)
 
     def _prune(self) -> None:
         """Remove the entries beyond the :data:`KEEP` most recently used (and stages left by crashed runs)."""
