@@ -16,8 +16,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +95,15 @@ def _signal_all(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+@contextmanager
+def _held(apply: Callable[[], None], undo: Callable[[], None]) -> Iterator[None]:
+    apply()
+    try:
+        yield
+    finally:
+        undo()
 
 
 @dataclass
@@ -196,23 +205,13 @@ class Device:
         if pid is not None:
             _signal_all([pid, *_descendants(pid)], signal.SIGCONT)
 
-    @contextmanager
-    def paused(self) -> Iterator[None]:
+    def paused(self) -> AbstractContextManager[None]:
         """The device frozen (:meth:`pause`) for the block, resumed after it however it ends."""
-        self.pause()
-        try:
-            yield
-        finally:
-            self.resume()
+        return _held(self.pause, self.resume)
 
-    @contextmanager
-    def dropped(self) -> Iterator[None]:
+    def dropped(self) -> AbstractContextManager[None]:
         """The device cut off the network (:meth:`drop`) for the block, back after it however it ends."""
-        self.drop()
-        try:
-            yield
-        finally:
-            self.undrop()
+        return _held(self.drop, self.undrop)
 
     @property
     def _nft_table(self) -> str:
