@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -195,3 +196,31 @@ def test_a_drop_rule_left_by_a_killed_test_run_does_not_cut_off_the_next_fleet(s
     finally:
         subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
     assert table not in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+
+
+def _fleet_daemons() -> set[int]:
+    """PIDs of every loopback device daemon on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()  # sshd retitles itself: "sshd: /usr/sbin/sshd -D -f ..."
+            except OSError:
+                continue
+            if b"sshd" in command and b"edgeq-fleet-" in command:
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft is not installed (tests/devices/provision.sh installs it)")
+def test_a_device_that_never_answers_at_start_leaves_no_daemon_behind() -> None:
+    address = fleet_module._next_free_address(set())
+    table = f"{fleet_module.NFT_PREFIX}{os.getpid()}_{address.replace('.', '_')}"  # owned by this live process
+    fleet_module.add_drop_table(table, address)
+    before = _fleet_daemons()
+    try:
+        with pytest.raises(TimeoutError, match=f"sshd on {re.escape(address)}:22"):
+            fleet_module.start_fleet(1)
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+    assert _fleet_daemons() <= before  # the daemon that never became reachable was stopped

@@ -152,7 +152,11 @@ class Device:
                 raise RuntimeError(f"sshd for {self.address} exited with {self._process.returncode}: {self.log}")
             return self.pid_file.exists() and _accepts(self.address, self.port)
 
-        _wait_until(ready, deadline, f"sshd on {self.address}:{self.port}")
+        try:
+            _wait_until(ready, deadline, f"sshd on {self.address}:{self.port}")
+        except BaseException:
+            self.stop()  # a daemon that never became ready is not left running
+            raise
 
     def listener_pid(self) -> int | None:
         """The daemon's PID, read from its PidFile (or the child's PID before it wrote one)."""
