@@ -27,14 +27,13 @@ cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -341,10 +340,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
 
     if stored is not None:
         shutil.copyfile(stored.npz, npz)
-        runner = predict.Runner([predicted], threads=plan.validation_threads)
-        collections.deque(advanced(runner.feed_all(validation.batches(stored.rows, pools.decoders, ahead=plan.lanes + 1),
-                                                   plan.lanes)), maxlen=0)
-        (int8,) = runner.results(stored.output_axes)
+        int8 = _outputs(inputs, predicted, stored.rows, stored.output_axes, pools, lambda n: bar.advance(task, n))
         return _Validation(stored.reference, _judge(inputs, stored.reference, int8), npz, stored.rows, predicted.kernels,
                            time.perf_counter() - tick, stored.output_axes, reused=True)
 
@@ -373,9 +369,20 @@ def _evaluate(
     inputs: _Inputs, placement: _Placement, validation: _Validation, pools: _Pools, chosen: list[QuantizedLayer]
 ) -> PredictedAccuracy:
     """The predicted accuracy of ``placement`` with ``chosen`` layers in INT8, on the whole validation data."""
-    batches = inputs.validation.batches(validation.rows, pools.decoders)
-    out = predict.outputs([placement.on_host(placement.model(chosen))], batches, validation.output_axes)[0]
+    out = _outputs(inputs, placement.on_host(placement.model(chosen)), validation.rows, validation.output_axes, pools)
     return _judge(inputs, validation.reference, out)
+
+
+def _outputs(
+    inputs: _Inputs, model: HostModel, rows: int, axes: dict[str, int | None], pools: _Pools,
+    advance: Callable[[int], None] = lambda n: None,
+) -> dict[str, np.ndarray]:
+    """``model``'s outputs over the validation data, ``rows`` samples a batch on the plan's lanes, joined on ``axes``."""
+    plan = pools.plan
+    runner = predict.Runner([model], threads=plan.validation_threads)
+    for x in runner.feed_all(inputs.validation.batches(rows, pools.decoders, ahead=plan.lanes + 1), plan.lanes):
+        advance(activations.rows(x))
+    return runner.results(axes)[0]
 
 
 @dataclass
