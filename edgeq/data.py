@@ -265,9 +265,7 @@ class Dataset:
         return None if self._labels is None else self._labels[self._order]
 
     def _sample(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Sample ``index``, decoded into ``out`` (a batch's slot) when given."""
-        if self._array is not None:
-            return self._array[index]
+        """File sample ``index``, decoded into ``out`` (a batch's slot) when given."""
         if self._files[index].suffix == ".npy":
             try:
                 sample = np.load(self._files[index], allow_pickle=False)

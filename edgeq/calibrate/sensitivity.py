@@ -31,6 +31,7 @@ from edgeq.calibrate import activations, predict
 from edgeq.calibrate.host import host_model
 from edgeq.calibrate.qdq import QuantizedLayer, build_qdq
 from edgeq.calibrate.report import LayerSensitivity, PredictedAccuracy
+from edgeq.device.batches import NO_AXIS, first_samples
 from edgeq.device.compare import cosine, top1_agreement
 
 FIT_SECONDS = 360.0  # the fit's trials together
@@ -59,7 +60,10 @@ def rank_layers(
     """
     samples = activations.rows(x)
     axes = {name: (output_axes or {}).get(name, 0) for name in fp32}
-    reference = {name: _first_samples(array, axes[name], samples) for name, array in fp32.items()}
+    reference = {}
+    for name, array in fp32.items():
+        axis = axes[name]
+        reference[name] = first_samples(array, NO_AXIS if axis is None else axis, samples)
     first = next(iter(fp32))
     proxies = proxies or {}
     if proxies and confirm is not None:
@@ -84,10 +88,6 @@ def rank_layers(
     unmeasured = [LayerSensitivity(layer=layer.name, op_type=layer.op_type, tensors=list(layer.activations), score=0.0,
                                    top1_agreement=1.0, proxy=proxies.get(layer.name, 0.0), measured=False) for layer in rest]
     return sorted(ranked, key=lambda s: s.score, reverse=True) + unmeasured
-
-
-def _first_samples(array: np.ndarray, axis: int | None, samples: int) -> np.ndarray:
-    return array if axis is None else array[(slice(None),) * axis + (slice(0, samples),)]
 
 
 @dataclass

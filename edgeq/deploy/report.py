@@ -54,7 +54,7 @@ class BudgetFit(BaseModel):
     met: bool
     why: str  # how the fit ended, in words
     kept_high_precision: list[str]  # layers kept in float: the most sensitive, fewest that fit the budget
-    sensitivity: dict[str, float]  # each kept layer's score (1 - cosine of the first output with that layer alone in INT8)
+    sensitivity: dict[str, float]  # each kept layer's score (1 - cosine, on the output it moves most, with it alone in INT8)
     widened: list[str]  # tensors whose clipped range was widened to min-max
     predicted_drop: float  # the host's prediction once fitted
 
@@ -67,7 +67,6 @@ class BudgetFit(BaseModel):
         return cls(met=report.fit["met"], why=report.fit["why"], kept_high_precision=report.kept_high_precision,
                    sensitivity={layer: scores[layer] for layer in report.kept_high_precision if layer in scores},
                    widened=report.widened, predicted_drop=report.accuracy.drop)
-
 
     @property
     def outcome(self) -> str:

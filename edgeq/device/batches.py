@@ -174,7 +174,7 @@ def run_batched(
                 pad = [(0, batch - kept if i == axis else 0) for i in range(chunk.ndim)]
                 chunk = np.pad(chunk, pad)
             feeds[name] = chunk
-        parts.append([_kept(output, axis, kept) for output, axis in zip(run(feeds), out_axes)])
+        parts.append([first_samples(output, axis, kept) for output, axis in zip(run(feeds), out_axes)])
         advance(kept)
     return [join_batches([p[i] for p in parts], axis) for i, axis in enumerate(out_axes)]
 
@@ -184,8 +184,8 @@ def join_batches(parts: List[np.ndarray], axis: int) -> np.ndarray:
     return parts[0] if axis == NO_AXIS else np.concatenate(parts, axis=axis)
 
 
-def _kept(output: np.ndarray, axis: int, kept: int) -> np.ndarray:
-    """The first ``kept`` samples of one batch's output, along ``axis`` (all of it when it has none)."""
+def first_samples(output: np.ndarray, axis: int, kept: int) -> np.ndarray:
+    """The first ``kept`` samples of an output, along its batch ``axis`` (all of it when it has none, NO_AXIS)."""
     if axis == NO_AXIS:
         return output
     if axis >= output.ndim:

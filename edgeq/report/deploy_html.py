@@ -110,6 +110,7 @@ def fit_section(fit: BudgetFit) -> HtmlSection:
 def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pulled: Path, path: Path) -> None:
     """Render ``report`` with samples from ``validation`` (.npz) and the outputs pulled into ``pulled``."""
     ev, bench = report.evaluation, report.bench
+    slowest = slowest_layers(bench.int8, report.build.engine.layers, LAYERS_SHOWN)
     accuracy = [("metric", ev.metric), ("FP32", f"{ev.fp32:.2f}"), ("INT8", f"{ev.int8:.2f}"),
                 ("drop (points)", f"{ev.drop:.2f}"), ("top-1 agreement", f"{100 * ev.top1_agreement:.2f}%"),
                 ("cosine", f"{ev.cosine:.5f}")]
@@ -127,9 +128,8 @@ def write_deploy_html(report: DeployReport, recipe: Recipe, validation: Path, pu
                                 for name, s in (("FP32", bench.fp32), ("INT8", bench.int8))],
                     png=charts.latency_histogram({"FP32": bench.fp32.samples_ms, "INT8": bench.int8.samples_ms})),
         *([HtmlSection("Slowest INT8 engine layers (trtexec profile run)",
-                       [(name, f"{precision}, {mean_ms:.3f} ms, {share:.1f}% of the time") for name, precision, mean_ms, share
-                        in slowest_layers(bench.int8, report.build.engine.layers, LAYERS_SHOWN)])]
-          if bench.int8.layers else []),
+                       [(name, f"{precision}, {mean_ms:.3f} ms, {share:.1f}% of the time")
+                        for name, precision, mean_ms, share in slowest])] if slowest else []),
         HtmlSection("Gates", [(g.name, g.describe()) for g in report.gates]),
     ]
     verdict = "PASS" if report.passed else "FAIL: the previous engine stays current"
