@@ -1,10 +1,10 @@
 """Run the FP32 model over the calibration batches and stream every activation into its statistics.
 
 ONNX Runtime releases the GIL, and so do the numpy kernels of the histogram step: while ONNX Runtime
-runs batch t+1 on the main thread, a pool of worker threads folds batch t into the statistics, in
-pieces of at most :data:`PIECE` values (:func:`edgeq.calibrate.stats.piece_of`) that add up exactly
-in any order. At most two batches of activations are alive at any time, whatever the number
-of samples.
+runs batch t+1 on the main thread (into the arrays of batch t-1: :class:`edgeq.calibrate.activations.RecycledRun`),
+a pool of worker threads folds batch t into the statistics, in pieces of at most :data:`PIECE` values
+(:func:`edgeq.calibrate.stats.piece_of`) that add up exactly in any order. Two batches of activations are
+alive at any time, whatever the number of samples.
 
 Outputs of Relu, Concat and ops that only move values are not run through a histogram of their
 own: their statistics follow exactly from their inputs' (:func:`derivations`), which skips about
@@ -136,12 +136,13 @@ def collect(
     derived = derivations(model, tensors)
     direct = exposed_tensors(model, tensors)
     sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, exposed=True)
+    run = activations.RecycledRun(sess, direct)  # batch t+1 runs into batch t-1's arrays while batch t is folded
     histograms = [StreamingHistogram(name, bins) for name in direct]
     with _pool(workers, plan) as pool:
         fold = _Fold(histograms, pool)
         try:
             for x in batches:
-                values = activations.run(sess, x, direct)
+                values = run(x)
                 fold.wait()
                 fold.submit(values)
                 del values
