@@ -42,10 +42,21 @@ def test_tensor_sizes_come_from_the_datas_input_shape() -> None:
 
 
 def test_plan_cuts_groups_to_the_budget_and_rows_follow() -> None:
-    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100)
+    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100, run_bytes=100)
     assert plan.groups == [["a", "b"], ["c"], ["d"], ["e"]] and plan.passes == 4
     assert plan.rows == [1, 3, 1, 10] and plan.sample_bytes == [90, 30, 200, 10]
+    assert exposure.plan({"a": 40, "b": 50}, budget=100, run_bytes=400).rows == [4]  # runs sized apart from passes
     assert exposure.plan({"a": 10, "b": 20}, budget=100).groups == [["a", "b"]]  # a small model: one pass
+
+
+def test_a_tensor_derived_from_its_group_costs_nothing() -> None:
+    """r = Relu(a) and c = Concat(a, r) follow from a (collect derives them), so they fit beside a, as y = Relu(b)
+    beside b; counted at their sizes, every one but b and y would need a pass of its own."""
+    sizes = {"a": 60, "r": 60, "c": 120, "b": 50, "y": 50}
+    sources = {"r": ["a"], "c": ["a", "r"], "y": ["b"]}
+    plan = exposure.plan(sizes, budget=100, run_bytes=100, sources=sources)
+    assert plan.groups == [["a", "r", "c"], ["b", "y"]] and plan.sample_bytes == [60, 50] and plan.rows == [1, 2]
+    assert exposure.plan(sizes, budget=100).groups == [["a"], ["r"], ["c"], ["b", "y"]]
 
 
 def test_passes_give_the_statistics_of_one_pass() -> None:

@@ -30,27 +30,6 @@ def test_thread_counts_follow_the_cores_and_the_ort_budget(
     assert plan.lanes + plan.validation_threads - 1 == plan.ort  # the lanes' threads and the pool's: ort in all
 
 
-@pytest.mark.parametrize(
-    ("ort", "validation", "statistics", "beside"),
-    [
-        (16, 539, 1024, 3),  # 16 x 539 / (539 + 2 x 1024) = 3.3: the statistics run keeps 13
-        (16, 539, 64, 13),  # few calibration samples: most threads go to validation
-        (2, 539, 256, 1),  # 2 x 539 / 1051 = 1.03
-        (2, 539, 1024, None),  # 0.42 rounds to no thread: one run after the other
-        (1, 100, 100, None),  # one thread cannot be split
-        (4, 100, 0, None),  # nothing to measure: validation could have them all, so nothing runs beside
-    ],
-)
-def test_the_fp32_validation_beside_the_statistics_gets_threads_in_proportion_to_its_work(
-    ort: int, validation: int, statistics: int, beside: int | None
-) -> None:
-    plan = ThreadPlan.for_machine(ort, cores=16)
-    split = plan.split(validation, statistics)
-    assert (None if split is None else split.ort) == beside
-    if split is not None:
-        assert split.cores == plan.cores and split.lanes + split.validation_threads - 1 == split.ort
-
-
 def test_the_machine_default_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
     assert ThreadPlan.for_machine() == ThreadPlan(cores=3, ort=3)

@@ -3,9 +3,9 @@
 Exposing every activation of a large-resolution model at once makes ONNX Runtime hold all of them (PP-OCRv4
 det at 736 x 736: over a gigabyte per sample). :func:`plan` sizes each tensor for one sample from shape
 inference at the data's real input shapes, then cuts the tensors, in graph order, into groups whose bytes per
-sample fit the budget; each group is one pass over the calibration data, with as many samples per run as the
-budget allows. A small model is one pass, as before; a large one is several, and memory stays bounded by the
-budget whatever the resolution or the sample count.
+sample fit the budget; each group is one pass over the calibration data, with as many samples per run as
+:data:`DEFAULT_RUN_BYTES` holds. A small model is one pass; a large one is several, and memory stays bounded
+whatever the resolution or the sample count.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ from edgeq.calibrate.collect import collect
 from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
 
-DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per ONNX Runtime run
+DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per sample in one pass (a larger tensor gets a pass of its own)
+# Bytes of exposed activations per ONNX Runtime run, which sets the samples per run. The statistics hold two runs'
+# outputs (one folded while the next runs) and ONNX Runtime about as much again in intermediates: on the example
+# (11.7 MB exposed per sample) 4 samples per run peak at 163-220 MB, 10 at 364-405 MB (2 and 16 cores).
+DEFAULT_RUN_BYTES = 48 << 20
 
 
 @dataclass(frozen=True)
@@ -66,21 +70,29 @@ def _itemsize(info: onnx.ValueInfoProto) -> int:
         return 4
 
 
-def plan(sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, max_rows: int | None = None) -> ExposurePlan:
-    """Tensors (in the given order) cut into groups of at most ``budget`` bytes per sample, and the samples per
-    run of each group (at least 1: a tensor larger than the budget is its own group, one sample at a time)."""
+def plan(
+    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, run_bytes: int = DEFAULT_RUN_BYTES,
+    sources: Mapping[str, list[str]] | None = None,
+) -> ExposurePlan:
+    """Tensors (in the given order) cut into groups of at most ``budget`` exposed bytes per sample, one pass over the
+    data each, and the samples per run of each group: as many as ``run_bytes`` holds, at least 1.
+
+    ``sources``: the tensors whose statistics follow from others' (:func:`edgeq.calibrate.collect.derivations`),
+    with those others; one whose sources are all in its group is not exposed, so it costs nothing there.
+    """
     groups: list[list[str]] = []
     totals: list[int] = []
+    sources = sources or {}
     for name, size in sizes.items():
-        if groups and totals[-1] + size <= budget:
+        derived = bool(groups) and name in sources and set(sources[name]) <= set(groups[-1])
+        cost = 0 if derived else size
+        if groups and totals[-1] + cost <= budget:
             groups[-1].append(name)
-            totals[-1] += size
+            totals[-1] += cost
         else:
             groups.append([name])
             totals.append(size)
-    rows = [max(1, budget // max(total, 1)) for total in totals]
-    if max_rows is not None:
-        rows = [min(r, max_rows) for r in rows]
+    rows = [max(1, run_bytes // max(total, 1)) for total in totals]
     return ExposurePlan(groups, rows, totals, budget)
 
 

@@ -5,21 +5,22 @@ The work runs as named stages, each returning one result:
 1. :func:`_open`: the recipe's model, data and metric, and the cache key; every input error is raised
    here, before anything is written (unless the artifacts are current: then they are reused).
 2. :func:`_statistics`: the prepared FP32 model streamed over the calibration data, and the ranges
-   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`); beside them
-   (:func:`_fp32_side`, on a share of the threads) the FP32 model over the validation data, which needs no
-   ranges: its outputs, and validation.npz deflated as the batches stream by. All of it is target
+   (protected tensors at min-max whatever the method, :mod:`edgeq.calibrate.selection`); all of it target
    independent, so it is kept in the recipe's :mod:`edgeq.calibrate.store` and reused by every target.
 3. :class:`_Placement`: which tensors and layers go to INT8, and the Q/DQ model for the target.
-4. :func:`_validate`: the INT8 model over the validation data, predicted and compared with the FP32 side.
+4. :func:`_validate`: FP32 and INT8 over the validation data, read once: predicted, compared and
+   deflated into validation.npz as it goes; the FP32 side (its outputs, validation.npz) is kept in the store
+   too, so another target or method runs only its INT8 model.
 5. :func:`_choose_method` (method ``auto``): when entropy loses accuracy, the other methods are
    predicted too and the one the metric prefers wins.
 6. :func:`_sensitivity` and :func:`_fit`: rank layers only when asked (``sensitivity``, or ``fit_budget``
    when the drop fails the budget); the fit widens clipped ranges, then keeps layers in float.
 7. :func:`_report` and :func:`_write`: every artifact at once, through a staging folder.
 
-Memory stays flat in the number of samples and bounded whatever the resolution: a statistics run exposes
-at most :data:`ACTIVATION_BUDGET` bytes of activations, in several passes over the data when one sample
-has more (:mod:`edgeq.calibrate.exposure`); validation batches are sized by their input
+Memory stays flat in the number of samples and bounded whatever the resolution: a statistics pass exposes
+at most :data:`ACTIVATION_BUDGET` bytes of activations per sample, in several passes over the data when one
+sample has more, and its runs as many samples as :data:`edgeq.calibrate.exposure.DEFAULT_RUN_BYTES` holds
+(:mod:`edgeq.calibrate.exposure`); validation batches are sized by their input
 (:data:`VALIDATION_BUDGET`), and nothing holds more than a few batches. Every model input is fed
 (:class:`edgeq.feeds.Feeds`); the metric sees every output by name (:mod:`edgeq.metrics`). How the stages use the
 cores is :class:`edgeq.calibrate.threads.ThreadPlan`'s business; the results do not depend on it.
@@ -32,7 +33,6 @@ import ctypes
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -53,6 +53,7 @@ from edgeq import metrics as metrics_module
 from edgeq import model as model_module
 from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
+from edgeq.calibrate.collect import derivations
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
 from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key, validation_key
 from edgeq.calibrate.ort_qdq import build_ort_qdq
@@ -87,7 +88,7 @@ from edgeq.targets import Target
 SWITCH_INTERVAL = 1e-4  # s: numpy threads take the GIL back after every call; hand it over sooner than 5 ms
 SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only; the metric uses all)
 CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
-ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations one statistics run exposes (two runs are alive)
+ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations per sample one statistics pass exposes
 VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane holds one batch, 10-20x that in activations)
 
 
@@ -206,90 +207,35 @@ def _carry_state(inputs: _Inputs, prepared: PreparedModel, feeds: list[tuple[Fee
         data.carry_state(fp32_outputs, length)
 
 
-class _Stopped(Exception):
-    """The FP32 validation run was stopped: the statistics run beside it failed."""
-
-
-def _fp32_side(
-    inputs: _Inputs, fp32: bytes, plan: ThreadPlan, pools: _Pools, scratch: Path, bar: Progress, *,
-    stop: threading.Event | None = None, int8: HostModel | None = None,
-) -> tuple[Validated, dict[str, np.ndarray] | None]:
-    """The FP32 model over the validation data on ``plan``'s lanes: its outputs, and validation.npz written (into
-    ``scratch``) as the batches stream by. ``int8``: also run it on each batch (one pass reads the data for both),
-    and return its outputs too. ``stop``: set to end the run early (raises :class:`_Stopped`)."""
-    validation = inputs.validation
-    task = bar.add_task("FP32 and INT8 on validation data" if int8 else "FP32 on validation data", total=len(validation))
-    runner = predict.Runner([fp32] if int8 is None else [fp32, int8], threads=plan.validation_threads)
-    sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(sample, validation.constants())
-    session, names = runner.sessions[0], runner.names[0]
-    axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(session, feed, names), strict=True)))}
-
-    def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
-        for x in blocks:
-            if stop is not None and stop.is_set():
-                raise _Stopped
-            bar.advance(task, activations.rows(x))
-            yield x
-
-    npz = scratch / "validation.npz"
-    with npz.open("wb") as handle:
-        fed = advanced(runner.feed_all(validation.batches(rows, pools.decoders, ahead=plan.lanes + 1), plan.lanes))
-        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
-    output_axes = {name: axes[name] for name in names}
-    reference, *others = runner.results(output_axes)
-    return Validated(reference, npz, rows, output_axes), others[0] if others else None
-
-
-def _measure(inputs: _Inputs, pools: _Pools, scratch: Path, bar: Progress) -> tuple[Measured, Validated | None]:
-    """The prepared model (each step checked on calibration samples) and its statistics over the calibration data;
-    beside them, when the threads split (:meth:`ThreadPlan.split`), the FP32 side of validation (else None)."""
+def _measure(inputs: _Inputs, pools: _Pools, bar: Progress) -> Measured:
+    """The prepared model (each step checked on calibration samples) and its statistics over the calibration data."""
     tick = time.perf_counter()
     calibration = inputs.calibration
     prepared = prepare(inputs.model, source=str(inputs.recipe.model_path), feeds=[next(calibration.batches(CHECK_SAMPLES))],
                        state=calibration.state)
     _carry_state(inputs, prepared, [(calibration, inputs.recipe.calibration.sequence_length)])
-    _carry_state(inputs, prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
     prepared_at = time.perf_counter()
     fp32 = prepared.model
     tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
     shapes = {name: array.shape for name, array in next(calibration.batches(1)).items()}
-    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET)
-    beside = pools.plan.split(len(inputs.validation), len(calibration) * passes.passes)
-    plan = pools.plan if beside is None else replace(pools.plan, ort=pools.plan.ort - beside.ort)
+    sources = {name: inputs for name, (_, inputs) in derivations(fp32, tensors).items()}
+    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET, sources=sources)
     task = bar.add_task("calibration statistics", total=len(calibration) * passes.passes)
-    stop = threading.Event()
-    def timed_fp32_side(plan: ThreadPlan) -> tuple[Validated, float]:
-        start = time.perf_counter()
-        validated, _ = _fp32_side(inputs, fp32.SerializeToString(), plan, pools, scratch, bar, stop=stop)
-        return validated, time.perf_counter() - start
-
-    with ThreadPoolExecutor(1, thread_name_prefix="edgeq-fp32") as background:
-        fp32_side = None if beside is None else background.submit(timed_fp32_side, beside)
-        try:
-            stats = exposure.collect_in_passes(fp32, passes, lambda rows: calibration.batches(rows, pools.decoders),
-                                               plan=plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
-        except BaseException:
-            stop.set()
-            raise
-        seconds = {"prepare": prepared_at - tick, "statistics": time.perf_counter() - prepared_at}
-        validated = None
-        if fp32_side is not None:
-            validated, seconds["fp32_validation"] = fp32_side.result()
-    return Measured(prepared, tensors, stats, passes, seconds), validated
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: calibration.batches(rows, pools.decoders),
+                                       plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
+    seconds = {"prepare": prepared_at - tick, "statistics": time.perf_counter() - prepared_at}
+    return Measured(prepared, tensors, stats, passes, seconds)
 
 
-def _statistics(inputs: _Inputs, pools: _Pools, scratch: Path, bar: Progress) -> tuple[_Statistics, _Reference | None]:
+def _statistics(inputs: _Inputs, pools: _Pools, bar: Progress) -> _Statistics:
     """The store's entry for this model and calibration data, or a statistics run that makes it; then the ranges
-    of the first method (``auto``: entropy), from the entry too when this method was asked for before. Also the
-    FP32 side of validation when it is stored or ran beside the statistics (else None: it runs with the INT8 model)."""
+    of the first method (``auto``: entropy), from the entry too when this method was asked for before."""
     tick = time.perf_counter()
     measured = inputs.store.load()
     reused = measured is not None
     notes = []
-    validated: Validated | None = None
     if measured is None:
-        measured, validated = _measure(inputs, pools, scratch, bar)
+        measured = _measure(inputs, pools, bar)
         seconds = dict(measured.seconds)
         try:
             inputs.store.save(measured)
@@ -298,10 +244,7 @@ def _statistics(inputs: _Inputs, pools: _Pools, scratch: Path, bar: Progress) ->
                          "other targets and commands measure the statistics again")
     else:
         seconds = {"store": time.perf_counter() - tick}
-        _carry_state(inputs, measured.prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
-    if validated is not None:
-        _keep(inputs, validated)  # after the entry it belongs to
-    reference = _Reference(validated, reused=False) if validated is not None else _stored(inputs)
+    _carry_state(inputs, measured.prepared, [(inputs.validation, inputs.recipe.validation.sequence_length)])
     fp32, stats, percentile = measured.prepared.model, measured.stats, inputs.recipe.calibration.percentile
     protected = selection.protected_tensors(fp32, measured.tensors)
     ranges = inputs.store.ranges(inputs.method, percentile)
@@ -312,26 +255,7 @@ def _statistics(inputs: _Inputs, pools: _Pools, scratch: Path, bar: Progress) ->
         with contextlib.suppress(OSError):  # not kept: computed again next time (the note above says why)
             inputs.store.save_ranges(inputs.method, percentile, ranges)
     return _Statistics(measured.prepared, measured.tensors, stats, protected, ranges, measured.passes, seconds, reused,
-                       notes), reference
-
-
-@dataclass
-class _Reference:
-    """The FP32 side of validation, and whether it came from the store."""
-
-    validated: Validated
-    reused: bool
-
-
-def _stored(inputs: _Inputs) -> _Reference | None:
-    stored = inputs.store.validation(inputs.validation_key)
-    return None if stored is None else _Reference(stored, reused=True)
-
-
-def _keep(inputs: _Inputs, validated: Validated) -> None:
-    """Keep a FP32 side that was run in the store (when it can be written: else the next target runs it again)."""
-    with contextlib.suppress(OSError):
-        inputs.store.save_validation(inputs.validation_key, validated)
+                       notes)
 
 
 def _ranges(
@@ -402,28 +326,42 @@ def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int
     return max(1, VALIDATION_BUDGET // max(sum(a[0].nbytes for name, a in sample.items() if name not in constants), 1))
 
 
-def _validate(
-    inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, reference: _Reference | None, pools: _Pools,
-    scratch: Path, bar: Progress,
-) -> _Validation:
-    """The INT8 model over the validation data, judged against the FP32 side: ``reference``, or (None) run in the
-    same pass; validation.npz into ``scratch`` (written by the FP32 side there, or copied from the store)."""
+def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
+    """The FP32 and INT8 models over the validation data, validation.npz written as the batches stream by; the FP32
+    side (reference outputs, validation.npz) from the store when this model and validation data were run before."""
     tick = time.perf_counter()
+    validation, plan = inputs.validation, pools.plan
     predicted = placement.on_host(qdq)
     npz = scratch / "validation.npz"
-    if reference is None:
-        validated, int8 = _fp32_side(inputs, placement.fp32_bytes, pools.plan, pools, scratch, bar, int8=predicted)
-        assert int8 is not None
-        _keep(inputs, validated)
-    else:
-        validated = reference.validated
-        if validated.npz != npz:
-            shutil.copyfile(validated.npz, npz)
-        task = bar.add_task("INT8 on validation data", total=len(inputs.validation))
-        int8 = _outputs(inputs, predicted, validated.rows, validated.output_axes, pools, lambda n: bar.advance(task, n))
-    return _Validation(validated.reference, _judge(inputs, validated.reference, int8), npz, validated.rows,
-                       predicted.kernels, time.perf_counter() - tick, validated.output_axes,
-                       reused=reference is not None and reference.reused)
+    stored = inputs.store.validation(inputs.validation_key)
+    task = bar.add_task("INT8 on validation data" if stored else "FP32 and INT8 on validation data", total=len(validation))
+
+    def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        for x in blocks:
+            bar.advance(task, activations.rows(x))
+            yield x
+
+    if stored is not None:
+        shutil.copyfile(stored.npz, npz)
+        int8 = _outputs(inputs, predicted, stored.rows, stored.output_axes, pools, lambda n: bar.advance(task, n))
+        return _Validation(stored.reference, _judge(inputs, stored.reference, int8), npz, stored.rows, predicted.kernels,
+                           time.perf_counter() - tick, stored.output_axes, reused=True)
+
+    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
+    sample = next(validation.batches(1, samples_first=True))
+    rows = _validation_rows(sample, validation.constants())
+    fp32, names = runner.sessions[0], runner.names[0]
+    axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(fp32, feed, names), strict=True)))}
+    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
+    with npz.open("wb") as handle:
+        fed = advanced(runner.feed_all(batches, plan.lanes))
+        write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
+    output_axes = {name: axes[name] for name in names}
+    reference, int8 = runner.results(output_axes)
+    with contextlib.suppress(OSError):  # not kept: the next target runs the FP32 side again
+        inputs.store.save_validation(inputs.validation_key, Validated(reference, npz, rows, output_axes))
+    return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick,
+                       output_axes, reused=False)
 
 
 def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -646,10 +584,10 @@ def calibrate(
 
     plan = ThreadPlan.for_machine(threads)
     with _progress(progress) as bar, _pools(plan) as pools, tempfile.TemporaryDirectory(prefix="edgeq-validation-") as scratch:
-        statistics, reference = _statistics(inputs, pools, Path(scratch), bar)
+        statistics = _statistics(inputs, pools, bar)
         _give_back_freed_memory()
         placement = _Placement.plan(statistics, target, inputs.arithmetic.verdict, statistics.ranges)
-        validation = _validate(inputs, placement, placement.model(placement.layers), reference, pools, Path(scratch), bar)
+        validation = _validate(inputs, placement, placement.model(placement.layers), pools, Path(scratch), bar)
         seconds = {**statistics.seconds, "validation": validation.seconds}
         tick = time.perf_counter()
         choice = _choose_method(inputs, statistics, placement, validation, pools, bar)

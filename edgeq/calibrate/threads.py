@@ -7,24 +7,21 @@ would fight it for those cores.
 - Statistics: one ONNX Runtime session runs the calibration batches while :attr:`ThreadPlan.workers`
   threads fold the previous batch into the histograms. When ONNX Runtime may use every core, half
   of them are left to the workers (the fold costs about as much CPU as the run).
-- The FP32 side of validation needs no ranges, so it runs at the same time as the statistics when
-  the ONNX Runtime threads can be split in proportion to the two runs' work (:meth:`ThreadPlan.split`):
-  then both end at about the same time, and neither waits for the other.
-- Validation: :attr:`ThreadPlan.lanes` threads each run a batch (ONNX Runtime scales better over batches
-  than inside one batch, and the INT8 host model hardly scales inside a batch at all). Each lane
-  computes in its own thread, helped by the session's :attr:`ThreadPlan.validation_threads` - 1 pool
-  threads: about :attr:`ThreadPlan.ort` threads in all.
-- Images are decoded ahead of all of them by :attr:`ThreadPlan.decoders` threads.
+- Validation: :attr:`ThreadPlan.lanes` threads each run a batch through the FP32 and the Q/DQ model
+  at the same time (ONNX Runtime scales better over batches than inside one batch, and the INT8 host
+  model hardly scales inside a batch at all). Each lane computes in its own thread, helped by the
+  session's :attr:`ThreadPlan.validation_threads` - 1 pool threads: about :attr:`ThreadPlan.ort`
+  threads in all.
+- Images are decoded ahead of both by :attr:`ThreadPlan.decoders` threads.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 MAX_LANES = 4  # concurrent validation runs (each holds one batch of activations)
 MAX_DECODERS = 2  # enough to keep ahead; more would only compete for the GIL (PIL holds it for part of each image)
-EXPOSED_COST = 2.0  # an exposed statistics run's ONNX Runtime time per sample, in plain FP32 runs (9.7 / 4.8 ms on a SqueezeNet)
 MAX_WORKERS = 8  # enough for the fold to keep up with the run; counted by bincount, it stops scaling at 4-8 (the GIL)
 
 
@@ -70,15 +67,6 @@ class ThreadPlan:
     def lanes(self) -> int:
         """Concurrent validation runs."""
         return max(1, min(MAX_LANES, self.ort))
-
-    def split(self, validation_samples: int, statistics_samples: int) -> ThreadPlan | None:
-        """The plan of the FP32 validation run that goes at the same time as a statistics run over
-        ``statistics_samples`` (samples x passes), with ``self.ort`` threads between them in proportion to their
-        work; None when that proportion leaves either run no thread (then they run one after the other).
-        The statistics run gets the rest: ``replace(self, ort=self.ort - split.ort)``."""
-        work = validation_samples + EXPOSED_COST * statistics_samples
-        share = round(self.ort * validation_samples / work) if work else 0
-        return replace(self, ort=share) if 0 < share < self.ort else None
 
     @property
     def validation_threads(self) -> int:

@@ -81,9 +81,9 @@ def calibration_view(result: CalibrationResult) -> Group:
                            " validation data"))
     if memory:
         lines.append(plain(
-            f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es),"
-            f" {memory['exposed_mb_per_sample']:.0f} MB of activations per sample exposed at most"
-            f" {memory['budget_mb']:.0f} MB at a time"
+            f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es)"
+            f" of at most {memory['budget_mb']:.0f} MB of activations per sample ({memory['exposed_mb_per_sample']:.0f}"
+            f" MB in all), {memory['rows_per_run']:.0f} sample(s) a run"
         ))
     if report.int8_arithmetic is not None:
         lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
