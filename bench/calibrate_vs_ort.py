@@ -9,6 +9,9 @@ in its own subprocess, one at a time:
                 predicted accuracy on the validation set, writing; layer sensitivity only runs when the
                 budget fails); "calib only" in the note column is the same run without the validation
                 (and sensitivity) seconds: the anchors predict nothing, so that is the like-for-like time
+  edgeq-warm    the same, the FP32 side of validation already in the store (an untimed run over other
+                samples made it, as a user's earlier run with another sample count, method or target does);
+                the statistics are measured, the INT8 model predicted
   ort-entropy   onnxruntime.quantization.quantize_static, Entropy calibrator  } QDQ, symmetric int8
   ort-minmax    onnxruntime.quantization.quantize_static, MinMax calibrator   } activations, per-channel
   modelopt-*    python -m modelopt.onnx.quantization (entropy / max) on CPU   } int8 weights
@@ -64,8 +67,9 @@ TARGET = "orin-nano-jp6.2"  # TensorRT 10.3: explicit (Q/DQ) and implicit (cache
 MODELOPT_PYTHON = Path("/tmp/modelopt-venv/bin/python")
 BATCH = 16
 ANCHORS = ("ort-entropy", "ort-minmax", "modelopt-entropy", "modelopt-max")
-CONTENDERS = ("fp32", "edgeq", "ort-minmax", "ort-entropy", "modelopt-entropy")  # the default matrix
-REPEATED = ("fp32", "edgeq", "ort-minmax")  # cheap enough to run --repeat times
+CONTENDERS = ("fp32", "edgeq", "edgeq-warm", "ort-minmax", "ort-entropy", "modelopt-entropy")  # the default matrix
+REPEATED = ("fp32", "edgeq", "edgeq-warm", "ort-minmax")  # cheap enough to run --repeat times
+WARMING_SAMPLES = 32  # the untimed run that leaves edgeq-warm's FP32 validation side in the store
 
 
 # ---------------------------------------------------------------- worker side (one contender per process)
@@ -144,23 +148,41 @@ def work_fp32(model: Path, samples: int, out: Path, threads: int | None) -> dict
     return {"wall": time.perf_counter() - start, "baseline": baseline}
 
 
-def work_edgeq(model: Path, samples: int, out: Path, threads: int | None) -> dict:
+def work_edgeq(model: Path, samples: int, out: Path, threads: int | None, warm: bool = False) -> dict:
     from edgeq import targets
     from edgeq.calibrate.pipeline import calibrate, store_folder
+    from edgeq.calibrate.store import VALIDATIONS
 
     recipe = _bench_recipe(model, samples)
     target = targets.resolve(TARGET)
     shutil.rmtree(store_folder(recipe), ignore_errors=True)  # cold: no statistics kept from an earlier round
+    if warm:  # another sample count, in a process of its own, leaves the FP32 side of validation in the store
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from calibrate_vs_ort import _bench_recipe, TARGET;"
+                " from pathlib import Path; from edgeq import targets; from edgeq.calibrate.pipeline import calibrate;"
+                " calibrate(_bench_recipe(Path(sys.argv[2]), int(sys.argv[3])), targets.resolve(TARGET), out=Path(sys.argv[4]),"
+                " threads=None if sys.argv[5] == 'all' else int(sys.argv[5]), progress=False)")
+        subprocess.run([sys.executable, "-c", code, str(HERE), str(model), str(WARMING_SAMPLES), str(out / "warming"),
+                        "all" if threads is None else str(threads)], check=True)
+        for entry in store_folder(recipe).iterdir():  # its statistics go: only the validation side is kept
+            if entry.name != VALIDATIONS:
+                shutil.rmtree(entry)
+        shutil.rmtree(out / "warming")
     baseline = _reset_peak()
     start = time.perf_counter()
     result = calibrate(recipe, target, out=out / "edgeq", threads=threads, progress=False)
     wall = time.perf_counter() - start
+    if warm and not result.report.validation_reused:
+        raise RuntimeError("edgeq-warm: the FP32 side of validation was not taken from the store")
     for name in ("ranges.json", "calibration.cache"):  # kept for the comparison across thread settings
         shutil.copyfile(result.folder / name, out / name)
     os.replace(result.artifacts.qdq_model, out / "qdq.onnx")
     seconds = result.report.seconds
     extra = seconds.get("validation", 0.0) + seconds.get("sensitivity", 0.0)
     return {"wall": wall, "baseline": baseline, "wall_calibration_only": wall - extra, "seconds": seconds}
+
+
+def work_edgeq_warm(model: Path, samples: int, out: Path, threads: int | None) -> dict:
+    return work_edgeq(model, samples, out, threads, warm=True)
 
 
 class _Reader:
@@ -234,7 +256,7 @@ def work_modelopt_max(model: Path, samples: int, out: Path, threads: int | None)
 
 
 def worker_main(contender: str, model: Path, samples: int, out: Path, threads: int | None, pin: bool) -> None:
-    _pin_threads(threads, pin, patch=contender != "edgeq")  # edgeq sizes its sessions from ``threads`` itself
+    _pin_threads(threads, pin, patch=not contender.startswith("edgeq"))  # edgeq sizes its sessions from ``threads`` itself
     result = globals()["work_" + contender.replace("-", "_")](model, samples, out, threads)
     children = _children_peak()
     children = children if children > _CHILDREN_AT_BASELINE else 0  # no larger child since the baseline
@@ -485,21 +507,23 @@ def ratios(runs: list[Run]) -> str:
         run = keyed.get((model, threads, samples, contender))
         return run.wall if run else None
 
-    for model, threads, samples in dict.fromkeys((r.model, r.threads, r.samples) for r in runs):
-        edgeq, fp32, minmax = (wall(model, threads, samples, c) for c in ("edgeq", "fp32", "ort-minmax"))
+    for model, threads, samples, name in dict.fromkeys(
+        (r.model, r.threads, r.samples, r.contender) for r in runs if r.contender.startswith("edgeq")
+    ):
+        edgeq, fp32, minmax = (wall(model, threads, samples, c) for c in (name, "fp32", "ort-minmax"))
         if edgeq is None:
             continue
         parts = [f"{model} {threads} threads n={samples}:"]
         if fp32:
             target = 3.0 if samples <= 64 else 2.0
-            parts.append(f"edgeq / FP32 pass {edgeq / fp32:.2f}x (target <= {target:.0f}x: {'met' if edgeq / fp32 <= target else 'MISSED'})")
+            parts.append(f"{name} / FP32 pass {edgeq / fp32:.2f}x (target <= {target:.0f}x: {'met' if edgeq / fp32 <= target else 'MISSED'})")
         if minmax:
             verdict = "" if samples < 256 else f" (target <= 1x: {'met' if edgeq <= minmax else 'MISSED'})"
-            parts.append(f"edgeq / ORT MinMax {edgeq / minmax:.2f}x{verdict}")
+            parts.append(f"{name} / ORT MinMax {edgeq / minmax:.2f}x{verdict}")
         for anchor in ("ort-entropy", "modelopt-entropy", "modelopt-max"):
             other = keyed.get((model, threads, samples, anchor))
             if other and other.wall:
-                parts.append(f"edgeq / {anchor} {edgeq / other.wall:.2f}x")
+                parts.append(f"{name} / {anchor} {edgeq / other.wall:.2f}x")
         lines.append(" ".join(parts))
     settings = list(dict.fromkeys(r.threads for r in runs))
     for model, samples in dict.fromkeys((r.model, r.samples) for r in runs):
@@ -539,7 +563,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="example model, 64 samples, no ModelOpt, all cores")
     parser.add_argument("--samples", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--models", nargs="+", default=["example", "heavy"], choices=["example", "heavy"])
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=["fp32", "edgeq", *ANCHORS])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=["fp32", "edgeq", "edgeq-warm", *ANCHORS])
     parser.add_argument("--threads", nargs="+", default=["2", "all"], help="ONNX Runtime intra-op threads per setting: a number or 'all'")
     parser.add_argument("--pin", action="store_true", help="also restrict each contender to as many cores as threads")
     parser.add_argument("--repeat", type=int, default=3, help=f"runs of {', '.join(REPEATED)} per cell (median wall)")

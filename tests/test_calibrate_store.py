@@ -112,6 +112,26 @@ def test_other_calibration_data_or_preprocessing_is_another_store_entry(tmp_path
     assert again.report.statistics_reused and again.report.statistics_key == first.report.statistics_key
 
 
+def test_another_sample_count_reuses_the_fp32_side_of_validation_and_gets_the_bytes_of_a_cold_run(tmp_path: Path) -> None:
+    """The FP32 side of validation depends on the prepared model and the validation data, not on the calibration
+    sampling: calibrating 32 samples after 64 runs only the INT8 model over the validation data."""
+    path = write_recipe(tmp_path, fire_net())
+    target = targets.resolve(ORIN)
+    first = calibrate(recipe_module.load(path), target, progress=False)
+    data = yaml.safe_load(path.read_text())
+    data["calibration"]["samples"] = 32
+    path.write_text(yaml.safe_dump(data))
+    fewer = calibrate(recipe_module.load(path), target, progress=False)
+    assert not fewer.report.statistics_reused and fewer.report.validation_reused and not first.report.validation_reused
+    warm = _artifacts(fewer.folder)
+    shutil.rmtree(tmp_path / "edgeq-out" / "tiny" / ".store")
+    shutil.rmtree(fewer.folder)
+    cold = calibrate(recipe_module.load(path), target, progress=False)
+    assert not cold.report.validation_reused and cold.report.accuracy == fewer.report.accuracy
+    assert _artifacts(cold.folder) == warm
+    assert fewer.report.calibration_samples == 32 and first.report.calibration_samples == 64
+
+
 def test_calibrate_for_one_target_then_another_says_the_statistics_were_reused(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
     first = run_edgeq("calibrate", path, "--target", "jetson-orin")
@@ -142,7 +162,7 @@ def test_the_store_keeps_the_most_recently_used_entries(tmp_path: Path) -> None:
         os.utime(folder / f"entry-{index}" / ENTRY, (1000 + index, 1000 + index))  # made in this order, long ago
     assert Store(folder, "entry-0").load() is not None  # used now: the most recent
     Store(folder, "entry-new").save(measured)
-    kept = {p.name for p in folder.iterdir()}
+    kept = {p.name for p in folder.iterdir()} - {"validation"}  # the validation sets are pruned on their own
     assert len(kept) == KEEP and "entry-1" not in kept  # the least recently used went
     assert {"entry-0", "entry-new", first.report.statistics_key} <= kept
 
@@ -150,8 +170,7 @@ def test_the_store_keeps_the_most_recently_used_entries(tmp_path: Path) -> None:
 def test_fp32_validation_is_reused_only_for_the_same_validation_data_and_only_when_intact(tmp_path: Path) -> None:
     path = write_recipe(tmp_path, fire_net())
     first = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
-    entry = tmp_path / "edgeq-out" / "tiny" / ".store" / first.report.statistics_key
-    (stored,) = entry.glob("validation-*/reference.npz")
+    (stored,) = (tmp_path / "edgeq-out" / "tiny" / ".store" / "validation").glob("*/reference.npz")
     stored.write_bytes(stored.read_bytes()[:-7] + b"damaged")
     damaged = calibrate(recipe_module.load(path), targets.resolve("local"), progress=False)
     assert damaged.report.statistics_reused and not damaged.report.validation_reused  # run again, not trusted
@@ -164,7 +183,7 @@ def test_fp32_validation_is_reused_only_for_the_same_validation_data_and_only_wh
     assert fewer.report.accuracy.samples == first.report.accuracy.samples - 1
 
 
-def test_an_entry_keeps_its_most_recent_validation_sets() -> None:
+def test_the_store_keeps_its_most_recently_used_validation_sets() -> None:
     import tempfile
 
     import numpy as np
@@ -173,17 +192,15 @@ def test_an_entry_keeps_its_most_recent_validation_sets() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        store = Store(folder, "entry")
-        (folder / "entry").mkdir()
-        (folder / "entry" / "entry.json").write_text("{}")
+        store = Store(folder, "entry")  # no entry needed: validation sets belong to the store
         npz = folder / "validation.npz"
         npz.write_bytes(b"npz")
         for index in range(KEEP + 2):
             store.save_validation(f"key-{index:02d}", Validated({"y": np.full(3, index, np.float32)}, npz, 8, {"y": 0}))
-            made = folder / "entry" / f"validation-key-{index:02d}"
-            os.utime(made, (1000 + index, 1000 + index))  # made in this order
-        kept = sorted(p.name for p in (folder / "entry").glob("validation-*"))
-        assert kept == [f"validation-key-{i:02d}" for i in range(2, KEEP + 2)]
+            made = folder / "validation" / f"key-{index:02d}" / "validation.json"
+            os.utime(made, (1000 + index, 1000 + index))  # used in this order
+        kept = sorted(p.name for p in (folder / "validation").iterdir())
+        assert kept == [f"key-{i:02d}" for i in range(2, KEEP + 2)]
         again = store.validation(f"key-{KEEP + 1:02d}")
         assert again is not None and again.reference["y"].tolist() == [KEEP + 1] * 3 and again.output_axes == {"y": 0}
         assert store.validation("key-00") is None

@@ -42,19 +42,24 @@ def statistics_key(recipe: Recipe, bins: int) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def validation_key(recipe: Recipe, statistics: str) -> str:
-    """sha256 over what the FP32 side of validation depends on (its reference outputs and validation.npz): the
-    statistics key (the prepared model), the validation data, labels and alphabet files and the validation section."""
+def validation_key(recipe: Recipe) -> str:
+    """sha256 over what validation reads besides the model: the validation data, labels and alphabet files and
+    the validation section."""
     files = [recipe.validation.labels, recipe.validation.text.alphabet]
     parts = {
         "schema": KEY_SCHEMA,
         "edgeq": edgeq.__version__,
-        "statistics": statistics,
         "validation_data": _tree_sha256(recipe.resolve(recipe.validation.path)),
         "files": [sha256_file(recipe.resolve(f)) if f else None for f in files],
         "validation": recipe.validation.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reference_key(validation: str, model: bytes) -> str:
+    """sha256 over what the FP32 side of validation (its reference outputs and validation.npz) depends on: the
+    validation key and the prepared model it runs, whatever calibration data and sampling prepared it."""
+    return hashlib.sha256(f"{validation}:{hashlib.sha256(model).hexdigest()}".encode()).hexdigest()
 
 
 def cache_key(recipe: Recipe, target: Target, settings: dict[str, Any], statistics: str, validation: str) -> str:

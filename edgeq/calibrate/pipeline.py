@@ -55,7 +55,7 @@ from edgeq.calibrate import activations, exposure, predict, selection
 from edgeq.calibrate.cache import build_cache, constant_ranges, header_version
 from edgeq.calibrate.collect import derivations
 from edgeq.calibrate.host import HostModel, Int8Arithmetic, host_arithmetic, prediction_model
-from edgeq.calibrate.manifest import cache_key, is_current, manifest, statistics_key, validation_key
+from edgeq.calibrate.manifest import cache_key, is_current, manifest, reference_key, statistics_key, validation_key
 from edgeq.calibrate.ort_qdq import build_ort_qdq
 from edgeq.calibrate.policy import excluded_tensors
 from edgeq.calibrate.prepare import CHECK_SAMPLES, PreparedModel, prepare
@@ -147,7 +147,7 @@ class _Inputs:
     metric: Metric
     key: str
     store: Store  # the statistics, ranges and FP32 validation every target shares
-    validation_key: str  # the store's key for the FP32 side of validation
+    validation_key: str  # what validation reads besides the model (the store keeps its FP32 side by that and the model)
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
 
 
@@ -167,7 +167,7 @@ def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, 
     metric = metrics_module.load(recipe, labels.labels)
     arithmetic = host_arithmetic()
     store = Store(store_folder(recipe), statistics_key(recipe, DEFAULT_BINS))
-    checked = validation_key(recipe, store.key)
+    checked = validation_key(recipe)
     key = cache_key(recipe, target, {"method": method, **settings, "int8_arithmetic": arithmetic.verdict}, store.key, checked)
     artifacts = Artifacts.in_folder(folder, with_cache=target.implicit_int8)
     return _Inputs(recipe, target, method, folder, artifacts, model, calibration, validation, labels, metric, key, store,
@@ -333,7 +333,8 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     validation, plan = inputs.validation, pools.plan
     predicted = placement.on_host(qdq)
     npz = scratch / "validation.npz"
-    stored = inputs.store.validation(inputs.validation_key)
+    key = reference_key(inputs.validation_key, placement.fp32_bytes)
+    stored = inputs.store.validation(key)
     task = bar.add_task("INT8 on validation data" if stored else "FP32 and INT8 on validation data", total=len(validation))
 
     def advanced(blocks: Iterable[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
@@ -359,7 +360,7 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
     output_axes = {name: axes[name] for name in names}
     reference, int8 = runner.results(output_axes)
     with contextlib.suppress(OSError):  # not kept: the next target runs the FP32 side again
-        inputs.store.save_validation(inputs.validation_key, Validated(reference, npz, rows, output_axes))
+        inputs.store.save_validation(key, Validated(reference, npz, rows, output_axes))
     return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick,
                        output_axes, reused=False)
 

@@ -10,11 +10,15 @@ target: only placement and packaging (the Q/DQ model, the cache, the prediction)
   float64 extremes), so ranges computed from them are the same bit for bit;
 - ``entry.json``: what preparation did, the tensors, the passes that measured them, and each file's sha256;
 - ``ranges-<method>-<percentile>.json``: one method's ranges, added the first time that method is asked for;
-- ``validation-<key>/``: the FP32 side of validation (:class:`Validated`) for one validation set, added the first
-  time it is validated: later targets and methods run only their INT8 model over it.
 
-An entry appears whole (made in a staging folder, then renamed into place) or not at all; one whose files
-no longer match their hashes is ignored and made again. The :data:`KEEP` most recently used entries stay.
+The FP32 side of validation (:class:`Validated`) depends on the prepared model and the validation data alone,
+so it is kept apart from the entries, in ``validation/<key>/`` (:func:`edgeq.calibrate.manifest.reference_key`),
+added the first time a validation set is run: later targets, methods and sample counts run only their INT8
+model over it.
+
+An entry or a validation set appears whole (made in a staging folder, then renamed into place) or not at all;
+one whose files no longer match their hashes is ignored and made again. The :data:`KEEP` most recently used
+entries stay, and as many validation sets.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ STALE_STAGE = 3600.0  # s: a staging folder this old was left by a crashed run
 ENTRY = "entry.json"
 MODEL = "prepared.onnx"
 STATISTICS = "statistics.npz"
-VALIDATION_NPZ, REFERENCE, VALIDATION_META = "validation.npz", "reference.npz", "validation.json"
+VALIDATIONS, VALIDATION_NPZ, REFERENCE, VALIDATION_META = "validation", "validation.npz", "reference.npz", "validation.json"
 
 
 @dataclass
@@ -160,12 +164,13 @@ class Store:
         if (self.entry / ENTRY).is_file():
             atomic.write_json(self._ranges_path(method, percentile), [asdict(r) for r in ranges.values()])
 
-    def _validation_folder(self, key: str) -> Path:
-        return self.entry / f"validation-{key[:32]}"
+    @property
+    def _validations(self) -> Path:
+        return self.folder / VALIDATIONS
 
     def validation(self, key: str) -> Validated | None:
-        """The FP32 side of validation stored for validation key ``key``, or None (none, or not intact)."""
-        folder = self._validation_folder(key)
+        """The FP32 side of validation stored for reference key ``key``, or None (none, or not intact)."""
+        folder = self._validations / key[:32]
         try:
             meta = json.loads((folder / VALIDATION_META).read_text())
             if meta["key"] != key or any(sha256_file(folder / name) != digest for name, digest in meta["files"].items()):
@@ -173,15 +178,16 @@ class Store:
             with np.load(folder / REFERENCE, allow_pickle=False) as data:
                 reference = {name: data[str(i)] for i, name in enumerate(meta["outputs"])}
             axes = {name: None if axis is None else int(axis) for name, axis in meta["output_axes"].items()}
+            os.utime(folder / VALIDATION_META)  # recently used: kept by the pruning
             return Validated(reference, folder / VALIDATION_NPZ, int(meta["rows"]), axes)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def save_validation(self, key: str, validated: Validated) -> None:
-        """Keep the FP32 side of validation for ``key`` beside the statistics (when the entry exists), whole or not at all."""
-        if not (self.entry / ENTRY).is_file():
-            return
-        stage = Path(tempfile.mkdtemp(prefix=".validation.", suffix=".stage", dir=self.entry))
+        """Keep the FP32 side of validation for reference key ``key``, whole or not at all; the sets beyond
+        :data:`KEEP` most recently used go."""
+        self._validations.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", suffix=".stage", dir=self._validations))
         try:
             shutil.copyfile(validated.npz, stage / VALIDATION_NPZ)
             names = list(validated.reference)
@@ -189,37 +195,31 @@ class Store:
             meta = {"key": key, "outputs": names, "rows": validated.rows, "output_axes": validated.output_axes,
                     "files": {name: sha256_file(stage / name) for name in (VALIDATION_NPZ, REFERENCE)}}
             (stage / VALIDATION_META).write_text(json.dumps(meta, indent=1) + "\n")
-            folder = self._validation_folder(key)
+            folder = self._validations / key[:32]
             shutil.rmtree(folder, ignore_errors=True)  # one that did not load: not intact
             with contextlib.suppress(OSError):  # another run stored the same meanwhile: the same content
                 os.rename(stage, folder)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        self._prune_validations()
-
-    def _prune_validations(self) -> None:
-        """Keep the :data:`KEEP` most recently made validation sets of this entry (and no stage a crash left)."""
-        now, made = time.time(), []
-        for item in self.entry.iterdir():
-            with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
-                if item.name.startswith(".validation.") and now - item.stat().st_mtime > STALE_STAGE:
-                    shutil.rmtree(item, ignore_errors=True)
-                elif item.name.startswith("validation-"):
-                    made.append((item.stat().st_mtime, item))
-        for _, item in sorted(made, reverse=True)[KEEP:]:
-            shutil.rmtree(item, ignore_errors=True)
+        _prune(self._validations, VALIDATION_META)
 
     def _prune(self) -> None:
         """Remove the entries beyond the :data:`KEEP` most recently used (and stages left by crashed runs)."""
-        now = time.time()
-        entries, stale = [], []
-        for item in self.folder.iterdir():
-            with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
-                if item.name.endswith(".stage"):
-                    if now - item.stat().st_mtime > STALE_STAGE:
-                        stale.append(item)
-                elif (item / ENTRY).is_file():
-                    entries.append(((item / ENTRY).stat().st_mtime, item))
-        entries.sort(reverse=True)
-        for item in stale + [path for _, path in entries[KEEP:]]:
-            shutil.rmtree(item, ignore_errors=True)
+        _prune(self.folder, ENTRY)
+
+
+def _prune(folder: Path, marker: str) -> None:
+    """In ``folder``, remove the sets (sub-folders holding ``marker``) beyond the :data:`KEEP` whose marker was used
+    most recently, and the stages crashed runs left."""
+    now = time.time()
+    made, stale = [], []
+    for item in folder.iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile: another run pruned it
+            if item.name.endswith(".stage"):
+                if now - item.stat().st_mtime > STALE_STAGE:
+                    stale.append(item)
+            elif (item / marker).is_file():
+                made.append(((item / marker).stat().st_mtime, item))
+    made.sort(reverse=True)
+    for item in stale + [path for _, path in made[KEEP:]]:
+        shutil.rmtree(item, ignore_errors=True)
