@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,18 @@ def test_a_tensor_derived_from_its_group_costs_nothing() -> None:
     plan = exposure.plan(sizes, budget=100, run_bytes=100, sources=sources)
     assert plan.groups == [["a", "r", "c"], ["b", "y"]] and plan.sample_bytes == [60, 50] and plan.rows == [1, 2]
     assert exposure.plan(sizes, budget=100).groups == [["a"], ["r"], ["c"], ["b", "y"]]
+
+
+def test_calibrate_says_how_its_statistics_were_exposed(tmp_path: Path) -> None:
+    from tests.calibrate_nets import fire_net, write_recipe
+    from tests.cli import run_edgeq
+
+    result = run_edgeq("calibrate", write_recipe(tmp_path, fire_net()), "--target", "local")
+    assert result.code == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    # a small model: one pass, and all 64 calibration samples fit in one run
+    assert re.search(r"statistics in 1 pass\(es\) exposing \d+\.\d MB of activations a sample \(at most 256 MB a pass\), 64"
+                     r" sample\(s\) a run", said), said
 
 
 def test_passes_give_the_statistics_of_one_pass() -> None:
