@@ -14,6 +14,7 @@ import yaml
 from edgeq import recipe as recipe_module
 from edgeq import targets
 from edgeq.calibrate import calibrate
+from edgeq.calibrate.report import CalibrationResult
 from edgeq.device.hashing import sha256_file
 from tests.calibrate_nets import fire_net, write_recipe
 from tests.cli import run_edgeq
@@ -96,14 +97,19 @@ def test_the_store_keeps_each_methods_ranges_and_a_damaged_entry_is_made_again(t
     assert calibrate(recipe_module.load(path), targets.resolve("local"), method="minmax", progress=False).report.statistics_reused
 
 
-def test_other_calibration_data_or_preprocessing_is_another_store_entry(tmp_path: Path) -> None:
+def _64_then_32_samples(tmp_path: Path) -> tuple[Path, dict, CalibrationResult, CalibrationResult]:
+    """The tiny recipe calibrated for Orin on its 64 samples, then on 32: the recipe, its data, both results."""
     path = write_recipe(tmp_path, fire_net())
-    target = targets.resolve(ORIN)
-    first = calibrate(recipe_module.load(path), target, progress=False)
+    first = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     data = yaml.safe_load(path.read_text())
     data["calibration"]["samples"] = 32
     path.write_text(yaml.safe_dump(data))
-    fewer = calibrate(recipe_module.load(path), target, progress=False)
+    return path, data, first, calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
+
+
+def test_other_calibration_data_or_preprocessing_is_another_store_entry(tmp_path: Path) -> None:
+    path, data, first, fewer = _64_then_32_samples(tmp_path)
+    target = targets.resolve(ORIN)
     assert not fewer.report.statistics_reused and fewer.report.statistics_key != first.report.statistics_key
     data["calibration"].update(samples=64, method="mse")  # back to the first sampling; the method does not count
     data["budget"]["accuracy_drop"] = 4.0  # nor the budget
@@ -115,18 +121,12 @@ def test_other_calibration_data_or_preprocessing_is_another_store_entry(tmp_path
 def test_another_sample_count_reuses_the_fp32_side_of_validation_and_gets_the_bytes_of_a_cold_run(tmp_path: Path) -> None:
     """The FP32 side of validation depends on the prepared model and the validation data, not on the calibration
     sampling: calibrating 32 samples after 64 runs only the INT8 model over the validation data."""
-    path = write_recipe(tmp_path, fire_net())
-    target = targets.resolve(ORIN)
-    first = calibrate(recipe_module.load(path), target, progress=False)
-    data = yaml.safe_load(path.read_text())
-    data["calibration"]["samples"] = 32
-    path.write_text(yaml.safe_dump(data))
-    fewer = calibrate(recipe_module.load(path), target, progress=False)
+    path, _, first, fewer = _64_then_32_samples(tmp_path)
     assert not fewer.report.statistics_reused and fewer.report.validation_reused and not first.report.validation_reused
     warm = _artifacts(fewer.folder)
     shutil.rmtree(tmp_path / "edgeq-out" / "tiny" / ".store")
     shutil.rmtree(fewer.folder)
-    cold = calibrate(recipe_module.load(path), target, progress=False)
+    cold = calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False)
     assert not cold.report.validation_reused and cold.report.accuracy == fewer.report.accuracy
     assert _artifacts(cold.folder) == warm
     assert fewer.report.calibration_samples == 32 and first.report.calibration_samples == 64
