@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,21 @@ def _sleeping(device: Device) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_closing_a_connection_whose_device_cannot_hear_the_goodbye_does_not_raise(
+    ssh_fleet: Callable[[int], Fleet], tmp_path: Path
+) -> None:
+    """The device freezes and this side's socket can no longer send, while paramiko's reader still holds the
+    connection active: closing the SFTP session cannot send its message (paramiko raises EOFError). The close must
+    still succeed and end the connection. A deploy that lost its device this way exited 130, "interrupted": the
+    EOFError left the transport's close and reached click, which turns it into an abort."""
+    device = ssh_fleet(1)[0]
+    transport = SSHTransport.open(device.host, Timeouts(connect=5, channel=5, command=30))
+    transport.get("/etc/hostname", tmp_path / "hostname")  # an SFTP session is open, to be closed with the connection
+    ssh = transport.ssh
+    assert ssh is not None and ssh.sock is not None
+    with device.paused():
+        ssh.sock.shutdown(socket.SHUT_WR)
+        transport.close()
+        assert not ssh.is_active()

@@ -6,6 +6,7 @@ it reaches a remote shell, so no value is ever interpreted by it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -23,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from fabric import Connection
-from paramiko import Channel, SFTPClient
+from paramiko import Channel, SFTPClient, SSHException
 from paramiko import Transport as ParamikoTransport
 
 from edgeq.atomic import open_atomic
@@ -342,7 +343,12 @@ class SSHTransport(Transport):
             self._sftp().getfo(remote, handle)
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the SFTP session, then the connection. Where the device is gone, saying goodbye can fail (paramiko
+        raises EOFError when it cannot send the close): the connection is closed either way, so that is not an
+        error, and the client is closed even when the SFTP session's close raised (fabric would stop there)."""
+        for step in (self._conn.close, self._conn.client.close):
+            with contextlib.suppress(EOFError, OSError, SSHException):
+                step()
 
 
 class LocalTransport(Transport):
