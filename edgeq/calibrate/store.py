@@ -146,7 +146,7 @@ class Store:
                 os.rename(stage, self.entry)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        self._prune()
+        _prune(self.folder, ENTRY)  # the entries beyond the KEEP most recently used go
 
     def _ranges_path(self, method: str, percentile: float) -> Path:
         return self.entry / f"ranges-{method}-{percentile!r}.json"
@@ -202,10 +202,6 @@ class Store:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         _prune(self._validations, VALIDATION_META)
-
-    def _prune(self) -> None:
-        """Remove the entries beyond the :data:`KEEP` most recently used (and stages left by crashed runs)."""
-        _prune(self.folder, ENTRY)
 
 
 def _prune(folder: Path, marker: str) -> None:
