@@ -40,7 +40,7 @@ def pieces(samples: int) -> list[np.ndarray]:
     recipe = recipes.load(RECIPE)
     fp32 = prepare(model_module.load(recipe.model_path, infer_shapes=False)).model
     direct = collect.exposed_tensors(fp32, activations.activation_tensors(fp32))
-    session = activations.session(activations.with_outputs(fp32, direct), exposed=True)
+    session = activations.session(activations.with_outputs(fp32, direct), portable=True)
     data = Dataset.from_spec(recipe, recipe.calibration.model_copy(update={"samples": samples}), "calibration")
     out = []
     for batch in data.batches(9):

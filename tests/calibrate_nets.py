@@ -119,6 +119,35 @@ def resnet_net(seed: int = 0, classes: int = 4, size: int = 16) -> onnx.ModelPro
     return b.model("data", x, ["N", 3, size, size], ["N", classes])
 
 
+def wide_state_net(seed: int = 0, classes: int = 4, size: int = 32) -> onnx.ModelProto:
+    """A recurrent net whose channels are multiples of 16 (so ONNX Runtime's NCHWc kernels take every conv at level
+    ALL, with the CPU's block size): input ``data`` and state ``h`` [N, 32, size/2, size/2]; a strided conv, then
+    ``h_out = SiLU(conv3x3(x) + h / 2)`` (288 products a sum), fed back as the next sample's ``h``, and a 1x1 conv,
+    global pool and Gemm for ``scores``."""
+    b = NetBuilder(seed)
+    b.inits.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
+    x = b.conv("data", 3, 32, 3, stride=2)
+    y = b.node("Add", [b.conv(x, 32, 32, 3, relu=False), b.node("Mul", ["h", "half"])])
+    b.nodes.append(helper.make_node("Mul", [y, b.node("Sigmoid", [y])], ["h_out"], name="silu"))
+    x = b.conv("h_out", 32, 64, 1)
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
+    scores = b.node("Gemm", [x, b.weight((classes, 64), 64), b.bias(classes)], transB=1)
+    state = ["N", 32, size // 2, size // 2]
+    graph = helper.make_graph(
+        b.nodes,
+        "wide_state",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, size, size]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, state)],
+        [helper.make_tensor_value_info(scores, TensorProto.FLOAT, ["N", classes]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, state)],
+        b.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return onnx.shape_inference.infer_shapes(model)
+
+
 def deconv_net(seed: int = 0) -> onnx.ModelProto:
     """conv -> ConvTranspose (weights [Cin, Cout, k, k]) -> MatMul with a constant."""
     b = NetBuilder(seed)

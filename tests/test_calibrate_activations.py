@@ -65,7 +65,7 @@ def test_one_array_for_a_model_of_several_inputs_is_refused() -> None:
 
 def _recycled(model: onnx.ModelProto, names: list[str]) -> tuple[activations.RecycledRun, onnx.ModelProto]:
     exposed = activations.with_outputs(model, names)
-    return activations.RecycledRun(activations.session(exposed, exposed=True), names), exposed
+    return activations.RecycledRun(activations.session(exposed, portable=True), names), exposed
 
 
 def test_recycled_runs_give_the_plain_runs_outputs_in_arrays_of_two_calls_before() -> None:
@@ -76,7 +76,7 @@ def test_recycled_runs_give_the_plain_runs_outputs_in_arrays_of_two_calls_before
     model = _model([("x", ["N", 3, 4])], nodes, [("y", ["N", 3, 4])])
     names = ["x", "sq", "r", "y"]
     run, exposed = _recycled(model, names)
-    plain = activations.session(exposed, exposed=True)
+    plain = activations.session(exposed, portable=True)
     batches = [RNG.normal(size=(rows, 3, 4)).astype(np.float32) for rows in (4, 4, 4, 2, 4, 4, 4, 4)]
     seen: list[list[np.ndarray]] = []
     for x in batches:

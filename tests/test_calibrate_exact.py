@@ -35,7 +35,7 @@ ORIN = "agx-orin-jp6.2"  # TensorRT 10.3.0: implicit INT8, so a calibration cach
 
 def _all_at_once(fp32: onnx.ModelProto, tensors: list[str], x: np.ndarray) -> dict[str, TensorStats]:
     """Every tensor's statistics the plain way: all values at once, one np.histogram of |x| each."""
-    everything = dict(zip(tensors, session(with_outputs(fp32, tensors), exposed=True).run(tensors, {"data": x}), strict=True))
+    everything = dict(zip(tensors, session(with_outputs(fp32, tensors), portable=True).run(tensors, {"data": x}), strict=True))
     ranges: dict[str, float] = {}
     derived = collect.derivations(fp32, tensors)
     for name in tensors:  # graph order: sources first

@@ -111,7 +111,7 @@ def test_relu_concat_and_reshape_statistics_derived_from_inputs_equal_their_own(
     assert {op for op, _ in derived.values()} == {"Relu", "Concat", "Flatten"}
     batches = [images(np.random.default_rng(i), 8, 32) for i in range(3)]
     stats = collect(model, tensors, batches)
-    sess = session(with_outputs(model, tensors), exposed=True)  # the same kernels as collect()
+    sess = session(with_outputs(model, tensors), portable=True)  # the same kernels as collect()
     outputs = [sess.run(tensors, {"data": x}) for x in batches]
     for position, name in enumerate(tensors):
         everything = np.concatenate([o[position].ravel() for o in outputs])

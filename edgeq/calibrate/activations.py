@@ -38,14 +38,17 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 def session(
-    model: onnx.ModelProto | bytes, *, threads: int = 0, exposed: bool = False, config: Mapping[str, str] | None = None
+    model: onnx.ModelProto | bytes, *, threads: int = 0, portable: bool = False, config: Mapping[str, str] | None = None
 ) -> ort.InferenceSession:
     """A CPU session whose threads never spin; one clear InputError if ONNX Runtime cannot load the model.
 
     ``threads``: intra-op threads, the calling thread included (0: ONNX Runtime's default, one per core).
-    ``exposed``: the model has its activations as outputs. Then the NCHWc layout optimizations
-    (level ALL) are left out: they would convert every exposed tensor back to NCHW, which made the
-    run about 5x slower than with level EXTENDED on a SqueezeNet.
+    ``portable``: the outputs' bits must not depend on the CPU, because they become calibration statistics
+    (activations exposed as outputs, recurrent state fed into the calibration data). Then optimization
+    stops at level EXTENDED: level ALL's NCHWc kernels block channels by the CPU's vector width (8 floats
+    with AVX2, 16 with AVX-512), which changes the sums' rounding and so the ranges from one x86 CPU to the
+    next (``tests/test_calibrate_portable.py`` runs both under qemu), and they would also convert every
+    exposed tensor back to NCHW (about 5x slower than level EXTENDED on a SqueezeNet).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -54,7 +57,7 @@ def session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    if exposed:
+    if portable:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:

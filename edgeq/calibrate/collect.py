@@ -135,7 +135,7 @@ def collect(
     counting()  # measured once, here, before the workers keep the cores busy
     derived = derivations(model, tensors)
     direct = exposed_tensors(model, tensors)
-    sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, exposed=True)
+    sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, portable=True)
     run = activations.RecycledRun(sess, direct)  # batch t+1 runs into batch t-1's arrays while batch t is folded
     histograms = [StreamingHistogram(name, bins) for name in direct]
     with _pool(workers, plan) as pool:

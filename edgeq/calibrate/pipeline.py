@@ -194,10 +194,11 @@ class _Statistics:
 
 
 def _carry_state(inputs: _Inputs, prepared: PreparedModel, feeds: list[tuple[Feeds, int | None]]) -> None:
-    """Fill the recurrent state inputs of ``feeds`` (each with its sequence length) from the FP32 model's outputs."""
+    """Fill the recurrent state inputs of ``feeds`` (each with its sequence length) from the FP32 model's outputs
+    (portable kernels: the calibration statistics see these states)."""
     if not inputs.calibration.state:
         return
-    session = activations.session(prepared.model)
+    session = activations.session(prepared.model, portable=True)
     names = [o.name for o in session.get_outputs()]
 
     def fp32_outputs(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
