@@ -5,6 +5,7 @@ ONNX Runtime's MLAS and numpy take their AVX2 kernels (and the fold counts with 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -17,6 +18,8 @@ import onnx
 import pytest
 import yaml
 
+from edgeq.calibrate.portable import log
+from edgeq.calibrate.ranges import entropy_threshold_bin, kl_divergences
 from tests.calibrate_nets import images, wide_state_net
 from tests.cli import ENV, run_edgeq
 
@@ -24,11 +27,32 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = "orin-nano-jp6.2"
 
 
+AVX2 = pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None,
+                          reason="needs qemu-x86_64 (Debian: qemu-user, installed by tests/devices/provision.sh) on x86_64")
+KL_DIGEST = """
+import hashlib, numpy as np
+from edgeq.calibrate.portable import log
+from edgeq.calibrate.ranges import kl_divergences
+rng = np.random.default_rng(7)
+digest = hashlib.sha256(log(np.ldexp(rng.uniform(0.5, 1.0, 100_000), rng.integers(-1000, 1000, 100_000))).tobytes())
+for shape in ("normal", "laplace", "relu", "sparse"):
+    for size in (10**3, 10**5):
+        values = {"normal": rng.normal, "laplace": rng.laplace, "relu": lambda size: np.maximum(rng.normal(size=size), 0),
+                  "sparse": lambda size: (rng.integers(0, 40, size) ** 3).astype(float)}[shape](size=size)
+        hist = np.histogram(np.abs(values), 2048, (0, np.abs(values).max() * 1.01))[0]
+        digest.update(kl_divergences(hist)[1].tobytes())
+print(digest.hexdigest())
+"""
+
+
+def _avx2(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` under qemu's Haswell CPU (AVX2, no AVX-512), with this checkout on the path."""
+    return subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, *args], cwd=ROOT,
+                          env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
+
+
 def _calibrate_avx2(recipe: Path, out: Path, method: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["qemu-x86_64", "-cpu", "Haswell", sys.executable, "-m", "edgeq", "calibrate", str(recipe),
-                           "--target", TARGET, "--method", method, "--out", str(out)],
-                          cwd=ROOT, env={**os.environ, **ENV, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=900)
+    return _avx2("-m", "edgeq", "calibrate", str(recipe), "--target", TARGET, "--method", method, "--out", str(out))
 
 
 def _state_recipe(folder: Path, size: int = 32) -> Path:
@@ -58,8 +82,19 @@ def _statistics(recipe: Path) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None,
-                    reason="needs qemu-x86_64 (Debian: qemu-user, installed by tests/devices/provision.sh) on x86_64")
+@AVX2
+def test_kl_divergences_and_logs_are_the_same_bits_on_an_avx2_cpu() -> None:
+    """numpy's own np.log differs in the last bit between AVX-512 and AVX2 CPUs on some of these inputs."""
+    native = subprocess.run([sys.executable, "-c", KL_DIGEST], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    emulated = _avx2("-c", KL_DIGEST)
+    assert native.returncode == 0, native.stderr
+    assert emulated.returncode == 0, emulated.stderr[-3000:]
+    assert native.stdout.split()[-1] == emulated.stdout.split()[-1]
+
+
+@pytest.mark.slow
+@AVX2
 def test_statistics_ranges_and_cache_are_the_same_bytes_on_an_avx2_cpu(tmp_path: Path) -> None:
     here = _state_recipe(tmp_path / "here")
     there = tmp_path / "there"
@@ -73,3 +108,29 @@ def test_statistics_ranges_and_cache_are_the_same_bytes_on_an_avx2_cpu(tmp_path:
             mine, theirs = (tmp_path / f"{side}-{method}" / name for side in ("here", "there"))
             assert mine.read_bytes() == theirs.read_bytes(), f"{method}: {name} differs on the AVX2 CPU"
     assert _statistics(here) == _statistics(there / "recipe.yaml")
+
+
+def test_portable_log_is_within_3_ulp_of_the_c_library_and_keeps_its_special_values() -> None:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.ldexp(rng.uniform(0.5, 1.0, 200_000), rng.integers(-1074, 1024, 200_000)),
+                        rng.uniform(0.5, 2.0, 200_000), np.arange(1.0, 5000.0), [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308]])
+    want = np.array([math.log(v) for v in x])
+    got = log(x)
+    assert np.all(np.abs(got - want) <= 3 * np.spacing(np.abs(want))), "more than 3 ulp from math.log"
+    assert log(1.0) == 0.0 and log(2.0) == math.log(2.0)
+    special = log(np.array([0.0, np.inf, -1.0, np.nan, -np.inf]))
+    assert special[0] == -np.inf and special[1] == np.inf and np.isnan(special[2:]).all()
+
+
+def test_kl_search_picks_the_last_of_tied_candidates_and_handles_degenerate_histograms() -> None:
+    """Spikes inside the first start_bin bins: every candidate keeps all the mass, with the same divergence."""
+    hist = np.zeros(2048, np.int64)
+    hist[[1, 5, 60]] = [100, 40, 7]
+    candidates, divergence = kl_divergences(hist)
+    assert candidates[0] == 128 and candidates[-1] == 2048
+    best = divergence.min()
+    assert entropy_threshold_bin(hist) == candidates[np.nonzero(divergence == best)[0][-1]]
+    only_zeros = np.zeros(2048, np.int64)
+    only_zeros[0] = 10
+    assert entropy_threshold_bin(only_zeros) == 2048
+    assert entropy_threshold_bin(np.ones(100, np.int64)) == 100

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeq.calibrate.portable import log
 from edgeq.calibrate.stats import TensorStats
 
 METHODS = ("entropy", "minmax", "percentile", "mse")
@@ -50,42 +51,56 @@ class TensorRange:
         return self.amax / 127.0
 
 
-def entropy_threshold_bin(hist: np.ndarray, start_bin: int = START_BIN, levels: int = LEVELS) -> int:
-    """The number of kept bins i* (amax = i* x bin width) that minimises KL(P || Q)."""
+def kl_divergences(hist: np.ndarray, start_bin: int = START_BIN, levels: int = LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate count of kept bins i (``start_bin`` to all) and its KL(P || Q) (inf where undefined).
+
+    Logs come from :func:`edgeq.calibrate.portable.log`, so the divergences, and the ties among them, are the
+    same bits on every CPU. Each of the ~250K chunks of the search covers one of a few thousand bin spans (a
+    start bin and up to ceil(bins / levels) bins): each span's Q level and its log are computed once.
+    """
     bins = np.asarray(hist, dtype=np.float64).copy()
     n = len(bins)
-    if n <= start_bin:
-        return n
+    candidates = np.arange(start_bin, n + 1)
     bins[0] = bins[1]
     total = bins.sum()
-    if total == 0:
-        return n
-    candidates = np.arange(start_bin, n + 1)
     kept_mass = np.concatenate(([0.0], np.cumsum(bins)))
     kept_nonzero = np.concatenate(([0], np.cumsum(bins > 0)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xlogx = np.where(bins > 0, bins * np.log(bins), 0.0)
+    with np.errstate(invalid="ignore"):  # 0 * log(0), dropped
+        xlogx = np.where(bins > 0, bins * log(bins), 0.0)
     kept_xlogx = np.concatenate(([0.0], np.cumsum(xlogx)))
 
     # Chunk k of candidate i holds bins j with floor(j * levels / i) == k: j in [ceil(k*i/levels), ceil((k+1)*i/levels)).
     bounds = (np.arange(levels + 1)[None, :] * candidates[:, None] + levels - 1) // levels
-    chunk_mass = kept_mass[bounds[:, 1:]] - kept_mass[bounds[:, :-1]]
-    chunk_nonzero = kept_nonzero[bounds[:, 1:]] - kept_nonzero[bounds[:, :-1]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # Q spreads each chunk's mass evenly over its non-empty bins: sum_j b_j log Q_j = sum_k S_k log(S_k / n_k).
-        level = np.where(chunk_mass > 0, chunk_mass / np.maximum(chunk_nonzero, 1), 0.0)
-        p_log_q = np.where(chunk_mass > 0, chunk_mass * np.log(level), 0.0).sum(axis=1)
-        kept = kept_mass[candidates]
-        outliers = total - kept
-        last = bins[candidates - 1]
-        last_q = np.where(last > 0, level[:, -1], 0.0)  # bin i-1 always falls in the last chunk
-        p_log_q = p_log_q + np.where(outliers > 0, outliers * np.log(last_q), 0.0)
-        p_last = last + outliers  # the reference folds all outlier mass into bin i-1
-        p_log_p = kept_xlogx[candidates - 1] + np.where(p_last > 0, p_last * np.log(p_last), 0.0)
-        divergence = (p_log_p - p_log_q) / total + np.log(kept / total)
-    divergence = np.where(np.isfinite(divergence), divergence, np.inf)
-    last_min = len(divergence) - 1 - int(np.argmin(divergence[::-1]))
-    return int(candidates[last_min])
+    width = -(-n // levels) + 1  # chunk lengths 0 .. ceil(n / levels)
+    first = np.arange(n + 1)[:, None]
+    last = np.minimum(first + np.arange(width)[None, :], n)
+    span_mass = (kept_mass[last] - kept_mass[first]).ravel()
+    span_nonzero = (kept_nonzero[last] - kept_nonzero[first]).ravel()
+    # Q spreads each chunk's mass evenly over its non-empty bins: sum_j b_j log Q_j = sum_k S_k log(S_k / n_k).
+    span_level = np.where(span_mass > 0, span_mass / np.maximum(span_nonzero, 1), 0.0)
+    span_log = np.where(span_mass > 0, log(span_level), 0.0)
+    span = bounds[:, :-1] * width + (bounds[:, 1:] - bounds[:, :-1])
+    chunk_mass = span_mass[span]
+    p_log_q = (chunk_mass * span_log[span]).sum(axis=1)
+    kept = kept_mass[candidates]
+    outliers = total - kept
+    last_bin = bins[candidates - 1]
+    last_q = np.where(last_bin > 0, span_level[span[:, -1]], 0.0)  # bin i-1 always falls in the last chunk
+    with np.errstate(invalid="ignore"):  # 0 * log(0) and inf - inf (outliers beyond an empty last chunk): inf below
+        p_log_q = p_log_q + np.where(outliers > 0, outliers * log(last_q), 0.0)
+        p_last = last_bin + outliers  # the reference folds all outlier mass into bin i-1
+        p_log_p = kept_xlogx[candidates - 1] + np.where(p_last > 0, p_last * log(p_last), 0.0)
+        divergence = (p_log_p - p_log_q) / total + log(kept / total)
+    return candidates, np.where(np.isfinite(divergence), divergence, np.inf)
+
+
+def entropy_threshold_bin(hist: np.ndarray, start_bin: int = START_BIN, levels: int = LEVELS) -> int:
+    """The number of kept bins i* (amax = i* x bin width) that minimises KL(P || Q) (the last one on ties)."""
+    n = len(hist)
+    if n <= start_bin or not np.any(hist[1:]):  # bin 0 takes bin 1's count: nothing left
+        return n
+    candidates, divergence = kl_divergences(hist, start_bin, levels)
+    return int(candidates[len(divergence) - 1 - int(np.argmin(divergence[::-1]))])
 
 
 def entropy_amax(stats: TensorStats) -> float:
