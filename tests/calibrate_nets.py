@@ -122,15 +122,16 @@ def resnet_net(seed: int = 0, classes: int = 4, size: int = 16) -> onnx.ModelPro
 def wide_state_net(seed: int = 0, classes: int = 4, size: int = 32) -> onnx.ModelProto:
     """A recurrent net whose channels are multiples of 16 (so ONNX Runtime's NCHWc kernels take every conv at level
     ALL, with the CPU's block size): input ``data`` and state ``h`` [N, 32, size/2, size/2]; a strided conv, then
-    ``h_out = SiLU(conv3x3(x) + h / 2)`` (288 products a sum), fed back as the next sample's ``h``, and a 1x1 conv,
-    global pool and Gemm for ``scores``."""
+    ``h_out = SiLU(conv3x3(x) + h / 2)`` (288 products a sum), fed back as the next sample's ``h``, then a 1x1 conv,
+    attention pooling (a Softmax over each channel's size^2/4 positions weighs them) and Gemm for ``scores``."""
     b = NetBuilder(seed)
-    b.inits.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
+    b.inits += [numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+                numpy_helper.from_array(np.array([0, 64, -1], np.int64), "rows"), numpy_helper.from_array(np.array([-1], np.int64), "last")]
     x = b.conv("data", 3, 32, 3, stride=2)
     y = b.node("Add", [b.conv(x, 32, 32, 3, relu=False), b.node("Mul", ["h", "half"])])
     b.nodes.append(helper.make_node("Mul", [y, b.node("Sigmoid", [y])], ["h_out"], name="silu"))
-    x = b.conv("h_out", 32, 64, 1)
-    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
+    x = b.node("Reshape", [b.conv("h_out", 32, 64, 1), "rows"])
+    x = b.node("ReduceSum", [b.node("Mul", [b.node("Softmax", [x], axis=-1), x]), "last"], keepdims=0)
     scores = b.node("Gemm", [x, b.weight((classes, 64), 64), b.bias(classes)], transB=1)
     state = ["N", 32, size // 2, size // 2]
     graph = helper.make_graph(

@@ -17,8 +17,10 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from onnx import TensorProto, helper
 
-from edgeq.calibrate.portable import log
+from edgeq.calibrate.activations import session
+from edgeq.calibrate.portable import log, without_cpu_dependent_ops
 from edgeq.calibrate.ranges import entropy_threshold_bin, kl_divergences
 from tests.calibrate_nets import images, wide_state_net
 from tests.cli import ENV, run_edgeq
@@ -134,3 +136,36 @@ def test_kl_search_picks_the_last_of_tied_candidates_and_handles_degenerate_hist
     only_zeros[0] = 10
     assert entropy_threshold_bin(only_zeros) == 2048
     assert entropy_threshold_bin(np.ones(100, np.int64)) == 100
+
+
+def _normaliser(op: str, opset: int, axis: int | None, rank_known: bool = True) -> onnx.ModelProto:
+    attrs = {} if axis is None else {"axis": axis}
+    shape = [2, 5, 7, 3] if rank_known else None
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], "n",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize(("op", "opset", "axis"), [("Softmax", 11, None), ("Softmax", 11, 2), ("LogSoftmax", 12, -2),
+                                                   ("Softmax", 13, None), ("Softmax", 13, 1), ("LogSoftmax", 17, 0),
+                                                   ("Softmax", 18, -3), ("LogSoftmax", 21, 3)])
+def test_softmax_written_out_in_portable_ops_gives_what_onnx_runtime_gives(op: str, opset: int, axis: int | None) -> None:
+    """Before opset 13 the ops normalise over every axis from ``axis`` on (a flattened row), from 13 over ``axis``."""
+    original = _normaliser(op, opset, axis)
+    rewritten = without_cpu_dependent_ops(original)
+    assert op not in [n.op_type for n in rewritten.graph.node] and op in [n.op_type for n in original.graph.node]
+    onnx.checker.check_model(rewritten, full_check=True)
+    x = (np.random.default_rng(opset).standard_normal((2, 5, 7, 3)) * 4).astype(np.float32)
+    want, got = (session(m).run(None, {"x": x})[0] for m in (original, rewritten))
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    assert without_cpu_dependent_ops(_normaliser("Relu", opset, None)).graph.node[0].op_type == "Relu"
+
+
+def test_softmax_over_axes_of_an_unknown_rank_is_left_as_it_is() -> None:
+    model = _normaliser("Softmax", 11, None, rank_known=False)
+    assert without_cpu_dependent_ops(model) is model
+    assert [n.op_type for n in without_cpu_dependent_ops(_normaliser("Softmax", 13, None, rank_known=False)).graph.node] == \
+        ["ReduceMax", "Sub", "Exp", "ReduceSum", "Div"]

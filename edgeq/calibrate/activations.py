@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from edgeq.calibrate.portable import without_cpu_dependent_ops
 from edgeq.device.batches import NO_AXIS, run_batched
 from edgeq.errors import InputError
 from edgeq.graph import GraphIndex
@@ -48,7 +49,8 @@ def session(
     stops at level EXTENDED: level ALL's NCHWc kernels block channels by the CPU's vector width (8 floats
     with AVX2, 16 with AVX-512), which changes the sums' rounding and so the ranges from one x86 CPU to the
     next (``tests/test_calibrate_portable.py`` runs both under qemu), and they would also convert every
-    exposed tensor back to NCHW (about 5x slower than level EXTENDED on a SqueezeNet).
+    exposed tensor back to NCHW (about 5x slower than level EXTENDED on a SqueezeNet). Softmax and
+    LogSoftmax are written out in portable ops (:func:`edgeq.calibrate.portable.without_cpu_dependent_ops`).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -57,10 +59,11 @@ def session(
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    if portable:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
+        if portable:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            model = without_cpu_dependent_ops(onnx.load_from_string(model) if isinstance(model, bytes) else model)
+        data = model if isinstance(model, bytes) else model.SerializeToString()
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
         raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None

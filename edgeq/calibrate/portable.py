@@ -1,14 +1,25 @@
-"""Float64 math whose bits are the same on every CPU, for the range searches that pick a minimum.
+"""What keeps the calibration's numbers the same on every x86 CPU: a float64 log, and graphs without the ONNX
+Runtime kernels whose bits depend on the CPU.
 
-numpy's ``np.log`` takes an AVX-512 path on CPUs that have it and the C library elsewhere; the two differ in
-the last bit for some inputs, and a search whose candidates tie (the KL search ties often on sparse histograms)
-would then pick another range on another machine. The log here uses only IEEE-754 operations that round
-exactly (frexp, +, -, x, /), in a fixed order, so it gives the same bits wherever numpy runs.
+- numpy's ``np.log`` takes an AVX-512 path on CPUs that have it and the C library elsewhere; the two differ in
+  the last bit for some inputs, and a search whose candidates tie (the KL search ties often on sparse
+  histograms) would then pick another range on another machine. :func:`log` uses only IEEE-754 operations
+  that round exactly (frexp, +, -, x, /), in a fixed order, so it gives the same bits wherever numpy runs.
+- ONNX Runtime's Softmax and LogSoftmax (MLAS) take AVX-512 kernels whose results differ from the AVX2 ones
+  (rows of 37 or 256 values here; the ops a conv net, a detector and a transformer recogniser use were
+  checked one by one at level EXTENDED under qemu's Haswell CPU, and only these two differed).
+  :func:`without_cpu_dependent_ops` writes them as ReduceMax, Sub, Exp, ReduceSum and Div (Log), whose
+  kernels gave the same bits on both.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgeq.graph import GraphIndex
+from edgeq.model import opset
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 split as in fdlibm: e * LN2_HI is exact for |e| < 2**11
 LN2_LO = 1.90821492927058770002e-10
@@ -36,3 +47,61 @@ def _log_positive(x: np.ndarray) -> np.ndarray:
     for coefficient in reversed(_SERIES[:-1]):
         series = series * z2 + coefficient
     return e * LN2_HI + (e * LN2_LO + 2.0 * z * series)
+
+
+def without_cpu_dependent_ops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` (a copy, when anything changes) with each Softmax and LogSoftmax of the main graph written out as
+    ``e = Exp(x - ReduceMax(x))``, ``e / ReduceSum(e)`` (LogSoftmax: ``x - max - Log(ReduceSum(e))``), the same
+    output names. Before opset 13 the ops normalise over every axis from ``axis`` on: a node whose input rank
+    shape inference did not find is left as it is."""
+    version = opset(model)
+    index = GraphIndex(model)
+    nodes: list[onnx.NodeProto] = []
+    constants: list[onnx.TensorProto] = []
+    changed = False
+    for node in model.graph.node:
+        axes = _normalised_axes(node, version, index) if node.op_type in ("Softmax", "LogSoftmax") else None
+        if axes is None:
+            nodes.append(node)
+            continue
+        changed = True
+        x, y, stem = node.input[0], node.output[0], f"{node.output[0]}/portable"
+        axes_input = f"{stem}/axes"
+        if version >= 13:  # ReduceSum takes its axes as an input from opset 13, ReduceMax from 18
+            constants.append(numpy_helper.from_array(np.array(axes, np.int64), axes_input))
+        nodes += [_reduce("ReduceMax", x, f"{stem}/max", axes, axes_input if version >= 18 else None),
+                  helper.make_node("Sub", [x, f"{stem}/max"], [f"{stem}/shifted"]),
+                  helper.make_node("Exp", [f"{stem}/shifted"], [f"{stem}/exp"]),
+                  _reduce("ReduceSum", f"{stem}/exp", f"{stem}/sum", axes, axes_input if version >= 13 else None)]
+        if node.op_type == "Softmax":
+            nodes.append(helper.make_node("Div", [f"{stem}/exp", f"{stem}/sum"], [y], name=node.name))
+        else:
+            nodes += [helper.make_node("Log", [f"{stem}/sum"], [f"{stem}/log"]),
+                      helper.make_node("Sub", [f"{stem}/shifted", f"{stem}/log"], [y], name=node.name)]
+    if not changed:
+        return model
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    del rewritten.graph.node[:]
+    rewritten.graph.node.extend(nodes)
+    rewritten.graph.initializer.extend(constants)
+    return rewritten
+
+
+def _reduce(op: str, source: str, out: str, axes: list[int], axes_input: str | None) -> onnx.NodeProto:
+    """A keepdims reduction over ``axes``: given as the input ``axes_input``, or as an attribute when that is None."""
+    if axes_input is not None:
+        return helper.make_node(op, [source, axes_input], [out], keepdims=1)
+    return helper.make_node(op, [source], [out], axes=axes, keepdims=1)
+
+
+def _normalised_axes(node: onnx.NodeProto, version: int, index: GraphIndex) -> list[int] | None:
+    """The axes ``node`` (Softmax or LogSoftmax) normalises over, or None when they cannot be known."""
+    axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if version >= 13 else 1)
+    if version >= 13:
+        return [axis]
+    shape = index.shape(node.input[0])
+    if shape is None:
+        return None
+    rank = len(shape)
+    return list(range(axis % rank, rank))
