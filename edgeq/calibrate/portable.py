@@ -18,7 +18,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeq.graph import GraphIndex
 from edgeq.model import opset
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 split as in fdlibm: e * LN2_HI is exact for |e| < 2**11
@@ -52,33 +51,36 @@ def _log_positive(x: np.ndarray) -> np.ndarray:
 def without_cpu_dependent_ops(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` (a copy, when anything changes) with each Softmax and LogSoftmax of the main graph written out as
     ``e = Exp(x - ReduceMax(x))``, ``e / ReduceSum(e)`` (LogSoftmax: ``x - max - Log(ReduceSum(e))``), the same
-    output names. Before opset 13 the ops normalise over every axis from ``axis`` on: a node whose input rank
-    shape inference did not find is left as it is."""
+    output names. Before opset 13 the ops normalise each row of x flattened at ``axis`` (the rows are made with
+    Flatten and the result reshaped back to x's shape, so no rank needs to be known); from 13 over ``axis``."""
     version = opset(model)
-    index = GraphIndex(model)
     nodes: list[onnx.NodeProto] = []
     constants: list[onnx.TensorProto] = []
-    changed = False
     for node in model.graph.node:
-        axes = _normalised_axes(node, version, index) if node.op_type in ("Softmax", "LogSoftmax") else None
-        if axes is None:
+        if node.op_type not in ("Softmax", "LogSoftmax"):
             nodes.append(node)
             continue
-        changed = True
         x, y, stem = node.input[0], node.output[0], f"{node.output[0]}/portable"
+        axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if version >= 13 else 1)
+        rows, out = (x, y) if version >= 13 else (f"{stem}/rows", f"{stem}/normalised")
+        if version < 13:
+            nodes.append(helper.make_node("Flatten", [x], [rows], axis=axis))
+            axis = 1
         axes_input = f"{stem}/axes"
         if version >= 13:  # ReduceSum takes its axes as an input from opset 13, ReduceMax from 18
-            constants.append(numpy_helper.from_array(np.array(axes, np.int64), axes_input))
-        nodes += [_reduce("ReduceMax", x, f"{stem}/max", axes, axes_input if version >= 18 else None),
-                  helper.make_node("Sub", [x, f"{stem}/max"], [f"{stem}/shifted"]),
+            constants.append(numpy_helper.from_array(np.array([axis], np.int64), axes_input))
+        nodes += [_reduce("ReduceMax", rows, f"{stem}/max", axis, axes_input if version >= 18 else None),
+                  helper.make_node("Sub", [rows, f"{stem}/max"], [f"{stem}/shifted"]),
                   helper.make_node("Exp", [f"{stem}/shifted"], [f"{stem}/exp"]),
-                  _reduce("ReduceSum", f"{stem}/exp", f"{stem}/sum", axes, axes_input if version >= 13 else None)]
+                  _reduce("ReduceSum", f"{stem}/exp", f"{stem}/sum", axis, axes_input if version >= 13 else None)]
         if node.op_type == "Softmax":
-            nodes.append(helper.make_node("Div", [f"{stem}/exp", f"{stem}/sum"], [y], name=node.name))
+            nodes.append(helper.make_node("Div", [f"{stem}/exp", f"{stem}/sum"], [out], name=node.name))
         else:
             nodes += [helper.make_node("Log", [f"{stem}/sum"], [f"{stem}/log"]),
-                      helper.make_node("Sub", [f"{stem}/shifted", f"{stem}/log"], [y], name=node.name)]
-    if not changed:
+                      helper.make_node("Sub", [f"{stem}/shifted", f"{stem}/log"], [out], name=node.name)]
+        if version < 13:
+            nodes += [helper.make_node("Shape", [x], [f"{stem}/shape"]), helper.make_node("Reshape", [out, f"{stem}/shape"], [y])]
+    if len(nodes) == len(model.graph.node):
         return model
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
@@ -88,20 +90,8 @@ def without_cpu_dependent_ops(model: onnx.ModelProto) -> onnx.ModelProto:
     return rewritten
 
 
-def _reduce(op: str, source: str, out: str, axes: list[int], axes_input: str | None) -> onnx.NodeProto:
-    """A keepdims reduction over ``axes``: given as the input ``axes_input``, or as an attribute when that is None."""
+def _reduce(op: str, source: str, out: str, axis: int, axes_input: str | None) -> onnx.NodeProto:
+    """A keepdims reduction over ``axis``: given as the input ``axes_input``, or as an attribute when that is None."""
     if axes_input is not None:
         return helper.make_node(op, [source, axes_input], [out], keepdims=1)
-    return helper.make_node(op, [source], [out], axes=axes, keepdims=1)
-
-
-def _normalised_axes(node: onnx.NodeProto, version: int, index: GraphIndex) -> list[int] | None:
-    """The axes ``node`` (Softmax or LogSoftmax) normalises over, or None when they cannot be known."""
-    axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if version >= 13 else 1)
-    if version >= 13:
-        return [axis]
-    shape = index.shape(node.input[0])
-    if shape is None:
-        return None
-    rank = len(shape)
-    return list(range(axis % rank, rank))
+    return helper.make_node(op, [source], [out], axes=[axis], keepdims=1)
