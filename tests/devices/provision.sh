@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine for the loopback SSH test fleet. Idempotent; run as root; fast when done.
 #   - openssh-server (sshd), nftables (for the network-drop tests), python3-venv
-#   - on x86_64, qemu-user: ONNX Runtime under an AVX2 CPU without VNNI (the saturating INT8 kernels)
+#   - on x86_64, qemu-user: ONNX Runtime under an AVX2 CPU without VNNI (the saturating INT8 kernels, and
+#     calibration that must give the same bytes as on this CPU)
 #   - the non-root test user that logs in to the fleet (EDGEQ_TEST_USER, default edgeq-dev)
 #   - the "device Python": a world-readable venv with numpy and onnxruntime (EDGEQ_DEVICE_PYTHON,
 #     default /opt/edgeq-device-python) playing the Jetson's own Python with a backend.
