@@ -5,7 +5,7 @@ Runs the same probes natively and under qemu-user, and prints, per probe, how ma
 - single ops (Exp, Softmax, Sigmoid, LayerNormalization, MatMul, ...) on ONNX Runtime at level EXTENDED;
 - every activation of a model exposed, at level EXTENDED, at level ALL, and through edgeq's portable session
   (``activations.session(portable=True)``, what the statistics run on);
-- the KL search's divergences (``ranges.kl_divergences``) and numpy's own ``np.log``.
+- the KL search's divergences (``ranges.kl_divergences``), and numpy's float64 log, exp, sums and rounding.
 
 Emulated CPUs: ``x86-avx2`` (``qemu-x86_64 -cpu Haswell``: AVX2, no AVX-512; Debian's qemu-user) and, given an
 aarch64 root file system with Python and a folder of aarch64 site-packages (numpy, onnxruntime, onnx, edgeq's
@@ -90,7 +90,10 @@ def worker(inputs: Path, out: Path) -> None:
     found["ops"] = {name: _digest(_session(_op_model(op, attributes, opset, rng), "EXTENDED").run(
         None, {"x": np.abs(x) + 0.1 if kind == "positive" else x})[0]) for name, (op, attributes, opset, kind) in OPS.items()}
     values = np.ldexp(rng.uniform(0.5, 1.0, 100_000), rng.integers(-1000, 1000, 100_000))
-    found["numpy"] = {"np.log float64": _digest(np.log(values)), "np.exp float64": _digest(np.exp(rng.uniform(-700, 700, 100_000)))}
+    rows = rng.standard_normal((128, 2047)) * 1e3  # what the MSE and KL searches sum
+    found["numpy"] = {"np.log float64": _digest(np.log(values)), "np.exp float64": _digest(np.exp(rng.uniform(-700, 700, 100_000))),
+                      "np.sum float64 rows": _digest(rows.sum(axis=1)), "np.cumsum float64": _digest(np.cumsum(rows.ravel())),
+                      "np.rint / * float64": _digest(np.rint(rows / 0.37) * 0.37)}
     found["kl"] = {f"histogram {i}": _digest(kl_divergences(data[f"hist{i}"])[1]) for i in range(int(data["histograms"]))}
     for name in data["models"]:
         model = onnx.shape_inference.infer_shapes(onnx.load(str(data[f"{name}_path"])))
