@@ -52,7 +52,8 @@ class TensorRange:
 
 
 def kl_divergences(hist: np.ndarray, start_bin: int = START_BIN, levels: int = LEVELS) -> tuple[np.ndarray, np.ndarray]:
-    """Each candidate count of kept bins i (``start_bin`` to all) and its KL(P || Q) (inf where undefined).
+    """Each candidate count of kept bins i (``start_bin`` to all) and its KL(P || Q) (inf where undefined), for a
+    histogram of more than ``start_bin`` bins with counts beyond bin 0 (:func:`entropy_threshold_bin` checks).
 
     Logs come from :func:`edgeq.calibrate.portable.log`, so the divergences, and the ties among them, are the
     same bits on every CPU. Each of the ~250K chunks of the search covers one of a few thousand bin spans (a
