@@ -6,7 +6,9 @@ intra-op threads as:
   plain ALL            the FP32 model at ONNX Runtime's default optimization level (the FP32 pass of the bench)
   plain EXTENDED       the same model at level EXTENDED (no NCHWc layout kernels)
   exposed EXTENDED     every activation edgeq folds exposed as an output, level EXTENDED (what keeps their bits)
-  exposed recycled     the same, written into the arrays of the run before last (``activations.RecycledRun``)
+  exposed recycled     the same, written into the arrays of the run before (``activations.RecycledRun``)
+  exposed lanes        the same on as many lanes as threads: concurrent single-threaded runs of one sample each
+                       through one session (how ``collect`` runs where memory allows: ``exposure.plan``)
   exposed ALL          exposed at level ALL (other bits: shown for the cost only)
 
 Prints wall and CPU milliseconds per sample, best of ``--rounds``, and each against plain ALL on the same number
@@ -21,6 +23,7 @@ import argparse
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,18 @@ def _session(model: onnx.ModelProto, level: ort.GraphOptimizationLevel, threads:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def _lanes(session: ort.InferenceSession, names: list[str], lanes: int):
+    """A batch run as single samples on ``lanes`` threads, each through a RecycledRun of its own."""
+    runs = [activations.RecycledRun(session, names) for _ in range(lanes)]
+    pool = ThreadPoolExecutor(lanes)
+
+    def lane(index: int, batch: np.ndarray) -> None:
+        for start in range(index, len(batch), lanes):
+            runs[index](batch[start : start + 1])
+
+    return lambda batch: list(pool.map(lane, range(lanes), [batch] * lanes))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -64,11 +79,18 @@ def main() -> None:
                                             ("plain EXTENDED", model, level.ORT_ENABLE_EXTENDED, False),
                                             ("exposed EXTENDED", exposed, level.ORT_ENABLE_EXTENDED, False),
                                             ("exposed recycled", exposed, level.ORT_ENABLE_EXTENDED, True),
+                                            ("exposed lanes", exposed, level.ORT_ENABLE_EXTENDED, True),
                                             ("exposed ALL", exposed, level.ORT_ENABLE_ALL, False)):
-            session = _session(graph, opt, threads)
+            laned = label == "exposed lanes"
+            session = _session(graph, opt, 1 if laned else threads)
             wanted = names if graph is exposed else None
-            run = activations.RecycledRun(session, names) if recycled else (lambda batch, s=session, w=wanted: s.run(w, {"data": batch}))
-            for _ in range(3):  # warm-up; a recycled run binds from its third call on
+            if laned:
+                run = _lanes(session, names, threads)
+            elif recycled:
+                run = activations.RecycledRun(session, names)
+            else:
+                run = lambda batch, s=session, w=wanted: s.run(w, {"data": batch})  # noqa: E731
+            for _ in range(3):  # warm-up; a recycled run binds from its second call on
                 run(x)
             wall = cpu = math.inf
             for _ in range(args.rounds):

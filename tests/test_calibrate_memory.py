@@ -42,11 +42,16 @@ def test_tensor_sizes_come_from_the_datas_input_shape() -> None:
     assert sizes == {"x": 3 * 64 * 32 * 4, "a": 8 * 64 * 32 * 4, "r": 8 * 64 * 32 * 4, "y": 16 * 32 * 16 * 4}
 
 
-def test_plan_cuts_groups_to_the_budget_and_rows_follow() -> None:
-    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100, run_bytes=100)
+def test_plan_cuts_groups_to_the_budget_and_the_lanes_share_what_is_held() -> None:
+    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100, lanes=2, held_bytes=200)
     assert plan.groups == [["a", "b"], ["c"], ["d"], ["e"]] and plan.passes == 4
-    assert plan.rows == [1, 3, 1, 10] and plan.sample_bytes == [90, 30, 200, 10]
-    assert exposure.plan({"a": 40, "b": 50}, budget=100, run_bytes=400).rows == [4]  # runs sized apart from passes
+    assert plan.sample_bytes == [90, 30, 200, 10]
+    assert plan.lanes == [2, 2, 1, 2]  # d: one sample of it fills what may be held, so one lane
+    assert plan.rows == [1, 3, 1, 10]  # each lane's half of 200 bytes
+    one_lane = exposure.plan({"a": 40, "b": 50}, budget=100, lanes=1, held_bytes=400)
+    assert (one_lane.lanes, one_lane.rows) == ([1], [4])  # runs sized apart from passes
+    many = exposure.plan({"a": 40, "b": 50}, budget=100, lanes=8, held_bytes=400)
+    assert (many.lanes, many.rows) == ([4], [1])  # as many lanes as one sample each fits
     assert exposure.plan({"a": 10, "b": 20}, budget=100).groups == [["a", "b"]]  # a small model: one pass
 
 
@@ -55,7 +60,7 @@ def test_a_tensor_derived_from_its_group_costs_nothing() -> None:
     beside b; counted at their sizes, every one but b and y would need a pass of its own."""
     sizes = {"a": 60, "r": 60, "c": 120, "b": 50, "y": 50}
     sources = {"r": ["a"], "c": ["a", "r"], "y": ["b"]}
-    plan = exposure.plan(sizes, budget=100, run_bytes=100, sources=sources)
+    plan = exposure.plan(sizes, budget=100, lanes=2, held_bytes=200, sources=sources)
     assert plan.groups == [["a", "r", "c"], ["b", "y"]] and plan.sample_bytes == [60, 50] and plan.rows == [1, 2]
     assert exposure.plan(sizes, budget=100).groups == [["a"], ["r"], ["c"], ["b", "y"]]
 
@@ -80,7 +85,7 @@ def test_passes_give_the_statistics_of_one_pass() -> None:
     whole = collect(model, ["x", "a", "r", "y"], batches)
     plan = exposure.plan({"x": 1, "a": 1, "r": 1, "y": 1}, budget=2)
     assert plan.passes == 2
-    split = exposure.collect_in_passes(model, plan, lambda rows: batches)
+    split = exposure.collect_in_passes(model, plan, lambda rows, ahead: batches)
     for name, stats in whole.items():
         assert (split[name].min, split[name].max, split[name].count) == (stats.min, stats.max, stats.count)
         np.testing.assert_array_equal(split[name].hist, stats.hist)

@@ -48,7 +48,7 @@ def test_streamed_histogram_equals_one_shot_after_rebinning() -> None:
 @pytest.mark.parametrize("bins", [2048, 1 << 15])  # sorted int16 levels, and int32 ones past 2**14 bins
 def test_chunked_counts_equal_one_shot_either_way(monkeypatch: pytest.MonkeyPatch, bins: int, way: str) -> None:
     monkeypatch.setattr(stats, "counting", lambda: way)
-    monkeypatch.setattr(stats, "_CHUNK", 1000)  # many chunks per batch, the last one short
+    monkeypatch.setattr(stats, "_CHUNK", dict.fromkeys(stats.COUNTINGS, 1000))  # many chunks per batch, the last one short
     rng = np.random.default_rng(7)
     batches = [rng.standard_normal(12_345).astype(np.float32) * 3, np.maximum(rng.laplace(size=5_000), 0).astype(np.float32)]
     stream = StreamingHistogram("t", bins=bins)

@@ -3,9 +3,9 @@
 Exposing every activation of a large-resolution model at once makes ONNX Runtime hold all of them (PP-OCRv4
 det at 736 x 736: over a gigabyte per sample). :func:`plan` sizes each tensor for one sample from shape
 inference at the data's real input shapes, then cuts the tensors, in graph order, into groups whose bytes per
-sample fit the budget; each group is one pass over the calibration data, with as many samples per run as
-:data:`DEFAULT_RUN_BYTES` holds. A small model is one pass; a large one is several, and memory stays bounded
-whatever the resolution or the sample count.
+sample fit the budget; each group is one pass over the calibration data, on as many concurrent runs (lanes) and
+with as many samples per run as :data:`DEFAULT_HELD_BYTES` holds. A small model is one pass; a large one is
+several, and memory stays bounded whatever the resolution or the sample count.
 """
 
 from __future__ import annotations
@@ -23,19 +23,22 @@ from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
 
 DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per sample in one pass (a larger tensor gets a pass of its own)
-# Bytes of exposed activations per ONNX Runtime run, which sets the samples per run. The statistics hold two runs'
-# outputs (one folded while the next runs) and ONNX Runtime about as much again in intermediates: on the example
-# (11.7 MB exposed per sample) 4 samples per run peak at 163-220 MB, 10 at 364-405 MB (2 and 16 cores).
-DEFAULT_RUN_BYTES = 48 << 20
+# Bytes of exposed activations all concurrent statistics runs hold: each lane holds one run's outputs until they are
+# folded, and ONNX Runtime about as much again in intermediates. The lanes share it, and each lane's runs take as many
+# samples as its share holds: the example (11.7 MB exposed per sample) runs 2 lanes of 4 samples on 2 cores and 8
+# lanes of 1 sample on 16 (fewer samples per run, quicker per sample: they stay in cache).
+DEFAULT_HELD_BYTES = 96 << 20
 
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """Passes over the data: the tensors each exposes, samples per run, and bytes per sample of each group."""
+    """Passes over the data: the tensors each exposes, its bytes per sample, its concurrent runs (lanes) and the
+    samples per run."""
 
     groups: list[list[str]]
-    rows: list[int]
     sample_bytes: list[int]
+    lanes: list[int]
+    rows: list[int]
     budget: int
 
     @property
@@ -71,11 +74,12 @@ def _itemsize(info: onnx.ValueInfoProto) -> int:
 
 
 def plan(
-    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, run_bytes: int = DEFAULT_RUN_BYTES,
+    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, lanes: int = 2, held_bytes: int = DEFAULT_HELD_BYTES,
     sources: Mapping[str, list[str]] | None = None,
 ) -> ExposurePlan:
     """Tensors (in the given order) cut into groups of at most ``budget`` exposed bytes per sample, one pass over the
-    data each, and the samples per run of each group: as many as ``run_bytes`` holds, at least 1.
+    data each. Each group runs on up to ``lanes`` lanes, as many as ``held_bytes`` holds one sample of (at least 1),
+    and each run takes as many samples as its lane's share of ``held_bytes`` holds (at least 1).
 
     ``sources``: the tensors whose statistics follow from others' (:func:`edgeq.calibrate.collect.derivations`),
     with those others; one whose sources are all in its group is not exposed, so it costs nothing there.
@@ -92,8 +96,9 @@ def plan(
         else:
             groups.append([name])
             totals.append(size)
-    rows = [max(1, run_bytes // max(total, 1)) for total in totals]
-    return ExposurePlan(groups, rows, totals, budget)
+    concurrent = [max(1, min(lanes, held_bytes // max(total, 1))) for total in totals]
+    rows = [max(1, held_bytes // max(count * total, 1)) for count, total in zip(concurrent, totals, strict=True)]
+    return ExposurePlan(groups, totals, concurrent, rows, budget)
 
 
 def peak_rss_mb() -> float:
@@ -108,12 +113,12 @@ def peak_rss_mb() -> float:
 def collect_in_passes(
     model: onnx.ModelProto,
     exposure: ExposurePlan,
-    batches: Callable[[int], Iterable[np.ndarray | dict[str, np.ndarray]]],
+    batches: Callable[[int, int], Iterable[np.ndarray | dict[str, np.ndarray]]],
     **options: Any,
 ) -> dict[str, TensorStats]:
-    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group
-    (``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
+    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows, ahead)`` per group, on its
+    lanes (``ahead``: batches worth preparing ahead; ``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
     stats: dict[str, TensorStats] = {}
-    for group, rows in zip(exposure.groups, exposure.rows, strict=True):
-        stats.update(collect(model, group, batches(rows), **options))
+    for group, lanes, rows in zip(exposure.groups, exposure.lanes, exposure.rows, strict=True):
+        stats.update(collect(model, group, batches(rows, lanes + 1), lanes=lanes, **options))
     return stats

@@ -30,7 +30,9 @@ import numpy as np
 from edgeq.errors import InputError
 
 DEFAULT_BINS = 2048
-_CHUNK = 1 << 20  # values per counting step: the binary searches after a sort (one per level present) cost little
+# values per counting step: a sort's binary searches (one per level present) cost little after 1M values; bincount's
+# indices (8 bytes each) stay in cache in steps of 64K, where it counts twice as fast as in steps of 1M
+_CHUNK = {"sort": 1 << 20, "bincount": 1 << 16}
 COUNT_ENV = "EDGEQ_HIST_COUNT"
 COUNTINGS = ("sort", "bincount")
 
@@ -93,12 +95,12 @@ def range_above(value: float) -> float:
 _scratch = threading.local()  # one index buffer per thread and index type
 
 
-def _index_buffer(dtype: np.dtype) -> np.ndarray:
+def _index_buffer(dtype: np.dtype, size: int) -> np.ndarray:
     buffers = getattr(_scratch, "index", None)
     if buffers is None:
         buffers = _scratch.index = {}
     if dtype not in buffers:
-        buffers[dtype] = np.empty(_CHUNK, dtype)
+        buffers[dtype] = np.empty(size, dtype)
     return buffers[dtype]
 
 
@@ -142,10 +144,11 @@ def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
     sort = counting() == "sort"
     # levels -(bins-1)..bins-1, offset by bins-1 for bincount; the searches need bins itself
     dtype = np.dtype(np.intp if not sort else np.int16 if bins <= 1 << 14 else np.int32)
-    buffer = _index_buffer(dtype)
+    chunk = _CHUNK[counting()]
+    buffer = _index_buffer(dtype, chunk)
     counts = np.zeros(2 * bins - 1, np.int64)
-    for start in range(0, flat.size, _CHUNK):
-        part = flat[start : start + _CHUNK]
+    for start in range(0, flat.size, chunk):
+        part = flat[start : start + chunk]
         levels = buffer[: part.size]
         # float32 product, then truncation toward zero: |trunc(v)| == floor(|v|)
         np.multiply(part, scale, out=levels, dtype=np.float32, casting="unsafe")
@@ -161,14 +164,22 @@ def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
 
 
 def _rebinned(signed: np.ndarray, old_range: float, new_range: float) -> np.ndarray:
-    """A signed histogram over [0, old_range) re-binned over [0, new_range) (powers of two, new >= old > 0)."""
+    """A signed histogram over [0, old_range) re-binned over [0, new_range) (powers of two, new >= old > 0): level v
+    goes to sign(v) * (|v| >> shift), so each side's runs of 2**shift levels add up into one."""
     shift = round(math.log2(new_range / old_range))
     if shift == 0:
         return signed
-    offset = len(signed) // 2
-    level = np.arange(-offset, offset + 1)
+    zero = len(signed) // 2  # the slot of level 0; each side has zero + 1 levels, a power of two
     merged = np.zeros_like(signed)
-    np.add.at(merged, np.sign(level) * (np.abs(level) >> shift) + offset, signed)
+    if 1 << shift > zero:  # every level but the outermost run of each side is below one new bin
+        merged[zero] = signed.sum()
+        return merged
+    group = 1 << shift
+    positive = signed[zero:].reshape(-1, group).sum(axis=1)  # levels 0, 1, ... in runs
+    negative = signed[zero::-1].reshape(-1, group).sum(axis=1)  # levels 0, -1, ... in runs: level 0 counted twice
+    negative[0] -= signed[zero]
+    merged[zero : zero + len(positive)] = positive
+    merged[zero - len(negative) + 1 : zero + 1] += negative[::-1]
     return merged
 
 
