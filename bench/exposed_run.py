@@ -8,7 +8,7 @@ intra-op threads as:
   exposed EXTENDED     every activation edgeq folds exposed as an output, level EXTENDED (what keeps their bits)
   exposed recycled     the same, written into the arrays of the run before (``activations.RecycledRun``)
   exposed lanes        the same on as many lanes as threads: concurrent single-threaded runs of one sample each
-                       through one session (how ``collect`` runs where memory allows: ``exposure.plan``)
+                       through one session (how ONNX Runtime scales over runs rather than inside one)
   exposed ALL          exposed at level ALL (other bits: shown for the cost only)
 
 Prints wall and CPU milliseconds per sample, best of ``--rounds``, and each against plain ALL on the same number
@@ -84,12 +84,8 @@ def main() -> None:
             laned = label == "exposed lanes"
             session = _session(graph, opt, 1 if laned else threads)
             wanted = names if graph is exposed else None
-            if laned:
-                run = _lanes(session, names, threads)
-            elif recycled:
-                run = activations.RecycledRun(session, names)
-            else:
-                run = lambda batch, s=session, w=wanted: s.run(w, {"data": batch})  # noqa: E731
+            run = (_lanes(session, names, threads) if laned else activations.RecycledRun(session, names) if recycled
+                   else (lambda batch, s=session, w=wanted: s.run(w, {"data": batch})))
             for _ in range(3):  # warm-up; a recycled run binds from its second call on
                 run(x)
             wall = cpu = math.inf

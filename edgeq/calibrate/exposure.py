@@ -23,10 +23,13 @@ from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
 
 DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per sample in one pass (a larger tensor gets a pass of its own)
-# Bytes of exposed activations all concurrent statistics runs hold: each lane holds one run's outputs until they are
-# folded, and ONNX Runtime about as much again in intermediates. The lanes share it, and each lane's runs take as many
-# samples as its share holds: the example (11.7 MB exposed per sample) runs 2 lanes of 4 samples on 2 cores and 8
-# lanes of 1 sample on 16 (fewer samples per run, quicker per sample: they stay in cache).
+# Bytes of exposed activations per ONNX Runtime run, which sets the samples per run from the model alone: never from
+# the machine, as the activations' bits can depend on the batch size (ONNX Runtime's Exp computes a row's values
+# with other instructions where they fall at the end of the buffer).
+DEFAULT_RUN_BYTES = 48 << 20
+# Bytes of exposed activations all concurrent statistics runs hold, which caps the lanes: a lane holds one run's
+# outputs until they are folded, and ONNX Runtime about as much again in intermediates. The example (11.7 MB exposed
+# per sample, 4 samples a run) runs 2 lanes: peak RSS 164-225 MB on 2 and 16 cores.
 DEFAULT_HELD_BYTES = 96 << 20
 
 
@@ -74,12 +77,12 @@ def _itemsize(info: onnx.ValueInfoProto) -> int:
 
 
 def plan(
-    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, lanes: int = 2, held_bytes: int = DEFAULT_HELD_BYTES,
-    sources: Mapping[str, list[str]] | None = None,
+    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, lanes: int = 2, run_bytes: int = DEFAULT_RUN_BYTES,
+    held_bytes: int = DEFAULT_HELD_BYTES, sources: Mapping[str, list[str]] | None = None,
 ) -> ExposurePlan:
     """Tensors (in the given order) cut into groups of at most ``budget`` exposed bytes per sample, one pass over the
-    data each. Each group runs on up to ``lanes`` lanes, as many as ``held_bytes`` holds one sample of (at least 1),
-    and each run takes as many samples as its lane's share of ``held_bytes`` holds (at least 1).
+    data each. Each run of a group takes as many samples as ``run_bytes`` holds (at least 1), and the group runs on up
+    to ``lanes`` lanes, as many as ``held_bytes`` holds runs of (at least 1).
 
     ``sources``: the tensors whose statistics follow from others' (:func:`edgeq.calibrate.collect.derivations`),
     with those others; one whose sources are all in its group is not exposed, so it costs nothing there.
@@ -96,8 +99,8 @@ def plan(
         else:
             groups.append([name])
             totals.append(size)
-    concurrent = [max(1, min(lanes, held_bytes // max(total, 1))) for total in totals]
-    rows = [max(1, held_bytes // max(count * total, 1)) for count, total in zip(concurrent, totals, strict=True)]
+    rows = [max(1, run_bytes // max(total, 1)) for total in totals]
+    concurrent = [max(1, min(lanes, held_bytes // max(count * total, 1))) for count, total in zip(rows, totals, strict=True)]
     return ExposurePlan(groups, totals, concurrent, rows, budget)
 
 

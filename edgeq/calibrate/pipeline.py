@@ -555,7 +555,8 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         preparation=outcome.statistics.prepared.steps,
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
-                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(*passes.rows, len(inputs.calibration))},
+                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(*passes.rows, len(inputs.calibration)),
+                "lanes": min(passes.lanes)},
         int8_arithmetic=inputs.arithmetic,
         prediction_kernels=outcome.validation.kernels,
     )

@@ -4,12 +4,13 @@ ONNX Runtime's threads never spin (``session.intra_op.allow_spinning=0``): a spi
 its cores busy between operators, so the histogram workers and the image decoders running beside it
 would fight it for those cores.
 
-- Statistics: :meth:`ThreadPlan.statistics_lanes` threads each run a calibration batch through one
+- Statistics: :attr:`ThreadPlan.statistics_lanes` threads each run a calibration batch through one
   session and hand its activations to :attr:`ThreadPlan.workers` threads that fold them into the
-  histograms, while the other lanes run. ONNX Runtime scales far better over concurrent runs than
-  inside one run at level EXTENDED, the level that keeps the statistics' bits (``bench/exposed_run.py``:
-  on 16 cores, 16 single-threaded runs take a quarter of one 16-thread run's time). When ONNX Runtime
-  may use every core, half of them are left to the workers (the fold costs about as much CPU as the run).
+  histograms, while the other lanes run (as many lanes as memory holds runs of:
+  :func:`edgeq.calibrate.exposure.plan`). ONNX Runtime scales better over concurrent runs than inside one
+  run at level EXTENDED, the level that keeps the statistics' bits (``bench/exposed_run.py`` on 16 cores:
+  1.47 ms a sample on 16 single-threaded runs, 1.99 on one 16-thread run). When ONNX Runtime may use every
+  core, half of them are left to the workers (the fold costs about as much CPU as the run).
 - Validation: :attr:`ThreadPlan.lanes` threads each run a batch through the FP32 and the Q/DQ model
   at the same time (ONNX Runtime scales better over batches than inside one batch, and the INT8 host
   model hardly scales inside a batch at all). Each lane computes in its own thread, helped by the
