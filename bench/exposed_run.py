@@ -8,7 +8,8 @@ intra-op threads as:
   exposed EXTENDED     every activation edgeq folds exposed as an output, level EXTENDED (what keeps their bits)
   exposed recycled     the same, written into the arrays of the run before (``activations.RecycledRun``)
   exposed lanes        the same on as many lanes as threads: concurrent single-threaded runs of one sample each
-                       through one session (how ONNX Runtime scales over runs rather than inside one)
+                       through one session (ONNX Runtime scales better over runs than inside one; edgeq does not
+                       run so: see bench/README.md, "exposed_run.py")
   exposed ALL          exposed at level ALL (other bits: shown for the cost only)
 
 Prints wall and CPU milliseconds per sample, best of ``--rounds``, and each against plain ALL on the same number

@@ -42,22 +42,12 @@ def test_tensor_sizes_come_from_the_datas_input_shape() -> None:
     assert sizes == {"x": 3 * 64 * 32 * 4, "a": 8 * 64 * 32 * 4, "r": 8 * 64 * 32 * 4, "y": 16 * 32 * 16 * 4}
 
 
-def test_plan_cuts_groups_to_the_budget_and_lanes_follow_what_is_held() -> None:
-    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100, lanes=3, run_bytes=100, held_bytes=200)
+def test_plan_cuts_groups_to_the_budget_and_rows_follow() -> None:
+    plan = exposure.plan({"a": 40, "b": 50, "c": 30, "d": 200, "e": 10}, budget=100, run_bytes=100)
     assert plan.groups == [["a", "b"], ["c"], ["d"], ["e"]] and plan.passes == 4
-    assert plan.sample_bytes == [90, 30, 200, 10]
-    assert plan.rows == [1, 3, 1, 10]
-    assert plan.lanes == [2, 2, 1, 2]  # d: one run of it fills what may be held, so one lane; the others: two runs fit
+    assert plan.rows == [1, 3, 1, 10] and plan.sample_bytes == [90, 30, 200, 10]
     assert exposure.plan({"a": 40, "b": 50}, budget=100, run_bytes=400).rows == [4]  # runs sized apart from passes
     assert exposure.plan({"a": 10, "b": 20}, budget=100).groups == [["a", "b"]]  # a small model: one pass
-
-
-def test_samples_per_run_do_not_depend_on_the_lanes() -> None:
-    """The activations' bits can depend on the batch size, so the runs' rows follow the model, never the cores."""
-    sizes = {"a": 40, "b": 50, "c": 30, "d": 200}
-    plans = [exposure.plan(sizes, budget=100, lanes=lanes, run_bytes=100, held_bytes=1000) for lanes in (1, 2, 8, 64)]
-    assert len({tuple(p.rows) for p in plans}) == 1
-    assert [p.lanes[0] for p in plans] == [1, 2, 8, 11]  # as many as asked for, up to the runs 1000 bytes hold
 
 
 def test_a_tensor_derived_from_its_group_costs_nothing() -> None:
@@ -77,9 +67,9 @@ def test_calibrate_says_how_its_statistics_were_exposed(tmp_path: Path) -> None:
     result = run_edgeq("calibrate", write_recipe(tmp_path, fire_net()), "--target", "local")
     assert result.code == 0, result.stderr
     said = " ".join(result.stdout.split())
-    # a small model: one pass, and all 64 calibration samples fit in one run; a lane per run that memory holds
+    # a small model: one pass, and all 64 calibration samples fit in one run
     assert re.search(r"statistics in 1 pass\(es\) exposing \d+\.\d MB of activations a sample \(at most 256 MB a pass\), 64"
-                     r" sample\(s\) a run on [12] lane\(s\)", said), said
+                     r" sample\(s\) a run", said), said
 
 
 def test_passes_give_the_statistics_of_one_pass() -> None:
@@ -90,7 +80,7 @@ def test_passes_give_the_statistics_of_one_pass() -> None:
     whole = collect(model, ["x", "a", "r", "y"], batches)
     plan = exposure.plan({"x": 1, "a": 1, "r": 1, "y": 1}, budget=2)
     assert plan.passes == 2
-    split = exposure.collect_in_passes(model, plan, lambda rows, ahead: batches)
+    split = exposure.collect_in_passes(model, plan, lambda rows: batches)
     for name, stats in whole.items():
         assert (split[name].min, split[name].max, split[name].count) == (stats.min, stats.max, stats.count)
         np.testing.assert_array_equal(split[name].hist, stats.hist)

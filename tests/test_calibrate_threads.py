@@ -2,39 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from edgeq.calibrate import predict, threads
-from edgeq.calibrate.activations import activation_tensors
-from edgeq.calibrate.collect import collect
 from edgeq.calibrate.threads import ThreadPlan
-from edgeq.errors import InputError
 from tests.calibrate_nets import fire_net, images
 
 
 @pytest.mark.parametrize(
-    ("cores", "ort", "collect", "statistics", "workers", "decoders", "lanes", "validation"),
+    ("cores", "ort", "collect", "workers", "decoders", "lanes", "validation"),
     [
-        (1, None, 1, 2, 1, 1, 1, 1),  # one core: everything shares it; two statistics lanes, one waiting for its fold
-        (2, None, 1, 2, 1, 1, 2, 1),
-        (16, None, 8, 8, 8, 2, 4, 13),  # ONNX Runtime leaves half the cores to the fold; lanes + pool threads = 16
-        (16, 2, 2, 2, 8, 2, 2, 1),  # two ONNX Runtime threads; the numpy work still uses the other cores
-        (64, None, 32, 32, 8, 2, 4, 61),
+        (1, None, 1, 1, 1, 1, 1),  # one core: everything shares it
+        (2, None, 1, 1, 1, 2, 1),
+        (16, None, 8, 8, 2, 4, 13),  # ONNX Runtime leaves half the cores to the fold; lanes + pool threads = 16
+        (16, 2, 2, 8, 2, 2, 1),  # two ONNX Runtime threads; the numpy work still uses the other cores
+        (64, None, 32, 8, 2, 4, 61),
     ],
 )
 def test_thread_counts_follow_the_cores_and_the_ort_budget(
-    cores: int, ort: int | None, collect: int, statistics: int, workers: int, decoders: int, lanes: int, validation: int
+    cores: int, ort: int | None, collect: int, workers: int, decoders: int, lanes: int, validation: int
 ) -> None:
     plan = ThreadPlan.for_machine(ort, cores=cores)
-    assert (plan.collect_threads, plan.statistics_lanes, plan.workers, plan.decoders, plan.lanes, plan.validation_threads) == (
-        collect, statistics, workers, decoders, lanes, validation
+    assert (plan.collect_threads, plan.workers, plan.decoders, plan.lanes, plan.validation_threads) == (
+        collect, workers, decoders, lanes, validation
     )
     assert plan.lanes + plan.validation_threads - 1 == plan.ort  # the lanes' threads and the pool's: ort in all
-    for running in range(1, plan.statistics_lanes + 1):  # fewer lanes where memory holds fewer runs: pool threads fill in
-        assert running + plan.statistics_threads(running) - 1 == max(plan.collect_threads, running)
 
 
 def test_the_machine_default_is_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,22 +49,3 @@ def test_validation_lanes_return_every_batch_in_order_with_the_serial_outputs() 
     for one, other in zip(serial.results(), laned.results(), strict=True):
         for name in one:
             np.testing.assert_array_equal(one[name], other[name])
-
-
-def test_an_error_in_one_statistics_lane_stops_every_lane_and_is_raised() -> None:
-    """The fourth batch holds a NaN: its lane's fold raises, the other lanes take no batch after that, and collect
-    raises that error (not a later one, and not after running all 40 batches)."""
-    model = fire_net(seed=4)
-    drawn: list[int] = []
-
-    def batches() -> Iterator[np.ndarray]:
-        for index in range(40):
-            drawn.append(index)
-            x = images(np.random.default_rng(index), 2, 32)
-            if index == 3:
-                x[1, 0, 5, 5] = np.nan
-            yield x
-
-    with pytest.raises(InputError, match="holds NaN or infinite values"):
-        collect(model, activation_tensors(model), batches(), plan=ThreadPlan(cores=4, ort=2), lanes=3)
-    assert 4 <= len(drawn) < 40

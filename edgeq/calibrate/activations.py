@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 
 import numpy as np
@@ -128,23 +129,24 @@ def run(sess: ort.InferenceSession, x: np.ndarray | dict[str, np.ndarray], names
 
 
 class RecycledRun:
-    """:func:`run` for a stream of batches whose outputs ONNX Runtime writes into the arrays it returned before.
+    """:func:`run` for a stream of batches whose outputs ONNX Runtime writes into arrays it returned before.
 
-    Each call's outputs stay valid until the next call, which binds them as its output buffers (IOBinding), so
-    ONNX Runtime neither allocates new output tensors nor copies them into new numpy arrays: on a SqueezeNet
-    with every activation exposed that is about 15 % of the run's CPU time, and the memory those outputs hold
-    stays one batch's worth. An output that is a model input is the fed array itself (ONNX Runtime hands the
-    input back and leaves a bound buffer alone). A batch of another size and a model with a fixed batch size
-    run as plain :func:`run`, and so do all batches of a model with an output whose shape may follow the data
-    (a symbolic dimension after the first) or after a bound run failed (run again the plain way, which raises
-    the error if there is one). One instance serves one thread.
+    Each call's outputs stay valid until the call after next, so a caller may read one batch's outputs
+    while the next batch runs. The call after that binds the older arrays as its output buffers (IOBinding),
+    so ONNX Runtime neither allocates new output tensors nor copies them into new numpy arrays: on a
+    SqueezeNet with every activation exposed that is about 15 % of the run's CPU time, and the memory those
+    outputs hold stays two batches' worth. An output that is a model input is the fed array itself (ONNX
+    Runtime hands the input back and leaves a bound buffer alone). A batch of another size and a model with
+    a fixed batch size run as plain :func:`run`, and so do all batches of a model with an output whose shape
+    may follow the data (a symbolic dimension after the first) or after a bound run failed (run again the
+    plain way, which raises the error if there is one).
     """
 
     def __init__(self, sess: ort.InferenceSession, names: list[str]) -> None:
         self.sess, self.names = sess, names
         inputs = {i.name for i in sess.get_inputs()}
         self.computed = [name for name in names if name not in inputs]
-        self.recent: tuple[int, list[np.ndarray]] | None = None  # the last call's rows and outputs
+        self.recent: deque[tuple[int, list[np.ndarray]]] = deque(maxlen=2)  # the last two calls' rows and outputs
         declared = {o.name: o for o in sess.get_outputs()}
         self.recycling = all(declared[name].type in _NUMPY_TYPES and _fixed_but_batch(declared[name].shape)
                              for name in self.computed)
@@ -152,13 +154,13 @@ class RecycledRun:
     def __call__(self, x: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
         feed = _feed(self.sess, x)
         count, batch = rows(feed), _fixed_batch(self.sess, feed)
-        spare = self.recent if self.recent is not None and self.recent[0] == count else None
+        spare = self.recent[0] if len(self.recent) == 2 and self.recent[0][0] == count else None
         if self.recycling and (batch is None or batch == count) and spare is not None:
             computed = self._bound(feed, spare[1])
         else:
             computed = run(self.sess, feed, self.computed)
             self.recycling &= all(a.flags.c_contiguous and a.flags.writeable for a in computed)
-        self.recent = (count, computed)
+        self.recent.append((count, computed))
         by_name = dict(zip(self.computed, computed, strict=True))
         return [by_name[name] if name in by_name else feed[name] for name in self.names]
 

@@ -1,11 +1,10 @@
 """Run the FP32 model over the calibration batches and stream every activation into its statistics.
 
-Several lanes (threads) each take the next batch, run it through one ONNX Runtime session into arrays of
-their own (:class:`edgeq.calibrate.activations.RecycledRun`), and hand the activations to a pool of worker
-threads that fold them into the statistics in pieces of at most :data:`PIECE` values
-(:func:`edgeq.calibrate.stats.piece_of`), which add up exactly in any order; while a lane waits for its fold,
-the other lanes run. ONNX Runtime and numpy release the GIL. Each lane holds one run's activations, whatever
-the number of samples.
+ONNX Runtime releases the GIL, and so do the numpy kernels of the histogram step: while ONNX Runtime
+runs batch t+1 on the main thread (into the arrays of batch t-1: :class:`edgeq.calibrate.activations.RecycledRun`),
+a pool of worker threads folds batch t into the statistics, in pieces of at most :data:`PIECE` values
+(:func:`edgeq.calibrate.stats.piece_of`) that add up exactly in any order. Two batches of activations are
+alive at any time, whatever the number of samples.
 
 Outputs of Relu, Concat and ops that only move values are not run through a histogram of their
 own: their statistics follow exactly from their inputs' (:func:`derivations`), which skips about
@@ -35,7 +34,6 @@ from edgeq.calibrate.stats import (
 )
 from edgeq.calibrate.threads import ThreadPlan
 
-Batch = np.ndarray | dict[str, np.ndarray]  # the first input's array, or every input by name
 MOVE_OPS = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Dropout"})
 PIECE = 1 << 20  # values per fold task: enough work to amortise a task, small enough to spread a batch
 
@@ -61,12 +59,17 @@ def exposed_tensors(model: onnx.ModelProto, tensors: list[str]) -> list[str]:
 
 
 class _Fold:
-    """Folds activations into the histograms: a task takes about :data:`PIECE` values (a slice of a large tensor or
-    several small tensors) and merges its pieces into the histograms itself (one lock per histogram)."""
+    """Folds one batch of activations into the histograms on a pool while the caller runs the next one.
+
+    A task takes about :data:`PIECE` values: a slice of a large tensor or several small tensors. Tasks
+    merge their pieces into the histograms themselves (one lock per histogram), so the calling
+    thread, which runs ONNX Runtime, only submits a few tasks per batch and waits for them.
+    """
 
     def __init__(self, histograms: list[StreamingHistogram], pool: Executor) -> None:
         self.histograms, self.pool = histograms, pool
         self.locks = {id(h): threading.Lock() for h in histograms}
+        self.pending: list[Future[None]] = []
 
     def _fold(self, pieces: list[tuple[StreamingHistogram, np.ndarray]]) -> None:
         for histogram, values in pieces:
@@ -74,63 +77,34 @@ class _Fold:
             with self.locks[id(histogram)]:
                 histogram.merge(piece)
 
-    def __call__(self, values: list[np.ndarray]) -> None:
-        """Fold one run's ``values`` (one array per histogram) on the pool; returns when all of it is folded."""
-        pending: list[Future[None]] = []
+    def submit(self, values: list[np.ndarray]) -> None:
         task: list[tuple[StreamingHistogram, np.ndarray]] = []
         size = 0
+        for histogram, array in zip(self.histograms, values, strict=True):
+            flat = array.reshape(-1)
+            for start in range(0, max(flat.size, 1), PIECE):
+                piece = flat[start : start + PIECE]
+                task.append((histogram, piece))
+                size += piece.size
+                if size >= PIECE:
+                    self.pending.append(self.pool.submit(self._fold, task))
+                    task, size = [], 0
+        if task:
+            self.pending.append(self.pool.submit(self._fold, task))
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, []
         try:
-            for histogram, array in zip(self.histograms, values, strict=True):
-                flat = array.reshape(-1)
-                for start in range(0, max(flat.size, 1), PIECE):
-                    piece = flat[start : start + PIECE]
-                    task.append((histogram, piece))
-                    size += piece.size
-                    if size >= PIECE:
-                        pending.append(self.pool.submit(self._fold, task))
-                        task, size = [], 0
-            if task:
-                pending.append(self.pool.submit(self._fold, task))
             for future in pending:
                 future.result()
         finally:
             for future in pending:
                 future.cancel()
 
-
-class _Lanes:
-    """Batches taken one at a time from a shared iterator by several threads; the first error stops every lane."""
-
-    def __init__(self, batches: Iterable[Batch]) -> None:
-        self.source = iter(batches)
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-
-    def next(self) -> Batch | None:
-        with self.lock:
-            return None if self.stopped.is_set() else next(self.source, None)
-
-    def run(self, lane: Callable[[], None], count: int) -> None:
-        """``lane`` on ``count`` threads (the calling thread alone when 1); raises the first lane's error."""
-
-        def guarded() -> None:
-            try:
-                lane()
-            except BaseException:
-                self.stopped.set()
-                raise
-
-        if count == 1:
-            guarded()
-            return
-        with ThreadPoolExecutor(count, thread_name_prefix="edgeq-lane") as pool:
-            futures = [pool.submit(guarded) for _ in range(count)]
-            try:
-                for future in futures:
-                    future.result()
-            except BaseException:
-                self.stopped.set()
-                raise
+    def cancel(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending = []
 
 
 @contextmanager
@@ -145,38 +119,38 @@ def _pool(workers: Executor | None, plan: ThreadPlan) -> Iterator[Executor]:
 def collect(
     model: onnx.ModelProto,
     tensors: list[str],
-    batches: Iterable[Batch],
+    batches: Iterable[np.ndarray | dict[str, np.ndarray]],
     *,
     bins: int = DEFAULT_BINS,
     plan: ThreadPlan | None = None,
-    lanes: int | None = None,
     workers: Executor | None = None,
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, TensorStats]:
     """Statistics of each of ``tensors`` over all ``batches`` (the first input's arrays, or every input by name).
 
-    ``plan``: thread counts (default: for this machine); ``lanes``: concurrent runs (default: the plan's
-    :attr:`ThreadPlan.statistics_lanes`); ``workers``: the pool that folds (default: one of
-    ``plan.workers`` threads, for this call). ``advance`` is called from the lanes' threads.
+    ``plan``: thread counts (default: for this machine); ``workers``: the pool that folds (default: one
+    of ``plan.workers`` threads, for this call).
     """
     plan = plan or ThreadPlan.for_machine()
-    lanes = lanes or plan.statistics_lanes
     counting()  # measured once, here, before the workers keep the cores busy
     derived = derivations(model, tensors)
     direct = exposed_tensors(model, tensors)
-    sess = activations.session(activations.with_outputs(model, direct), threads=plan.statistics_threads(lanes), portable=True)
+    sess = activations.session(activations.with_outputs(model, direct), threads=plan.collect_threads, portable=True)
+    run = activations.RecycledRun(sess, direct)  # batch t+1 runs into batch t-1's arrays while batch t is folded
     histograms = [StreamingHistogram(name, bins) for name in direct]
-    shared = _Lanes(batches)
     with _pool(workers, plan) as pool:
         fold = _Fold(histograms, pool)
-
-        def lane() -> None:
-            run = activations.RecycledRun(sess, direct)  # each run writes into the arrays of the lane's run before
-            while (x := shared.next()) is not None:
-                fold(run(x))
+        try:
+            for x in batches:
+                values = run(x)
+                fold.wait()
+                fold.submit(values)
+                del values
                 advance(activations.rows(x))
-
-        shared.run(lane, lanes)
+            fold.wait()
+        except BaseException:
+            fold.cancel()
+            raise
     by_name = {h.name: h for h in histograms}
     for name, (op, inputs) in derived.items():  # graph order: inputs come first
         sources = [by_name[i] for i in inputs]

@@ -3,9 +3,9 @@
 Exposing every activation of a large-resolution model at once makes ONNX Runtime hold all of them (PP-OCRv4
 det at 736 x 736: over a gigabyte per sample). :func:`plan` sizes each tensor for one sample from shape
 inference at the data's real input shapes, then cuts the tensors, in graph order, into groups whose bytes per
-sample fit the budget; each group is one pass over the calibration data, on as many concurrent runs (lanes) and
-with as many samples per run as :data:`DEFAULT_HELD_BYTES` holds. A small model is one pass; a large one is
-several, and memory stays bounded whatever the resolution or the sample count.
+sample fit the budget; each group is one pass over the calibration data, with as many samples per run as
+:data:`DEFAULT_RUN_BYTES` holds. A small model is one pass; a large one is several, and memory stays bounded
+whatever the resolution or the sample count.
 """
 
 from __future__ import annotations
@@ -23,25 +23,22 @@ from edgeq.calibrate.stats import TensorStats
 from edgeq.graph import GraphIndex
 
 DEFAULT_BUDGET = 256 << 20  # bytes of exposed activations per sample in one pass (a larger tensor gets a pass of its own)
-# Bytes of exposed activations per ONNX Runtime run, which sets the samples per run from the model alone: never from
-# the machine, as the activations' bits can depend on the batch size (ONNX Runtime's Exp computes a row's values
-# with other instructions where they fall at the end of the buffer).
+# Bytes of exposed activations per ONNX Runtime run, which sets the samples per run. The statistics hold two runs'
+# outputs (one folded while the next runs) and ONNX Runtime about as much again in intermediates: on the example
+# (11.7 MB exposed per sample) 4 samples per run peak at 163-220 MB, 10 at 364-405 MB (2 and 16 cores). The samples
+# per run follow from the model alone, never from the machine: the activations' bits can depend on the batch size
+# (ONNX Runtime's ReduceSum over the example's 10 logits, in its written-out Softmax, gives other bits at 1 sample
+# a run than at 4).
 DEFAULT_RUN_BYTES = 48 << 20
-# Bytes of exposed activations all concurrent statistics runs hold, which caps the lanes: a lane holds one run's
-# outputs until they are folded, and ONNX Runtime about as much again in intermediates. The example (11.7 MB exposed
-# per sample, 4 samples a run) runs 2 lanes: peak RSS 164-225 MB on 2 and 16 cores.
-DEFAULT_HELD_BYTES = 96 << 20
 
 
 @dataclass(frozen=True)
 class ExposurePlan:
-    """Passes over the data: the tensors each exposes, its bytes per sample, its concurrent runs (lanes) and the
-    samples per run."""
+    """Passes over the data: the tensors each exposes, samples per run, and bytes per sample of each group."""
 
     groups: list[list[str]]
-    sample_bytes: list[int]
-    lanes: list[int]
     rows: list[int]
+    sample_bytes: list[int]
     budget: int
 
     @property
@@ -77,12 +74,11 @@ def _itemsize(info: onnx.ValueInfoProto) -> int:
 
 
 def plan(
-    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, lanes: int = 2, run_bytes: int = DEFAULT_RUN_BYTES,
-    held_bytes: int = DEFAULT_HELD_BYTES, sources: Mapping[str, list[str]] | None = None,
+    sizes: Mapping[str, int], budget: int = DEFAULT_BUDGET, *, run_bytes: int = DEFAULT_RUN_BYTES,
+    sources: Mapping[str, list[str]] | None = None,
 ) -> ExposurePlan:
     """Tensors (in the given order) cut into groups of at most ``budget`` exposed bytes per sample, one pass over the
-    data each. Each run of a group takes as many samples as ``run_bytes`` holds (at least 1), and the group runs on up
-    to ``lanes`` lanes, as many as ``held_bytes`` holds runs of (at least 1).
+    data each, and the samples per run of each group: as many as ``run_bytes`` holds, at least 1.
 
     ``sources``: the tensors whose statistics follow from others' (:func:`edgeq.calibrate.collect.derivations`),
     with those others; one whose sources are all in its group is not exposed, so it costs nothing there.
@@ -100,8 +96,7 @@ def plan(
             groups.append([name])
             totals.append(size)
     rows = [max(1, run_bytes // max(total, 1)) for total in totals]
-    concurrent = [max(1, min(lanes, held_bytes // max(count * total, 1))) for count, total in zip(rows, totals, strict=True)]
-    return ExposurePlan(groups, totals, concurrent, rows, budget)
+    return ExposurePlan(groups, rows, totals, budget)
 
 
 def peak_rss_mb() -> float:
@@ -116,12 +111,12 @@ def peak_rss_mb() -> float:
 def collect_in_passes(
     model: onnx.ModelProto,
     exposure: ExposurePlan,
-    batches: Callable[[int, int], Iterable[np.ndarray | dict[str, np.ndarray]]],
+    batches: Callable[[int], Iterable[np.ndarray | dict[str, np.ndarray]]],
     **options: Any,
 ) -> dict[str, TensorStats]:
-    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows, ahead)`` per group, on its
-    lanes (``ahead``: batches worth preparing ahead; ``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
+    """Statistics of every tensor of ``exposure``'s groups: one pass over ``batches(rows)`` per group
+    (``options``: :func:`edgeq.calibrate.collect.collect`'s keywords)."""
     stats: dict[str, TensorStats] = {}
-    for group, lanes, rows in zip(exposure.groups, exposure.lanes, exposure.rows, strict=True):
-        stats.update(collect(model, group, batches(rows, lanes + 1), lanes=lanes, **options))
+    for group, rows in zip(exposure.groups, exposure.rows, strict=True):
+        stats.update(collect(model, group, batches(rows), **options))
     return stats

@@ -19,7 +19,7 @@ The work runs as named stages, each returning one result:
 
 Memory stays flat in the number of samples and bounded whatever the resolution: a statistics pass exposes
 at most :data:`ACTIVATION_BUDGET` bytes of activations per sample, in several passes over the data when one
-sample has more, and its concurrent runs hold at most :data:`edgeq.calibrate.exposure.DEFAULT_HELD_BYTES`
+sample has more, and its runs as many samples as :data:`edgeq.calibrate.exposure.DEFAULT_RUN_BYTES` holds
 (:mod:`edgeq.calibrate.exposure`); validation batches are sized by their input
 (:data:`VALIDATION_BUDGET`), and nothing holds more than a few batches. Every model input is fed
 (:class:`edgeq.feeds.Feeds`); the metric sees every output by name (:mod:`edgeq.metrics`). How the stages use the
@@ -220,10 +220,9 @@ def _measure(inputs: _Inputs, pools: _Pools, bar: Progress) -> Measured:
     tensors = [t for t in activations.activation_tensors(fp32) if t not in prepared.unquantizable]
     shapes = {name: array.shape for name, array in next(calibration.batches(1)).items()}
     sources = {name: inputs for name, (_, inputs) in derivations(fp32, tensors).items()}
-    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET, lanes=pools.plan.statistics_lanes,
-                           sources=sources)
+    passes = exposure.plan(exposure.tensor_bytes(fp32, tensors, shapes), ACTIVATION_BUDGET, sources=sources)
     task = bar.add_task("calibration statistics", total=len(calibration) * passes.passes)
-    stats = exposure.collect_in_passes(fp32, passes, lambda rows, ahead: calibration.batches(rows, pools.decoders, ahead),
+    stats = exposure.collect_in_passes(fp32, passes, lambda rows: calibration.batches(rows, pools.decoders),
                                        plan=pools.plan, workers=pools.workers, advance=lambda n: bar.advance(task, n))
     seconds = {"prepare": prepared_at - tick, "statistics": time.perf_counter() - prepared_at}
     return Measured(prepared, tensors, stats, passes, seconds)
@@ -555,8 +554,7 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
         preparation=outcome.statistics.prepared.steps,
         memory={"peak_rss_mb": round(exposure.peak_rss_mb(), 1), "statistics_passes": passes.passes,
                 "exposed_mb_per_sample": round(sum(passes.sample_bytes) / 2**20, 1),
-                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(*passes.rows, len(inputs.calibration)),
-                "lanes": min(passes.lanes)},
+                "budget_mb": round(ACTIVATION_BUDGET / 2**20, 1), "rows_per_run": min(*passes.rows, len(inputs.calibration))},
         int8_arithmetic=inputs.arithmetic,
         prediction_kernels=outcome.validation.kernels,
     )

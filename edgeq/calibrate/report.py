@@ -92,7 +92,7 @@ class CalibrationReport(BaseModel):
     fit: dict[str, Any] | None = None  # --fit-budget: met, why, trials
     classes: list[str] = []  # class names in label order
     preparation: list[PreparationStep] = []
-    memory: dict[str, float] = {}  # peak RSS, statistics passes, exposed bytes, budget, samples a run, lanes
+    memory: dict[str, float] = {}  # peak RSS, statistics passes, exposed bytes, budget
     int8_arithmetic: Int8Arithmetic | None = None  # how this CPU's ONNX Runtime sums int8 products
     prediction_kernels: str = ""  # what ran the INT8 prediction, and why
     statistics_key: str = ""  # the calibration store entry of the statistics and ranges (edgeq.calibrate.store)

@@ -4,13 +4,9 @@ ONNX Runtime's threads never spin (``session.intra_op.allow_spinning=0``): a spi
 its cores busy between operators, so the histogram workers and the image decoders running beside it
 would fight it for those cores.
 
-- Statistics: :attr:`ThreadPlan.statistics_lanes` threads each run a calibration batch through one
-  session and hand its activations to :attr:`ThreadPlan.workers` threads that fold them into the
-  histograms, while the other lanes run (as many lanes as memory holds runs of:
-  :func:`edgeq.calibrate.exposure.plan`). ONNX Runtime scales better over concurrent runs than inside one
-  run at level EXTENDED, the level that keeps the statistics' bits (``bench/exposed_run.py`` on 16 cores:
-  1.47 ms a sample on 16 single-threaded runs, 1.99 on one 16-thread run). When ONNX Runtime may use every
-  core, half of them are left to the workers (the fold costs about as much CPU as the run).
+- Statistics: one ONNX Runtime session runs the calibration batches while :attr:`ThreadPlan.workers`
+  threads fold the previous batch into the histograms. When ONNX Runtime may use every core, half
+  of them are left to the workers (the fold costs about as much CPU as the run).
 - Validation: :attr:`ThreadPlan.lanes` threads each run a batch through the FP32 and the Q/DQ model
   at the same time (ONNX Runtime scales better over batches than inside one batch, and the INT8 host
   model hardly scales inside a batch at all). Each lane computes in its own thread, helped by the
@@ -54,19 +50,8 @@ class ThreadPlan:
 
     @property
     def collect_threads(self) -> int:
-        """ONNX Runtime threads of the statistics runs, over all lanes: leaves at least half of the cores to the fold."""
+        """Intra-op threads of the statistics session: leaves at least half of the cores to the fold."""
         return max(1, min(self.ort, self.cores - self.cores // 2))
-
-    @property
-    def statistics_lanes(self) -> int:
-        """Concurrent statistics runs, where memory allows: one per statistics thread, and at least two (a lane waits
-        for its fold, and the other one runs meanwhile)."""
-        return max(2, self.collect_threads)
-
-    def statistics_threads(self, lanes: int) -> int:
-        """Intra-op threads of the statistics session run by ``lanes`` lanes: their calling threads and the pool's
-        make :attr:`collect_threads` in all."""
-        return max(1, self.collect_threads - lanes + 1)
 
     @property
     def workers(self) -> int:

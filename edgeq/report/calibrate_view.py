@@ -84,7 +84,6 @@ def calibration_view(result: CalibrationResult) -> Group:
             f"peak memory {memory['peak_rss_mb']:.0f} MB; statistics in {memory['statistics_passes']:.0f} pass(es)"
             f" exposing {memory['exposed_mb_per_sample']:.1f} MB of activations a sample (at most"
             f" {memory['budget_mb']:.0f} MB a pass), {memory['rows_per_run']:.0f} sample(s) a run"
-            f" on {memory.get('lanes', 1):.0f} lane(s)"
         ))
     if report.int8_arithmetic is not None:
         lines.append(plain(f"INT8 arithmetic of this CPU: {describe(report.int8_arithmetic)}"))
