@@ -138,3 +138,16 @@ def test_exposing_activations_never_lets_polygraphy_install_packages() -> None:
     env = {**__import__("os").environ, "POLYGRAPHY_AUTOINSTALL_DEPS": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("bins", [1, 2, 8, 2048])
+def test_rebinning_sends_each_level_to_its_sign_times_its_magnitude_shifted(bins: int) -> None:
+    """Over a range 2**shift times wider, level v lands in sign(v) * (|v| >> shift), for every shift up to past the
+    point where every level lands in 0."""
+    counts = np.random.default_rng(bins).integers(0, 1000, 2 * bins - 1)
+    levels = np.arange(-(bins - 1), bins)
+    for shift in range(14):
+        expected = np.zeros_like(counts)
+        for level, count in zip(levels, counts, strict=True):
+            expected[bins - 1 + int(np.sign(level)) * (abs(int(level)) >> shift)] += count
+        assert np.array_equal(stats._rebinned(counts, 1.0, 2.0**shift), expected), shift
