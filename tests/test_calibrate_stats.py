@@ -64,7 +64,11 @@ def test_chunked_counts_equal_one_shot_either_way(monkeypatch: pytest.MonkeyPatc
 def test_counting_is_measured_once_or_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     stats.counting.cache_clear()
     monkeypatch.delenv(stats.COUNT_ENV, raising=False)
+    monkeypatch.setattr(stats, "available_cores", lambda: stats.SORT_MIN_CORES)
     assert stats.counting() in stats.COUNTINGS
+    stats.counting.cache_clear()
+    monkeypatch.setattr(stats, "available_cores", lambda: stats.SORT_MIN_CORES - 1)
+    assert stats.counting() == "bincount"  # one fold worker: nothing gains from a sort that frees the GIL
     for way in stats.COUNTINGS:
         stats.counting.cache_clear()
         monkeypatch.setenv(stats.COUNT_ENV, way)
