@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeq.calibrate import stats
+from edgeq.calibrate import stats, threads
 from edgeq.calibrate.stats import StreamingHistogram, range_above
 from edgeq.errors import InputError
 
@@ -64,11 +64,11 @@ def test_chunked_counts_equal_one_shot_either_way(monkeypatch: pytest.MonkeyPatc
 def test_counting_is_measured_once_or_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     stats.counting.cache_clear()
     monkeypatch.delenv(stats.COUNT_ENV, raising=False)
-    monkeypatch.setattr(stats, "available_cores", lambda: stats.SORT_MIN_CORES)
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)  # two fold workers
     assert stats.counting() in stats.COUNTINGS
     stats.counting.cache_clear()
-    monkeypatch.setattr(stats, "available_cores", lambda: stats.SORT_MIN_CORES - 1)
-    assert stats.counting() == "bincount"  # one fold worker: nothing gains from a sort that frees the GIL
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)  # one fold worker
+    assert stats.counting() == "bincount"  # nothing gains from a sort that frees the GIL
     for way in stats.COUNTINGS:
         stats.counting.cache_clear()
         monkeypatch.setenv(stats.COUNT_ENV, way)
@@ -155,3 +155,16 @@ def test_rebinning_sends_each_level_to_its_sign_times_its_magnitude_shifted(bins
         for level, count in zip(levels, counts, strict=True):
             expected[bins - 1 + int(np.sign(level)) * (abs(int(level)) >> shift)] += count
         assert np.array_equal(stats._rebinned(counts, 1.0, 2.0**shift), expected), shift
+
+
+@pytest.mark.parametrize("way", stats.COUNTINGS)
+def test_counting_steps_larger_than_a_thread_used_before_get_a_larger_buffer(monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """The index buffer is kept per thread: one made for short steps must not cut a later, longer step short."""
+    monkeypatch.setattr(stats, "counting", lambda: way)
+    values = np.random.default_rng(3).standard_normal(5_000).astype(np.float32)
+    expected = _one_shot([values], 64, range_above(float(np.abs(values).max())))
+    for step in (100, 4_000):
+        monkeypatch.setattr(stats, "_CHUNK", dict.fromkeys(stats.COUNTINGS, step))
+        stream = StreamingHistogram("t", bins=64)
+        stream.update(values)
+        assert np.array_equal(stream.result().hist, expected), step

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeq.calibrate.threads import available_cores
+from edgeq.calibrate.threads import ThreadPlan
 from edgeq.errors import InputError
 
 DEFAULT_BINS = 2048
@@ -39,22 +39,19 @@ COUNT_ENV = "EDGEQ_HIST_COUNT"
 COUNTINGS = ("sort", "bincount")
 
 
-SORT_MIN_CORES = 4  # from here on the fold has two workers or more (edgeq.calibrate.threads.ThreadPlan.workers)
-
-
 @functools.cache
 def counting() -> str:
-    """How this machine counts bin levels: ``sort`` where the fold has several workers and numpy's int16 sort is
-    about as fast as ``bincount`` (a SIMD sort: measured once, on 32K levels), else ``bincount``;
-    ``EDGEQ_HIST_COUNT`` overrides. With one worker (under :data:`SORT_MIN_CORES` cores) ``bincount`` holding
-    the GIL costs nothing, and in 64K steps it counts faster than the sort (the example's statistics on 2 cores:
-    9.3-9.6 s against 10.2 s)."""
+    """How this machine counts bin levels: ``sort`` where the fold has several workers (ThreadPlan.workers with
+    ONNX Runtime on every core: from 4 cores on) and numpy's int16 sort is about as fast as ``bincount`` (a SIMD
+    sort: measured once, on 32K levels), else ``bincount``; ``EDGEQ_HIST_COUNT`` overrides. With one worker
+    ``bincount`` holding the GIL costs nothing, and in 64K steps it counts faster than the sort (the example's
+    statistics on 2 cores: 9.3-9.6 s against 10.2 s)."""
     forced = os.environ.get(COUNT_ENV)
     if forced is not None:
         if forced not in COUNTINGS:
             raise InputError(f"{COUNT_ENV}: expected one of {', '.join(COUNTINGS)}, found {forced!r}")
         return forced
-    if available_cores() < SORT_MIN_CORES:
+    if ThreadPlan.for_machine().workers < 2:
         return "bincount"
     levels = np.random.default_rng(0).integers(2 * DEFAULT_BINS - 1, size=1 << 15).astype(np.int16)
 
@@ -109,7 +106,7 @@ def _index_buffer(dtype: np.dtype, size: int) -> np.ndarray:
     buffers = getattr(_scratch, "index", None)
     if buffers is None:
         buffers = _scratch.index = {}
-    if dtype not in buffers:
+    if dtype not in buffers or len(buffers[dtype]) < size:
         buffers[dtype] = np.empty(size, dtype)
     return buffers[dtype]
 
@@ -151,10 +148,11 @@ def piece_of(name: str, values: np.ndarray, bins: int = DEFAULT_BINS) -> Piece:
 
 def _binned(flat: np.ndarray, scale: np.float32, bins: int) -> np.ndarray:
     """Slot ``bins-1+v`` counts the values with trunc(x * scale) == v (|x| * scale < bins), as :func:`counting` says."""
-    sort = counting() == "sort"
+    way = counting()
+    sort = way == "sort"
     # levels -(bins-1)..bins-1, offset by bins-1 for bincount; the searches need bins itself
     dtype = np.dtype(np.intp if not sort else np.int16 if bins <= 1 << 14 else np.int32)
-    chunk = _CHUNK[counting()]
+    chunk = _CHUNK[way]
     buffer = _index_buffer(dtype, chunk)
     counts = np.zeros(2 * bins - 1, np.int64)
     for start in range(0, flat.size, chunk):
