@@ -137,13 +137,18 @@ def _bench_recipe(model: Path, samples: int):
     return base.model_copy(update={"model": model, "calibration": base.calibration.model_copy(update={"samples": samples})})
 
 
-def work_fp32(model: Path, samples: int, out: Path, threads: int | None) -> dict:
+def work_fp32(model: Path, samples: int, out: Path, threads: int | None, portable: bool = False) -> dict:
+    import onnx
     import onnxruntime as ort
+
+    from edgeq.calibrate import activations
 
     recipe = _bench_recipe(model, samples)
     baseline = _reset_peak()
     start = time.perf_counter()
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])  # pinned by _pin_threads
+    # intra-op threads pinned by _pin_threads
+    session = (activations.session(onnx.load(str(model)), portable=True) if portable
+               else ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]))
     name = session.get_inputs()[0].name
     _, batches = _calibration_batches(recipe, samples)
     for x in batches:
@@ -152,19 +157,7 @@ def work_fp32(model: Path, samples: int, out: Path, threads: int | None) -> dict
 
 
 def work_fp32_portable(model: Path, samples: int, out: Path, threads: int | None) -> dict:
-    import onnx
-
-    from edgeq.calibrate import activations
-
-    recipe = _bench_recipe(model, samples)
-    baseline = _reset_peak()
-    start = time.perf_counter()
-    session = activations.session(onnx.load(str(model)), portable=True)  # intra-op threads pinned by _pin_threads
-    name = session.get_inputs()[0].name
-    _, batches = _calibration_batches(recipe, samples)
-    for x in batches:
-        session.run(None, {name: x})
-    return {"wall": time.perf_counter() - start, "baseline": baseline}
+    return work_fp32(model, samples, out, threads, portable=True)
 
 
 def work_edgeq(model: Path, samples: int, out: Path, threads: int | None, warm: bool = False) -> dict:
