@@ -4,8 +4,9 @@ Both paths run on this machine (EDGEQ_INT8_ARITH forces them; the saturating-saf
 correct on every CPU), each against the FP32 pass measured in the same run:
 
 1. the INT8 prediction for a TensorRT target (jetson-orin): the example's validation set through
-   ``host_model(qdq, "exact")`` (fused u8 x s8 kernels) and ``host_model(qdq, "saturating")`` (the Q/DQ
-   model on float kernels), over the FP32 pass on the same batches;
+   ``host_model(qdq, "exact")`` (fused u8 x s8 kernels) and ``host_model(qdq, "saturating")`` (fused u8 x u8
+   kernels), on the portable sessions the prediction runs, over the FP32 pass (ONNX Runtime's defaults) on the
+   same batches; the FP32 side of the prediction (portable) too, and whether the two INT8 paths give the same bytes;
 2. the `local` engine the onnxruntime backend builds: 8-bit weights (exact CPUs) and 7-bit weights
    (saturating CPUs), batch-1 median latency over FP32's, and top-1 on the validation set.
 
@@ -34,9 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from edgeq import recipe as recipes
 from edgeq import targets
-from edgeq.calibrate import calibrate
+from edgeq.calibrate import calibrate, predict
 from edgeq.calibrate.host import HostModel, host_model
-from edgeq.calibrate.predict import slices
 from edgeq.device.compare import cosine, top1_agreement
 from edgeq.device.int8_arith import ENV, describe, measure
 from edgeq.device.ort_backend import OnnxRuntimeBackend
@@ -46,12 +46,11 @@ EXAMPLE = ROOT / "recipes" / "squeezenet-digits" / "recipe.yaml"
 BATCH = 32
 
 
-def session(model: bytes | str, threads: int, config: dict[str, str] | None = None) -> ort.InferenceSession:
+def session(model: bytes | str, threads: int) -> ort.InferenceSession:
+    """ONNX Runtime's defaults: the FP32 pass (the baseline) and the local engines."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
@@ -69,7 +68,7 @@ def best(contenders: dict[str, Callable[[], object]], rounds: int, threads: int)
 
 def run_all(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: b})[0] for b in slices(x, BATCH)])
+    return np.concatenate([sess.run(None, {name: b})[0] for b in predict.slices(x, BATCH)])
 
 
 def main() -> int:
@@ -95,19 +94,21 @@ def main() -> int:
         plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         reference = run_all(ort.InferenceSession(qdq.SerializeToString(), plain, providers=["CPUExecutionProvider"]), x)
         made: dict[str, HostModel] = {path: host_model(qdq, path) for path in ("exact", "saturating")}
-        sessions = {"fp32": session(fp32_bytes, args.threads)}
-        sessions.update({path: session(m.model, args.threads, m.session_config) for path, m in made.items()})
+        sessions = {"fp32": session(fp32_bytes, args.threads), "fp32 portable": predict.session(fp32_bytes, args.threads)}
+        sessions.update({path: predict.session(m, args.threads) for path, m in made.items()})
         outputs = {name: run_all(sess, x) for name, sess in sessions.items()}
         took = best({name: (lambda s=sess: run_all(s, x)) for name, sess in sessions.items()}, args.rounds, args.threads)
         print(f"\n1. INT8 prediction for jetson-orin: {len(x)} validation images, batches of {BATCH}, {args.threads} thread(s)")
-        print(f"{'':12}{'seconds':>9}{'x FP32':>8}{'top-1':>8}{'cos vs reference':>18}{'same top-1':>12}  kernels")
+        print(f"{'':14}{'seconds':>9}{'x FP32':>8}{'top-1':>8}{'cos vs reference':>18}{'same top-1':>12}  kernels")
         for name in sessions:
             y = outputs[name]
             kernels = made[name].kernels if name in made else "FP32"
-            print(f"{name:12}{took[name]:>9.3f}{took[name] / took['fp32']:>8.2f}{100 * np.mean(y.argmax(1) == labels):>8.2f}"
+            print(f"{name:14}{took[name]:>9.3f}{took[name] / took['fp32']:>8.2f}{100 * np.mean(y.argmax(1) == labels):>8.2f}"
                   f"{cosine(reference, y):>18.6f}{100 * top1_agreement(reference, y):>11.2f}%  {kernels[:60]}")
-        print(f"{'reference':12}{'':>9}{'':>8}{100 * np.mean(reference.argmax(1) == labels):>8.2f}"
+        print(f"{'reference':14}{'':>9}{'':>8}{100 * np.mean(reference.argmax(1) == labels):>8.2f}"
               "  (the Q/DQ model, every graph optimization off)")
+        same = outputs["exact"].tobytes() == outputs["saturating"].tobytes()
+        print(f"the exact and saturating paths' outputs are {'the same bytes' if same else 'different'}")
 
         # 2. the local engine
         engines: dict[str, ort.InferenceSession] = {}

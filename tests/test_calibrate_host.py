@@ -114,8 +114,8 @@ def test_example_prediction_is_bit_identical_with_and_without_step_4(
     clips = sum(n.op_type == "Clip" for n in onnx.ModelProto.FromString(rewritten.model).graph.node)
     monkeypatch.setattr(host, "relu_chains_to_clip", lambda model: 0)
     before = host.host_model(qdq, int8_path)
-    assert clips == (25 if int8_path == "exact" else 0)  # every Relu but the last (no pair after it) on the exact path
-    assert (rewritten.model == before.model) == (clips == 0) and rewritten.session_config == before.session_config
+    assert clips == 25  # every Relu but the last (no pair after it), on either path
+    assert rewritten.model != before.model and rewritten.kernels == before.kernels
     batches = list(predict.slices(x, 16))
     y_new, y_old = (next(iter(predict.outputs([m], batches)[0].values())) for m in (rewritten, before))
     assert y_new.dtype == np.float32 and y_new.shape == (len(x), 10)

@@ -98,7 +98,7 @@ def test_the_int8_arithmetic_picks_the_prediction_kernels_and_is_part_of_the_cac
         saved = json.loads(runs[arithmetic].artifacts.report.read_text())
         assert saved["int8_arithmetic"]["verdict"] == arithmetic and saved["prediction_kernels"] == report.prediction_kernels
     assert "fused u8 x s8" in runs["exact"].report.prediction_kernels
-    assert "float kernels" in runs["saturating"].report.prediction_kernels
+    assert "fused u8 x u8" in runs["saturating"].report.prediction_kernels
     assert calibrate(recipe_module.load(path), targets.resolve(ORIN), progress=False).reused
     monkeypatch.setenv("EDGEQ_INT8_ARITH", "sometimes")
     with pytest.raises(InputError, match="EDGEQ_INT8_ARITH: expected 'exact' or 'saturating'"):
@@ -246,7 +246,7 @@ def test_example_recipe_predicts_int8_within_half_a_point(tmp_path: Path, int8_p
     assert acc.fp32 > 50.0  # a trained model
     assert abs(acc.drop) <= 0.5, acc
     assert result.report.int8_arithmetic.verdict == int8_path
-    assert ("float kernels" in result.report.prediction_kernels) == (int8_path == "saturating")
+    assert ("u8 x u8" in result.report.prediction_kernels) == (int8_path == "saturating")
 
     data = np.load(result.artifacts.validation)
     x, labels = data[recipe.inputs[0].name], data["labels"]

@@ -1,10 +1,12 @@
-"""The calibration's numbers do not depend on the x86 CPU: the same recipe gives the same statistics, ranges and
-calibration cache, byte for byte, on an AVX-512 machine and under qemu's Haswell model (AVX2, no AVX-512), where
-ONNX Runtime's MLAS and numpy take their AVX2 kernels (and the fold counts with ``bincount``, not the SIMD sort).
+"""The calibration's numbers do not depend on the x86 CPU: the same recipe gives the same statistics, ranges,
+calibration cache and predicted accuracy, byte for byte, on an AVX-512 machine and under qemu's Haswell model (AVX2,
+no AVX-512, no VNNI), where ONNX Runtime's MLAS and numpy take their AVX2 kernels, the fold counts with ``bincount``
+(not the SIMD sort) and the INT8 prediction runs on u8 x u8 kernels (not u8 x s8).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -97,7 +99,7 @@ def test_kl_divergences_and_logs_are_the_same_bits_on_an_avx2_cpu() -> None:
 
 @pytest.mark.slow
 @AVX2
-def test_statistics_ranges_and_cache_are_the_same_bytes_on_an_avx2_cpu(tmp_path: Path) -> None:
+def test_statistics_ranges_cache_and_prediction_are_the_same_on_an_avx2_cpu(tmp_path: Path) -> None:
     here = _state_recipe(tmp_path / "here")
     there = tmp_path / "there"
     shutil.copytree(here.parent, there)  # a store of its own: the AVX2 run measures everything again
@@ -109,6 +111,9 @@ def test_statistics_ranges_and_cache_are_the_same_bytes_on_an_avx2_cpu(tmp_path:
         for name in ("ranges.json", "calibration.cache", "model.qdq.onnx"):
             mine, theirs = (tmp_path / f"{side}-{method}" / name for side in ("here", "there"))
             assert mine.read_bytes() == theirs.read_bytes(), f"{method}: {name} differs on the AVX2 CPU"
+        mine, theirs = (json.loads((tmp_path / f"{side}-{method}" / "report.json").read_text()) for side in ("here", "there"))
+        assert "u8 x u8" in theirs["prediction_kernels"]
+        assert mine["accuracy"] == theirs["accuracy"], f"{method}: the predicted accuracy differs on the AVX2 CPU"
     assert _statistics(here) == _statistics(there / "recipe.yaml")
 
 
@@ -175,3 +180,29 @@ def test_softmax_of_an_input_whose_rank_is_unknown_is_written_out_too() -> None:
         x = np.random.default_rng(opset).standard_normal((2, 5, 7, 3)).astype(np.float32)
         np.testing.assert_allclose(session(rewritten).run(None, {"x": x})[0], session(model).run(None, {"x": x})[0], rtol=2e-6,
                                    atol=2e-6)
+
+
+def test_portable_sessions_run_without_the_nchwc_layout() -> None:
+    """ONNX Runtime's NCHWc kernels change a wide conv net's bits here (x86: they block channels by the vector width);
+    a portable session gives the bits of level EXTENDED, which has no NCHWc, so the transformer is really off."""
+    import onnxruntime as ort
+
+    from tests.calibrate_nets import NetBuilder
+
+    b = NetBuilder(3)
+    x = b.conv("data", 3, 32, 3)
+    for _ in range(3):
+        x = b.conv(x, 32, 32, 3)
+    model = b.model("data", b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1), ["N", 3, 24, 24], ["N", 32])
+    data = images(np.random.default_rng(1), 4, 24)
+
+    def level(optimization: ort.GraphOptimizationLevel) -> bytes:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = optimization
+        sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return sess.run(None, {"data": data})[0].tobytes()
+
+    portable = session(model, portable=True).run(None, {"data": data})[0].tobytes()
+    assert portable == level(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+    if platform.machine() == "x86_64":  # MLAS has NCHWc kernels on x86 only
+        assert portable != level(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)

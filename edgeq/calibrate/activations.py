@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -13,6 +12,13 @@ from edgeq.calibrate.portable import without_cpu_dependent_ops
 from edgeq.device.batches import NO_AXIS, run_batched
 from edgeq.errors import InputError
 from edgeq.graph import GraphIndex
+
+# ONNX Runtime's graph transformers whose kernels give other bits on other CPUs, by the names ONNX Runtime registers
+# them under (microsoft/onnxruntime, onnxruntime/core/optimizer/nchwc_transformer.h: GraphTransformer("NchwcTransformer");
+# conv_add_act_fusion.cc: SelectorActionTransformer{"ConvAddActivationFusion", ...}, whose FusedConv with a sum input
+# changed the statistics of tests/calibrate_nets.py::wide_state_net under qemu's Haswell). ONNX Runtime ignores a name it
+# does not know: tests/test_calibrate_portable.py checks that these take effect.
+CPU_DEPENDENT_OPTIMIZERS = ("NchwcTransformer", "ConvAddActivationFusion")
 
 
 def activation_tensors(model: onnx.ModelProto) -> list[str]:
@@ -38,33 +44,30 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return modify_outputs(model, outputs=[*present, *(n for n in names if n not in present)], copy=True)
 
 
-def session(
-    model: onnx.ModelProto | bytes, *, threads: int = 0, portable: bool = False, config: Mapping[str, str] | None = None
-) -> ort.InferenceSession:
+def session(model: onnx.ModelProto | bytes, *, threads: int = 0, portable: bool = False) -> ort.InferenceSession:
     """A CPU session whose threads never spin; one clear InputError if ONNX Runtime cannot load the model.
 
     ``threads``: intra-op threads, the calling thread included (0: ONNX Runtime's default, one per core).
     ``portable``: the outputs' bits must not depend on the CPU, because they become calibration statistics
-    (activations exposed as outputs, recurrent state fed into the calibration data). Then optimization
-    stops at level EXTENDED: level ALL's NCHWc kernels block channels by the CPU's vector width (8 floats
-    with AVX2, 16 with AVX-512), which changes the sums' rounding and so the ranges from one x86 CPU to the
-    next (``tests/test_calibrate_portable.py`` runs both under qemu), and they would also convert every
-    exposed tensor back to NCHW (about 5x slower than level EXTENDED on a SqueezeNet). Softmax and
-    LogSoftmax are written out in portable ops (:func:`edgeq.calibrate.portable.without_cpu_dependent_ops`).
+    (activations exposed as outputs, recurrent state fed into the calibration data) or the predicted accuracy
+    (the FP32 reference and the INT8 host model of validation). Then ONNX Runtime's NCHWc layout transformer is
+    off: its kernels block channels by the CPU's vector width (8 floats with AVX2, 16 with AVX-512), which changes
+    the sums' rounding from one x86 CPU to the next (``tests/test_calibrate_portable.py`` runs both under qemu),
+    and they would also convert every exposed tensor back to NCHW (about 5x slower on a SqueezeNet). The other
+    optimizations stay, the integer layouts of an INT8 model among them. Softmax and LogSoftmax are written out in
+    portable ops (:func:`edgeq.calibrate.portable.without_cpu_dependent_ops`).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # operators run one after the other (the default sequential mode)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
     try:
         if portable:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             model = without_cpu_dependent_ops(onnx.load_from_string(model) if isinstance(model, bytes) else model)
         data = model if isinstance(model, bytes) else model.SerializeToString()
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(CPU_DEPENDENT_OPTIMIZERS if portable else ()))
     except Exception as exc:  # noqa: BLE001 (ONNX Runtime raises its own exception types)
         raise InputError(f"ONNX Runtime cannot load the model: {exc}") from None
 

@@ -1,36 +1,46 @@
-"""The Q/DQ model as the host runs it to predict INT8 accuracy, with the same numbers on every CPU.
+"""The Q/DQ model as the host runs it to predict INT8 accuracy, with the same numbers on every x86 CPU.
 
 The reference arithmetic (TensorRT's, and the Q/DQ model's meaning) multiplies int8 by int8 and sums
-without overflow. How ONNX Runtime can reproduce it fast depends on the CPU, measured by
-:mod:`edgeq.device.int8_arith` (or forced with ``EDGEQ_INT8_ARITH``):
+without overflow. TensorRT's placement puts Q/DQ pairs on layer inputs only, a pattern ONNX Runtime runs as
+float kernels wrapped in (de)quantize ops, about 2x slower than FP32 and with float rounding that depends on
+the CPU. :func:`host_model` rewrites it into integer kernels, keeping the quantization grid of every tensor:
 
-- ``exact`` (AVX-512 VNNI, AVX-VNNI, ...): TensorRT's placement puts Q/DQ pairs on layer inputs only, a
-  pattern ONNX Runtime runs as float kernels wrapped in (de)quantize ops, about 2x slower than FP32.
-  :func:`host_model` rewrites it, keeping the quantization grid of every tensor:
+1. each weight's QuantizeLinear is folded into its int8 levels (the DequantizeLinear stays, per channel);
+2. each activation pair is also put, with the same scale, on the inputs of the Relu, MaxPool and
+   Concat ops that lead to it (when nothing else reads those inputs), back to the producing Conv.
+   With zero point 0 these ops commute with quantization (q(relu(x)) = relu(q(x)), q(max) = max(q),
+   q(concat) = concat(q)), so every tensor that reached a layer input before reaches it unchanged;
+3. the activation pairs go to uint8 with zero point 128, the same grid;
+4. each ``DequantizeLinear -> Relu -> QuantizeLinear`` chain with one scale and zero point z on both ends
+   (step 2 makes one per Relu) becomes ``Clip(q, min=z)`` on the integers (:func:`relu_chains_to_clip`);
+5. where this CPU's u8 x s8 kernels saturate (below), the weights go to uint8 with zero point 128 too, the
+   same grid (:func:`weights_to_uint8`).
 
-  1. each weight's QuantizeLinear is folded into its int8 levels (the DequantizeLinear stays, per channel);
-  2. each activation pair is also put, with the same scale, on the inputs of the Relu, MaxPool and
-     Concat ops that lead to it (when nothing else reads those inputs), back to the producing Conv.
-     With zero point 0 these ops commute with quantization (q(relu(x)) = relu(q(x)), q(max) = max(q),
-     q(concat) = concat(q)), so every tensor that reached a layer input before reaches it unchanged;
-  3. the activation pairs go to uint8 with zero point 128, the same grid;
-  4. each ``DequantizeLinear -> Relu -> QuantizeLinear`` chain with one scale and zero point z on both ends
-     (step 2 makes one per Relu) becomes ``Clip(q, min=z)`` on the integers (:func:`relu_chains_to_clip`).
+ONNX Runtime then fuses DQ -> Conv -> Q into its integer QLinearConv and Concat into QLinearConcat. Which
+integer kernels sum the products exactly depends on the CPU, measured by :mod:`edgeq.device.int8_arith` (or
+forced with ``EDGEQ_INT8_ARITH``):
 
-  ONNX Runtime then fuses DQ -> Conv -> Q into its u8 x s8 QLinearConv and Concat into QLinearConcat;
-  outputs differ from the Q/DQ model's only by float rounding inside the kernels.
-- ``saturating`` (AVX2 without VNNI, AVX-512 without VNNI): those fused kernels add pairs of u8 x s8
-  products in 16 bits with saturation and would clip. The Q/DQ model runs as it is (step 4 aside, where it
-  finds a chain) with ONNX Runtime's Q/DQ fusion off (session config ``session.disable_quant_qdq``):
-  DequantizeLinear -> float Conv, the reference arithmetic itself.
+- ``exact`` (AVX-512 VNNI, AVX-VNNI, ...): the u8 x s8 kernels sum every product in 32 bits; steps 1-4.
+- ``saturating`` (AVX2 without VNNI, AVX-512 without VNNI): the u8 x s8 kernels add pairs of products in 16
+  bits with saturation and would clip. Step 5 selects the u8 x u8 kernels instead, which widen both sides
+  to 16 bits and sum pairs of products in 32 (microsoft/onnxruntime, onnxruntime/core/mlas/lib/x86_64/
+  QgemmU8U8KernelAvx2.S: MlasGemmU8U8CopyPackAAvx2 zero-extends A with ``vpmovzxbw``, the kernel multiplies
+  with ``vpmaddwd``): exact, about 2x the time of the u8 x s8 kernels.
+
+Both paths sum the same integers and requantize them with the same float operations, so they give the same
+bits: on the example, over its 539 validation images, the ``exact`` path here (AVX-512 VNNI), the
+``saturating`` path here and the ``saturating`` path under ``qemu-x86_64 -cpu Haswell`` (AVX2) print one
+sha256 (``tests/test_calibrate_portable.py`` compares the predictions of both CPUs). The session is
+portable (:func:`edgeq.calibrate.activations.session`), so layers left in float round alike too.
 
 For the onnxruntime backend (``local``) the prediction runs what that backend builds on this machine
-(:func:`edgeq.device.qdq_rewrite.rewrite_model`, with 7-bit weights where the arithmetic saturates).
+(:func:`edgeq.device.qdq_rewrite.rewrite_model`, with 7-bit weights where the arithmetic saturates), on
+ONNX Runtime's default optimizations, as the backend does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -45,19 +55,19 @@ from edgeq.graph import GraphIndex
 
 NORMAL_SCALES = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max) / 256)  # (q - z) * s normal
 COMMUTING_OPS = frozenset({"Relu", "MaxPool", "Concat"})
-FLOAT_KERNELS = {"session.disable_quant_qdq": "1"}
-FUSED = "ONNX Runtime's fused u8 x s8 integer kernels (this CPU sums the products exactly)"
-UNFUSED = ("the Q/DQ model on float kernels, Q/DQ fusion off (this CPU's u8 x s8 kernels add product pairs in "
-           "16 bits with saturation)")
+U8S8 = "ONNX Runtime's fused u8 x s8 integer kernels (this CPU sums the products exactly)"
+U8U8 = ("ONNX Runtime's fused u8 x u8 integer kernels, weights on the uint8 grid (this CPU's u8 x s8 kernels add "
+        "product pairs in 16 bits with saturation; its u8 x u8 kernels sum them in 32 bits)")
 
 
 @dataclass
 class HostModel:
-    """A model as the host runs it: serialized, the ONNX Runtime session config it needs, what runs it."""
+    """A model as the host runs it: serialized, what runs it, and whether on portable kernels
+    (:func:`edgeq.calibrate.activations.session`)."""
 
     model: bytes
     kernels: str
-    session_config: dict[str, str] = field(default_factory=dict)
+    portable: bool = True
 
 
 def host_arithmetic() -> Int8Arithmetic:
@@ -169,18 +179,53 @@ def relu_chains_to_clip(model: onnx.ModelProto) -> int:
     return len(clips)
 
 
+def weights_to_uint8(graph: onnx.GraphProto) -> int:
+    """Move each symmetric int8 initializer read by a DequantizeLinear (weights, after step 1) to uint8 with zero
+    point 128 (step 5), in place; how many. The grid stays: (w + 128) - 128 = w, per channel as before."""
+    values = {init.name: init for init in graph.initializer}
+    moved: dict[str, str] = {}  # old initializer name -> its uint8 one (weights and zero points may be read twice)
+    weights = 0
+
+    def uint8(name: str, array: np.ndarray) -> str:
+        if name not in moved:
+            moved[name] = f"{name}_uint8"
+            graph.initializer.append(numpy_helper.from_array(array, moved[name]))
+        return moved[name]
+
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in values:
+            continue
+        levels = numpy_helper.to_array(values[node.input[0]])
+        zero = numpy_helper.to_array(values[node.input[2]]) if len(node.input) > 2 and node.input[2] in values else None
+        if levels.dtype != np.int8 or (zero is not None and zero.any()) or (len(node.input) > 2 and node.input[2] and zero is None):
+            continue
+        weights += node.input[0] not in moved
+        scale_shape = numpy_helper.to_array(values[node.input[1]]).shape  # a zero point has its scale's shape
+        node.input[0] = uint8(node.input[0], (levels.astype(np.int16) + 128).astype(np.uint8))
+        zero_name = uint8(f"{node.input[0]}_zero" if zero is None else node.input[2], np.full(scale_shape, 128, np.uint8))
+        if len(node.input) > 2:
+            node.input[2] = zero_name
+        else:
+            node.input.append(zero_name)
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used or init.name not in moved]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return weights
+
+
 def host_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
     """``qdq`` (TensorRT's placement) as the host runs it on a CPU whose arithmetic is ``arithmetic``."""
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
-    if arithmetic == "saturating":
-        relu_chains_to_clip(model)
-        return HostModel(model.SerializeToString(), UNFUSED, dict(FLOAT_KERNELS))
     fold_weight_quantization(model.graph)
     propagate_activation_pairs(model.graph)
     activations_to_uint8(model)
     relu_chains_to_clip(model)
-    return HostModel(model.SerializeToString(), FUSED)
+    if arithmetic == "saturating":
+        weights_to_uint8(model.graph)
+        return HostModel(model.SerializeToString(), U8U8)
+    return HostModel(model.SerializeToString(), U8S8)
 
 
 def ort_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
@@ -188,7 +233,7 @@ def ort_model(qdq: onnx.ModelProto, arithmetic: str) -> HostModel:
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
     rewrite = rewrite_model(model, reduced_range=arithmetic == "saturating")
-    return HostModel(model.SerializeToString(), kernels_sentence(rewrite))
+    return HostModel(model.SerializeToString(), kernels_sentence(rewrite), portable=False)
 
 
 def prediction_model(placed: onnx.ModelProto, backend: str, arithmetic: str) -> HostModel:

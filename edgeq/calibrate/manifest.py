@@ -14,7 +14,7 @@ from edgeq.device.hashing import sha256_file
 from edgeq.recipe import Recipe
 from edgeq.targets import Target
 
-KEY_SCHEMA = 3  # bump when the artifacts' content changes for the same inputs (3: CPU-independent statistics)
+KEY_SCHEMA = 4  # bump when the artifacts' content changes for the same inputs (3: CPU-independent statistics; 4: predictions)
 
 
 def _tree_sha256(path: Path) -> str:

@@ -37,10 +37,11 @@ Model = onnx.ModelProto | bytes | HostModel
 
 
 def session(model: Model, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session for ``model``, with the session config a HostModel asks for."""
+    """A portable CPU session for ``model`` (the predicted accuracy must not depend on the CPU), unless it is a
+    HostModel that asks for ONNX Runtime's defaults (what a local engine runs)."""
     if isinstance(model, HostModel):
-        return activations.session(model.model, threads=threads, config=model.session_config)
-    return activations.session(model, threads=threads)
+        return activations.session(model.model, threads=threads, portable=model.portable)
+    return activations.session(model, threads=threads, portable=True)
 
 
 class Runner:

@@ -1,5 +1,6 @@
 """Comparing two models' outputs: top-1 agreement and cosine similarity (numpy only, Python 3.8+)."""
 
+import math
 from typing import Dict
 
 import numpy as np
@@ -13,13 +14,18 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Cosine similarity of the two outputs, flattened; 1.0 when both are all zeros."""
+    """Cosine similarity of the two outputs, flattened; 1.0 when both are all zeros.
+
+    The same bits on every CPU: the sums are numpy's pairwise float64 sums, whose order is fixed, where ``np.dot``
+    and ``np.linalg.norm`` call BLAS, whose kernels sum in an order that depends on the CPU (OpenBLAS's AVX2 and
+    AVX-512 kernels differ in the last digits on 65536 values).
+    """
     a = reference.astype(np.float64).ravel()
     b = candidate.astype(np.float64).ravel()
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    norm = math.sqrt(float(np.sum(a * a))) * math.sqrt(float(np.sum(b * b)))
     if norm == 0.0:
         return 1.0 if not a.any() and not b.any() else 0.0
-    return float(np.dot(a, b) / norm)
+    return float(np.sum(a * b)) / norm
 
 
 def compare_outputs(reference: np.ndarray, candidate: np.ndarray) -> Dict[str, float]:
