@@ -6,7 +6,7 @@ in its own subprocess, one at a time:
 
   fp32          a plain FP32 ONNX Runtime pass over the same samples (the floor)
   fp32-portable the same pass on the kernels whose bits do not depend on the CPU, as edgeq's statistics run
-                (``activations.session(portable=True)``: level EXTENDED, Softmax written out): the floor of
+                (``activations.session(portable=True)``: NCHWc off, Softmax written out): the floor of
                 any calibration whose ranges are the same bytes on every x86 CPU
   edgeq         edgeq.calibrate.pipeline.calibrate (prepare, statistics, ranges, policy, Q/DQ, the
                 predicted accuracy on the validation set, writing; layer sensitivity only runs when the

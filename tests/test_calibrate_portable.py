@@ -206,3 +206,33 @@ def test_portable_sessions_run_without_the_nchwc_layout() -> None:
     assert portable == level(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     if platform.machine() == "x86_64":  # MLAS has NCHWc kernels on x86 only
         assert portable != level(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+
+
+def test_onnx_runtime_knows_the_cpu_dependent_optimizers_by_these_names(tmp_path: Path) -> None:
+    """ONNX Runtime ignores a disabled optimizer it does not know: each name must remove what it names from the
+    optimized graph of a net with a residual Conv + Add (the NCHWc layout, and FusedConv with a sum input)."""
+    import onnxruntime as ort
+
+    from edgeq.calibrate.activations import CPU_DEPENDENT_OPTIMIZERS
+    from tests.calibrate_nets import NetBuilder
+
+    b = NetBuilder(5)
+    x = b.conv("data", 3, 32, 3)
+    x = b.node("Relu", [b.node("Add", [b.conv(x, 32, 32, 3, relu=False), x])])
+    model = b.model("data", b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1), ["N", 3, 16, 16], ["N", 32])
+
+    def optimized(disabled: list[str]) -> list[onnx.NodeProto]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return list(onnx.load(tmp_path / "optimized.onnx").graph.node)
+
+    def summed(nodes: list[onnx.NodeProto]) -> bool:
+        return any(n.op_type == "FusedConv" and len([i for i in n.input if i]) == 4 for n in nodes)
+
+    assert set(CPU_DEPENDENT_OPTIMIZERS) == {"NchwcTransformer", "ConvAddActivationFusion"}
+    portable = optimized(list(CPU_DEPENDENT_OPTIMIZERS))
+    assert not any(n.domain == "com.microsoft.nchwc" for n in portable) and not summed(portable)
+    assert summed(optimized(["NchwcTransformer"]))
+    if platform.machine() == "x86_64":  # MLAS has NCHWc kernels on x86 only
+        assert any(n.domain == "com.microsoft.nchwc" for n in optimized(["ConvAddActivationFusion"]))
