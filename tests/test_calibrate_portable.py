@@ -236,3 +236,17 @@ def test_onnx_runtime_knows_the_cpu_dependent_optimizers_by_these_names(tmp_path
     assert summed(optimized(["NchwcTransformer"]))
     if platform.machine() == "x86_64":  # MLAS has NCHWc kernels on x86 only
         assert any(n.domain == "com.microsoft.nchwc" for n in optimized(["ConvAddActivationFusion"]))
+
+
+def test_softmax_is_written_out_in_place_on_request_and_alike_from_bytes_or_a_proto() -> None:
+    model = _normaliser("Softmax", 13, 1)
+    owned = onnx.ModelProto()
+    owned.CopyFrom(model)
+    assert without_cpu_dependent_ops(owned, in_place=True) is owned
+    assert "Softmax" not in [n.op_type for n in owned.graph.node]
+    assert [n.op_type for n in owned.graph.node] == [n.op_type for n in without_cpu_dependent_ops(model).graph.node]
+    x = np.random.default_rng(3).standard_normal((2, 5, 7, 3)).astype(np.float32)
+    from_proto = session(model, portable=True).run(None, {"x": x})[0]
+    from_bytes = session(model.SerializeToString(), portable=True).run(None, {"x": x})[0]
+    assert from_proto.tobytes() == from_bytes.tobytes() == session(owned).run(None, {"x": x})[0].tobytes()
+    assert [n.op_type for n in model.graph.node] == ["Softmax"]  # the caller's proto is left as it was

@@ -48,8 +48,9 @@ def _log_positive(x: np.ndarray) -> np.ndarray:
     return e * LN2_HI + (e * LN2_LO + 2.0 * z * series)
 
 
-def without_cpu_dependent_ops(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` (a copy, when anything changes) with each Softmax and LogSoftmax of the main graph written out as
+def without_cpu_dependent_ops(model: onnx.ModelProto, *, in_place: bool = False) -> onnx.ModelProto:
+    """``model`` (a copy when anything changes, unless ``in_place``) with each Softmax and LogSoftmax of the main graph
+    written out as
     ``e = Exp(x - ReduceMax(x))``, ``e / ReduceSum(e)`` (LogSoftmax: ``x - max - Log(ReduceSum(e))``), the same
     output names. Before opset 13 the ops normalise each row of x flattened at ``axis`` (the rows are made with
     Flatten and the result reshaped back to x's shape, so no rank needs to be known); from 13 over ``axis``."""
@@ -82,8 +83,10 @@ def without_cpu_dependent_ops(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes += [helper.make_node("Shape", [x], [f"{stem}/shape"]), helper.make_node("Reshape", [out, f"{stem}/shape"], [y])]
     if len(nodes) == len(model.graph.node):
         return model
-    rewritten = onnx.ModelProto()
-    rewritten.CopyFrom(model)
+    rewritten = model
+    if not in_place:  # a copy of the whole model, initializers included
+        rewritten = onnx.ModelProto()
+        rewritten.CopyFrom(model)
     del rewritten.graph.node[:]
     rewritten.graph.node.extend(nodes)
     rewritten.graph.initializer.extend(constants)
