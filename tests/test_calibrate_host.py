@@ -1,5 +1,6 @@
-"""Step 4 of the host model (edgeq.calibrate.host.relu_chains_to_clip): DequantizeLinear -> Relu ->
-QuantizeLinear on one grid is Clip(q, min=z) on the integers, exactly, and the prediction does not move."""
+"""Steps 4 and 5 of the host model: DequantizeLinear -> Relu -> QuantizeLinear on one grid is Clip(q, min=z) on the
+integers, exactly, and the prediction does not move (edgeq.calibrate.host.relu_chains_to_clip); int8 weights on the
+uint8 grid dequantize to the same floats (edgeq.calibrate.host.weights_to_uint8)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,37 @@ def _chain(dtype: type, scale: np.ndarray, zero: np.ndarray, shape: list[int], a
          numpy_helper.from_array(scale if out_scale is None else out_scale, "s_out"),
          numpy_helper.from_array(zero if out_zero is None else out_zero, "z_out")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_weights_on_the_uint8_grid_dequantize_to_the_same_floats() -> None:
+    """Per channel with a zero point, per tensor without one, a weight read by two DequantizeLinear; an asymmetric
+    int8 weight (zero point not 0) and a uint8 one stay."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(-128, 128, (4, 3, 2, 2)).astype(np.int8)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(rng.uniform(0.01, 1, 4).astype(np.float32), "s4"),
+             numpy_helper.from_array(np.zeros(4, np.int8), "z4"), numpy_helper.from_array(np.float32(0.05), "s1"),
+             numpy_helper.from_array(np.int8(3), "z_odd"), numpy_helper.from_array(w.view(np.uint8), "u")]
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s4", "z4"], ["per_channel"], axis=0),
+             helper.make_node("DequantizeLinear", ["w", "s1"], ["per_tensor"]),
+             helper.make_node("DequantizeLinear", ["w", "s1", "z_odd"], ["asymmetric"]),
+             helper.make_node("DequantizeLinear", ["u", "s1"], ["unsigned"])]
+    outputs = [helper.make_tensor_value_info(n.output[0], TensorProto.FLOAT, list(w.shape)) for n in nodes]
+    model = helper.make_model(helper.make_graph(nodes, "weights", [], outputs, inits), opset_imports=[helper.make_opsetid("", 13)])
+    moved = onnx.ModelProto()
+    moved.CopyFrom(model)
+    assert host.weights_to_uint8(moved.graph) == 1  # one weight tensor, read twice
+    onnx.checker.check_model(moved)
+    dtypes = {i.name: numpy_helper.to_array(i).dtype for i in moved.graph.initializer}
+    assert [dtypes[n.input[0]] for n in moved.graph.node] == [np.uint8, np.uint8, np.int8, np.uint8]
+    assert [dtypes[n.input[2]] if len(n.input) > 2 else None for n in moved.graph.node] == [np.uint8, np.uint8, np.int8, None]
+
+    def run(m: onnx.ModelProto) -> list[np.ndarray]:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {})
+
+    for before, after in zip(run(model), run(moved), strict=True):
+        assert before.tobytes() == after.tobytes()
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])

@@ -193,20 +193,21 @@ def weights_to_uint8(graph: onnx.GraphProto) -> int:
         return moved[name]
 
     for node in graph.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in values:
-            continue
+        zero_name = node.input[2] if len(node.input) > 2 else ""
+        if (node.op_type != "DequantizeLinear" or node.input[0] not in values or node.input[1] not in values
+                or (zero_name and zero_name not in values)):
+            continue  # not a constant, or a computed scale or zero point
         levels = numpy_helper.to_array(values[node.input[0]])
-        zero = numpy_helper.to_array(values[node.input[2]]) if len(node.input) > 2 and node.input[2] in values else None
-        if levels.dtype != np.int8 or (zero is not None and zero.any()) or (len(node.input) > 2 and node.input[2] and zero is None):
+        if levels.dtype != np.int8 or (zero_name and numpy_helper.to_array(values[zero_name]).any()):
             continue
         weights += node.input[0] not in moved
         scale_shape = numpy_helper.to_array(values[node.input[1]]).shape  # a zero point has its scale's shape
+        zero = uint8(zero_name or f"{node.input[0]}_zero_point", np.full(scale_shape, 128, np.uint8))
         node.input[0] = uint8(node.input[0], (levels.astype(np.int16) + 128).astype(np.uint8))
-        zero_name = uint8(f"{node.input[0]}_zero" if zero is None else node.input[2], np.full(scale_shape, 128, np.uint8))
-        if len(node.input) > 2:
-            node.input[2] = zero_name
+        if zero_name:
+            node.input[2] = zero
         else:
-            node.input.append(zero_name)
+            node.input.append(zero)
     used = {name for node in graph.node for name in node.input}
     kept = [init for init in graph.initializer if init.name in used or init.name not in moved]
     del graph.initializer[:]
