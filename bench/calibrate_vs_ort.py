@@ -8,6 +8,14 @@ in its own subprocess, one at a time:
   fp32-portable the same pass on the kernels whose bits do not depend on the CPU, as edgeq's statistics run
                 (``activations.session(portable=True)``: NCHWc off, Softmax written out): the floor of
                 any calibration whose ranges are the same bytes on every x86 CPU
+  reference     the two runs of the predicted accuracy over the example's validation set (539 images,
+                whatever the sample count), side by side as edgeq runs them: the FP32 model on the portable
+                kernels (the prediction must not depend on the CPU either) and the INT8 model as the host runs
+                it (ranges from an untimed min/max over 16 samples: its cost does not depend on them).
+                fp32-portable + reference is the ONNX Runtime work any calibration with edgeq's guarantees
+                (byte-identical ranges, the same prediction on every x86 CPU, validation included) must do,
+                before any histogram, range search, exposure of activations or writing: the bench prints it
+                against the FP32 pass as a floor, the CPU seconds of both spread over the cores the setting uses
   edgeq         edgeq.calibrate.pipeline.calibrate (prepare, statistics, ranges, policy, Q/DQ, the
                 predicted accuracy on the validation set, writing; layer sensitivity only runs when the
                 budget fails); "calib only" in the note column is the same run without the validation
@@ -70,8 +78,8 @@ TARGET = "orin-nano-jp6.2"  # TensorRT 10.3: explicit (Q/DQ) and implicit (cache
 MODELOPT_PYTHON = Path("/tmp/modelopt-venv/bin/python")
 BATCH = 16
 ANCHORS = ("ort-entropy", "ort-minmax", "modelopt-entropy", "modelopt-max")
-CONTENDERS = ("fp32", "fp32-portable", "edgeq", "edgeq-warm", "ort-minmax", "ort-entropy", "modelopt-entropy")  # the default matrix
-REPEATED = ("fp32", "fp32-portable", "edgeq", "edgeq-warm", "ort-minmax")  # cheap enough to run --repeat times
+CONTENDERS = ("fp32", "fp32-portable", "reference", "edgeq", "edgeq-warm", "ort-minmax", "ort-entropy", "modelopt-entropy")  # the default matrix
+REPEATED = ("fp32", "fp32-portable", "reference", "edgeq", "edgeq-warm", "ort-minmax")  # cheap enough to run --repeat times
 WARMING_SAMPLES = 32  # the untimed run that leaves edgeq-warm's FP32 validation side in the store
 
 
@@ -138,6 +146,7 @@ def _bench_recipe(model: Path, samples: int):
 
 
 def work_fp32(model: Path, samples: int, out: Path, threads: int | None, portable: bool = False) -> dict:
+    """One FP32 pass over the calibration samples; its wall and CPU seconds (every thread: ONNX Runtime's, decoding)."""
     import onnx
     import onnxruntime as ort
 
@@ -145,7 +154,7 @@ def work_fp32(model: Path, samples: int, out: Path, threads: int | None, portabl
 
     recipe = _bench_recipe(model, samples)
     baseline = _reset_peak()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     # intra-op threads pinned by _pin_threads
     session = (activations.session(onnx.load(str(model)), portable=True) if portable
                else ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]))
@@ -153,11 +162,43 @@ def work_fp32(model: Path, samples: int, out: Path, threads: int | None, portabl
     _, batches = _calibration_batches(recipe, samples)
     for x in batches:
         session.run(None, {name: x})
-    return {"wall": time.perf_counter() - start, "baseline": baseline}
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "baseline": baseline}
 
 
 def work_fp32_portable(model: Path, samples: int, out: Path, threads: int | None) -> dict:
     return work_fp32(model, samples, out, threads, portable=True)
+
+
+def work_reference(model: Path, samples: int, out: Path, threads: int | None) -> dict:
+    """The FP32 (portable) and INT8 (host) runs of the predicted accuracy over the validation set, one batch at a time."""
+    import numpy as np
+
+    from edgeq import model as model_module
+    from edgeq import targets
+    from edgeq.calibrate import activations
+    from edgeq.calibrate.host import host_arithmetic, prediction_model
+    from edgeq.calibrate.policy import excluded_tensors
+    from edgeq.calibrate.prepare import prepare
+    from edgeq.calibrate.qdq import build_qdq, plan_layers
+    from edgeq.data import Dataset
+
+    recipe = _bench_recipe(model, samples)
+    fp32 = prepare(model_module.load(model, infer_shapes=False)).model
+    tensors = activations.activation_tensors(fp32)
+    exposed = activations.session(activations.with_outputs(fp32, tensors), portable=True)
+    _, batches = _calibration_batches(recipe, 16)
+    amax = {name: float(np.abs(values).max()) for name, values in zip(tensors, activations.run(exposed, next(batches), tensors), strict=True)}
+    excluded = excluded_tensors(fp32, amax)
+    int8 = prediction_model(build_qdq(fp32, plan_layers(fp32, tensors, excluded), amax), targets.resolve(TARGET).backend,
+                            host_arithmetic().verdict)
+    baseline = _reset_peak()
+    start, cpu = time.perf_counter(), time.process_time()
+    # intra-op threads pinned by _pin_threads
+    sessions = [activations.session(fp32, portable=True), activations.session(int8.model, portable=int8.portable)]
+    for batch in Dataset.from_spec(recipe, recipe.validation, "validation").batches(BATCH):
+        for session in sessions:
+            activations.run(session, batch.x)
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "baseline": baseline}
 
 
 def work_edgeq(model: Path, samples: int, out: Path, threads: int | None, warm: bool = False) -> dict:
@@ -420,6 +461,8 @@ def repeated(runs: list[Run]) -> Run:
     first.extra["seconds_median"] = {
         key: statistics.median(r.extra["seconds"][key] for r in ok) for key in first.extra.get("seconds", {})
     }
+    if "cpu" in first.extra:
+        first.extra["cpu"] = statistics.median(r.extra["cpu"] for r in ok)
     return first
 
 
@@ -460,7 +503,7 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), ONNX Runtime {ort.__version__}"
 
 
-def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
+def render(runs: list[Run], fp32_top1: dict[str, float], cores: dict[str, int]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -473,8 +516,10 @@ def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
         notes = [f"calib only {run.extra['wall_calibration_only']:.2f}s"] if "wall_calibration_only" in run.extra else []
         if len(run.walls) > 1:
             notes.append("walls " + " ".join(f"{w:.2f}" for w in run.walls))
-        if "seconds_median" in run.extra:
+        if run.extra.get("seconds_median"):
             notes.append(" ".join(f"{k} {v:.2f}" for k, v in run.extra["seconds_median"].items() if k != "total"))
+        if "cpu" in run.extra:
+            notes.append(f"CPU {run.extra['cpu']:.2f}s")
         if run.extra.get("children_peak"):
             notes.append(f"incl. child {run.extra['children_peak'] / 2**20:.0f} MB")
         note = run.error or ", ".join(notes)
@@ -485,6 +530,7 @@ def render(runs: list[Run], fp32_top1: dict[str, float]) -> None:
     for model, top1 in fp32_top1.items():
         console.print(f"FP32 top-1 of {model} on the validation set: {top1:.1f} %")
     console.print(ratios(runs))
+    console.print(floor(runs, cores))
 
 
 def matrix(runs: list[Run]) -> str:
@@ -507,6 +553,26 @@ def matrix(runs: list[Run]) -> str:
                 else:
                     cells.append(f"{run.wall:.2f} / {run.peak_mb:.0f}")
             lines.append(f"| {contender} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def floor(runs: list[Run], cores: dict[str, int]) -> str:
+    """The least time the ONNX Runtime work of a calibration with edgeq's guarantees can take: the CPU seconds of the
+    portable FP32 passes over the calibration samples and over the validation set, spread over every core the setting
+    may use (``cores``: thread setting -> cores), against the FP32 pass and the issue's target."""
+    lines = []
+    keyed = {(r.model, r.threads, r.samples, r.contender): r for r in runs}
+    for model, threads, samples in dict.fromkeys((r.model, r.threads, r.samples) for r in runs):
+        fp32, portable, reference = (keyed.get((model, threads, samples, c)) for c in ("fp32", "fp32-portable", "reference"))
+        if not (fp32 and fp32.wall and portable and portable.wall and reference and reference.wall):
+            continue
+        cpu = portable.extra["cpu"] + reference.extra["cpu"]
+        least = cpu / cores[threads]
+        target = 3.0 if samples <= 64 else 2.0
+        verdict = "out of reach" if least / fp32.wall > target else "within reach"
+        lines.append(f"{model} {threads} threads n={samples}: floor {least:.2f} s = {least / fp32.wall:.2f}x the FP32 pass "
+                     f"(portable passes {portable.wall:.2f} s + {reference.wall:.2f} s, {cpu:.2f} s of CPU over {cores[threads]} "
+                     f"cores): the target of <= {target:.0f}x is {verdict}")
     return "\n".join(lines)
 
 
@@ -577,7 +643,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="example model, 64 samples, no ModelOpt, all cores")
     parser.add_argument("--samples", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--models", nargs="+", default=["example", "heavy"], choices=["example", "heavy"])
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=["fp32", "fp32-portable", "edgeq", "edgeq-warm", *ANCHORS])
+    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=["fp32", "fp32-portable", "reference", "edgeq", "edgeq-warm", *ANCHORS])
     parser.add_argument("--threads", nargs="+", default=["2", "all"], help="ONNX Runtime intra-op threads per setting: a number or 'all'")
     parser.add_argument("--pin", action="store_true", help="also restrict each contender to as many cores as threads")
     parser.add_argument("--repeat", type=int, default=3, help=f"runs of {', '.join(REPEATED)} per cell (median wall)")
@@ -661,7 +727,9 @@ def main() -> None:
                         npy.unlink()
         if args.json:
             args.json.write_text(json.dumps({"machine": machine(), "runs": [asdict(r) for r in runs], "fp32_top1": fp32_top1}, indent=2))
-        render(runs, fp32_top1)
+        usable = len(os.sched_getaffinity(0))
+        cores = {t: usable if t == "all" or not args.pin else min(int(t), usable) for t in args.threads}
+        render(runs, fp32_top1, cores)
         print(identical_outputs(root))
 
 
