@@ -81,6 +81,14 @@ def test_the_fit_widens_ranges_before_keeping_layers_and_says_when_it_cannot() -
     fit = fit_budget([], ["L1", "L2", "L3"], lambda w, k: _accuracy(99.5 if len(k) == 3 else 60.0), _accuracy(50.0))
     assert not fit.met and fit.kept == ["L1", "L2"] and "every layer in float would be the FP32 model" in fit.why
     assert all(trial["kept"] < 3 for trial in fit.trials)
-    # the time bound ends it with the best trial so far
-    fit = fit_budget(["t1", "t2"], ["L1"], lambda w, k: _accuracy(60.0), _accuracy(50.0), seconds=0.0)
-    assert not fit.met and "time bound" in fit.why and len(fit.trials) <= 1
+    # the bound on trials ends it with the best trial so far, after exactly that many trials
+    def evaluate(w: list[str], k: list[str]) -> PredictedAccuracy:
+        return _accuracy(60.0 + 10.0 * len(k) + len(w))
+
+    fit = fit_budget(["t1", "t2", "t3"], ["L1", "L2", "L3"], evaluate, _accuracy(50.0))  # unbounded: (3, 0), then (3, 2)
+    assert not fit.met and len(fit.trials) == 2 and fit.kept == ["L1", "L2"] and fit.why.startswith("cannot be met")
+    fit = fit_budget(["t1", "t2", "t3"], ["L1", "L2", "L3"], evaluate, _accuracy(50.0), bound=1)
+    assert not fit.met and len(fit.trials) == 1 and fit.why.startswith("stopped at the bound of 1 trial(s)")
+    assert fit.widened == ["t1", "t2", "t3"] and fit.kept == [] and "drop 37.00" in fit.why  # the best trial so far
+    fit = fit_budget(["t1", "t2"], ["L1"], lambda w, k: _accuracy(60.0), _accuracy(50.0), bound=0)
+    assert not fit.met and fit.trials == [] and fit.widened == [] and fit.kept == []

@@ -70,7 +70,7 @@ from edgeq.calibrate.report import (
     PredictedAccuracy,
     RangeSummary,
 )
-from edgeq.calibrate.sensitivity import FIT_SECONDS, FitResult, rank_layers
+from edgeq.calibrate.sensitivity import FIT_TRIALS, FitResult, rank_layers
 from edgeq.calibrate.sensitivity import fit_budget as fit_budget_layers
 from edgeq.calibrate.stats import DEFAULT_BINS, TensorStats
 from edgeq.calibrate.store import Measured, Store, Validated
@@ -151,7 +151,7 @@ class _Inputs:
     arithmetic: Int8Arithmetic  # how this CPU's ONNX Runtime sums int8 products: picks the prediction's kernels
 
 
-def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, settings: dict[str, bool]) -> _Inputs:
+def _open(recipe: Recipe, target: Target, method: str | None, out: Path | None, settings: dict[str, bool | int | None]) -> _Inputs:
     method = method or recipe.calibration.method
     if method not in (selection.AUTO, *METHODS):
         raise InputError(f"--method: expected one of {selection.AUTO}, {', '.join(METHODS)}, found {method!r}")
@@ -458,7 +458,7 @@ def _fit(
     pools: _Pools, bar: Progress,
 ) -> _Fit:
     """Widen the fewest clipped ranges (the ranked layers' first, then by how much they clip), then keep the
-    fewest ranked layers in float, until the budget holds or :data:`edgeq.calibrate.sensitivity.FIT_SECONDS` pass."""
+    fewest ranked layers in float, until the budget holds or :data:`edgeq.calibrate.sensitivity.FIT_TRIALS` trials ran."""
     task = bar.add_task("fitting the accuracy budget", total=None)
     placement, stats = choice.placement, statistics.stats
     amax = placement.amax
@@ -521,7 +521,7 @@ def _report(inputs: _Inputs, outcome: _Outcome) -> CalibrationReport:
     if not outcome.accuracy.passed and fit is None:
         notes.append(
             f"the budget fails: --fit-budget widens clipped ranges, then keeps the most sensitive of {len(placement.layers)}"
-            f" layer(s) in float (bounded to {FIT_SECONDS / 60:.0f} min); --sensitivity only ranks the layers"
+            f" layer(s) in float (at most {FIT_TRIALS} predictions); --sensitivity only ranks the layers"
         )
     unquantizable = outcome.statistics.prepared.unquantizable
     passes = outcome.statistics.passes
@@ -579,7 +579,8 @@ def calibrate(
     """
     started = time.perf_counter()
     fit_budget = recipe.calibration.fit_budget if fit_budget is None else fit_budget
-    inputs = _open(recipe, target, method, out, {"fit_budget": fit_budget, "sensitivity": sensitivity})
+    inputs = _open(recipe, target, method, out,  # the fit's bound decides where a long fit ends: a new bound, a new key
+                   {"fit_budget": fit_budget, "fit_trials": FIT_TRIALS if fit_budget else None, "sensitivity": sensitivity})
     if is_current(inputs.folder, inputs.key):
         report = CalibrationReport.model_validate_json(inputs.artifacts.report.read_text())
         return CalibrationResult(folder=inputs.folder, artifacts=inputs.artifacts, report=report, reused=True)
