@@ -90,6 +90,7 @@ SENSITIVITY_SAMPLES = 32  # validation samples used to rank layers (ranking only
 CONFIRMED_LAYERS = 4  # layers whose sensitivity is measured: those the proxy ranks highest
 ACTIVATION_BUDGET = exposure.DEFAULT_BUDGET  # bytes of activations per sample one statistics pass exposes
 VALIDATION_BUDGET = 1 << 20  # bytes of input per validation batch (each lane holds one batch, 10-20x that in activations)
+LIVE_ACTIVATIONS = 2  # activations alive in a run, in units of its largest tensor: an operator's input and output
 
 
 def default_folder(recipe: Recipe, target: Target) -> Path:
@@ -319,12 +320,20 @@ class _Validation:
     seconds: float
     output_axes: dict[str, int | None]  # each output's batch axis: where its batches are joined
     reused: bool  # the FP32 side came from the store: only the INT8 model ran
+    lanes: int  # concurrent runs over the validation data (ThreadPlan.lanes)
 
 
 def _validation_rows(sample: dict[str, np.ndarray], constants: list[str]) -> int:
     """Samples per validation batch for samples like ``sample`` (one sample of every input, samples first), by the
     bytes of every input but the ``constants``."""
     return max(1, VALIDATION_BUDGET // max(sum(a[0].nbytes for name, a in sample.items() if name not in constants), 1))
+
+
+def _run_bytes(fp32: onnx.ModelProto, sample: dict[str, np.ndarray], rows: int) -> int:
+    """Activations one validation run of ``rows`` samples like ``sample`` holds: :data:`LIVE_ACTIVATIONS` x the
+    FP32 model's largest activation (the INT8 model's are smaller)."""
+    sizes = exposure.tensor_bytes(fp32, activations.activation_tensors(fp32), {name: a.shape for name, a in sample.items()})
+    return rows * LIVE_ACTIVATIONS * max(sizes.values(), default=1)
 
 
 def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pools: _Pools, scratch: Path, bar: Progress) -> _Validation:
@@ -343,27 +352,28 @@ def _validate(inputs: _Inputs, placement: _Placement, qdq: onnx.ModelProto, pool
             bar.advance(task, activations.rows(x))
             yield x
 
+    sample = next(validation.batches(1, samples_first=True))
+    rows = stored.rows if stored is not None else _validation_rows(sample, validation.constants())
+    lanes = plan.lanes(_run_bytes(placement.fp32, sample, rows))
     if stored is not None:
         shutil.copyfile(stored.npz, npz)
-        int8 = _outputs(inputs, predicted, stored.rows, stored.output_axes, pools, lambda n: bar.advance(task, n))
+        int8 = _outputs(inputs, predicted, stored.rows, lanes, stored.output_axes, pools, lambda n: bar.advance(task, n))
         return _Validation(stored.reference, _judge(inputs, stored.reference, int8), npz, stored.rows, predicted.kernels,
-                           time.perf_counter() - tick, stored.output_axes, reused=True)
+                           time.perf_counter() - tick, stored.output_axes, reused=True, lanes=lanes)
 
-    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads)
-    sample = next(validation.batches(1, samples_first=True))
-    rows = _validation_rows(sample, validation.constants())
+    runner = predict.Runner([placement.fp32_bytes, predicted], threads=plan.validation_threads(lanes))
     fp32, names = runner.sessions[0], runner.names[0]
     axes = {**validation.axes, **validation.output_axes(lambda feed: dict(zip(names, activations.run(fp32, feed, names), strict=True)))}
-    batches = validation.batches(rows, pools.decoders, ahead=plan.lanes + 1)
+    batches = validation.batches(rows, pools.decoders, ahead=lanes + 1)
     with npz.open("wb") as handle:
-        fed = advanced(runner.feed_all(batches, plan.lanes))
+        fed = advanced(runner.feed_all(batches, lanes))
         write_npz(handle, _validation_columns(validation, inputs.labels, sample, fed, rows, axes), pools.workers)
     output_axes = {name: axes[name] for name in names}
     reference, int8 = runner.results(output_axes)
     with contextlib.suppress(OSError):  # not kept: the next target runs the FP32 side again
         inputs.store.save_validation(key, Validated(reference, npz, rows, output_axes))
     return _Validation(reference, _judge(inputs, reference, int8), npz, rows, predicted.kernels, time.perf_counter() - tick,
-                       output_axes, reused=False)
+                       output_axes, reused=False, lanes=lanes)
 
 
 def _judge(inputs: _Inputs, reference: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> PredictedAccuracy:
@@ -374,18 +384,18 @@ def _evaluate(
     inputs: _Inputs, placement: _Placement, validation: _Validation, pools: _Pools, chosen: list[QuantizedLayer]
 ) -> PredictedAccuracy:
     """The predicted accuracy of ``placement`` with ``chosen`` layers in INT8, on the whole validation data."""
-    out = _outputs(inputs, placement.on_host(placement.model(chosen)), validation.rows, validation.output_axes, pools)
+    out = _outputs(inputs, placement.on_host(placement.model(chosen)), validation.rows, validation.lanes,
+                   validation.output_axes, pools)
     return _judge(inputs, validation.reference, out)
 
 
 def _outputs(
-    inputs: _Inputs, model: HostModel, rows: int, axes: dict[str, int | None], pools: _Pools,
+    inputs: _Inputs, model: HostModel, rows: int, lanes: int, axes: dict[str, int | None], pools: _Pools,
     advance: Callable[[int], None] = lambda n: None,
 ) -> dict[str, np.ndarray]:
-    """``model``'s outputs over the validation data, ``rows`` samples a batch on the plan's lanes, joined on ``axes``."""
-    plan = pools.plan
-    runner = predict.Runner([model], threads=plan.validation_threads)
-    for x in runner.feed_all(inputs.validation.batches(rows, pools.decoders, ahead=plan.lanes + 1), plan.lanes):
+    """``model``'s outputs over the validation data, ``rows`` samples a batch on ``lanes``, joined on ``axes``."""
+    runner = predict.Runner([model], threads=pools.plan.validation_threads(lanes))
+    for x in runner.feed_all(inputs.validation.batches(rows, pools.decoders, ahead=lanes + 1), lanes):
         advance(activations.rows(x))
     return runner.results(axes)[0]
 
