@@ -106,3 +106,6 @@ def test_ranges_and_cache_equal_numpy_histograms_of_all_activations_for_any_thre
         folders.append(out)
     for name in ("ranges.json", "calibration.cache", "model.qdq.onnx", "validation.npz"):
         assert len({(folder / name).read_bytes() for folder in folders}) == 1, name
+    # 1, 3 and 8 validation lanes: the same predicted accuracy, to the last digit
+    accuracies = [json.loads((folder / "report.json").read_text())["accuracy"] for folder in folders]
+    assert accuracies[0] == accuracies[1] == accuracies[2]
