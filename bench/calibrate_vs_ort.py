@@ -9,8 +9,8 @@ in its own subprocess, one at a time:
                 (``activations.session(portable=True)``: NCHWc off, Softmax written out): the floor of
                 any calibration whose ranges are the same bytes on every x86 CPU
   reference     the two runs of the predicted accuracy over the example's validation set (539 images,
-                whatever the sample count), side by side as edgeq runs them: the FP32 model on the portable
-                kernels (the prediction must not depend on the CPU either) and the INT8 model as the host runs
+                whatever the sample count), batch by batch (16 a batch, one batch at a time): the FP32 model on the
+                portable kernels (the prediction must not depend on the CPU either) and the INT8 model as the host runs
                 it (ranges from an untimed min/max over 16 samples: its cost does not depend on them).
                 fp32-portable + reference is the ONNX Runtime work any calibration with edgeq's guarantees
                 (byte-identical ranges, the same prediction on every x86 CPU, validation included) must do,

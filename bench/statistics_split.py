@@ -27,7 +27,7 @@ from edgeq import recipe as recipes
 from edgeq.calibrate import activations
 from edgeq.calibrate import collect as collect_module
 from edgeq.calibrate.collect import collect
-from edgeq.calibrate.exposure import DEFAULT_RUN_BYTES, tensor_bytes
+from edgeq.calibrate.exposure import plan, tensor_bytes
 from edgeq.calibrate.prepare import prepare
 from edgeq.calibrate.stats import counting
 from edgeq.calibrate.threads import ThreadPlan
@@ -64,7 +64,7 @@ def main() -> None:
     model = prepare(model_module.load(recipe.model_path, infer_shapes=False)).model
     tensors = activations.activation_tensors(model)
     sizes = tensor_bytes(model, collect_module.exposed_tensors(model, tensors), {recipe.inputs[0].name: x.shape})
-    rows = max(1, DEFAULT_RUN_BYTES // sum(sizes.values()))  # as edgeq's exposure plan sizes a run
+    rows = plan(sizes).rows[0]  # edgeq's exposure plan: the example's activations are one pass
     machine = ThreadPlan.for_machine()
     plans = {f"{machine.collect_threads}:{machine.workers} (this machine's plan)": machine}
     for text in args.splits:
@@ -75,9 +75,9 @@ def main() -> None:
     best = dict.fromkeys(plans, math.inf)
     reference = None
     for _ in range(args.rounds):
-        for name, plan in plans.items():
+        for name, split in plans.items():
             start = time.perf_counter()
-            stats = collect(model, tensors, (x[i : i + rows] for i in range(0, len(x), rows)), plan=plan)
+            stats = collect(model, tensors, (x[i : i + rows] for i in range(0, len(x), rows)), plan=split)
             best[name] = min(best[name], time.perf_counter() - start)
             hists = {n: (s.hist.tobytes(), s.hist_range, s.min, s.max) for n, s in stats.items()}
             if reference is None:
